@@ -1,0 +1,1 @@
+"""The compiler: YAML to validated IR to DAG to plan."""

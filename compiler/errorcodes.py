@@ -1,0 +1,66 @@
+"""Which error codes each node can end with: the basis of retry checks and the plan's union."""
+
+from __future__ import annotations
+
+import re
+
+from . import ir
+
+# Any step may end with these, whatever its action does.
+ALWAYS = frozenset({"TIMEOUT", "UNAVAILABLE", "UNEXPECTED", "CANCELLED", "TEMPLATE_ERROR"})
+EFFECT = ALWAYS | {"RESULT_TOO_LARGE"}
+SAGA_LEVEL = frozenset({"SAGA_TIMEOUT", "CANCELLED"})
+BUILTIN = EFFECT | SAGA_LEVEL | {
+    "APPROVAL_REJECTED",
+    "APPROVAL_TIMEOUT",
+    "BATCH_ITEM_FAILED",
+    "COMMAND_FAILED",
+}
+HTTP_CODE = re.compile(r"^HTTP_[1-5][0-9][0-9]$")
+
+
+def action_codes(spec: ir.Action | None) -> frozenset[str]:
+    if isinstance(spec, ir.CommandAction):
+        return frozenset({"COMMAND_FAILED"})
+    if isinstance(spec, ir.MockAction) and spec.fail:
+        return frozenset({spec.fail})
+    return frozenset()
+
+
+def can_raise(node: ir.AnyNode, code: str) -> bool:
+    """Whether `node` can fail with `code` (HTTP_<status> for any http action)."""
+    if isinstance(node, (ir.TaskStep, ir.ForeachNode)) and isinstance(
+        node.action.spec, ir.HttpAction
+    ) and HTTP_CODE.match(code):
+        return True
+    return code in node_codes(node)
+
+
+def node_codes(node: ir.AnyNode) -> frozenset[str]:
+    """Codes `node` can fail with (http statuses are summarised as none: see `can_raise`)."""
+    if isinstance(node, ir.TaskStep):
+        return EFFECT | set(node.errors) | action_codes(node.action.spec)
+    if isinstance(node, ir.ForeachNode):
+        return EFFECT | {"BATCH_ITEM_FAILED"} | set(node.errors) | action_codes(node.action.spec)
+    if isinstance(node, ir.ApprovalGate):
+        return ALWAYS | {"APPROVAL_REJECTED", "APPROVAL_TIMEOUT"}
+    if isinstance(node, ir.FailNode):
+        return ALWAYS | {node.code}
+    out: set[str] = set(ALWAYS)
+    for branch in node.branches:
+        for child in branch:
+            out |= node_codes(child)
+    return frozenset(out)
+
+
+def saga_codes(saga: ir.Saga) -> list[str]:
+    """Every code a run of `saga` can end with, sorted; `HTTP_4xx` stands for any 4xx status."""
+    out: set[str] = set(SAGA_LEVEL)
+    for node in saga.steps:
+        out |= node_codes(node)
+    if any(
+        isinstance(n, (ir.TaskStep, ir.ForeachNode)) and isinstance(n.action.spec, ir.HttpAction)
+        for n in saga.walk()
+    ):
+        out.add("HTTP_4xx")
+    return sorted(out)

@@ -1,0 +1,216 @@
+"""The typed intermediate representation of a saga (pydantic v2, frozen).
+
+The IR is what every later stage reads: `checks`, `graph`, `plan`, the renderers and the
+runtime. It is normalised: durations are seconds, retry is always a tuple of policies, named
+actions are resolved, wrapper nodes (`{parallel: ...}`) become typed nodes with a `kind`.
+`path` fields locate a node in the source document (for diagnostics); they are not part of the
+saga's meaning and are left out of serialisation.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Path = tuple[str | int, ...]
+JSON = Any
+
+DEFAULT_RETRY_ON = ("TIMEOUT", "UNAVAILABLE")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class RetryPolicy(_Model):
+    """One retry policy; a step's `retry` is a list matched in order by error code."""
+
+    max_attempts: int = 3
+    backoff: Literal["exponential", "fixed", "linear"] = "exponential"
+    initial_delay: float = 0.2
+    multiplier: float = 2.0
+    max_delay: float = 30.0
+    jitter: Literal["full", "none"] = "full"
+    on: tuple[str, ...] = DEFAULT_RETRY_ON
+    path: Path = Field(default=(), exclude=True)
+
+
+class PythonAction(_Model):
+    kind: Literal["python"] = "python"
+    target: str  # "pkg.module:function"
+
+
+class HttpAction(_Model):
+    kind: Literal["http"] = "http"
+    method: str = "POST"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_body: JSON = Field(default=None, alias="json")
+    has_json: bool = False  # `json:` given (even as null): `with` is not the body
+    timeout: float | None = None
+    ok_status: tuple[int, ...] = ()
+
+
+class CommandAction(_Model):
+    kind: Literal["command"] = "command"
+    argv: tuple[str, ...]
+
+
+class MockAction(_Model):
+    kind: Literal["mock"] = "mock"
+    result: JSON = None
+    fail: str | None = None
+    fail_times: int | None = None  # None: fail every attempt
+    delay: float = 0.0
+
+
+Action = Annotated[
+    PythonAction | HttpAction | CommandAction | MockAction, Field(discriminator="kind")
+]
+
+
+class ActionRef(_Model):
+    """A step's action: a name from `actions` (resolved) or an inline spec (`name` is None)."""
+
+    name: str | None = None
+    spec: Action | None = None  # None only while a name is unknown (the checks report it)
+    path: Path = Field(default=(), exclude=True)
+
+
+class Compensation(_Model):
+    action: ActionRef
+    with_: dict[str, JSON] = Field(default_factory=dict, alias="with")
+    idempotency_key: str | None = None
+    retry: tuple[RetryPolicy, ...] = ()
+    retry_declared: bool = False  # the author (or `defaults`) gave a retry
+    timeout: float | None = None
+    on: Literal["completed", "attempted"] = "completed"
+    path: Path = Field(default=(), exclude=True)
+
+
+class NodeBase(_Model):
+    id: str
+    name: str | None = None
+    after: tuple[str, ...] | None = None  # None: depends on the previous node of its list
+    when: str | None = None
+    path: Path = Field(default=(), exclude=True)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+class TaskStep(NodeBase):
+    kind: Literal["task"] = "task"
+    action: ActionRef
+    with_: dict[str, JSON] = Field(default_factory=dict, alias="with")
+    idempotency_key: str | None = None
+    errors: tuple[str, ...] = ()
+    retry: tuple[RetryPolicy, ...] = ()
+    timeout: float | None = None
+    deadline: float | None = None
+    keep: tuple[str, ...] | None = None
+    irreversible: bool = False
+    compensate: Compensation | None = None
+
+
+class BatchSpec(_Model):
+    size: int = 50
+    concurrency: int = 5
+    delay: float = 0.01
+    preset: Literal["conservative", "balanced", "aggressive"] | None = None
+
+
+BATCH_PRESETS: dict[str, BatchSpec] = {
+    "conservative": BatchSpec(size=20, concurrency=3, delay=0.05, preset="conservative"),
+    "balanced": BatchSpec(size=50, concurrency=5, delay=0.01, preset="balanced"),
+    "aggressive": BatchSpec(size=100, concurrency=10, delay=0.0, preset="aggressive"),
+}
+
+
+class ForeachNode(NodeBase):
+    kind: Literal["foreach"] = "foreach"
+    items: str
+    as_: str = Field(alias="as")
+    action: ActionRef
+    with_: dict[str, JSON] = Field(default_factory=dict, alias="with")
+    idempotency_key: str | None = None
+    errors: tuple[str, ...] = ()
+    retry: tuple[RetryPolicy, ...] = ()
+    timeout: float | None = None
+    deadline: float | None = None
+    keep: tuple[str, ...] | None = None
+    batch: BatchSpec = BATCH_PRESETS["balanced"]
+    checkpoint: str | None = None
+    on_error: Literal["stop", "continue"] = "stop"
+    compensate: Compensation | None = None
+
+
+class ApprovalGate(NodeBase):
+    kind: Literal["approval"] = "approval"
+    key: str | None = None  # None: "<saga>:<run id>:<id>"
+    approvers: tuple[str, ...]
+    message: str | None = None
+    timeout: float | None = None
+    on_timeout: Literal["reject", "fail"] = "reject"
+
+
+class FailNode(NodeBase):
+    kind: Literal["fail"] = "fail"
+    code: str
+    message: str | None = None
+
+
+class ParallelGroup(NodeBase):
+    kind: Literal["parallel"] = "parallel"
+    mode: Literal["all", "all_settled", "any"] = "all"
+    max_concurrency: int | None = None
+    branches: tuple[tuple[Node, ...], ...]
+
+
+Node = Annotated[
+    TaskStep | ParallelGroup | ApprovalGate | ForeachNode | FailNode,
+    Field(discriminator="kind"),
+]
+
+
+class Defaults(_Model):
+    timeout: float | None = None
+    retry: tuple[RetryPolicy, ...] = ()
+
+
+class Saga(_Model):
+    saga: str
+    version: int = 1
+    description: str | None = None
+    input_schema: dict[str, JSON] | None = Field(default=None, alias="input")
+    env: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()
+    actions: dict[str, Action] = Field(default_factory=dict)
+    defaults: Defaults = Defaults()
+    compensation: Literal["sequential", "parallel"] = "sequential"
+    on_compensation_failure: Literal["continue", "stop"] = "continue"
+    timeout: float | None = None
+    steps: tuple[Node, ...]
+    on_failure: tuple[Node, ...] = ()
+    output: JSON = None
+
+    def walk(self) -> list[AnyNode]:
+        """Every node (steps, then on_failure), depth first in declaration order."""
+        out: list[AnyNode] = []
+        stack: list[AnyNode] = [*reversed(self.on_failure), *reversed(self.steps)]
+        while stack:
+            node = stack.pop()
+            out.append(node)
+            if isinstance(node, ParallelGroup):
+                for branch in reversed(node.branches):
+                    stack.extend(reversed(branch))
+        return out
+
+
+AnyNode = TaskStep | ParallelGroup | ApprovalGate | ForeachNode | FailNode
+Effectful = TaskStep | ForeachNode  # nodes that call actions and may be compensated
+
+ParallelGroup.model_rebuild()
+Saga.model_rebuild()

@@ -1,0 +1,298 @@
+"""Load a saga file: YAML text to plain data plus the line and column of every node.
+
+Built on PyYAML's event stream (libyaml's C parser where available) rather than its
+constructors, so that this module alone decides what a scalar means (YAML 1.2 core: `on`,
+`yes` and `no` stay strings), never constructs Python objects from tags, reports duplicate keys,
+and refuses hostile input (alias bombs, absurd nesting, oversized files) with a diagnostic
+instead of hanging. It must never execute or import anything named by the document.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .diagnostics import Diagnostic
+
+try:  # libyaml's parser is ~10x faster; fall back to the pure-Python one.
+    from yaml import CSafeLoader as _Parser
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml import SafeLoader as _Parser  # type: ignore[assignment]
+
+PathKey = tuple[str | int, ...]
+
+MAX_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 2_000_000  # after alias expansion: what every later stage would have to walk
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+@dataclass(slots=True)
+class SourceMap:
+    """Where each node of the loaded data came from, by its path from the root."""
+
+    values: dict[PathKey, Mark] = field(default_factory=dict)
+    keys: dict[PathKey, Mark] = field(default_factory=dict)
+
+    def at(self, path: PathKey, *, key: bool = False) -> Mark:
+        """The mark of the node at `path` (or of its key), else of its nearest ancestor."""
+        table = self.keys if key else self.values
+        p = tuple(path)
+        while p:
+            if p in table:
+                return table[p]
+            if key and p in self.values:
+                return self.values[p]
+            p = p[:-1]
+        return self.values.get((), Mark(1, 1))
+
+
+@dataclass(slots=True)
+class Document:
+    file: str
+    text: str
+    data: Any
+    source: SourceMap
+
+    def line_text(self, line: int) -> str:
+        lines = self.text.splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else ""
+
+
+_INT = re.compile(r"[-+]?[0-9]+\Z")
+_OCT = re.compile(r"0o[0-7]+\Z")
+_HEX = re.compile(r"0x[0-9a-fA-F]+\Z")
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+_INF = re.compile(r"[-+]?\.(inf|Inf|INF)\Z")
+_NAN = re.compile(r"\.(nan|NaN|NAN)\Z")
+_PLAIN_TAGS = {None, "!"}
+_STD = "tag:yaml.org,2002:"
+_TYPED_TAGS: dict[str, type | tuple[type, ...]] = {
+    "int": int,
+    "float": (int, float),
+    "bool": bool,
+    "null": type(None),
+}
+
+
+def resolve_plain(text: str) -> Any:
+    """A plain scalar under the YAML 1.2 core schema."""
+    if text in ("", "~", "null", "Null", "NULL"):
+        return None
+    if text in ("true", "True", "TRUE"):
+        return True
+    if text in ("false", "False", "FALSE"):
+        return False
+    if _INT.match(text):
+        return int(text)
+    if _OCT.match(text):
+        return int(text[2:], 8)
+    if _HEX.match(text):
+        return int(text[2:], 16)
+    if _FLOAT.match(text):
+        return float(text)
+    if _INF.match(text):
+        return -math.inf if text.startswith("-") else math.inf
+    if _NAN.match(text):
+        return math.nan
+    return text
+
+
+class _Refused(Exception):
+    def __init__(self, code: str, message: str, mark: Mark, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.mark, self.hint = code, message, mark, hint
+
+
+def _mark(m: Any) -> Mark:
+    return Mark(m.line + 1, m.column + 1)
+
+
+def _scalar(event: Any) -> Any:
+    tag, text = event.tag, event.value
+    if tag in _PLAIN_TAGS:
+        # implicit[0]: plain and untagged; quoted scalars and `!` are always strings.
+        return resolve_plain(text) if tag is None and event.implicit[0] else text
+    kind = tag[len(_STD) :] if tag.startswith(_STD) else None
+    if kind == "str":
+        return text
+    expected = _TYPED_TAGS.get(kind or "")
+    if expected is None:
+        raise _Refused("E002", f"YAML tag {tag!r} is not allowed", _mark(event.start_mark))
+    value = resolve_plain(text)
+    if not isinstance(value, expected):
+        raise _Refused("E002", f"YAML tag {tag!r} does not fit {text!r}", _mark(event.start_mark))
+    return float(value) if kind == "float" else value
+
+
+class _Frame:
+    __slots__ = ("anchor", "container", "key", "key_mark", "mark", "path", "size")
+
+    def __init__(self, container: Any, path: PathKey, mark: Mark, anchor: str | None) -> None:
+        self.container = container
+        self.path = path
+        self.mark = mark
+        self.anchor = anchor
+        self.key: Any = _NO_KEY
+        self.key_mark = mark
+        self.size = 1
+
+
+_NO_KEY = object()
+
+
+def _build(text: str, source: SourceMap) -> Any:
+    """Turn the event stream into data, recording marks; iterative, so depth cannot overflow."""
+    stack: list[_Frame] = []
+    anchors: dict[str, tuple[Any, int]] = {}
+    total = 0
+    root: Any = None
+    documents = 0
+
+    def child_path() -> PathKey:
+        top = stack[-1]
+        if isinstance(top.container, list):
+            return (*top.path, len(top.container))
+        return (*top.path, top.key)
+
+    def attach(value: Any, size: int, mark: Mark) -> None:
+        nonlocal root, total
+        total += size
+        if total > MAX_NODES:
+            raise _Refused(
+                "E002",
+                f"document expands to more than {MAX_NODES:,} nodes",
+                mark,
+                "an alias bomb? reduce the use of YAML anchors and aliases",
+            )
+        if not stack:
+            root = value
+            return
+        top = stack[-1]
+        top.size += size
+        if isinstance(top.container, list):
+            top.container.append(value)
+        elif top.key is _NO_KEY:
+            if isinstance(value, (dict, list)):
+                raise _Refused("E001", "a mapping key must be a scalar", mark)
+            key = value if isinstance(value, str) else _key_text(value)
+            if key in top.container:
+                raise _Refused(
+                    "E003",
+                    f"duplicate key {key!r}",
+                    mark,
+                    "each key may appear once in a mapping; remove or rename one",
+                )
+            top.key = key
+            top.key_mark = mark
+            source.keys[(*top.path, key)] = mark
+        else:
+            top.container[top.key] = value
+            top.key = _NO_KEY
+
+    for event in yaml.parse(text, Loader=_Parser):
+        etype = type(event)
+        if etype is yaml.ScalarEvent:
+            mark = _mark(event.start_mark)
+            value = _scalar(event)
+            is_key = bool(stack) and isinstance(stack[-1].container, dict) and (
+                stack[-1].key is _NO_KEY
+            )
+            if not is_key:
+                source.values[child_path() if stack else ()] = mark
+            if event.anchor:
+                anchors[event.anchor] = (value, 1)
+            attach(value, 1, mark)
+        elif etype in (yaml.MappingStartEvent, yaml.SequenceStartEvent):
+            mark = _mark(event.start_mark)
+            if event.tag not in _PLAIN_TAGS and event.tag not in (_STD + "map", _STD + "seq"):
+                raise _Refused("E002", f"YAML tag {event.tag!r} is not allowed", mark)
+            if len(stack) >= MAX_DEPTH:
+                raise _Refused("E002", f"nesting deeper than {MAX_DEPTH} levels", mark)
+            path = child_path() if stack else ()
+            source.values[path] = mark
+            container: Any = {} if etype is yaml.MappingStartEvent else []
+            stack.append(_Frame(container, path, mark, event.anchor))
+        elif etype in (yaml.MappingEndEvent, yaml.SequenceEndEvent):
+            frame = stack.pop()
+            if frame.anchor:
+                anchors[frame.anchor] = (frame.container, frame.size)
+            attach(frame.container, frame.size, frame.mark)
+        elif etype is yaml.AliasEvent:
+            mark = _mark(event.start_mark)
+            if event.anchor not in anchors:
+                raise _Refused("E001", f"unknown alias *{event.anchor}", mark)
+            value, size = anchors[event.anchor]
+            if stack and not (
+                isinstance(stack[-1].container, dict) and stack[-1].key is _NO_KEY
+            ):
+                source.values[child_path()] = mark
+            attach(value, size, mark)
+        elif etype is yaml.DocumentStartEvent:
+            documents += 1
+            if documents > 1:
+                raise _Refused(
+                    "E001",
+                    "a saga file holds one YAML document",
+                    _mark(event.start_mark),
+                    "remove the `---` separator, or split the file",
+                )
+    return root
+
+
+def _key_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def load_text(text: str, file: str = "<string>") -> tuple[Document | None, list[Diagnostic]]:
+    """Parse `text`; on failure return no document and the diagnostics saying why."""
+    if len(text) > MAX_BYTES:
+        return None, [
+            Diagnostic("E002", f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB", file)
+        ]
+    source = SourceMap()
+    try:
+        data = _build(text, source)
+    except _Refused as r:
+        return None, [Diagnostic(r.code, r.message, file, r.mark.line, r.mark.column, r.hint)]
+    except yaml.MarkedYAMLError as e:
+        m = e.problem_mark or e.context_mark
+        line, col = (m.line + 1, m.column + 1) if m else (1, 1)
+        problem = e.problem or "invalid YAML"
+        context = f" ({e.context})" if e.context else ""
+        return None, [Diagnostic("E001", f"{problem}{context}", file, line, col)]
+    except yaml.YAMLError as e:  # reader errors: bad encoding, control characters
+        return None, [Diagnostic("E001", str(e).splitlines()[0], file)]
+    return Document(file, text, data, source), []
+
+
+def load_file(path: str | Path) -> tuple[Document | None, list[Diagnostic]]:
+    """Read and parse a saga file; an unreadable file is a diagnostic, not a traceback."""
+    name = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        return None, [Diagnostic("E004", f"cannot read file: {e.strerror or e}", name)]
+    if len(raw) > MAX_BYTES:
+        return None, [
+            Diagnostic("E002", f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB", name)
+        ]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        return None, [Diagnostic("E001", f"file is not UTF-8 ({e.reason} at byte {e.start})", name)]
+    return load_text(text, name)

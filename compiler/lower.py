@@ -1,0 +1,187 @@
+"""Lower schema-valid YAML data to the IR: resolve names, apply defaults, parse durations.
+
+Runs only after the schema layer passed, so shapes are trusted here; what is left to find
+(unknown action names, cycles, template problems) is the job of `checks`, which reads the IR.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import ir
+from .durations import parse_duration
+
+Path = ir.Path
+
+
+def _dur(value: Any) -> float | None:
+    return None if value is None else parse_duration(value)
+
+
+def _action(raw: dict[str, Any]) -> ir.PythonAction | ir.HttpAction | ir.CommandAction | ir.MockAction:
+    if "python" in raw:
+        return ir.PythonAction(target=raw["python"])
+    if "http" in raw:
+        h = raw["http"]
+        return ir.HttpAction(
+            method=h.get("method", "POST"),
+            url=h["url"],
+            headers=h.get("headers", {}),
+            json_body=h.get("json"),
+            has_json="json" in h,
+            timeout=_dur(h.get("timeout")),
+            ok_status=tuple(h.get("ok_status", ())),
+        )
+    if "command" in raw:
+        return ir.CommandAction(argv=tuple(raw["command"]))
+    m = raw["mock"] or {}
+    return ir.MockAction(
+        result=m.get("result"),
+        fail=m.get("fail"),
+        fail_times=m.get("fail_times"),
+        delay=_dur(m.get("delay")) or 0.0,
+    )
+
+
+class _Lowerer:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.actions = {name: _action(spec) for name, spec in (data.get("actions") or {}).items()}
+        d = data.get("defaults") or {}
+        self.default_timeout = _dur(d.get("timeout"))
+        self.default_retry = self.retry(d.get("retry"), ("defaults", "retry"))
+
+    def retry(self, raw: Any, path: Path) -> tuple[ir.RetryPolicy, ...]:
+        if raw is None:
+            return ()
+        items = raw if isinstance(raw, list) else [raw]
+        out = []
+        for i, p in enumerate(items):
+            ppath = (*path, i) if isinstance(raw, list) else path
+            kwargs: dict[str, Any] = {k: v for k, v in p.items() if k not in ("on",)}
+            for key in ("initial_delay", "max_delay"):
+                if key in kwargs:
+                    kwargs[key] = parse_duration(kwargs[key])
+            if "on" in p:
+                kwargs["on"] = tuple(p["on"])
+            out.append(ir.RetryPolicy(path=ppath, **kwargs))
+        return tuple(out)
+
+    def action_ref(self, raw: Any, path: Path) -> ir.ActionRef:
+        if isinstance(raw, str):
+            return ir.ActionRef(name=raw, spec=self.actions.get(raw), path=path)
+        return ir.ActionRef(spec=_action(raw), path=path)
+
+    def compensation(self, raw: dict[str, Any] | None, path: Path) -> ir.Compensation | None:
+        if raw is None:
+            return None
+        own = self.retry(raw.get("retry"), (*path, "retry"))
+        return ir.Compensation(
+            action=self.action_ref(raw["action"], (*path, "action")),
+            with_=raw.get("with") or {},
+            idempotency_key=raw.get("idempotency_key"),
+            retry=own or self.default_retry,
+            retry_declared=bool(own or self.default_retry),
+            timeout=_dur(raw.get("timeout")) or self.default_timeout,
+            on=raw.get("on", "completed"),
+            path=path,
+        )
+
+    def common(self, raw: dict[str, Any], path: Path) -> dict[str, Any]:
+        after = raw.get("after")
+        return {
+            "id": raw["id"],
+            "name": raw.get("name"),
+            "after": tuple(after) if after is not None else None,
+            "when": raw.get("when"),
+            "path": path,
+        }
+
+    def effect(self, raw: dict[str, Any], path: Path) -> dict[str, Any]:
+        """Fields shared by task steps and foreach nodes."""
+        keep = raw.get("keep")
+        return {
+            "action": self.action_ref(raw["action"], (*path, "action")),
+            "with_": raw.get("with") or {},
+            "idempotency_key": raw.get("idempotency_key"),
+            "errors": tuple(raw.get("errors", ())),
+            "retry": self.retry(raw.get("retry"), (*path, "retry")) or self.default_retry,
+            "timeout": _dur(raw.get("timeout")) or self.default_timeout,
+            "deadline": _dur(raw.get("deadline")),
+            "keep": tuple(keep) if keep is not None else None,
+            "compensate": self.compensation(raw.get("compensate"), (*path, "compensate")),
+        }
+
+    def node(self, raw: dict[str, Any], path: Path) -> ir.AnyNode:
+        if "parallel" in raw:
+            p, ppath = raw["parallel"], (*path, "parallel")
+            return ir.ParallelGroup(
+                **self.common(p, ppath),
+                mode=p.get("mode", "all"),
+                max_concurrency=p.get("max_concurrency"),
+                branches=tuple(
+                    self.nodes(b, (*ppath, "branches", i)) for i, b in enumerate(p["branches"])
+                ),
+            )
+        if "approval" in raw:
+            a, apath = raw["approval"], (*path, "approval")
+            return ir.ApprovalGate(
+                **self.common(a, apath),
+                key=a.get("key"),
+                approvers=tuple(a["approvers"]),
+                message=a.get("message"),
+                timeout=_dur(a.get("timeout")),
+                on_timeout=a.get("on_timeout", "reject"),
+            )
+        if "foreach" in raw:
+            f, fpath = raw["foreach"], (*path, "foreach")
+            batch = f.get("batch") or {}
+            spec = (
+                ir.BATCH_PRESETS[batch["preset"]]
+                if "preset" in batch
+                else ir.BatchSpec(
+                    size=batch.get("size", 50),
+                    concurrency=batch.get("concurrency", 5),
+                    delay=_dur(batch.get("delay")) if "delay" in batch else 0.01,
+                )
+            )
+            return ir.ForeachNode(
+                **self.common(f, fpath),
+                **self.effect(f, fpath),
+                items=f["items"],
+                as_=f["as"],
+                batch=spec,
+                checkpoint=f.get("checkpoint"),
+                on_error=f.get("on_error", "stop"),
+            )
+        if "fail" in raw:
+            x, xpath = raw["fail"], (*path, "fail")
+            return ir.FailNode(**self.common(x, xpath), code=x["code"], message=x.get("message"))
+        return ir.TaskStep(
+            **self.common(raw, path),
+            **self.effect(raw, path),
+            irreversible=bool(raw.get("irreversible", False)),
+        )
+
+    def nodes(self, raw: list[dict[str, Any]], path: Path) -> tuple[ir.AnyNode, ...]:
+        return tuple(self.node(n, (*path, i)) for i, n in enumerate(raw))
+
+
+def lower(data: dict[str, Any]) -> ir.Saga:
+    """The IR of a schema-valid saga document."""
+    lw = _Lowerer(data)
+    return ir.Saga(
+        saga=data["saga"],
+        version=data.get("version", 1),
+        description=data.get("description"),
+        input_schema=data.get("input"),
+        env=tuple(data.get("env", ())),
+        secrets=tuple(data.get("secrets", ())),
+        actions=lw.actions,
+        defaults=ir.Defaults(timeout=lw.default_timeout, retry=lw.default_retry),
+        compensation=data.get("compensation", "sequential"),
+        on_compensation_failure=data.get("on_compensation_failure", "continue"),
+        timeout=_dur(data.get("timeout")),
+        steps=lw.nodes(data["steps"], ("steps",)),
+        on_failure=lw.nodes(data.get("on_failure") or [], ("on_failure",)),
+        output=data.get("output"),
+    )

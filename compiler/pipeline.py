@@ -1,0 +1,76 @@
+"""The compiler's front door: text -> Document -> schema -> IR -> checks -> graph -> plan.
+
+Each stage consumes the previous stage's output; a stage that finds errors stops the pipeline
+after reporting *all* of its own diagnostics, so one run shows every problem it can.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import ir
+from .checks import check_ids, check_semantics
+from .diagnostics import Diagnostic, Severity
+from .errors import DefinitionError
+from .graph import SagaGraph, build_graph
+from .loader import Document, load_file, load_text
+from .lower import lower
+from .plan import Plan, build_plan
+from .schema import check_schema
+
+
+@dataclass(slots=True)
+class Compilation:
+    """Everything one compilation produced; `plan` is None when there were errors."""
+
+    file: str
+    document: Document | None = None
+    saga: ir.Saga | None = None
+    graph: SagaGraph | None = None
+    plan: Plan | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def errors(self, *, strict: bool = False) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if strict or d.level is Severity.ERROR]
+
+    def ok(self, *, strict: bool = False) -> bool:
+        return not self.errors(strict=strict)
+
+
+def _compile(doc: Document | None, diags: list[Diagnostic], file: str) -> Compilation:
+    c = Compilation(file, doc, diagnostics=list(diags))
+    if doc is None:
+        return c
+    c.diagnostics.extend(check_schema(doc))
+    if c.errors():
+        return c
+    c.saga = lower(doc.data)
+    c.diagnostics.extend(check_ids(c.saga, doc))
+    if c.errors():
+        return c
+    c.graph, graph_diags = build_graph(c.saga, doc.file, doc.source)
+    c.diagnostics.extend(graph_diags)
+    c.diagnostics.extend(check_semantics(c.saga, c.graph, doc))
+    if not c.errors():
+        c.plan = build_plan(c.saga, c.graph, doc.data, file)
+    c.diagnostics.sort(key=lambda d: (d.line, d.column, d.code))
+    return c
+
+
+def compile_text(text: str, file: str = "<string>") -> Compilation:
+    doc, diags = load_text(text, file)
+    return _compile(doc, diags, file)
+
+
+def compile_file(path: str | Path) -> Compilation:
+    doc, diags = load_file(path)
+    return _compile(doc, diags, str(path))
+
+
+def load(path: str | Path, *, strict: bool = False) -> Plan:
+    """The plan of the saga in `path`; raises `DefinitionError` listing every diagnostic."""
+    c = compile_file(path)
+    if c.plan is None or not c.ok(strict=strict):
+        raise DefinitionError(c.diagnostics)
+    return c.plan

@@ -1,0 +1,128 @@
+"""The execution plan: what the runtime consumes and `sagac compile` prints as JSON.
+
+A plan is the IR plus everything derived from the graph: the topological order and the layers
+of nodes that can run together in every scope, each node's dependencies, how compensation is
+ordered, the union of every error code a run can end with, and a stable hash of the definition
+(a run records it; resuming under a changed definition is refused).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+import networkx as nx
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import ir
+from .errorcodes import node_codes, saga_codes
+from .graph import SagaGraph
+
+PLAN_VERSION = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ScopePlan(_Frozen):
+    key: str = Field(description='"steps", "on_failure", or "<group id>/<branch index>"')
+    owner: str | None = Field(None, description="The parallel group holding this branch")
+    branch: int | None = None
+    order: list[str] = Field(description="Topological order; ties keep declaration order")
+    layers: list[list[str]] = Field(description="Nodes that may run at the same time")
+    deps: dict[str, list[str]] = Field(description="Each node's dependencies in this scope")
+
+
+class NodePlan(_Frozen):
+    id: str
+    kind: Literal["task", "parallel", "approval", "foreach", "fail"]
+    scope: str
+    depends_on: list[str]
+    compensable: bool = Field(description="Has a `compensate` (undone on failure)")
+    irreversible: bool = False
+    error_codes: list[str] = Field(description="Codes this node can fail with")
+
+
+class CompensationPlan(_Frozen):
+    mode: Literal["sequential", "parallel"]
+    rule: str
+    on_compensation_failure: Literal["continue", "stop"]
+
+
+class Plan(_Frozen):
+    """A compiled saga. `definition` is the IR; the rest is derived from it."""
+
+    plan_version: int = PLAN_VERSION
+    saga: str
+    version: int
+    hash: str = Field(description="sha256 of the definition's canonical JSON")
+    file: str | None = None
+    compensation: CompensationPlan
+    scopes: list[ScopePlan]
+    nodes: dict[str, NodePlan]
+    error_codes: list[str]
+    definition: ir.Saga
+
+    def scope(self, key: str) -> ScopePlan:
+        for s in self.scopes:
+            if s.key == key:
+                return s
+        raise KeyError(key)
+
+
+def definition_hash(data: Any) -> str:
+    """A hash that ignores formatting, comments and key order, but not meaning."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def build_plan(saga: ir.Saga, graph: SagaGraph, data: Any, file: str | None = None) -> Plan:
+    scopes: list[ScopePlan] = []
+    nodes: dict[str, NodePlan] = {}
+    for scope in graph.scopes.values():
+        index = {nid: i for i, nid in enumerate(scope.ids)}
+        order = list(nx.lexicographical_topological_sort(scope.dag, key=index.__getitem__))
+        layers = [sorted(g, key=index.__getitem__) for g in nx.topological_generations(scope.dag)]
+        scopes.append(
+            ScopePlan(
+                key=scope.key,
+                owner=scope.owner,
+                branch=scope.branch,
+                order=order,
+                layers=layers,
+                deps={nid: list(scope.deps[nid]) for nid in scope.ids},
+            )
+        )
+        for n in scope.nodes:
+            nodes[n.id] = NodePlan(
+                id=n.id,
+                kind=n.kind,
+                scope=scope.key,
+                depends_on=list(scope.deps[n.id]),
+                compensable=isinstance(n, (ir.TaskStep, ir.ForeachNode))
+                and n.compensate is not None,
+                irreversible=isinstance(n, ir.TaskStep) and n.irreversible,
+                error_codes=sorted(node_codes(n)),
+            )
+    rule = (
+        "reverse order of completion (LIFO), one at a time"
+        if saga.compensation == "sequential"
+        else "reverse DAG: a compensation waits only for those of the steps that depended on it"
+    )
+    return Plan(
+        saga=saga.saga,
+        version=saga.version,
+        hash=definition_hash(data),
+        file=file,
+        compensation=CompensationPlan(
+            mode=saga.compensation,
+            rule=rule,
+            on_compensation_failure=saga.on_compensation_failure,
+        ),
+        scopes=scopes,
+        nodes=nodes,
+        error_codes=saga_codes(saga),
+        definition=saga,
+    )

@@ -1,0 +1,72 @@
+"""The `sagac` command: a thin driver over the public API.
+
+It parses arguments, calls one function, prints, and maps outcomes to the exit codes of the
+spec (section 8). Commands live in `sagac.commands.*`, each registering its own sub-parser.
+A `SagacError` becomes a one-line message and its exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from sagac.compiler.errors import SagacError, UsageError
+
+# Each module exposes `register(subparsers)`; the sub-parser's `func(args) -> int` runs it.
+COMMAND_MODULES = ("compile", "run", "durable", "inspect", "diagram")
+
+EXIT_USAGE = 64
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sagac import __version__
+
+    parser = _Parser(
+        prog="sagac",
+        description="Compile and run declarative YAML sagas.",
+        epilog="Exit codes: 0 ok, 1 failed and compensated, 2 compensation failed, "
+        "3 waiting for approval, 4 invalid input, 64 usage, 65 invalid saga, 77 not permitted.",
+    )
+    parser.add_argument("--version", action="version", version=f"sagac {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"sagac.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"sagac.commands.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        code: int = args.func(args)
+        return code
+    except SagacError as e:
+        print(f"sagac: error[{e.code}]: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"  hint: {e.hint}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("sagac: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

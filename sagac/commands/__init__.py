@@ -1,0 +1,1 @@
+"""Sub-commands of the `sagac` CLI, one module per group."""

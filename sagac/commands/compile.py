@@ -1,0 +1,88 @@
+"""`sagac validate`, `sagac compile`, `sagac schema`: the compiler's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from sagac.compiler.diagnostics import Severity
+from sagac.compiler.formatting import format_json, format_sarif, format_text
+from sagac.compiler.pipeline import Compilation, compile_file
+from sagac.compiler.schema import saga_schema
+
+EXIT_OK, EXIT_INVALID = 0, 65
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("validate", help="check saga files like a compiler")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    p.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    p.set_defaults(func=validate)
+
+    p = sub.add_parser("compile", help="print the execution plan of a saga as JSON")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    p.set_defaults(func=compile_)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the saga language")
+    p.add_argument("--plan", action="store_true", help="the schema of `sagac compile` output")
+    p.set_defaults(func=schema)
+
+
+def _line_text(compilations: dict[str, Compilation]) -> Any:
+    def line(file: str, n: int) -> str:
+        c = compilations.get(file)
+        return c.document.line_text(n) if c and c.document else ""
+
+    return line
+
+
+def _print_diagnostics(results: list[Compilation], fmt: str) -> None:
+    diags = [d for c in results for d in c.diagnostics]
+    if fmt == "json":
+        print(format_json(diags))
+    elif fmt == "sarif":
+        from sagac import __version__
+
+        print(format_sarif(diags, __version__))
+    elif diags:
+        print(format_text(diags, _line_text({c.file: c for c in results})), file=sys.stderr)
+
+
+def validate(args: argparse.Namespace) -> int:
+    results = [compile_file(f) for f in args.files]
+    _print_diagnostics(results, args.format)
+    failed = [c for c in results if not c.ok(strict=args.strict)]
+    if args.format == "text":
+        n_err = sum(d.level is Severity.ERROR for c in results for d in c.diagnostics)
+        n_warn = sum(d.level is Severity.WARNING for c in results for d in c.diagnostics)
+        status = "ok" if not failed else "failed"
+        print(
+            f"{status}: {len(results)} file(s), {n_err} error(s), {n_warn} warning(s)",
+            file=sys.stderr if failed else sys.stdout,
+        )
+    return EXIT_INVALID if failed else EXIT_OK
+
+
+def compile_(args: argparse.Namespace) -> int:
+    c = compile_file(args.file)
+    if c.plan is None or not c.ok(strict=args.strict):
+        _print_diagnostics([c], "text")
+        return EXIT_INVALID
+    if c.diagnostics:
+        _print_diagnostics([c], "text")
+    print(c.plan.model_dump_json(indent=2, by_alias=True))
+    return EXIT_OK
+
+
+def schema(args: argparse.Namespace) -> int:
+    if args.plan:
+        from sagac.compiler.plan import Plan
+
+        print(json.dumps(Plan.model_json_schema(by_alias=True), indent=2))
+    else:
+        print(json.dumps(saga_schema(), indent=2))
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""The JSON Schema of the saga language, shipped inside the package as data."""
