@@ -1,1 +1,28 @@
+"""Actions: how a step reaches the outside world (python, http, command, mock).
 
+The executor calls `invoke(spec, args, ctx)` for every attempt; the per-attempt timeout and
+cancellation are the executor's (it wraps the call in `asyncio.timeout`). An action either
+returns its JSON-serialisable result or raises `StepError` with a code from the spec's table;
+any other exception is turned into `UNEXPECTED` here, never leaked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """What an action may know about the call (python actions receive it as `context`)."""
+
+    run_id: str
+    saga: str
+    step_id: str
+    attempt: int  # 1-based
+    idempotency_key: str | None
+    deadline: float | None  # wall-clock epoch seconds by which this attempt must end
+    item_index: int | None = None  # inside a foreach
+    compensation: bool = False  # True when this call undoes the step
+    base_dir: Path | None = None  # the saga file's folder: python actions import from here
