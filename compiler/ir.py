@@ -153,7 +153,7 @@ class ApprovalGate(NodeBase):
     approvers: tuple[str, ...]
     message: str | None = None
     timeout: float | None = None
-    on_timeout: Literal["reject", "fail"] = "reject"
+    on_timeout: Literal["reject", "fail"] = "fail"  # fail: APPROVAL_TIMEOUT
 
 
 class FailNode(NodeBase):

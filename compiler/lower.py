@@ -130,18 +130,18 @@ class _Lowerer:
                 approvers=tuple(a["approvers"]),
                 message=a.get("message"),
                 timeout=_dur(a.get("timeout")),
-                on_timeout=a.get("on_timeout", "reject"),
+                on_timeout=a.get("on_timeout", "fail"),
             )
         if "foreach" in raw:
             f, fpath = raw["foreach"], (*path, "foreach")
-            batch = f.get("batch") or {}
+            batch = f.get("batch") or {"preset": "balanced"}
             spec = (
                 ir.BATCH_PRESETS[batch["preset"]]
                 if "preset" in batch
                 else ir.BatchSpec(
-                    size=batch.get("size", 50),
-                    concurrency=batch.get("concurrency", 5),
-                    delay=_dur(batch.get("delay")) if "delay" in batch else 0.01,
+                    size=batch["size"],
+                    concurrency=batch.get("concurrency", 1),
+                    delay=_dur(batch.get("delay")) or 0.0,
                 )
             )
             return ir.ForeachNode(

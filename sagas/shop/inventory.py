@@ -29,7 +29,9 @@ def reserve(order_id: str, items: list[Any], context: Any = None) -> dict[str, A
     return {"reservation_id": make_id("res", order_id, items), "lines": len(items)}
 
 
-def release(order_id: str, reservation_id: str | None = None, context: Any = None) -> dict[str, Any]:
+def release(
+    order_id: str, reservation_id: str | None = None, context: Any = None
+) -> dict[str, Any]:
     """Release an order's reservation. Keyed by order, so it also works when the reserve call
     timed out and left no result: releasing nothing is a success."""
     record("inventory.release", context, order_id=order_id, reservation_id=reservation_id)

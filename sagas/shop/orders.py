@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import make_id, record
+from . import record
 
 MAX_QTY = 10
 
@@ -22,6 +22,7 @@ def record_dispatch(
     order_id: str, courier: str, booking_id: str, context: Any = None
 ) -> dict[str, Any]:
     """Note which courier carries an order."""
-    record("orders.record_dispatch", context, order_id=order_id, courier=courier,
-           booking_id=booking_id)
+    record(
+        "orders.record_dispatch", context, order_id=order_id, courier=courier, booking_id=booking_id
+    )
     return {"order_id": order_id, "courier": courier, "booking_id": booking_id}

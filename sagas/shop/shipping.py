@@ -21,10 +21,16 @@ def create_shipment(
     """Book a parcel for the order; returns the shipment id and tracking number."""
     country = str(address.get("country", "")).upper()
     if country not in SHIPS_TO:
-        raise StepError("ADDRESS_UNDELIVERABLE", f"we do not ship to {country or 'an empty country'}")
+        raise StepError(
+            "ADDRESS_UNDELIVERABLE", f"we do not ship to {country or 'an empty country'}"
+        )
     record("shipping.create_shipment", context, order_id=order_id, address=address, items=items)
     shipment_id = make_id("shp", order_id, address)
-    return {"id": shipment_id, "tracking_number": "TRK" + shipment_id[-8:].upper(), "country": country}
+    return {
+        "id": shipment_id,
+        "tracking_number": "TRK" + shipment_id[-8:].upper(),
+        "country": country,
+    }
 
 
 def cancel_shipment(shipment_id: str, context: Any = None) -> dict[str, Any]:

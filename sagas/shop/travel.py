@@ -32,9 +32,17 @@ def book_flight(
     context: Any = None,
 ) -> dict[str, Any]:
     """A return flight for every traveller."""
-    record("travel.book_flight", context, trip_id=trip_id, origin=origin,
-           destination=destination, depart=depart, return_date=return_date,
-           travellers=travellers, cabin=cabin)
+    record(
+        "travel.book_flight",
+        context,
+        trip_id=trip_id,
+        origin=origin,
+        destination=destination,
+        depart=depart,
+        return_date=return_date,
+        travellers=travellers,
+        cabin=cabin,
+    )
     return {
         "booking_id": make_id("flt", trip_id, origin, destination, depart),
         "price": FARE_PER_TRAVELLER[cabin] * travellers,
@@ -52,8 +60,15 @@ def book_hotel(
 ) -> dict[str, Any]:
     """Rooms for two travellers each, from arrival to departure."""
     rooms = (travellers + 1) // 2
-    record("travel.book_hotel", context, trip_id=trip_id, city=city, depart=depart,
-           return_date=return_date, rooms=rooms)
+    record(
+        "travel.book_hotel",
+        context,
+        trip_id=trip_id,
+        city=city,
+        depart=depart,
+        return_date=return_date,
+        rooms=rooms,
+    )
     return {
         "booking_id": make_id("htl", trip_id, city, depart),
         "price": HOTEL_PER_NIGHT_PER_ROOM * rooms * _nights(depart, return_date),
@@ -70,8 +85,14 @@ def rent_car(
     trip_id: str, city: str, depart: str, return_date: str, context: Any = None
 ) -> dict[str, Any]:
     """A rental car for the whole stay."""
-    record("travel.rent_car", context, trip_id=trip_id, city=city, depart=depart,
-           return_date=return_date)
+    record(
+        "travel.rent_car",
+        context,
+        trip_id=trip_id,
+        city=city,
+        depart=depart,
+        return_date=return_date,
+    )
     return {
         "booking_id": make_id("car", trip_id, city, depart),
         "price": CAR_PER_DAY * _nights(depart, return_date),
