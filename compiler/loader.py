@@ -165,9 +165,10 @@ def _build(text: str, source: SourceMap) -> Any:
             return (*top.path, len(top.container))
         return (*top.path, top.key)
 
-    def attach(value: Any, size: int, mark: Mark) -> None:
+    def attach(value: Any, size: int, mark: Mark, new: int = 1) -> None:
+        # `size`: nodes in `value` (for its parent's anchor); `new`: nodes not counted yet.
         nonlocal root, total
-        total += size
+        total += new
         if total > MAX_NODES:
             raise _Refused(
                 "E002",
@@ -237,7 +238,7 @@ def _build(text: str, source: SourceMap) -> Any:
                 isinstance(stack[-1].container, dict) and stack[-1].key is _NO_KEY
             ):
                 source.values[child_path()] = mark
-            attach(value, size, mark)
+            attach(value, size, mark, size)
         elif etype is yaml.DocumentStartEvent:
             documents += 1
             if documents > 1:

@@ -1,0 +1,137 @@
+"""Compile-time benchmark: large generated sagas, timed stage by stage.
+
+Run with `make bench` (or `.venv/bin/python bench/compile.py [--profile N]`). Prints, for linear
+sagas of 1k, 10k and 20k steps (templates reading earlier steps, retries, compensations) and
+for one parallel group of 1,000 branches, the total compile time and each stage's share, then
+the 20k/10k ratio: compile time must grow about linearly (target <= 2.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sagac.compiler.checks import check_ids, check_semantics
+from sagac.compiler.graph import build_graph
+from sagac.compiler.loader import load_text
+from sagac.compiler.lower import lower
+from sagac.compiler.plan import build_plan
+from sagac.compiler.schema import check_schema
+
+HEADER = """\
+saga: bench_{name}
+input:
+  type: object
+  properties:
+    order_id: {{type: string}}
+actions:
+  charge: {{python: "shop.payments:charge"}}
+  refund: {{python: "shop.payments:refund"}}
+  fetch: {{http: {{method: GET, url: "http://127.0.0.1:8080/items/{{{{ args.id }}}}"}}}}
+defaults:
+  timeout: 10s
+  retry: {{max_attempts: 3, initial_delay: 100ms, max_delay: 2s}}
+"""
+
+
+def linear_saga(n: int) -> str:
+    """`n` steps in a list; each reads its predecessor's result and most can be undone."""
+    out = [HEADER.format(name=f"linear_{n}"), "steps:\n"]
+    for i in range(n):
+        prev = f"steps.s{i - 1}.result.id" if i else "input.order_id"
+        out.append(
+            f"  - id: s{i}\n"
+            f"    action: charge\n"
+            f'    with: {{order: "{{{{ input.order_id }}}}", parent: "{{{{ {prev} }}}}", n: {i}}}\n'
+            f'    idempotency_key: "bench-{{{{ input.order_id }}}}-s{i}"\n'
+            f"    errors: [DECLINED]\n"
+            f"    retry: {{max_attempts: 4, on: [TIMEOUT, UNAVAILABLE, DECLINED]}}\n"
+            f"    keep: [id, amount]\n"
+        )
+        if i % 10 == 0:
+            out.append(f'    when: "{{{{ {prev} is not none }}}}"\n')
+        out.append(
+            f"    compensate:\n"
+            f"      action: refund\n"
+            f'      with: {{payment: "{{{{ result.id }}}}", amount: "{{{{ result.amount }}}}"}}\n'
+            f'      idempotency_key: "bench-{{{{ input.order_id }}}}-undo-s{i}"\n'
+            f"      retry: {{max_attempts: 10}}\n"
+        )
+    out.append(f'output: {{last: "{{{{ steps.s{n - 1}.result.id }}}}"}}\n')
+    return "".join(out)
+
+
+def parallel_saga(branches: int) -> str:
+    """One group of `branches` two-step branches, then a step reading every branch."""
+    out = [HEADER.format(name=f"parallel_{branches}"), "steps:\n  - parallel:\n"]
+    out.append("      id: fan_out\n      max_concurrency: 50\n      branches:\n")
+    for i in range(branches):
+        out.append(
+            f'        - - {{id: get_{i}, action: fetch, with: {{id: "b{i}"}}}}\n'
+            f"          - id: charge_{i}\n"
+            f"            action: charge\n"
+            f'            with: {{item: "{{{{ steps.get_{i}.result.id }}}}"}}\n'
+            f'            idempotency_key: "bench-{{{{ input.order_id }}}}-{i}"\n'
+            f'            compensate: {{action: refund, with: {{p: "{{{{ result.id }}}}"}}}}\n'
+        )
+    reads = ", ".join(f'r{i}: "{{{{ steps.charge_{i}.result.id }}}}"' for i in range(branches))
+    out.append(f"  - id: summary\n    action: charge\n    with: {{{reads}}}\n")
+    out.append('    idempotency_key: "bench-{{ input.order_id }}-summary"\n')
+    return "".join(out)
+
+
+def compile_stages(text: str, name: str) -> dict[str, float]:
+    """Seconds per stage; fails loudly if the generated saga does not compile cleanly."""
+    times: dict[str, float] = {}
+
+    def timed(stage: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        value = fn()
+        times[stage] = times.get(stage, 0.0) + time.perf_counter() - t0
+        return value
+
+    doc, diags = timed("load", lambda: load_text(text, name))
+    assert doc is not None, diags
+    diags = timed("schema", lambda: check_schema(doc))
+    assert not diags, diags[:3]
+    saga = timed("lower+checks", lambda: lower(doc.data))
+    diags = timed("lower+checks", lambda: check_ids(saga, doc))
+    graph, gdiags = timed("graph", lambda: build_graph(saga, doc.file, doc.source))
+    diags += gdiags + timed("lower+checks", lambda: check_semantics(saga, graph, doc))
+    assert not diags, [f"{d.code} {d.line}:{d.column} {d.message}" for d in diags[:5]]
+    timed("plan", lambda: build_plan(saga, graph, doc.data, name))
+    times["total"] = sum(times.values())
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", type=int, metavar="N", help="profile a linear saga of N steps")
+    args = parser.parse_args(argv)
+    if args.profile:
+        text = linear_saga(args.profile)
+        cProfile.runctx("compile_stages(text, 'p')", globals(), {"text": text}, "/tmp/sagac.prof")
+        pstats.Stats("/tmp/sagac.prof").sort_stats("cumulative").print_stats(30)
+        return 0
+    cases = [(f"linear {n:,}", linear_saga(n)) for n in (1_000, 10_000, 20_000)]
+    cases.append(("parallel 1,000 branches", parallel_saga(1_000)))
+    stages = ("load", "schema", "lower+checks", "graph", "plan")
+    print(f"{'saga':<24}{'total':>9}" + "".join(f"{s:>14}" for s in stages))
+    totals: dict[str, float] = {}
+    for name, text in cases:
+        times = compile_stages(text, name)
+        totals[name] = times["total"]
+        cells = "".join(f"{times[s]:>8.3f}s {times[s] / times['total']:>3.0%}" for s in stages)
+        print(f"{name:<24}{times['total']:>8.3f}s{cells}")
+    ratio = totals["linear 20,000"] / totals["linear 10,000"]
+    print(f"ratio 20k/10k: {ratio:.2f} (target <= 2.2)")
+    return 0 if ratio <= 2.2 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
