@@ -1,0 +1,68 @@
+"""The store interface: where runs and their journals live.
+
+A run is a row (`RunRecord`: status, input, definition hash, final report) plus its journal,
+an append-only list of events (the run's state is whatever `journal.replay` makes of them).
+The executor writes every state change through `append` and never starts an action before the
+append that precedes it has returned: `append` is durable when it returns, and it must keep the
+order of calls (one writer per run; a store with real I/O serialises its writes per run).
+Implementations: `memory` (this package); SQLite and Postgres stores implement the same ABC.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Event = dict[str, Any]
+
+
+@dataclass(slots=True)
+class RunRecord:
+    run_id: str
+    saga: str
+    version: int
+    definition_hash: str
+    input: Any
+    status: str = "running"
+    file: str | None = None
+    created_at: str = ""
+    updated_at: str = ""
+    report: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(ABC):
+    """An async journal store. Every method may raise `StoreError`."""
+
+    @abstractmethod
+    async def create_run(self, record: RunRecord) -> None:
+        """Record a new run; raises StoreError when `record.run_id` already exists."""
+
+    @abstractmethod
+    async def get_run(self, run_id: str) -> RunRecord:
+        """The run's record; raises RunNotFound."""
+
+    @abstractmethod
+    async def update_run(
+        self, run_id: str, status: str, report: dict[str, Any] | None = None
+    ) -> None:
+        """Set the run's status (and its report when it has one)."""
+
+    @abstractmethod
+    async def append(self, run_id: str, events: Sequence[Event]) -> None:
+        """Append events to the run's journal, in order; durable when it returns."""
+
+    @abstractmethod
+    async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        """The run's events with `seq` greater than `after_seq`, in order."""
+
+    @abstractmethod
+    async def list_runs(
+        self, *, saga: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered by saga and status."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections (nothing to do for in-process stores)."""
