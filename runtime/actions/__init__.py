@@ -1,28 +1,171 @@
 """Actions: how a step reaches the outside world (python, http, command, mock).
 
-The executor calls `invoke(spec, args, ctx)` for every attempt; the per-attempt timeout and
-cancellation are the executor's (it wraps the call in `asyncio.timeout`). An action either
-returns its JSON-serialisable result or raises `StepError` with a code from the spec's table;
-any other exception is turned into `UNEXPECTED` here, never leaked.
+The executor calls, for every attempt::
+
+    rendered = render_spec(spec, args, scope, engine)          # may raise TEMPLATE_ERROR
+    result = await invoke(spec, args, ctx, rendered_spec=rendered)
+
+`args` is the step's rendered `with`. `render_spec` renders the templated fields of an action
+spec (an http `url`, `headers` and `json`; a command's argv) with `args` added to the step's
+scope (`{{ args.lease_id }}`), and returns them as field overrides, or None when the spec has
+no templates. `spec_templates(spec)` lists those fields for tools that want to inspect them.
+
+`invoke` returns the action's result as JSON data (round-tripped through `json`, so it is
+exactly what a journal will hold and replay) or raises `StepError` with a code from the spec's
+table. Nothing else escapes except `asyncio.CancelledError`: the per-attempt timeout is the
+executor's (`asyncio.timeout` around `invoke`), and on cancellation every action cleans up
+before the error goes on (a subprocess is killed and reaped, an http request is closed). Any
+other exception becomes `StepError("UNEXPECTED", "<ExcType>: <msg>")`.
+
+`invoke` never redacts: results and errors may contain secrets the action was given, so the
+executor passes what it journals through `TemplateEngine.redact`. HTTP connections are pooled
+per event loop: close them with `await aclose_clients()` (or `async with http_clients():`)
+before the loop ends.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+import json
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from sagac.compiler.ir import CommandAction, HttpAction, MockAction, PythonAction
+from sagac.compiler.templates import is_template
+from sagac.runtime.actions.command import run_command
+from sagac.runtime.actions.context import StepContext
+from sagac.runtime.actions.http import aclose_clients, http_clients, run_http
+from sagac.runtime.actions.mock import run_mock
+from sagac.runtime.actions.python import run_python
+from sagac.runtime.errors import StepError
+
+if TYPE_CHECKING:
+    from sagac.runtime.templates import TemplateEngine
+
+__all__ = [
+    "ActionSpec",
+    "StepContext",
+    "aclose_clients",
+    "http_clients",
+    "invoke",
+    "render_spec",
+    "spec_templates",
+]
+
+ActionSpec: TypeAlias = PythonAction | HttpAction | CommandAction | MockAction
+
+_RUNNERS: dict[str, Callable[[Any, Any, StepContext], Awaitable[Any]]] = {
+    "python": run_python,
+    "http": run_http,
+    "command": run_command,
+    "mock": run_mock,
+}
 
 
-@dataclass(frozen=True, slots=True)
-class StepContext:
-    """What an action may know about the call (python actions receive it as `context`)."""
+async def invoke(
+    spec: ActionSpec,
+    args: Any,
+    ctx: StepContext,
+    *,
+    rendered_spec: Mapping[str, Any] | None = None,
+) -> Any:
+    """Run one attempt of `spec`; `rendered_spec` (from `render_spec`) overrides its templated
+    fields. Returns JSON data or raises `StepError` (or `CancelledError`)."""
+    if rendered_spec:
+        spec = spec.model_copy(update=dict(rendered_spec))
+    try:
+        result = await _RUNNERS[spec.kind](spec, args, ctx)
+    except StepError as exc:
+        _make_detail_json(exc)
+        raise
+    except (Exception, SystemExit) as exc:  # SystemExit: a sys.exit() in user code
+        raise _unexpected(exc) from exc
+    try:
+        return json.loads(json.dumps(result, allow_nan=False))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise StepError(
+            "UNEXPECTED", f"the action's result is not JSON data: {type(exc).__name__}: {exc}"
+        ) from None
 
-    run_id: str
-    saga: str
-    step_id: str
-    attempt: int  # 1-based
-    idempotency_key: str | None
-    deadline: float | None  # wall-clock epoch seconds by which this attempt must end
-    item_index: int | None = None  # inside a foreach
-    compensation: bool = False  # True when this call undoes the step
-    base_dir: Path | None = None  # the saga file's folder: python actions import from here
+
+def spec_templates(spec: ActionSpec) -> dict[str, Any]:
+    """The fields of `spec` that hold templates, by IR field name (`url`, `headers`,
+    `json_body`, `argv`), with their unrendered values; empty when there are none."""
+    fields: dict[str, Any] = {}
+    if isinstance(spec, HttpAction):
+        if is_template(spec.url):
+            fields["url"] = spec.url
+        if any(is_template(v) for v in spec.headers.values()):
+            fields["headers"] = spec.headers
+        if spec.has_json and _has_template(spec.json_body):
+            fields["json_body"] = spec.json_body
+    elif isinstance(spec, CommandAction) and any(is_template(a) for a in spec.argv):
+        fields["argv"] = spec.argv
+    return fields
+
+
+def render_spec(
+    spec: ActionSpec, args: Any, scope: Mapping[str, Any], engine: TemplateEngine
+) -> dict[str, Any] | None:
+    """The templated fields of `spec` rendered with `scope` plus `args`, as overrides for
+    `invoke(rendered_spec=...)`; None when nothing is templated. A url renders to text, header
+    values to strings (a null header is left out), argv elements to strings."""
+    fields = spec_templates(spec)
+    if not fields:
+        return None
+    local = {**scope, "args": args}
+    rendered: dict[str, Any] = {}
+    if "url" in fields:
+        rendered["url"] = engine.render_text(fields["url"], local)
+    if "headers" in fields:
+        headers = engine.render(fields["headers"], local)
+        rendered["headers"] = {k: _as_text(v) for k, v in headers.items() if v is not None}
+    if "json_body" in fields:
+        rendered["json_body"] = engine.render(fields["json_body"], local)
+    if "argv" in fields:
+        argv = []
+        for source, value in zip(fields["argv"], engine.render(fields["argv"], local), strict=True):
+            if isinstance(value, dict | list):
+                message = f"{source}: an argv element must be text, not a list or mapping"
+                raise StepError("TEMPLATE_ERROR", engine.redact_text(message))
+            argv.append(_as_text(value))
+        rendered["argv"] = tuple(argv)
+    return rendered
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(is_template(value))
+    if isinstance(value, Mapping):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_template(v) for v in value)
+    return False
+
+
+def _as_text(value: Any) -> str:
+    """Text for a header or an argument: JSON spelling for booleans and null."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return str(value)
+
+
+def _make_detail_json(exc: StepError) -> None:
+    """Make the error's `detail` JSON data (a repr when the action put an object in)."""
+    if exc.detail is None:
+        return
+    try:
+        exc.detail = json.loads(json.dumps(exc.detail, allow_nan=False))
+    except (TypeError, ValueError, RecursionError):
+        exc.detail = repr(exc.detail)
+
+
+def _unexpected(exc: BaseException) -> StepError:
+    detail: dict[str, Any] = {"exception": type(exc).__name__}
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        detail["at"] = f"{last.filename}:{last.lineno} in {last.name}"
+    return StepError("UNEXPECTED", f"{type(exc).__name__}: {exc}", detail)

@@ -1,0 +1,152 @@
+"""`python` actions: call `"pkg.module:function"` with the step's `with` as keyword arguments.
+
+Import path: the saga file's folder (`StepContext.base_dir`) is inserted at the front of
+`sys.path` the first time an action of that saga runs, once per folder for the life of the
+process, as if Python ran a script there. Modules are imported by name, so two saga folders that
+each hold a package called `shop` share whichever was imported first.
+
+Calling: a parameter named `context` receives the `StepContext` (so `context` cannot be an
+argument name in `with`). Async functions are awaited on the loop; sync functions run in a
+worker thread (`asyncio.to_thread`) so they never block the loop. A cancelled sync call cannot
+be stopped: its thread runs to the end and the result is dropped.
+
+Failing: raising `StepError` fails with its code; returning a `StepError` instance is an error
+result and fails the same way. An import failure, a missing function or arguments that do not
+fit its signature are `UNEXPECTED`, naming the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sagac.compiler.ir import PythonAction
+from sagac.runtime.actions.context import StepContext
+from sagac.runtime.errors import StepError
+
+__all__ = ["run_python"]
+
+_path_lock = threading.Lock()
+_paths_added: set[str] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    func: Callable[..., Any]
+    is_async: bool
+    takes_context: bool
+    signature: inspect.Signature | None
+
+
+_targets: dict[tuple[str | None, str], _Target] = {}
+
+
+async def run_python(spec: PythonAction, args: Any, ctx: StepContext) -> Any:
+    key = (str(ctx.base_dir) if ctx.base_dir is not None else None, spec.target)
+    target = _targets.get(key)
+    if target is None:
+        # Importing runs the module's top-level code: keep it off the loop too.
+        target = await asyncio.to_thread(_resolve, spec.target, ctx.base_dir)
+        _targets[key] = target
+
+    if args is None:
+        args = {}
+    if not isinstance(args, Mapping):
+        raise StepError(
+            "UNEXPECTED",
+            f"python action {spec.target}: `with` must be a mapping of keyword arguments,"
+            f" got {type(args).__name__}",
+        )
+    kwargs = dict(args)
+    if target.takes_context:
+        if "context" in kwargs:
+            raise StepError(
+                "UNEXPECTED",
+                f"python action {spec.target}: `context` is reserved for the step context,"
+                " rename that argument",
+            )
+        kwargs["context"] = ctx
+    if target.signature is not None:
+        try:
+            target.signature.bind(**kwargs)
+        except TypeError as exc:
+            raise StepError("UNEXPECTED", f"python action {spec.target}: {exc}") from None
+
+    if target.is_async:
+        result = await target.func(**kwargs)
+    else:
+        result = await asyncio.to_thread(target.func, **kwargs)
+    if inspect.isawaitable(result):  # a sync callable that hands back a coroutine
+        result = await result
+    if isinstance(result, StepError):
+        raise result
+    return result
+
+
+def _resolve(target: str, base_dir: Path | None) -> _Target:
+    module_name, sep, attr_path = target.partition(":")
+    if not sep or not module_name or not attr_path:
+        raise StepError(
+            "UNEXPECTED", f"python action {target!r}: expected 'package.module:function'"
+        )
+    if base_dir is not None:
+        _add_import_path(base_dir)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
+            where = f" (searched the saga folder {base_dir} and sys.path)" if base_dir else ""
+            raise StepError(
+                "UNEXPECTED", f"python action {target}: no module named {exc.name!r}{where}"
+            ) from None
+        raise StepError(
+            "UNEXPECTED", f"python action {target}: importing {module_name} failed: {exc}"
+        ) from None
+    except Exception as exc:
+        raise StepError(
+            "UNEXPECTED",
+            f"python action {target}: importing {module_name} failed: {type(exc).__name__}: {exc}",
+        ) from None
+
+    obj: Any = module
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise StepError(
+                "UNEXPECTED",
+                f"python action {target}: {getattr(obj, '__name__', module_name)!r}"
+                f" has no attribute {part!r}",
+            ) from None
+    if not callable(obj):
+        raise StepError(
+            "UNEXPECTED", f"python action {target}: {type(obj).__name__} is not callable"
+        )
+
+    try:
+        signature: inspect.Signature | None = inspect.signature(obj)
+    except (TypeError, ValueError):  # some builtins have no signature: let the call decide
+        signature = None
+    is_async = inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
+        getattr(obj, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+    takes_context = signature is not None and "context" in signature.parameters
+    return _Target(obj, is_async, takes_context, signature)
+
+
+def _add_import_path(base_dir: Path) -> None:
+    path = str(Path(base_dir).resolve())
+    with _path_lock:
+        if path in _paths_added:
+            return
+        if path not in sys.path:
+            sys.path.insert(0, path)
+        _paths_added.add(path)
+        importlib.invalidate_caches()

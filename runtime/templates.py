@@ -1,0 +1,207 @@
+"""Rendering templates while a saga runs (spec section 4).
+
+`TemplateEngine.render(value, scope)` walks a value from the definition (a step's `with`, an
+idempotency key, the saga's `output`) and renders every string in it with the shared sandboxed
+environment of `sagac.compiler.templates`, so what the compiler checked is what runs:
+
+- a string without `{{`, `{%` or `{#` is returned as it is;
+- a string that is exactly one `{{ expr }}` yields the expression's native value (number, list,
+  mapping, null), normalised to JSON data (tuples and generators become lists);
+- any other template string renders to text.
+
+Only the definition is walked: values read from `input`, results or secrets are data and never
+rendered again. The scope is a plain mapping of names (`input`, `steps`, `run`, `args`, `result`,
+`error`, `failure`, `env`, `secrets`, a foreach's `as` name); `steps` is a dict
+`id -> {"result": ..., "status": ...}`, and mapping keys win over attributes (`input.items` is
+the key). Every failure (an undefined name, a sandbox violation, a type error) raises
+`StepError("TEMPLATE_ERROR", "<template>: <reason>")` with secrets masked; nothing else escapes.
+
+Compiled templates are cached by source text in one process-wide table: templates come from
+definitions, never from data, so the table is bounded by the definitions loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from jinja2.runtime import Context, Undefined
+from sagac.compiler.templates import environment, is_template, single_expression
+from sagac.runtime.errors import StepError
+from sagac.runtime.redaction import Redactor
+
+__all__ = ["TemplateEngine"]
+
+_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None)})
+_CACHE_LIMIT = 65_536
+_SOURCE_IN_MESSAGE = 200  # characters of a template quoted in an error message
+
+
+class _Compiled:
+    """One template: its render function and whether it yields a native value."""
+
+    __slots__ = ("blocks", "native", "root")
+
+    def __init__(self, root: Callable[[Context], Iterator[str]], blocks: Any, native: bool):
+        self.root = root
+        self.blocks = blocks
+        self.native = native
+
+
+# source -> compiled template, or None for a plain string (no markers): both are cached so a
+# hot render pays one dict lookup to learn what a string is.
+_cache: dict[str, _Compiled | None] = {}
+
+
+def _compile(source: str) -> _Compiled | None:
+    if not is_template(source):
+        return None
+    env = environment()
+    expr = single_expression(source)
+    if expr is not None:
+        # compile_expression wraps `result = <expr>` in a template; its render function is
+        # called directly below (with a prebuilt context) because that is 3x faster than
+        # TemplateExpression.__call__, which copies the globals ChainMap on every call.
+        expression = env.compile_expression(expr, undefined_to_none=False)
+        template = expression._template
+        return _Compiled(template.root_render_func, template.blocks, native=True)
+    template = env.from_string(source)
+    return _Compiled(template.root_render_func, template.blocks, native=False)
+
+
+def _compiled(source: str) -> _Compiled | None:
+    try:
+        return _cache[source]
+    except KeyError:
+        pass
+    compiled = _compile(source)
+    if len(_cache) >= _CACHE_LIMIT:
+        _cache.clear()
+    _cache[source] = compiled
+    return compiled
+
+
+class TemplateEngine:
+    """Renders definition values against a scope; knows the run's secrets to keep them out of
+    its error messages (and offers the same redaction to the executor)."""
+
+    def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
+        self.secrets: dict[str, str] = {k: str(v) for k, v in (secrets or {}).items()}
+        self.redactor = Redactor(self.secrets.values())
+        self._env = environment()
+        self._globals: dict[str, Any] = dict(self._env.globals)
+
+    # -- rendering ----------------------------------------------------------------------
+
+    def render(self, value: Any, scope: Mapping[str, Any]) -> Any:
+        """`value` with every template string rendered (see the module docstring). Containers
+        are copied; `scope["secrets"]` defaults to this engine's secrets."""
+        return self._walk(value, self._parent(scope))
+
+    def render_text(self, value: Any, scope: Mapping[str, Any]) -> str:
+        """`value` rendered to text, even when it is one `{{ expr }}` (idempotency keys,
+        approval keys, messages). Non-strings are rendered as their JSON-ish `str`."""
+        if not isinstance(value, str):
+            return str(self.render(value, scope))
+        compiled = self._compiled(value)
+        if compiled is None:
+            return value
+        parent = self._parent(scope)
+        if compiled.native:
+            result = self._native(value, compiled, parent)
+            return result if isinstance(result, str) else _text_of(result)
+        return self._text(value, compiled, parent)
+
+    def _parent(self, scope: Mapping[str, Any]) -> dict[str, Any]:
+        # One context parent per render call, shared by every string in the value: the sandbox
+        # is immutable, so a template cannot change it for the next one.
+        parent = {**self._globals, **scope}
+        if "secrets" not in scope:
+            parent["secrets"] = self.secrets
+        return parent
+
+    def _walk(self, value: Any, parent: dict[str, Any]) -> Any:
+        if isinstance(value, str):
+            compiled = self._compiled(value)
+            if compiled is None:
+                return value
+            if compiled.native:
+                return self._native(value, compiled, parent)
+            return self._text(value, compiled, parent)
+        if isinstance(value, Mapping):
+            return {k: self._walk(v, parent) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._walk(v, parent) for v in value]
+        return value
+
+    def _compiled(self, source: str) -> _Compiled | None:
+        try:
+            return _compiled(source)
+        except Exception as exc:  # a syntax error the compiler did not see
+            raise self._error(source, exc) from None
+
+    def _native(self, source: str, compiled: _Compiled, parent: dict[str, Any]) -> Any:
+        try:
+            context = Context(self._env, parent, None, compiled.blocks, self._globals)
+            for _ in compiled.root(context):
+                pass
+            result = context.vars["result"]
+            if type(result) in _SCALARS:
+                return result
+            return _to_data(result)
+        except Exception as exc:
+            raise self._error(source, exc) from None
+
+    def _text(self, source: str, compiled: _Compiled, parent: dict[str, Any]) -> str:
+        try:
+            context = Context(self._env, parent, None, compiled.blocks, self._globals)
+            return "".join(compiled.root(context))
+        except Exception as exc:
+            raise self._error(source, exc) from None
+
+    def _error(self, source: str, exc: Exception) -> StepError:
+        shown = source if len(source) <= _SOURCE_IN_MESSAGE else source[:_SOURCE_IN_MESSAGE] + "…"
+        reason = str(exc) if type(exc).__module__.startswith("jinja2") else _describe(exc)
+        if not reason:
+            reason = type(exc).__name__
+        message = self.redactor.redact_text(f"{shown}: {reason}")
+        return StepError("TEMPLATE_ERROR", message, {"template": self.redactor.redact_text(shown)})
+
+    # -- redaction ----------------------------------------------------------------------
+
+    def redact(self, value: Any) -> Any:
+        """A copy of `value` with every secret value masked as `***` (see `Redactor`)."""
+        return self.redactor.redact(value)
+
+    def redact_text(self, text: str) -> str:
+        """`text` with every secret value masked as `***`."""
+        masked: str = self.redactor.redact_text(text)
+        return masked
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _text_of(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _to_data(value: Any) -> Any:
+    """A native result as JSON data; an undefined anywhere inside raises its error, and objects
+    that are not data (a method, a cycler) are refused."""
+    if type(value) in _SCALARS:
+        return value
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    if isinstance(value, str):  # Markup and other str subclasses
+        return str(value)
+    if isinstance(value, int | float):  # bool subclasses and the like
+        return value
+    if isinstance(value, Mapping):
+        return {_to_data(k): _to_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | range | Iterator):
+        return [_to_data(v) for v in value]
+    if isinstance(value, Iterable) and not callable(value):  # dict views, sets
+        return [_to_data(v) for v in value]
+    raise TypeError(f"the expression yields a {type(value).__name__}, not JSON data")

@@ -1,0 +1,3 @@
+"""Command-test helper: print text that is not JSON."""
+
+print("shipped 3 parcels")
