@@ -46,7 +46,7 @@ def linear_saga(n: int) -> str:
         prev = f"steps.s{i - 1}.result.id" if i else "input.order_id"
         out.append(
             f"  - id: s{i}\n"
-            f"    action: charge\n"
+            f"    action: {'fetch' if i % 7 == 3 else 'charge'}\n"
             f'    with: {{order: "{{{{ input.order_id }}}}", parent: "{{{{ {prev} }}}}", n: {i}}}\n'
             f'    idempotency_key: "bench-{{{{ input.order_id }}}}-s{i}"\n'
             f"    errors: [DECLINED]\n"
@@ -77,7 +77,9 @@ def parallel_saga(branches: int) -> str:
             f"            action: charge\n"
             f'            with: {{item: "{{{{ steps.get_{i}.result.id }}}}"}}\n'
             f'            idempotency_key: "bench-{{{{ input.order_id }}}}-{i}"\n'
-            f'            compensate: {{action: refund, with: {{p: "{{{{ result.id }}}}"}}}}\n'
+            f"            compensate:\n"
+            f'              {{action: refund, with: {{p: "{{{{ result.id }}}}"}}, '
+            f'idempotency_key: "undo-{{{{ run.id }}}}-{i}"}}\n'
         )
     reads = ", ".join(f'r{i}: "{{{{ steps.charge_{i}.result.id }}}}"' for i in range(branches))
     out.append(f"  - id: summary\n    action: charge\n    with: {{{reads}}}\n")

@@ -40,22 +40,33 @@ class Compilation:
 
 def _compile(doc: Document | None, diags: list[Diagnostic], file: str) -> Compilation:
     c = Compilation(file, doc, diagnostics=list(diags))
-    if doc is None:
-        return c
+    if doc is not None:
+        _stages(c, doc, file)
+    c.diagnostics.sort(key=lambda d: (d.line, d.column, d.code))
+    return c
+
+
+def _stages(c: Compilation, doc: Document, file: str) -> None:
     c.diagnostics.extend(check_schema(doc))
     if c.errors():
-        return c
-    c.saga = lower(doc.data)
+        return
+    try:
+        c.saga = lower(doc.data)
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+    ) as e:  # the schema should have said: still no traceback
+        c.diagnostics.append(Diagnostic("E010", f"cannot read this saga: {e}", file))
+        return
     c.diagnostics.extend(check_ids(c.saga, doc))
     if c.errors():
-        return c
+        return
     c.graph, graph_diags = build_graph(c.saga, doc.file, doc.source)
     c.diagnostics.extend(graph_diags)
     c.diagnostics.extend(check_semantics(c.saga, c.graph, doc))
     if not c.errors():
         c.plan = build_plan(c.saga, c.graph, doc.data, file)
-    c.diagnostics.sort(key=lambda d: (d.line, d.column, d.code))
-    return c
 
 
 def compile_text(text: str, file: str = "<string>") -> Compilation:

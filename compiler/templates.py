@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from functools import cache
+from dataclasses import dataclass
+from functools import cache, lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _MARKERS = ("{{", "{%", "{#")
@@ -53,3 +54,173 @@ def single_expression(text: str) -> str | None:
 def parse(text: str) -> nodes.Template:
     """Jinja2's AST of `text`; raises jinja2.TemplateSyntaxError."""
     return environment().parse(text)
+
+
+# --- Static analysis: what a template reads, without rendering it -------------------------------
+
+# `{{ a.b[0]['c'] }}`: the common case, recognised without Jinja's (much slower) lexer.
+_SIMPLE_BLOCK = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_SEGMENT = re.compile(rf"\s*(?:\.\s*({_NAME})|\[\s*([0-9]+|'[^'\\]*'|\"[^\"\\]*\")\s*\])")
+_ROOT = re.compile(rf"\s*({_NAME})")
+_KEYWORDS = frozenset(
+    {"and", "or", "not", "in", "is", "if", "else", "true", "false", "none", "True", "False"}
+    | {"None", "for", "endfor", "set", "block", "with", "recursive", "import", "include"}
+)
+_FORBIDDEN_TAGS = {
+    nodes.Include: "include",
+    nodes.Import: "import",
+    nodes.FromImport: "from ... import",
+    nodes.Extends: "extends",
+}
+
+Key = str | int
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """A name a template reads, with the constant attribute/subscript keys that follow it.
+
+    `{{ steps.charge.result.id }}` reads `Read("steps", ("charge", "result", "id"))`; a dynamic
+    key (`steps[x]`) ends the chain.
+    """
+
+    root: str
+    chain: tuple[Key, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateInfo:
+    """What analysing one template string found: its reads, or why it does not parse."""
+
+    reads: tuple[Read, ...] = ()
+    error: str | None = None
+    error_line: int = 1
+
+
+def _simple_chain(expr: str) -> Read | None:
+    """`a.b[0]` as a Read, or None when `expr` is anything more than a chain of constants."""
+    m = _ROOT.match(expr)
+    if not m or m.group(1) in _KEYWORDS:
+        return None
+    pos, chain = m.end(), []
+    while True:
+        seg = _SEGMENT.match(expr, pos)
+        if not seg:
+            break
+        if seg.group(1) is not None:
+            chain.append(seg.group(1))
+        else:
+            key = seg.group(2)
+            chain.append(int(key) if key[0].isdigit() else key[1:-1])
+        pos = seg.end()
+    if expr[pos:].strip():
+        return None
+    return Read(m.group(1), tuple(chain))
+
+
+def _fast_reads(text: str) -> tuple[Read, ...] | None:
+    reads: list[Read] = []
+    rest: list[str] = []
+    last = 0
+    for m in _SIMPLE_BLOCK.finditer(text):
+        read = _simple_chain(m.group(1))
+        if read is None:
+            return None
+        reads.append(read)
+        rest.append(text[last : m.start()])
+        last = m.end()
+    rest.append(text[last:])
+    outside = "".join(rest)
+    if any(marker in outside for marker in _MARKERS):
+        return None
+    return tuple(reads)
+
+
+class _Reads:
+    """Walks a Jinja AST collecting reads of names the template does not bind itself."""
+
+    def __init__(self, tree: nodes.Template) -> None:
+        env = environment()
+        self.bound: set[str] = set(env.globals)
+        self.reads: list[Read] = []
+        self.problems: list[tuple[str, int]] = []
+        for n in tree.find_all((nodes.Name, nodes.For, nodes.Macro, nodes.CallBlock)):
+            if isinstance(n, nodes.Name) and n.ctx in ("store", "param"):
+                self.bound.add(n.name)
+            elif isinstance(n, nodes.For):
+                self.bound.add("loop")
+            elif isinstance(n, (nodes.Macro, nodes.CallBlock)):
+                self.bound.update(("caller", "varargs", "kwargs"))
+        for kind, tag in _FORBIDDEN_TAGS.items():
+            for n in tree.find_all(kind):
+                message = f"`{{% {tag} %}}` is not available in saga templates"
+                self.problems.append((message, n.lineno))
+        for n in tree.find_all(nodes.Filter):
+            if n.name not in env.filters:
+                self.problems.append((f"no filter named {n.name!r}", n.lineno))
+        for n in tree.find_all(nodes.Test):
+            if n.name not in env.tests:
+                self.problems.append((f"no test named {n.name!r}", n.lineno))
+        self.visit(tree)
+
+    def visit(self, node: nodes.Node) -> None:
+        if isinstance(node, (nodes.Getattr, nodes.Getitem)):
+            chain: list[Key] = []
+            cur: nodes.Node = node
+            while True:
+                if isinstance(cur, nodes.Getattr):
+                    chain.append(cur.attr)
+                elif (
+                    isinstance(cur, nodes.Getitem)
+                    and isinstance(cur.arg, nodes.Const)
+                    and isinstance(cur.arg.value, (str, int))
+                    and not isinstance(cur.arg.value, bool)
+                ):
+                    chain.append(cur.arg.value)
+                else:
+                    break
+                cur = cur.node
+            if isinstance(cur, nodes.Name):
+                self.name(cur, tuple(reversed(chain)))
+            elif isinstance(cur, nodes.Getitem):  # a dynamic key: the chain stops before it
+                self.visit(cur.node)
+                self.visit(cur.arg)
+            else:
+                self.visit(cur)
+            return
+        if isinstance(node, nodes.Name):
+            self.name(node, ())
+            return
+        for child in node.iter_child_nodes():
+            self.visit(child)
+
+    def name(self, node: nodes.Name, chain: tuple[Key, ...]) -> None:
+        if node.ctx == "load" and node.name not in self.bound:
+            self.reads.append(Read(node.name, chain))
+
+
+@lru_cache(maxsize=65536)
+def analyze(text: str) -> TemplateInfo:
+    """Parse `text` and list what it reads; a syntax error is reported, never raised.
+
+    Locals (`{% set %}`, loop variables, macro arguments) and Jinja's globals (`range`, ...)
+    are not reads. Unknown filters and tests, and tags that would load other templates, count
+    as syntax errors: they could only fail when the saga runs.
+    """
+    if not is_template(text):
+        return TemplateInfo()
+    fast = _fast_reads(text)
+    if fast is not None:
+        return TemplateInfo(fast)
+    try:
+        tree = parse(text)
+        walker = _Reads(tree)
+    except TemplateSyntaxError as e:
+        return TemplateInfo(error=e.message or "invalid template", error_line=e.lineno or 1)
+    except RecursionError:
+        return TemplateInfo(error="expression nests too deeply")
+    if walker.problems:
+        message, line = walker.problems[0]
+        return TemplateInfo(error=message, error_line=line)
+    return TemplateInfo(tuple(dict.fromkeys(walker.reads)))
