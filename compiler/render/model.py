@@ -1,0 +1,409 @@
+"""A plan's diagram as renderer-neutral data: nodes, clusters, edges and a legend.
+
+The Mermaid and DOT templates both draw this model, so the two formats always show the same
+graph. What it draws:
+
+- forward edges (solid): each node's dependencies, from a `start` node to a `done` node;
+- a parallel group is a cluster with a fork node (the group's own node, which a run overlay
+  colours) and a join node; each branch is a nested cluster;
+- each compensable step has a compensation node beside it, tied to it by a dashed line;
+- rollback edges (dashed arrows) run from a compensation to the compensations of the nearest
+  compensable steps before it: the forward DAG reversed. Sequential compensation runs them one
+  at a time in reverse order of completion, which always follows these arrows; parallel
+  compensation starts each one as soon as the arrows into it are done;
+- `on_failure` nodes sit in their own cluster, entered from a "saga failed" node.
+
+Keys are identifiers in both languages. Saga ids match `[a-z][a-z0-9_]*`; a key is a one-letter
+category, `_`, then an id (`s_` node, `j_` join, `c_` compensation, `g_` group, `b_` branch),
+or an upper-case word (`START`), so no two keys collide and none is a Mermaid keyword.
+This module never renders text: escaping belongs to the templates' environments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..durations import format_duration
+from ..graph import ON_FAILURE, TOP
+from ..ir import (
+    ActionRef,
+    AnyNode,
+    ApprovalGate,
+    Compensation,
+    FailNode,
+    ForeachNode,
+    ParallelGroup,
+    TaskStep,
+)
+from ..plan import Plan
+from .overlay import NodeRun
+from .styles import COMPENSATION_STATUS, KIND_WORDS, STATUS_WORDS
+
+LineStyle = Literal["title", "meta", "run"]
+Line = tuple[LineStyle, str]
+Shape = Literal[
+    "task",
+    "irreversible",
+    "approval",
+    "foreach",
+    "fail",
+    "compensation",
+    "fork",
+    "join",
+    "start",
+    "end",
+    "failed",
+]
+EdgeRole = Literal["flow", "undo", "rollback", "order"]
+MAX_TEXT = 48
+
+
+@dataclass(frozen=True, slots=True)
+class DNode:
+    key: str
+    shape: Shape
+    kind: str  # a key of styles.KIND_STYLES
+    lines: tuple[Line, ...]
+    status: str | None = None  # a key of styles.STATUS_STYLES, with an overlay
+    node_id: str | None = None  # the saga node it draws
+
+    @property
+    def title(self) -> str:
+        return self.lines[0][1] if self.lines else ""
+
+
+@dataclass(slots=True)
+class DCluster:
+    key: str
+    label: str
+    role: Literal["root", "group", "branch", "on_failure", "legend"]
+    members: list[DNode | DCluster] = field(default_factory=list)  # in flow order
+    side_by_side: list[tuple[str, str]] = field(default_factory=list)  # same rank (DOT)
+
+    @property
+    def nodes(self) -> list[DNode]:
+        return [m for m in self.members if isinstance(m, DNode)]
+
+    @property
+    def clusters(self) -> list[DCluster]:
+        return [m for m in self.members if isinstance(m, DCluster)]
+
+    def walk(self) -> list[DNode]:
+        """Every node in this cluster and the clusters inside it."""
+        out: list[DNode] = []
+        for m in self.members:
+            out.extend(m.walk() if isinstance(m, DCluster) else [m])
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DEdge:
+    src: str
+    dst: str
+    role: EdgeRole
+
+
+@dataclass(slots=True)
+class Diagram:
+    title: str
+    subtitle: str
+    root: DCluster
+    edges: list[DEdge]
+    legend: DCluster
+    compensation_mode: str
+    overlaid: bool
+
+
+def short(text: str, limit: int = MAX_TEXT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _expr(template: str) -> str:
+    """`{{ input.amount > 0 }}` as `input.amount > 0`, for a compact label."""
+    t = template.strip()
+    if t.startswith("{{") and t.endswith("}}") and t.count("{{") == 1:
+        t = t[2:-2]
+    return short(t, 40)
+
+
+def _action(ref: ActionRef) -> str:
+    spec = ref.spec
+    if ref.name:
+        return f"{ref.name} · {spec.kind}" if spec else ref.name
+    if spec is None:
+        return "?"
+    if spec.kind == "python":
+        return f"python {spec.target}"
+    if spec.kind == "http":
+        return f"{spec.method} {spec.url}"
+    if spec.kind == "command":
+        return f"command {spec.argv[0] if spec.argv else ''}".rstrip()
+    return "mock"
+
+
+def _retry(policies: tuple[object, ...]) -> str | None:
+    attempts = [getattr(p, "max_attempts", 1) for p in policies]
+    return f"retry ×{max(attempts)}" if attempts and max(attempts) > 1 else None
+
+
+def _facts(*parts: str | None) -> Line | None:
+    text = " · ".join(p for p in parts if p)
+    return ("meta", short(text, 60)) if text else None
+
+
+def _duration(ms: float) -> str:
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.2f} s".replace(".00 s", " s")
+    return format_duration(round(ms / 1000))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def run_line(run: NodeRun) -> str:
+    """What happened to a node, for its label: `failed TIMEOUT · 3 attempts · 1.20 s`."""
+    head = STATUS_WORDS[run.status]
+    if run.error and run.status in ("failed", "cancelled", "compensated", "compensation_failed"):
+        head += f" {run.error}"
+    parts = [head]
+    if run.attempts:
+        parts.append(_plural(run.attempts, "attempt"))
+    if run.duration_ms is not None:
+        parts.append(_duration(run.duration_ms))
+    if run.items_total is not None:
+        items = f"{run.items_processed or 0}/{run.items_total} items"
+        if run.items_failed:
+            items += f", {run.items_failed} failed"
+        parts.append(items)
+    return " · ".join(parts)
+
+
+def _compensation_line(run: NodeRun) -> str | None:
+    words = {"ok": "undone", "failed": "undo failed", "running": "undoing"}
+    if run.compensation_status is None:
+        return None
+    return " · ".join(
+        [words[run.compensation_status], _plural(run.compensation_attempts, "attempt")]
+    )
+
+
+def _node_lines(n: AnyNode) -> list[Line]:
+    title: Line = ("title", short(n.name or n.id))
+    sub = [("meta", n.id)] if n.name and n.name != n.id else []
+    when = f"when {_expr(n.when)}" if n.when else None
+    lines: list[Line | None] = [title, *sub]
+    if isinstance(n, TaskStep):
+        lines.append(("meta", short(_action(n.action))))
+        lines.append(
+            _facts(
+                _retry(n.retry),
+                f"timeout {format_duration(n.timeout)}" if n.timeout else None,
+                "irreversible" if n.irreversible else None,
+            )
+        )
+    elif isinstance(n, ForeachNode):
+        lines.append(("meta", short(f"for each {n.as_} in {_expr(n.items)}")))
+        lines.append(("meta", short(_action(n.action))))
+        size = f"batches of {n.batch.size}, {n.batch.concurrency} at once"
+        lines.append(_facts(n.batch.preset or size, f"on_error {n.on_error}", _retry(n.retry)))
+    elif isinstance(n, ApprovalGate):
+        lines.append(("meta", short("approvers " + ", ".join(n.approvers))))
+        timeout = f"timeout {format_duration(n.timeout)} → {n.on_timeout}" if n.timeout else None
+        lines.append(_facts(timeout))
+    elif isinstance(n, FailNode):
+        lines.append(("meta", f"fail {n.code}"))
+    elif isinstance(n, ParallelGroup):
+        mode = {"all": "all branches", "all_settled": "all settled", "any": "first wins"}[n.mode]
+        max_ = f"at most {n.max_concurrency} at once" if n.max_concurrency else None
+        lines = [("title", f"parallel: {mode}"), ("meta", n.id), _facts(max_)]
+    lines.append(_facts(when))
+    return [line for line in lines if line is not None]
+
+
+def _shape(n: AnyNode) -> Shape:
+    if isinstance(n, TaskStep):
+        return "irreversible" if n.irreversible else "task"
+    if isinstance(n, ForeachNode):
+        return "foreach"
+    if isinstance(n, ApprovalGate):
+        return "approval"
+    if isinstance(n, FailNode):
+        return "fail"
+    return "fork"
+
+
+def _compensation_lines(n: TaskStep | ForeachNode, comp: Compensation) -> list[Line]:
+    lines: list[Line | None] = [
+        ("title", short(f"undo {n.name or n.id}")),
+        ("meta", short(_action(comp.action))),
+        _facts(
+            "each item, LIFO" if isinstance(n, ForeachNode) else None,
+            _retry(comp.retry),
+            "on attempted" if comp.on == "attempted" else None,
+        ),
+    ]
+    return [line for line in lines if line is not None]
+
+
+class _Builder:
+    def __init__(self, plan: Plan, overlay: Mapping[str, NodeRun] | None) -> None:
+        self.plan = plan
+        self.overlay = overlay
+        self.nodes = {n.id: n for n in plan.definition.walk()}
+        self.edges: list[DEdge] = []
+        self.compensable: set[str] = set()
+        self.kinds: set[str] = {"task"}
+        self.statuses: set[str] = set()
+
+    def _run(self, node_id: str) -> NodeRun | None:
+        if self.overlay is None:
+            return None
+        return self.overlay.get(node_id, NodeRun())
+
+    def node(self, n: AnyNode) -> DNode:
+        shape = _shape(n)
+        kind = shape
+        self.kinds.add(kind)
+        lines = _node_lines(n)
+        run = self._run(n.id)
+        status = None
+        if run is not None:
+            status = run.status
+            self.statuses.add(status)
+            if run.status != "pending":
+                lines.append(("run", run_line(run)))
+        return DNode(f"s_{n.id}", shape, kind, tuple(lines), status, n.id)
+
+    def compensation(self, n: TaskStep | ForeachNode, comp: Compensation) -> DNode:
+        self.kinds.add("compensation")
+        lines = _compensation_lines(n, comp)
+        run = self._run(n.id)
+        status = None
+        if run is not None:
+            status = COMPENSATION_STATUS.get(run.compensation_status or "", "pending")
+            self.statuses.add(status)
+            text = _compensation_line(run)
+            if text:
+                lines.append(("run", text))
+        return DNode(f"c_{n.id}", "compensation", "compensation", tuple(lines), status, n.id)
+
+    def entry(self, node_id: str) -> str:
+        return f"s_{node_id}"
+
+    def exit(self, node_id: str) -> str:
+        return f"j_{node_id}" if isinstance(self.nodes[node_id], ParallelGroup) else f"s_{node_id}"
+
+    def scope(self, key: str, cluster: DCluster, entry: str | None, exit: str | None) -> None:
+        scope = self.plan.scope(key)
+        for nid in scope.order:
+            n = self.nodes[nid]
+            deps = scope.deps[nid]
+            if deps:
+                self.edges.extend(DEdge(self.exit(d), self.entry(nid), "flow") for d in deps)
+            elif entry:
+                self.edges.append(DEdge(entry, self.entry(nid), "flow"))
+            if isinstance(n, ParallelGroup):
+                cluster.members.append(self.group(n))
+                continue
+            cluster.members.append(self.node(n))
+            comp = n.compensate if isinstance(n, TaskStep | ForeachNode) else None
+            if comp is not None and key != ON_FAILURE:
+                self.compensable.add(nid)
+                cluster.members.append(self.compensation(n, comp))
+                cluster.side_by_side.append((f"s_{nid}", f"c_{nid}"))
+                self.edges.append(DEdge(f"s_{nid}", f"c_{nid}", "undo"))
+        if exit:
+            used = {d for deps in scope.deps.values() for d in deps}
+            tails = [nid for nid in scope.order if nid not in used]
+            if tails:
+                self.edges.extend(DEdge(self.exit(t), exit, "flow") for t in tails)
+            elif entry:
+                self.edges.append(DEdge(entry, exit, "flow"))
+
+    def group(self, g: ParallelGroup) -> DCluster:
+        self.kinds.add("fork")
+        cluster = DCluster(f"g_{g.id}", short(g.name or g.id), "group")
+        fork = self.node(g)
+        cluster.members.append(fork)
+        for i in range(len(g.branches)):
+            branch = DCluster(f"b_{g.id}_{i}", f"branch {i + 1}", "branch")
+            self.scope(f"{g.id}/{i}", branch, f"s_{g.id}", f"j_{g.id}")
+            cluster.members.append(branch)
+        cluster.members.append(
+            DNode(f"j_{g.id}", "join", "join", (("title", "join"),), fork.status, g.id)
+        )
+        return cluster
+
+    def rollback(self) -> None:
+        """Rollback edges: each compensation to those of its nearest compensable ancestors."""
+        preds: dict[str, list[str]] = {}
+        for e in self.edges:
+            if e.role == "flow":
+                preds.setdefault(e.dst, []).append(e.src)
+        for nid in self._in_flow_order():
+            seen: set[str] = set()
+            stack = list(preds.get(f"s_{nid}", []))
+            targets: list[str] = []
+            while stack:
+                key = stack.pop(0)
+                if key in seen:
+                    continue
+                seen.add(key)
+                if key.startswith("s_") and key[2:] in self.compensable:
+                    targets.append(key[2:])
+                    continue
+                stack.extend(preds.get(key, []))
+            self.edges.extend(DEdge(f"c_{nid}", f"c_{t}", "rollback") for t in targets)
+
+    def _in_flow_order(self) -> list[str]:
+        return [n.id for n in self.plan.definition.walk() if n.id in self.compensable]
+
+
+def _legend(kinds: set[str], statuses: set[str], overlaid: bool) -> DCluster:
+    legend = DCluster("legend", "Legend", "legend")
+    for kind, word in KIND_WORDS.items():
+        if kind in kinds:
+            shape: Shape = kind  # type: ignore[assignment]
+            legend.members.append(DNode(f"legend_{kind}", shape, kind, (("title", word),)))
+    if overlaid:
+        for status, word in STATUS_WORDS.items():
+            if status in statuses:
+                legend.members.append(
+                    DNode(f"legend_st_{status}", "task", "task", (("title", word),), status)
+                )
+    return legend
+
+
+def build_diagram(plan: Plan, overlay: Mapping[str, NodeRun] | None = None) -> Diagram:
+    """The diagram of `plan`, coloured by `overlay` (node id -> what happened) when given."""
+    saga = plan.definition
+    b = _Builder(plan, overlay)
+    root = DCluster("root", saga.saga, "root")
+    root.members.append(DNode("START", "start", "terminal", (("title", "start"),)))
+    b.scope(TOP, root, "START", "DONE")
+    root.members.append(DNode("DONE", "end", "terminal", (("title", "done"),)))
+    if saga.on_failure:
+        cluster = DCluster("on_failure", "on failure, after compensation", "on_failure")
+        cluster.members.append(DNode("FAILED", "failed", "terminal", (("title", "saga failed"),)))
+        b.scope(ON_FAILURE, cluster, "FAILED", None)
+        root.members.append(cluster)
+    b.rollback()
+    subtitle = short(saga.description or "", 100)
+    if b.compensable:
+        how = "LIFO, one at a time" if saga.compensation == "sequential" else "reverse DAG"
+        subtitle = (subtitle + " · " if subtitle else "") + f"compensation: {how}"
+    return Diagram(
+        title=f"{saga.saga} v{saga.version}",
+        subtitle=subtitle,
+        root=root,
+        edges=b.edges,
+        legend=_legend(b.kinds, b.statuses, overlay is not None),
+        compensation_mode=saga.compensation,
+        overlaid=overlay is not None,
+    )
