@@ -7,8 +7,11 @@ each hold a package called `shop` share whichever was imported first.
 
 Calling: a parameter named `context` receives the `StepContext` (so `context` cannot be an
 argument name in `with`). Async functions are awaited on the loop; sync functions run in a
-worker thread (`asyncio.to_thread`) so they never block the loop. A cancelled sync call cannot
-be stopped: its thread runs to the end and the result is dropped.
+thread of their own so they never block the loop. A cancelled sync call cannot be stopped: its
+thread runs to the end and the result is dropped. These threads are daemons, not the loop's
+default executor, because `asyncio.run` waits for every executor thread on its way out: one
+hung sync action would hold up the end of a cancelled run (and a pool of `cpu + 4` threads
+would cap a foreach's concurrency).
 
 Failing: raising `StepError` fails with its code; returning a `StepError` instance is an error
 result and fails the same way. An import failure, a missing function or arguments that do not
@@ -18,6 +21,9 @@ fit its signature are `UNEXPECTED`, naming the target.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import functools
 import importlib
 import inspect
 import sys
@@ -53,7 +59,9 @@ async def run_python(spec: PythonAction, args: Any, ctx: StepContext) -> Any:
     target = _targets.get(key)
     if target is None:
         # Importing runs the module's top-level code: keep it off the loop too.
-        target = await asyncio.to_thread(_resolve, spec.target, ctx.base_dir)
+        target = await _in_thread(
+            _resolve, {"target": spec.target, "base_dir": ctx.base_dir}, spec.target
+        )
         _targets[key] = target
 
     if args is None:
@@ -82,12 +90,39 @@ async def run_python(spec: PythonAction, args: Any, ctx: StepContext) -> Any:
     if target.is_async:
         result = await target.func(**kwargs)
     else:
-        result = await asyncio.to_thread(target.func, **kwargs)
+        result = await _in_thread(target.func, kwargs, spec.target)
     if inspect.isawaitable(result):  # a sync callable that hands back a coroutine
         result = await result
     if isinstance(result, StepError):
         raise result
     return result
+
+
+def _in_thread(func: Callable[..., Any], kwargs: dict[str, Any], name: str) -> asyncio.Future[Any]:
+    """Run `func(**kwargs)` in a new daemon thread (with our context variables); the future
+    resolves on the loop. Cancelling the future abandons the thread."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():  # cancelled meanwhile: the result is dropped
+            outcome()
+
+    def work() -> None:
+        try:
+            result = context.run(func, **kwargs)
+        except BaseException as exc:  # handed to the awaiting task, which decides
+            if isinstance(exc, StopIteration):  # a future refuses it (PEP 479)
+                exc = RuntimeError(f"StopIteration: {exc}")
+            outcome: Callable[[], None] = functools.partial(future.set_exception, exc)
+        else:
+            outcome = functools.partial(future.set_result, result)
+        with contextlib.suppress(RuntimeError):  # the loop closed before the thread ended
+            loop.call_soon_threadsafe(settle, outcome)
+
+    threading.Thread(target=work, name=f"sagac-action:{name}", daemon=True).start()
+    return future
 
 
 def _resolve(target: str, base_dir: Path | None) -> _Target:

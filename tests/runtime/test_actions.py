@@ -170,6 +170,22 @@ async def test_python_sys_exit_does_not_stop_the_runtime() -> None:
     assert error.code == "UNEXPECTED" and error.message.startswith("SystemExit")
 
 
+async def test_python_stop_iteration_is_unexpected_not_a_hang() -> None:
+    error = await fails(PythonAction(target="pyactions:stops"), {})
+    assert error.code == "UNEXPECTED" and "out of items" in error.message
+
+
+def test_python_abandoned_sync_call_does_not_hold_up_the_end_of_the_loop() -> None:
+    async def run() -> None:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await invoke(PythonAction(target="pyactions:sleepy"), {"seconds": 3}, ctx())
+
+    started = time.monotonic()
+    asyncio.run(run())
+    assert time.monotonic() - started < 1.5
+
+
 async def test_python_arguments_that_do_not_fit_the_signature() -> None:
     error = await fails(PythonAction(target="pyactions:add"), {"a": 1, "bogus": 2})
     assert error.code == "UNEXPECTED"

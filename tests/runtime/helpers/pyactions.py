@@ -64,6 +64,10 @@ def exits() -> None:
     sys.exit(3)
 
 
+def stops() -> None:
+    raise StopIteration("out of items")
+
+
 def not_json() -> Any:
     return {"ids": {1, 2}}
 
