@@ -36,7 +36,7 @@ from sagac.runtime.actions.command import run_command
 from sagac.runtime.actions.context import StepContext
 from sagac.runtime.actions.http import aclose_clients, http_clients, run_http
 from sagac.runtime.actions.mock import run_mock
-from sagac.runtime.actions.python import run_python
+from sagac.runtime.actions.python import run_python, runs_in_thread
 from sagac.runtime.errors import StepError
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ __all__ = [
     "http_clients",
     "invoke",
     "render_spec",
+    "runs_in_thread",
     "spec_templates",
 ]
 

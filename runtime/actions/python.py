@@ -37,7 +37,7 @@ from sagac.compiler.ir import PythonAction
 from sagac.runtime.actions.context import StepContext
 from sagac.runtime.errors import StepError
 
-__all__ = ["run_python"]
+__all__ = ["run_python", "runs_in_thread"]
 
 _path_lock = threading.Lock()
 _paths_added: set[str] = set()
@@ -52,6 +52,13 @@ class _Target:
 
 
 _targets: dict[tuple[str | None, str], _Target] = {}
+
+
+def runs_in_thread(spec: PythonAction, base_dir: Path | None) -> bool | None:
+    """Whether `spec` calls a sync function (run in a thread that a cancel cannot stop), as
+    resolved by an earlier call; None before the first call of that target."""
+    target = _targets.get((str(base_dir) if base_dir is not None else None, spec.target))
+    return None if target is None else not target.is_async
 
 
 async def run_python(spec: PythonAction, args: Any, ctx: StepContext) -> Any:

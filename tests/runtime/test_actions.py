@@ -20,6 +20,7 @@ from sagac.runtime.actions import (
     http_clients,
     invoke,
     render_spec,
+    runs_in_thread,
     spec_templates,
 )
 from sagac.runtime.actions import command as command_module
@@ -111,9 +112,17 @@ async def test_python_async_action_is_awaited_on_the_loop() -> None:
 
 
 async def test_python_object_with_async_call_is_awaited() -> None:
-    assert await invoke(PythonAction(target="pyactions:greet"), {"name": "ada"}, ctx()) == (
-        "hello ada"
-    )
+    spec = PythonAction(target="pyactions:greet")
+    assert await invoke(spec, {"name": "ada"}, ctx()) == "hello ada"
+    assert runs_in_thread(spec, HELPERS) is False
+
+
+async def test_runs_in_thread_is_known_after_the_first_call(tmp_path: Path) -> None:
+    (tmp_path / "thread_probe.py").write_text("def f():\n    return 1\n")
+    spec = PythonAction(target="thread_probe:f")
+    assert runs_in_thread(spec, tmp_path) is None
+    await invoke(spec, {}, ctx(base_dir=tmp_path))
+    assert runs_in_thread(spec, tmp_path) is True
 
 
 async def test_python_context_parameter_receives_the_step_context() -> None:
