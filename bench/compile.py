@@ -20,6 +20,7 @@ from sagac.compiler.checks import check_ids, check_semantics
 from sagac.compiler.graph import build_graph
 from sagac.compiler.loader import load_text
 from sagac.compiler.lower import lower
+from sagac.compiler.pipeline import paused_gc
 from sagac.compiler.plan import build_plan
 from sagac.compiler.schema import check_schema
 
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'saga':<24}{'total':>9}" + "".join(f"{s:>14}" for s in stages))
     totals: dict[str, float] = {}
     for name, text in cases:
-        times = compile_stages(text, name)
+        with paused_gc():  # as `compile_file` does
+            times = compile_stages(text, name)
         totals[name] = times["total"]
         cells = "".join(f"{times[s]:>8.3f}s {times[s] / times['total']:>3.0%}" for s in stages)
         print(f"{name:<24}{times['total']:>8.3f}s{cells}")

@@ -57,6 +57,17 @@ def has_side_effect(spec: ir.Action | None) -> bool:
     return isinstance(spec, (ir.PythonAction, ir.CommandAction))
 
 
+_last_walk: tuple[ir.Saga, list[ir.AnyNode]] | None = None
+
+
+def _walk(saga: ir.Saga) -> list[ir.AnyNode]:
+    """`saga.walk()`, computed once for the saga being checked (every check walks it)."""
+    global _last_walk
+    if _last_walk is None or _last_walk[0] is not saga:
+        _last_walk = (saga, saga.walk())
+    return _last_walk[1]
+
+
 def _retried(policies: tuple[ir.RetryPolicy, ...]) -> int:
     """The most attempts any policy allows (1: not retried)."""
     return max((p.max_attempts for p in policies), default=1)
@@ -117,7 +128,7 @@ class Facts:
     @classmethod
     def of(cls, saga: ir.Saga, graph: SagaGraph) -> Facts:
         group_of: dict[str, str] = {}
-        for n in saga.walk():
+        for n in _walk(saga):
             if isinstance(n, ir.ParallelGroup):
                 for branch in n.branches:
                     for child in branch:
@@ -126,7 +137,7 @@ class Facts:
             nid for nid, key in graph.scope_of.items() if _root_scope(graph, key) == ON_FAILURE
         }
         in_any: dict[str, str] = {}
-        for n in saga.walk():  # outer groups come first in a depth-first walk
+        for n in _walk(saga):  # outer groups come first in a depth-first walk
             if isinstance(n, ir.ParallelGroup) and n.mode == "any":
                 for child in _descendants(n):
                     in_any.setdefault(child.id, n.id)
@@ -154,7 +165,7 @@ def _descendants(group: ir.ParallelGroup) -> Iterator[ir.AnyNode]:
 
 def _refs(saga: ir.Saga) -> Iterator[tuple[ir.Effectful, ir.ActionRef, bool]]:
     """Every action reference: (node, ref, whether it is the node's compensation)."""
-    for n in saga.walk():
+    for n in _walk(saga):
         if isinstance(n, (ir.TaskStep, ir.ForeachNode)):
             yield n, n.action, False
             if n.compensate:
@@ -197,10 +208,10 @@ def check_unused_actions(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
 
 def check_ids(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
     """E012: ids are unique across the whole saga, nested ones included."""
-    counts = Counter(n.id for n in saga.walk())
+    counts = Counter(n.id for n in _walk(saga))
     seen: set[str] = set()
     out = []
-    for n in saga.walk():
+    for n in _walk(saga):
         if counts[n.id] > 1:
             if n.id in seen:
                 out.append(
@@ -227,7 +238,7 @@ def check_irreversible_compensate(saga: ir.Saga, doc: Document) -> list[Diagnost
             "if the step can be undone, drop `irreversible: true`; otherwise remove `compensate`",
             key=True,
         )
-        for n in saga.walk()
+        for n in _walk(saga)
         if isinstance(n, ir.TaskStep) and n.irreversible and n.compensate is not None
     ]
 
@@ -258,7 +269,7 @@ def check_retry_codes(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
     Policies inherited from `defaults` are not checked: they are written for every step.
     """
     out = []
-    for n in saga.walk():
+    for n in _walk(saga):
         if not isinstance(n, (ir.TaskStep, ir.ForeachNode)):
             continue
         sources: list[tuple[tuple[ir.RetryPolicy, ...], bool]] = [(n.retry, False)]
@@ -286,7 +297,7 @@ def check_retry_codes(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
 def check_idempotency(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
     """W101: a retried call with side effects needs a key to make repeats harmless."""
     out = []
-    for n in saga.walk():
+    for n in _walk(saga):
         if not isinstance(n, (ir.TaskStep, ir.ForeachNode)):
             continue
         attempts = _retried(n.retry)
@@ -335,7 +346,7 @@ def check_compensation_retry(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
             "add e.g. `retry: {max_attempts: 10}` under `compensate` (or a `defaults.retry`)",
             key=True,
         )
-        for n in saga.walk()
+        for n in _walk(saga)
         if isinstance(n, (ir.TaskStep, ir.ForeachNode))
         and n.compensate is not None
         and not n.compensate.retry_declared
@@ -353,7 +364,7 @@ def check_approval_timeouts(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
             "add e.g. `timeout: 48h` (and `on_timeout: reject` or `fail`)",
             key=True,
         )
-        for n in saga.walk()
+        for n in _walk(saga)
         if isinstance(n, ir.ApprovalGate) and n.timeout is None
     ]
 
@@ -368,7 +379,7 @@ def check_pivots(saga: ir.Saga, facts: Facts, doc: Document) -> list[Diagnostic]
     if not anc.ok:
         return []
     pivots: dict[int, str] = {}  # a bit that marks "after this pivot" -> the pivot's id
-    for n in saga.walk():
+    for n in _walk(saga):
         if isinstance(n, ir.TaskStep) and n.irreversible and n.id not in facts.in_on_failure:
             pivots.setdefault(anc.bit(n.id), n.id)
             group = facts.group_of.get(n.id)
@@ -380,7 +391,7 @@ def check_pivots(saga: ir.Saga, facts: Facts, doc: Document) -> list[Diagnostic]
     for bit in pivots:
         mask |= bit
     out = []
-    for n in saga.walk():
+    for n in _walk(saga):
         if n.id in facts.in_on_failure or isinstance(n, ir.ParallelGroup):
             continue
         hits = anc.masks.get(n.id, 0) & mask
@@ -412,7 +423,7 @@ def check_pivots(saga: ir.Saga, facts: Facts, doc: Document) -> list[Diagnostic]
 def check_any_branches(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
     """W106: a losing `any` branch that completed anyway is undone, if it can be."""
     out = []
-    for g in saga.walk():
+    for g in _walk(saga):
         if not (isinstance(g, ir.ParallelGroup) and g.mode == "any"):
             continue
         for n in _descendants(g):
@@ -510,7 +521,7 @@ def template_sites(saga: ir.Saga) -> Iterator[Site]:
     for name, spec in saga.actions.items():
         for path, text in _action_strings(spec, ("actions", name)):
             yield Site(path, text, "action", args=True, action=name)
-    for n in saga.walk():
+    for n in _walk(saga):
         if n.when is not None:
             yield Site((*n.path, "when"), n.when, "node", n)
         if isinstance(n, ir.ApprovalGate):

@@ -6,6 +6,9 @@ after reporting *all* of its own diagnostics, so one run shows every problem it 
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +39,23 @@ class Compilation:
 
     def ok(self, *, strict: bool = False) -> bool:
         return not self.errors(strict=strict)
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Run without the cyclic garbage collector, which compiling triggers over and over.
+
+    A compilation allocates hundreds of thousands of acyclic objects; each burst of them sets
+    off a full collection that walks everything alive. Pausing it halves the time of a
+    10,000-step saga; reference counting still frees everything as usual.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _compile(doc: Document | None, diags: list[Diagnostic], file: str) -> Compilation:
@@ -70,13 +90,15 @@ def _stages(c: Compilation, doc: Document, file: str) -> None:
 
 
 def compile_text(text: str, file: str = "<string>") -> Compilation:
-    doc, diags = load_text(text, file)
-    return _compile(doc, diags, file)
+    with paused_gc():
+        doc, diags = load_text(text, file)
+        return _compile(doc, diags, file)
 
 
 def compile_file(path: str | Path) -> Compilation:
-    doc, diags = load_file(path)
-    return _compile(doc, diags, str(path))
+    with paused_gc():
+        doc, diags = load_file(path)
+        return _compile(doc, diags, str(path))
 
 
 def load(path: str | Path, *, strict: bool = False) -> Plan:
