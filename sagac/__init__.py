@@ -22,6 +22,7 @@ _EXPORTS = {
     "DefinitionError": "sagac.compiler.errors",
     "InputError": "sagac.compiler.errors",
     "UsageError": "sagac.compiler.errors",
+    "StepError": "sagac.runtime.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]
