@@ -23,6 +23,9 @@ _EXPORTS = {
     "InputError": "sagac.compiler.errors",
     "UsageError": "sagac.compiler.errors",
     "StepError": "sagac.runtime.errors",
+    "run": "sagac.runtime.api",
+    "arun": "sagac.runtime.api",
+    "RunReport": "sagac.runtime.report",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -1,0 +1,215 @@
+"""The runtime's front door: `run`, `arun` and `resume` a saga, returning its `RunReport`.
+
+`arun(plan_or_path, input)` validates the input against the saga's `input` schema (InputError,
+listing every problem, before anything runs), applies the test switches (`fail`: make steps
+fail with a code instead of calling their action; `simulate`: every non-mock action becomes a
+mock that succeeds with `{}`), and runs the plan with an `Executor`. `run` is the same for
+synchronous programs. `aresume` continues a run from its journal in a store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sagac.compiler import ir
+from sagac.compiler.errors import InputError, SagacError, UsageError
+from sagac.compiler.pipeline import load
+from sagac.compiler.plan import Plan
+
+from .clock import Clock
+from .events import EventCallback
+from .executor import Executor
+from .journal import replay
+from .report import RunReport
+from .store.base import Store
+from .store.memory import MemoryStore
+
+FailSpec = Mapping[str, str | None] | list[str] | tuple[str, ...] | None
+
+
+class DefinitionChanged(SagacError):
+    code = "DEFINITION_CHANGED"
+    exit_code = 65
+
+
+def as_plan(plan_or_path: Plan | str | Path) -> Plan:
+    return plan_or_path if isinstance(plan_or_path, Plan) else load(plan_or_path)
+
+
+def validate_input(plan: Plan, input: Any) -> None:
+    """Raise InputError naming every way `input` breaks the saga's `input` schema."""
+    schema = plan.definition.input_schema
+    if schema is None:
+        return
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    validator = Draft202012Validator(schema, format_checker=FormatChecker())
+    problems = []
+    for err in sorted(validator.iter_errors(input), key=lambda e: list(e.absolute_path)):
+        where = "/".join(str(p) for p in err.absolute_path) or "(root)"
+        problems.append(f"input/{where}: {err.message}" if where != "(root)" else err.message)
+    if problems:
+        raise InputError(
+            f"the input does not match the saga's input schema ({len(problems)} problem(s)): "
+            + "; ".join(problems),
+            problems=problems,
+        )
+
+
+def action_ids(plan: Plan) -> list[str]:
+    """Nodes that call an action (what `fail=` may name)."""
+    return [n.id for n in plan.definition.walk() if isinstance(n, ir.TaskStep | ir.ForeachNode)]
+
+
+def fail_overrides(plan: Plan, fail: FailSpec) -> dict[str, ir.MockAction]:
+    """`{"step": "CODE"}` or `["step=CODE", "step"]` -> mocks that fail (default UNEXPECTED)."""
+    if not fail:
+        return {}
+    pairs: list[tuple[str, str | None]] = []
+    if isinstance(fail, Mapping):
+        pairs = list(fail.items())
+    else:
+        for item in fail:
+            step, _, code = item.partition("=")
+            pairs.append((step.strip(), code.strip() or None))
+    valid = action_ids(plan)
+    out: dict[str, ir.MockAction] = {}
+    for step, code in pairs:
+        if step not in valid:
+            raise UsageError(
+                f"--fail names {step!r}, which is not a step of {plan.saga!r} that calls an action",
+                hint=f"valid step ids: {', '.join(valid)}",
+            )
+        out[step] = ir.MockAction(fail=code or "UNEXPECTED")
+    return out
+
+
+def environment(
+    plan: Plan, secrets: Mapping[str, str] | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(env, secrets): the listed `env:` names from the process, and the secrets given (or,
+    for names listed under `secrets:` and not given, from the process environment)."""
+    saga = plan.definition
+    env = {k: os.environ[k] for k in saga.env if k in os.environ}
+    found = {k: os.environ[k] for k in saga.secrets if k in os.environ}
+    found.update(secrets or {})
+    return env, found
+
+
+async def arun(
+    plan_or_path: Plan | str | Path,
+    input: Any,
+    *,
+    store: Store | None = None,
+    on_event: EventCallback | None = None,
+    fail: FailSpec = None,
+    simulate: bool = False,
+    clock: Clock | None = None,
+    secrets: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+) -> RunReport:
+    """Run a saga to its end (or to an approval gate) and return its report."""
+    plan = as_plan(plan_or_path)
+    validate_input(plan, input)
+    overrides = fail_overrides(plan, fail)
+    env, found = environment(plan, secrets)
+    executor = Executor(
+        plan,
+        input,
+        store=store if store is not None else MemoryStore(),
+        run_id=run_id,
+        clock=clock,
+        on_event=on_event,
+        secrets=found,
+        env=env,
+        overrides=overrides,
+        simulate=simulate,
+    )
+    return await executor.run()
+
+
+async def aresume(
+    plan_or_path: Plan | str | Path,
+    run_id: str,
+    store: Store,
+    *,
+    on_event: EventCallback | None = None,
+    clock: Clock | None = None,
+    secrets: Mapping[str, str] | None = None,
+    force: bool = False,
+) -> RunReport:
+    """Continue run `run_id` from its journal in `store` (a finished run returns its report).
+    Refused when the definition changed since the run started, unless `force`."""
+    plan = as_plan(plan_or_path)
+    record = await store.get_run(run_id)
+    if record.definition_hash != plan.hash and not force:
+        raise DefinitionChanged(
+            f"run {run_id} started under definition {record.definition_hash}, "
+            f"this one is {plan.hash}",
+            hint="resume with the definition the run started with, or force it",
+        )
+    state = replay(await store.load_events(run_id))
+    if state.finished and record.report is not None:
+        return RunReport.model_validate(record.report)
+    env, found = environment(plan, secrets)
+    executor = Executor(
+        plan,
+        record.input,
+        store=store,
+        run_id=run_id,
+        clock=clock,
+        on_event=on_event,
+        secrets=found,
+        env=env,
+        state=state,
+    )
+    return await executor.run()
+
+
+async def _owning_loop(coro: Any) -> RunReport:
+    from sagac.runtime.actions import aclose_clients
+
+    try:
+        report: RunReport = await coro
+        return report
+    finally:
+        await aclose_clients()  # the pooled http clients belong to this (our own) loop
+
+
+def run(
+    plan_or_path: Plan | str | Path,
+    input: Any,
+    *,
+    store: Store | None = None,
+    on_event: EventCallback | None = None,
+    fail: FailSpec = None,
+    simulate: bool = False,
+    clock: Clock | None = None,
+    secrets: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+) -> RunReport:
+    """`arun` for synchronous programs (runs its own event loop)."""
+    return asyncio.run(
+        _owning_loop(
+            arun(
+                plan_or_path,
+                input,
+                store=store,
+                on_event=on_event,
+                fail=fail,
+                simulate=simulate,
+                clock=clock,
+                secrets=secrets,
+                run_id=run_id,
+            )
+        )
+    )
+
+
+def resume(plan_or_path: Plan | str | Path, run_id: str, store: Store, **kwargs: Any) -> RunReport:
+    """`aresume` for synchronous programs."""
+    return asyncio.run(_owning_loop(aresume(plan_or_path, run_id, store, **kwargs)))

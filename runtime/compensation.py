@@ -1,0 +1,226 @@
+"""Compensation: undo what a failed run did, in reverse order of completion.
+
+`compensate(ex, undo)` runs the compensations of the given `Undo` entries: sequentially in
+strict LIFO order (the default), or with `compensation: parallel` along the reverse DAG (a
+step's compensation waits only for those of the steps that depended on it; the items of one
+foreach are undone one at a time, last completed first). Each compensation is retried by its own
+policy and is never cut by the saga's deadline. One that still fails is recorded (report
+`compensations`, `errors`, `needs_attention`) and the others run anyway, unless the saga says
+`on_compensation_failure: stop`: then nothing new starts and the rest are `not_run`.
+A compensation the journal shows as ended (resume) is never run again; one that started and
+did not end is re-run with the idempotency key it was given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from sagac.compiler import ir
+from sagac.runtime.actions import StepContext
+from sagac.runtime.errors import StepError
+
+from .retry import RetryState
+
+if TYPE_CHECKING:
+    from .executor import Executor, Undo
+
+
+def compensation_order(undo: list[Undo]) -> list[Undo]:
+    """Reverse order of completion (LIFO)."""
+    return sorted(undo, key=lambda u: u.order, reverse=True)
+
+
+async def compensate(ex: Executor, undo: list[Undo], *, sequential: bool = False) -> None:
+    entries = compensation_order(undo)
+    if ex.state is not None:
+        ended = {k for k, r in ex.state.compensations.items() if r.status in ("ok", "failed")}
+        entries = [u for u in entries if (u.step, u.item_index) not in ended]
+    if not entries:
+        return
+    stop_on_failure = ex.saga.on_compensation_failure == "stop"
+    if sequential or ex.saga.compensation == "sequential":
+        stopped = False
+        for u in entries:
+            if stopped:
+                _not_run(ex, u)
+            elif not await compensate_one(ex, u) and stop_on_failure:
+                stopped = True
+        return
+    await _parallel(ex, entries, stop_on_failure)
+
+
+async def _parallel(ex: Executor, entries: list[Undo], stop_on_failure: bool) -> None:
+    by_step: dict[str, list[Undo]] = {}
+    for u in entries:
+        by_step.setdefault(u.step, []).append(u)
+    done = {s: asyncio.Event() for s in by_step}
+    # s waits for t when t depended on s (s is one of t's ancestors).
+    waits = {
+        s: [t for t in by_step if t != s and s in ex.prep.ancestors.get(t, ())] for s in by_step
+    }
+    stopped = False
+
+    async def undo_step(s: str) -> None:
+        nonlocal stopped
+        try:
+            for t in waits[s]:
+                await done[t].wait()
+            for u in by_step[s]:
+                if stopped:
+                    _not_run(ex, u)
+                elif not await compensate_one(ex, u) and stop_on_failure:
+                    stopped = True
+        finally:
+            done[s].set()
+
+    tasks = [asyncio.create_task(undo_step(s)) for s in by_step]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.wait(tasks)
+        raise
+
+
+def _not_run(ex: Executor, u: Undo) -> None:
+    ex.comp_failed = True
+    ex.comp_log.append(
+        {
+            "step": u.step,
+            "item_index": u.item_index,
+            "status": "not_run",
+            "attempts": 0,
+            "error": None,
+        }
+    )
+
+
+async def compensate_one(ex: Executor, u: Undo) -> bool:
+    """Run one compensation to its end; True when it succeeded."""
+    node: Any = ex.prep.nodes[u.step]
+    comp: ir.Compensation = node.compensate
+    scope = {**ex.scope, "result": u.result, "error": u.error, "failure": ex.failure}
+    if isinstance(node, ir.ForeachNode):
+        item = u.item
+        if item is None and u.item_index is not None:
+            from .foreach import item_at
+
+            item = item_at(ex, node, u.item_index)
+        scope[node.as_] = item
+    rec = ex.state.compensations.get((u.step, u.item_index)) if ex.state else None
+    where: dict[str, Any] = {"step": u.step}
+    if u.item_index is not None:
+        where["item_index"] = u.item_index
+    attempt = rec.attempt if rec is not None else 0
+    try:
+        args = ex.render_args(comp.with_, scope)
+        if rec is not None and rec.idempotency_key is not None:
+            key: str | None = rec.idempotency_key
+        elif comp.idempotency_key is not None:
+            key = ex.engine.render_text(comp.idempotency_key, scope)
+        else:
+            key = None
+    except StepError as e:
+        await _failed(ex, u, where, e, attempt, 0, final=True)
+        return False
+    spec = ex.action_of(u.step, comp.action.spec, compensation=True)
+    retry = RetryState(comp.retry)
+    redacted_key = ex.redact(key)
+    clock = ex.clock
+    while True:
+        attempt += 1
+        await ex.emit(
+            "compensation_started", {**where, "attempt": attempt, "idempotency_key": redacted_key}
+        )
+        started = clock.monotonic()
+        ctx = StepContext(
+            ex.run_id,
+            ex.plan.saga,
+            u.step,
+            attempt,
+            key,
+            None if comp.timeout is None else clock.now() + comp.timeout,
+            u.item_index,
+            True,
+            ex.prep.base_dir,
+        )
+        try:
+            result = await ex.call(spec, args, ctx, comp.timeout, scope)
+            if isinstance(result, StepError):
+                raise result
+        except StepError as e:
+            exc = e
+        except TimeoutError:
+            exc = StepError("TIMEOUT", f"the compensation took longer than {comp.timeout:g}s")
+        except asyncio.CancelledError as cancel:
+            if hasattr(cancel, "sagac_result") and ex.cancelled_by_run():
+                await _ok(ex, u, where, attempt, started)
+            raise
+        else:
+            await _ok(ex, u, where, attempt, started)
+            return True
+        nxt = retry.next_delay(exc.code, clock.random)
+        if nxt is None:
+            await _failed(ex, u, where, exc, attempt, started, final=True)
+            return False
+        await _failed(ex, u, where, exc, attempt, started, final=False, delay=nxt[0])
+        await clock.sleep(nxt[0])
+
+
+async def _ok(ex: Executor, u: Undo, where: dict[str, Any], attempt: int, started: float) -> None:
+    await ex.emit(
+        "compensation_completed",
+        {**where, "attempt": attempt, "duration_ms": ex.ms(started) if started else 0},
+    )
+    ex.comp_log.append(
+        {
+            "step": u.step,
+            "item_index": u.item_index,
+            "status": "ok",
+            "attempts": attempt,
+            "error": None,
+        }
+    )
+
+
+async def _failed(
+    ex: Executor,
+    u: Undo,
+    where: dict[str, Any],
+    exc: StepError,
+    attempt: int,
+    started: float,
+    *,
+    final: bool,
+    delay: float | None = None,
+) -> None:
+    from .executor import error_dict
+
+    err = ex.redact(error_dict(exc))
+    fields = {
+        **where,
+        "attempt": attempt,
+        "duration_ms": ex.ms(started) if started else 0,
+        "error": err,
+        "final": final,
+    }
+    if delay is not None:
+        fields["delay_ms"] = int(delay * 1000)
+    await ex.emit("compensation_failed", fields)
+    if not final:
+        return
+    ex.comp_failed = True
+    info = {**ex._error_at(u.step, err, attempt, u.item_index), "phase": "compensation"}
+    info.pop("attempts", None)
+    ex.errors.append(info)
+    ex.comp_log.append(
+        {
+            "step": u.step,
+            "item_index": u.item_index,
+            "status": "failed",
+            "attempts": attempt,
+            "error": info,
+        }
+    )

@@ -1,0 +1,189 @@
+"""Replay: the state of a run reconstructed from its journal (the event log).
+
+The journal is the source of truth; `replay(events)` folds it into a `RunState` that says, for
+every node (and every foreach item), whether it completed (with its recorded result), failed for
+good, was skipped, or was started and never finished (with the attempt and idempotency key it
+used), and which compensations started, succeeded or failed. The executor continues a run from
+that state: completed nodes are not called again, unfinished ones are re-run with the same key,
+and an interrupted compensation carries on without undoing any step twice.
+
+A step cancelled by the run itself is journaled as `step_failed` with `cancelled: true`; replay
+treats it as unfinished (re-run on resume) unless the run had entered compensation
+(`saga_compensating`), where it is final. A crash writes nothing, so an interrupted attempt is
+simply a `step_started` without an end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .store.base import Event
+
+StepKey = tuple[str, int | None]  # (node id, foreach item index or None)
+
+
+@dataclass(slots=True)
+class StepRecord:
+    status: str  # started | completed | failed | cancelled | skipped
+    attempt: int = 0
+    idempotency_key: str | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    seq: int = 0  # seq of the event that ended it (its place in completion order)
+    branch: str | None = None
+
+
+@dataclass(slots=True)
+class CompensationRecord:
+    status: str  # started | ok | failed
+    attempt: int = 0
+    idempotency_key: str | None = None
+    error: dict[str, Any] | None = None
+    seq: int = 0
+
+
+@dataclass(slots=True)
+class RunState:
+    """What the journal says about a run."""
+
+    run_id: str = ""
+    saga: str = ""
+    version: int = 1
+    definition_hash: str = ""
+    input: Any = None
+    started_at: str | None = None
+    last_seq: int = 0
+    steps: dict[StepKey, StepRecord] = field(default_factory=dict)
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> {result, winner}
+    compensations: dict[StepKey, CompensationRecord] = field(default_factory=dict)
+    compensation_log: list[dict[str, Any]] = field(default_factory=list)  # ended, in order
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    approvals_requested: dict[str, Event] = field(default_factory=dict)
+    approvals_decided: dict[str, Event] = field(default_factory=dict)
+    batches: dict[str, int] = field(default_factory=dict)  # foreach id -> last batch done
+    failure: dict[str, Any] | None = None  # set once the run entered compensation
+    status: str = "running"  # last known: running | waiting_approval | a final status
+    final_event: Event | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.final_event is not None
+
+    def completed(self) -> dict[StepKey, StepRecord]:
+        return {k: r for k, r in self.steps.items() if r.status == "completed"}
+
+    def unfinished(self) -> dict[StepKey, StepRecord]:
+        """Started (or cancelled) and never ended: re-run these with the same key."""
+        return {k: r for k, r in self.steps.items() if r.status in ("started", "cancelled")}
+
+
+def _key(e: Event) -> StepKey:
+    return (e["step"], e.get("item_index"))
+
+
+def replay(events: Iterable[Event]) -> RunState:
+    """Fold a run's events (in `seq` order) into its state."""
+    s = RunState()
+    for e in events:
+        t = e["type"]
+        s.last_seq = e["seq"]
+        s.run_id = e["run_id"]
+        if t == "saga_started":
+            s.saga, s.version = e["saga"], e["version"]
+            s.definition_hash, s.input = e["definition_hash"], e.get("input")
+            s.started_at = e["at"]
+        elif t == "step_started":
+            key = _key(e)
+            prev = s.steps.get(key)
+            s.steps[key] = StepRecord(
+                "started",
+                e.get("attempt", 0),
+                e.get("idempotency_key", prev.idempotency_key if prev else None),
+                branch=e.get("branch"),
+            )
+        elif t == "step_completed":
+            rec = s.steps.setdefault(_key(e), StepRecord("started"))
+            rec.status, rec.result, rec.seq = "completed", e.get("result"), e["seq"]
+            rec.attempt = e.get("attempt", rec.attempt)
+        elif t == "step_failed":
+            rec = s.steps.setdefault(_key(e), StepRecord("started", branch=e.get("branch")))
+            error = e.get("error") or {}
+            rec.error, rec.seq = error, e["seq"]
+            rec.attempt = e.get("attempt", rec.attempt)
+            cancelled = bool(e.get("cancelled"))
+            rec.status = "cancelled" if cancelled and s.failure is None else "failed"
+            if not cancelled and not e.get("propagated"):
+                s.errors.append(_error_of(e))
+        elif t == "step_skipped":
+            s.steps[_key(e)] = StepRecord("skipped", seq=e["seq"], branch=e.get("branch"))
+        elif t == "group_completed":
+            s.groups[e["step"]] = {"result": e.get("result"), "winner": e.get("winner")}
+            s.steps[(e["step"], None)] = StepRecord(
+                "completed", result=e.get("result"), seq=e["seq"]
+            )
+        elif t == "approval_requested":
+            s.approvals_requested[e["step"]] = e
+            s.status = "waiting_approval"
+        elif t == "approval_decided":
+            s.approvals_decided[e["step"]] = e
+            s.status = "running"
+        elif t == "batch_progress":
+            s.batches[e["step"]] = e["batch"]
+        elif t == "saga_compensating":
+            s.failure = e.get("failure")
+            for rec in s.steps.values():
+                if rec.status == "cancelled":
+                    rec.status = "failed"
+        elif t == "compensation_started":
+            key = _key(e)
+            s.compensations[key] = CompensationRecord(
+                "started", e["attempt"], e.get("idempotency_key")
+            )
+        elif t == "compensation_completed":
+            rec_c = s.compensations.setdefault(_key(e), CompensationRecord("started"))
+            rec_c.status, rec_c.attempt, rec_c.seq = "ok", e["attempt"], e["seq"]
+            s.compensation_log.append(
+                {
+                    "step": e["step"],
+                    "item_index": e.get("item_index"),
+                    "status": "ok",
+                    "attempts": e["attempt"],
+                    "error": None,
+                }
+            )
+        elif t == "compensation_failed" and e.get("final"):
+            rec_c = s.compensations.setdefault(_key(e), CompensationRecord("started"))
+            rec_c.status, rec_c.attempt, rec_c.seq = "failed", e["attempt"], e["seq"]
+            rec_c.error = e.get("error")
+            err = _error_of(e, "compensation")
+            s.errors.append(err)
+            s.compensation_log.append(
+                {
+                    "step": e["step"],
+                    "item_index": e.get("item_index"),
+                    "status": "failed",
+                    "attempts": e["attempt"],
+                    "error": err,
+                }
+            )
+        elif t == "saga_waiting":
+            s.status = "waiting_approval"
+        elif t in ("saga_completed", "saga_failed"):
+            s.status = e["status"]
+            s.final_event = e
+    return s
+
+
+def _error_of(e: Event, phase: str | None = None) -> dict[str, Any]:
+    error = e.get("error") or {}
+    return {
+        "step": e.get("step"),
+        "branch": e.get("branch"),
+        "item_index": e.get("item_index"),
+        "code": error.get("code", "UNEXPECTED"),
+        "message": error.get("message", ""),
+        "detail": error.get("detail"),
+        "phase": phase or e.get("phase", "run"),
+    }

@@ -1,0 +1,91 @@
+"""The report of a run: one JSON document (spec section 7), as pydantic models.
+
+`RunReport.model_json_schema()` documents the JSON that `sagac run --json` prints and the API
+returns. The executor builds the report once, at the end of a run, from its plain-dataclass
+state; nothing on the hot path touches pydantic.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RunStatus = Literal[
+    "running", "waiting_approval", "succeeded", "compensated", "compensation_failed", "failed"
+]
+
+EXIT_CODES: dict[str, int] = {
+    "succeeded": 0,
+    "compensated": 1,
+    "failed": 1,
+    "compensation_failed": 2,
+    "waiting_approval": 3,
+    "running": 1,
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ErrorInfo(_Model):
+    """One error: where it came from (`step`, `branch` = "<group>/<index>", `item_index` in a
+    foreach) and what it was."""
+
+    step: str | None = Field(None, description="The node that failed (null: the saga itself)")
+    branch: str | None = Field(None, description='Innermost group branch, "<group>/<index>"')
+    item_index: int | None = Field(None, description="Index of the foreach item")
+    code: str
+    message: str = ""
+    detail: Any = None
+    phase: Literal["run", "compensation", "on_failure"] = "run"
+
+
+class Failure(_Model):
+    """Why the run failed: the first error that failed it for good."""
+
+    step: str | None = None
+    branch: str | None = None
+    item_index: int | None = None
+    code: str
+    message: str = ""
+    attempts: int = 0
+    detail: Any = None
+
+
+class CompensationInfo(_Model):
+    step: str
+    item_index: int | None = None
+    status: Literal["ok", "failed", "not_run"]
+    attempts: int = 0
+    error: ErrorInfo | None = None
+
+
+class RunReport(_Model):
+    """What a run did and how it ended."""
+
+    run_id: str
+    saga: str
+    version: int
+    status: RunStatus
+    failure: Failure | None = None
+    errors: list[ErrorInfo] = Field(default_factory=list)
+    compensations: list[CompensationInfo] = Field(
+        default_factory=list, description="In the order they ran"
+    )
+    needs_attention: list[str] = Field(
+        default_factory=list, description="Steps whose compensation failed or never ran"
+    )
+    output: Any = None
+    duration_ms: int = 0
+    started_at: str = Field(description="RFC 3339 UTC")
+    finished_at: str | None = Field(None, description="RFC 3339 UTC; null while waiting")
+    definition_hash: str
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
