@@ -118,10 +118,8 @@ async def compensate_one(ex: Executor, u: Undo) -> bool:
         args = ex.render_args(comp.with_, scope)
         if rec is not None and rec.idempotency_key is not None:
             key: str | None = rec.idempotency_key
-        elif comp.idempotency_key is not None:
-            key = ex.engine.render_text(comp.idempotency_key, scope)
         else:
-            key = None
+            key = ex.render_key(comp.idempotency_key, scope)
     except StepError as e:
         await _failed(ex, u, where, e, attempt, 0, final=True)
         return False

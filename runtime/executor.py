@@ -333,8 +333,12 @@ class Executor:
             try:
                 output = self.engine.render(self.saga.output, self.scope)
             except StepError as e:
-                self.fail_run({"step": None, "branch": None, "item_index": None, **error_dict(e)})
-            else:
+                output = None
+                if not self.simulate:  # a simulated run checks flow, not data
+                    self.fail_run(
+                        {"step": None, "branch": None, "item_index": None, **error_dict(e)}
+                    )
+            if self.failure is None:
                 status = "compensation_failed" if self.comp_failed else "succeeded"
                 return await self._finish(status, output)
         if self.failure is None:
@@ -632,7 +636,24 @@ class Executor:
 
     def render_args(self, value: Any, scope: Mapping[str, Any]) -> Any:
         const, v = self.prep.constant(value)
-        return v if const else self.engine.render(value, scope)
+        if const:
+            return v
+        if self.simulate:  # mocks ignore their arguments: simulate checks flow, not data
+            try:
+                return self.engine.render(value, scope)
+            except StepError:
+                return {}
+        return self.engine.render(value, scope)
+
+    def render_key(self, template: str | None, scope: Mapping[str, Any]) -> str | None:
+        if template is None:
+            return None
+        try:
+            return self.engine.render_text(template, scope)
+        except StepError:
+            if self.simulate:
+                return None
+            raise
 
     async def run_task(self, node: ir.TaskStep, scope: Mapping[str, Any]) -> Any:
         nid = node.id
@@ -642,10 +663,8 @@ class Executor:
             args = self.render_args(node.with_, scope)
             if rec is not None and rec.idempotency_key is not None:
                 key = rec.idempotency_key
-            elif node.idempotency_key is not None:
-                key = self.engine.render_text(node.idempotency_key, scope)
             else:
-                key = None
+                key = self.render_key(node.idempotency_key, scope)
         except StepError as e:
             await self._fail_node(nid, e, 0, t0)
         spec = self.action_of(nid, node.action.spec)

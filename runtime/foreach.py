@@ -92,10 +92,8 @@ async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, An
             args = ex.render_args(node.with_, iscope)
             if rec is not None and rec.idempotency_key is not None:
                 key: str | None = rec.idempotency_key
-            elif node.idempotency_key is not None:
-                key = ex.engine.render_text(node.idempotency_key, iscope)
             else:
-                key = None
+                key = ex.render_key(node.idempotency_key, iscope)
         except StepError as e:
             try:
                 await ex._fail_node(nid, e, 0, 0.0, item_index=i)

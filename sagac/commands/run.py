@@ -1,0 +1,243 @@
+"""`sagac run`: run a saga once and print its report.
+
+A thin driver over `sagac.runtime.api`: parse the input, call `arun`, print live progress (rich
+in a terminal; plain lines when stderr is not a TTY or NO_COLOR is set) on stderr and the report
+(a table, or JSON with `--json`) on stdout, and map the run's status to the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from sagac.compiler.errors import InputError, UsageError
+
+EXIT_INVALID_INPUT, EXIT_INVALID_SAGA = 4, 65
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", help="run a saga and print its report")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument(
+        "--input",
+        metavar="JSON|@FILE",
+        default="{}",
+        help="the run's input: JSON text, or @path to a JSON file",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--events", metavar="FILE", help="write every event as JSON lines")
+    p.add_argument("--store", default="memory", choices=("memory",), help="journal store")
+    p.add_argument(
+        "--fail",
+        metavar="STEP[=CODE]",
+        action="append",
+        default=[],
+        help="make STEP fail with CODE (default UNEXPECTED) instead of calling its action",
+    )
+    p.add_argument(
+        "--simulate", action="store_true", help="replace every action by a mock returning {}"
+    )
+    p.set_defaults(func=run)
+
+
+def read_input(text: str) -> Any:
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"cannot read the input file {path}: {e.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"the input is not JSON: {e}", problems=[str(e)]) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from sagac.compiler.pipeline import compile_file
+    from sagac.runtime.api import arun
+    from sagac.runtime.store import open_store
+
+    from .compile import _print_diagnostics
+
+    c = compile_file(args.file)
+    if c.plan is None or not c.ok():
+        _print_diagnostics([c], "text")
+        return EXIT_INVALID_SAGA
+    try:
+        data = read_input(args.input)
+        store = open_store(args.store)
+        progress = Progress(sys.stderr)
+        events_file: IO[str] | None = None
+        if args.events:
+            try:
+                events_file = open(args.events, "w", encoding="utf-8")  # noqa: SIM115
+            except OSError as e:
+                raise UsageError(f"cannot write events to {args.events}: {e.strerror}") from None
+
+        def on_event(event: dict[str, Any]) -> None:
+            if events_file is not None:
+                events_file.write(json.dumps(event, default=str) + "\n")
+            progress.show(event)
+
+        try:
+            report = asyncio.run(
+                _run(arun, c.plan, data, store, on_event, args.fail, args.simulate)
+            )
+        finally:
+            if events_file is not None:
+                events_file.close()
+    except InputError as e:
+        head = e.message.split(": ", 1)[0] if e.problems else e.message
+        print(f"sagac: error[{e.code}]: {head}", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    if args.json:
+        print(json.dumps(report.to_json_dict(), indent=2))
+    else:
+        print_table(report, sys.stdout)
+    return report.exit_code
+
+
+async def _run(
+    arun: Any, plan: Any, data: Any, store: Any, on_event: Any, fail: Any, simulate: bool
+) -> Any:
+    from sagac.runtime.actions import aclose_clients
+
+    try:
+        return await arun(plan, data, store=store, on_event=on_event, fail=fail, simulate=simulate)
+    finally:
+        await aclose_clients()
+
+
+def _fancy(stream: IO[str]) -> bool:
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+_STYLE = {
+    "step_completed": "green",
+    "compensation_completed": "cyan",
+    "step_failed": "red",
+    "compensation_failed": "bold red",
+    "step_retrying": "yellow",
+    "step_skipped": "dim",
+    "approval_requested": "magenta",
+    "saga_completed": "bold green",
+    "saga_failed": "bold red",
+    "saga_waiting": "bold magenta",
+}
+
+
+class Progress:
+    """One line per event worth seeing, coloured in a terminal."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.console: Any = None
+        if _fancy(stream):
+            from rich.console import Console
+
+            self.console = Console(file=stream, highlight=False)
+
+    def show(self, e: dict[str, Any]) -> None:
+        line = describe(e)
+        if line is None:
+            return
+        if self.console is not None:
+            from rich.markup import escape
+
+            style = _STYLE.get(e["type"], "")
+            text = escape(line)
+            self.console.print(f"[{style}]{text}[/]" if style else text)
+        else:
+            print(line, file=self.stream, flush=True)
+
+
+def describe(e: dict[str, Any]) -> str | None:
+    t = e["type"]
+    step = e.get("step", "")
+    if e.get("item_index") is not None:
+        step = f"{step}[{e['item_index']}]"
+    err = e.get("error") or {}
+    if t == "saga_started":
+        return f"▶ {e['saga']} v{e['version']} run {e['run_id']}"
+    if t == "step_started":
+        return f"  … {step} (attempt {e.get('attempt', 1)})"
+    if t == "step_completed":
+        return f"  ✓ {step} {e.get('duration_ms', 0)} ms"
+    if t == "step_failed":
+        mark = "⊘" if e.get("cancelled") else "✗"
+        return f"  {mark} {step} {err.get('code')}: {err.get('message', '')}"
+    if t == "step_retrying":
+        return f"  ↻ {step} {err.get('code')}, retry in {e['delay_ms']} ms"
+    if t == "step_skipped":
+        return f"  - {step} skipped"
+    if t == "group_completed" and e.get("winner") is not None:
+        return f"  ✓ {step} won by branch {e['winner']}"
+    if t == "batch_progress":
+        return (
+            f"  ▸ {step} batch {e['batch']}/{e['total_batches']}: {e['processed']}/{e['total']}"
+            f" ({e['percent']}%), {e['failed']} failed"
+        )
+    if t == "approval_requested":
+        return f"  ⏸ {step} waits for approval by {', '.join(e['approvers'])}: {e.get('key')}"
+    if t == "compensation_completed":
+        return f"  ↶ undid {step}"
+    if t == "compensation_failed":
+        return f"  ✗ undo of {step} failed: {err.get('code')}: {err.get('message', '')}"
+    if t in ("saga_completed", "saga_failed", "saga_waiting"):
+        return f"■ {e['status']}"
+    return None
+
+
+def print_table(report: Any, stream: IO[str]) -> None:
+    if _fancy(stream):
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console(file=stream)
+        table = Table(title=f"{report.saga} v{report.version} — {report.status}", show_header=False)
+        table.add_column("field", style="bold")
+        table.add_column("value")
+        for k, v in _rows(report):
+            table.add_row(k, v)
+        console.print(table)
+        return
+    for k, v in _rows(report):
+        print(f"{k:<16} {v}", file=stream)
+
+
+def _rows(report: Any) -> list[tuple[str, str]]:
+    rows = [
+        ("run", report.run_id),
+        ("saga", f"{report.saga} v{report.version}"),
+        ("status", report.status),
+        ("duration", f"{report.duration_ms} ms"),
+    ]
+    if report.failure:
+        f = report.failure
+        where = f.step or "(saga)"
+        if f.item_index is not None:
+            where += f"[{f.item_index}]"
+        rows.append(("failure", f"{where}: {f.code} {f.message} (attempts: {f.attempts})"))
+    for e in report.errors:
+        where = e.step or "(saga)"
+        if e.branch:
+            where += f" in {e.branch}"
+        if e.item_index is not None:
+            where += f" item {e.item_index}"
+        rows.append(("error", f"{where}: {e.code} {e.message}".rstrip()))
+    for c in report.compensations:
+        step = c.step if c.item_index is None else f"{c.step}[{c.item_index}]"
+        rows.append(("compensation", f"{step}: {c.status} (attempts: {c.attempts})"))
+    if report.needs_attention:
+        rows.append(("needs attention", ", ".join(report.needs_attention)))
+    if report.output is not None:
+        rows.append(("output", json.dumps(report.output)))
+    return rows
