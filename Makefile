@@ -24,9 +24,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
+	@rm -rf .typecheck && mkdir -p .typecheck/sagac
+	@for f in sagac/*; do ln -s ../../$$f .typecheck/sagac/; done
+	@for d in compiler runtime schemas; do ln -s ../../$$d .typecheck/sagac/$$d; done
 	$(VENV)/bin/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) system-deps
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
@@ -34,3 +37,19 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .sagac
+
+.PHONY: system-deps diagrams
+
+# Debian packages outside Python (graphviz, chromium), installed only when missing.
+system-deps:
+	@bash scripts/setup-system.sh
+
+# docs/diagrams/<saga>.svg and .mmd for every example saga, drawn by the CLI.
+diagrams: $(STAMP) system-deps
+	@mkdir -p docs/diagrams
+	@set -e; for f in sagas/*.yaml; do \
+		name=$$(basename $$f .yaml); \
+		$(SAGAC) diagram $$f --format mermaid -o docs/diagrams/$$name.mmd; \
+		$(SAGAC) diagram $$f --format svg -o docs/diagrams/$$name.svg; \
+		echo "docs/diagrams/$$name.svg"; \
+	done

@@ -16,14 +16,37 @@ from functools import cache, lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _MARKERS = ("{{", "{%", "{#")
 _SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 
 
+MAX_SIZE = 1_000_000  # items or characters one `*` may build
+MAX_POWER_BITS = 4096  # bits of an integer `**` may build
+
+
 class SagaEnvironment(ImmutableSandboxedEnvironment):
-    """Sandboxed, strict, and reading mapping keys before attributes."""
+    """Sandboxed, strict, reading mapping keys before attributes, and bounded in arithmetic.
+
+    Jinja's sandbox stops attribute escapes but not `'a' * 10**10` or `10**10**10`: `*` and `**`
+    are intercepted here so that one template cannot exhaust memory or hang the runtime.
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            big = isinstance(left, int) and isinstance(right, int) and right > 0
+            if big and max(left.bit_length(), 1) * right > MAX_POWER_BITS:
+                raise SecurityError(f"{left} ** {right} is too large")
+            return left**right
+        for seq, n in ((left, right), (right, left)):
+            sized = isinstance(seq, (str, list, tuple)) and isinstance(n, int)
+            if sized and len(seq) * n > MAX_SIZE:
+                raise SecurityError(f"repeating a sequence {n} times is too large")
+        return left * right
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping):
