@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -108,6 +108,9 @@ def resolve_plain(text: str) -> Any:
     return text
 
 
+_NO_TAGS = "saga files hold plain data: remove the tag"
+
+
 class _Refused(Exception):
     def __init__(self, code: str, message: str, mark: Mark, hint: str | None = None) -> None:
         super().__init__(message)
@@ -128,11 +131,13 @@ def _scalar(event: Any) -> Any:
         return text
     expected = _TYPED_TAGS.get(kind or "")
     if expected is None:
-        raise _Refused("E002", f"YAML tag {tag!r} is not allowed", _mark(event.start_mark))
+        raise _Refused(
+            "E002", f"YAML tag {tag!r} is not allowed", _mark(event.start_mark), _NO_TAGS
+        )
     value = resolve_plain(text)
     if not isinstance(value, expected):
         raise _Refused("E002", f"YAML tag {tag!r} does not fit {text!r}", _mark(event.start_mark))
-    return float(value) if kind == "float" else value
+    return float(cast(float, value)) if kind == "float" else value
 
 
 class _Frame:
@@ -201,13 +206,14 @@ def _build(text: str, source: SourceMap) -> Any:
             top.container[top.key] = value
             top.key = _NO_KEY
 
+    event: Any
     for event in yaml.parse(text, Loader=_Parser):
         etype = type(event)
         if etype is yaml.ScalarEvent:
             mark = _mark(event.start_mark)
             value = _scalar(event)
-            is_key = bool(stack) and isinstance(stack[-1].container, dict) and (
-                stack[-1].key is _NO_KEY
+            is_key = (
+                bool(stack) and isinstance(stack[-1].container, dict) and (stack[-1].key is _NO_KEY)
             )
             if not is_key:
                 source.values[child_path() if stack else ()] = mark
@@ -217,9 +223,11 @@ def _build(text: str, source: SourceMap) -> Any:
         elif etype in (yaml.MappingStartEvent, yaml.SequenceStartEvent):
             mark = _mark(event.start_mark)
             if event.tag not in _PLAIN_TAGS and event.tag not in (_STD + "map", _STD + "seq"):
-                raise _Refused("E002", f"YAML tag {event.tag!r} is not allowed", mark)
+                raise _Refused("E002", f"YAML tag {event.tag!r} is not allowed", mark, _NO_TAGS)
             if len(stack) >= MAX_DEPTH:
-                raise _Refused("E002", f"nesting deeper than {MAX_DEPTH} levels", mark)
+                raise _Refused(
+                    "E002", f"nesting deeper than {MAX_DEPTH} levels", mark, "flatten the document"
+                )
             path = child_path() if stack else ()
             source.values[path] = mark
             container: Any = {} if etype is yaml.MappingStartEvent else []
@@ -234,9 +242,7 @@ def _build(text: str, source: SourceMap) -> Any:
             if event.anchor not in anchors:
                 raise _Refused("E001", f"unknown alias *{event.anchor}", mark)
             value, size = anchors[event.anchor]
-            if stack and not (
-                isinstance(stack[-1].container, dict) and stack[-1].key is _NO_KEY
-            ):
+            if stack and not (isinstance(stack[-1].container, dict) and stack[-1].key is _NO_KEY):
                 source.values[child_path()] = mark
             attach(value, size, mark, size)
         elif etype is yaml.DocumentStartEvent:
@@ -275,7 +281,8 @@ def load_text(text: str, file: str = "<string>") -> tuple[Document | None, list[
         line, col = (m.line + 1, m.column + 1) if m else (1, 1)
         problem = e.problem or "invalid YAML"
         context = f" ({e.context})" if e.context else ""
-        return None, [Diagnostic("E001", f"{problem}{context}", file, line, col)]
+        hint = "check the indentation, quotes and brackets here and on the line before"
+        return None, [Diagnostic("E001", f"{problem}{context}", file, line, col, hint)]
     except yaml.YAMLError as e:  # reader errors: bad encoding, control characters
         return None, [Diagnostic("E001", str(e).splitlines()[0], file)]
     return Document(file, text, data, source), []
