@@ -1,1 +1,53 @@
-"""Renderers."""
+"""Renderers: a compiled saga (`Plan`) as Mermaid, DOT, SVG, an HTML page, or a run's report.
+
+Every renderer takes an optional run overlay (node id -> `NodeRun`), built from the spec's
+events by `overlay_from_events` or by hand; run data is plain dicts, never runtime objects.
+SVG and HTML need Graphviz `dot` and raise `GraphvizMissing` (exit 69) without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..plan import Plan
+from .diagrams import (
+    GraphvizFailed,
+    GraphvizMissing,
+    dot_binary,
+    render_dot,
+    render_mermaid,
+    render_svg,
+)
+from .overlay import NodeRun, overlay_from_events
+from .pages import overlay_with_report, render_html, render_report_html
+
+FORMATS = ("mermaid", "dot", "svg", "html")
+
+__all__ = [
+    "FORMATS",
+    "GraphvizFailed",
+    "GraphvizMissing",
+    "NodeRun",
+    "dot_binary",
+    "overlay_from_events",
+    "overlay_with_report",
+    "render",
+    "render_dot",
+    "render_html",
+    "render_mermaid",
+    "render_report_html",
+    "render_svg",
+]
+
+
+def render(plan: Plan, fmt: str, overlay: Mapping[str, NodeRun] | None = None) -> str:
+    """The diagram of `plan` in `fmt` (one of `FORMATS`)."""
+    renderers = {
+        "mermaid": render_mermaid,
+        "dot": render_dot,
+        "svg": render_svg,
+        "html": render_html,
+    }
+    if fmt not in renderers:
+        raise ValueError(f"unknown diagram format {fmt!r}: use one of {', '.join(FORMATS)}")
+    return renderers[fmt](plan, overlay)

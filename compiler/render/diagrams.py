@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping
-from typing import Any
 
 from markupsafe import Markup
 
@@ -202,32 +201,4 @@ def inline_svg(svg: str) -> Markup:
     while _SVG_SIZE.search(body):
         body = _SVG_SIZE.sub(r"\1", body, count=1)
     body = body.replace("<svg", f'<svg class="diagram" role="img"{width}', 1)
-    return Markup(body.strip())  # noqa: S704 - Graphviz escaped every label
-
-
-# HTML ----------------------------------------------------------------------------------------
-
-
-def page_context(plan: Plan) -> dict[str, Any]:
-    """What every HTML page shows about the saga itself."""
-    saga = plan.definition
-    return {
-        "saga": saga,
-        "plan": plan,
-        "kind_styles": styles.KIND_STYLES,
-        "status_styles": styles.STATUS_STYLES,
-        "status_words": styles.STATUS_WORDS,
-    }
-
-
-def render_html(plan: Plan, overlay: Overlay | None = None) -> str:
-    """A self-contained HTML page: the diagram (inline SVG) and a table of the nodes."""
-    from .nodes_table import node_rows
-
-    return render(
-        "html",
-        "diagram.html.j2",
-        svg=inline_svg(render_svg(plan, overlay)),
-        rows=node_rows(plan, overlay),
-        **page_context(plan),
-    )
+    return Markup(body.strip())  # Graphviz escaped every label's text

@@ -169,10 +169,10 @@ def _plural(n: int, word: str) -> str:
 def run_line(run: NodeRun) -> str:
     """What happened to a node, for its label: `failed TIMEOUT · 3 attempts · 1.20 s`."""
     head = STATUS_WORDS[run.status]
-    if run.error and run.status in ("failed", "cancelled", "compensated", "compensation_failed"):
+    if run.error and run.status in ("failed", "cancelled") and run.error != "CANCELLED":
         head += f" {run.error}"
     parts = [head]
-    if run.attempts:
+    if run.attempts > 1:
         parts.append(_plural(run.attempts, "attempt"))
     if run.duration_ms is not None:
         parts.append(_duration(run.duration_ms))
@@ -188,14 +188,14 @@ def _compensation_line(run: NodeRun) -> str | None:
     words = {"ok": "undone", "failed": "undo failed", "running": "undoing"}
     if run.compensation_status is None:
         return None
-    return " · ".join(
-        [words[run.compensation_status], _plural(run.compensation_attempts, "attempt")]
-    )
+    if run.compensation_attempts > 1:
+        return f"{words[run.compensation_status]} · {run.compensation_attempts} attempts"
+    return words[run.compensation_status]
 
 
 def _node_lines(n: AnyNode) -> list[Line]:
     title: Line = ("title", short(n.name or n.id))
-    sub = [("meta", n.id)] if n.name and n.name != n.id else []
+    sub: list[Line] = [("meta", n.id)] if n.name and n.name != n.id else []
     when = f"when {_expr(n.when)}" if n.when else None
     lines: list[Line | None] = [title, *sub]
     if isinstance(n, TaskStep):
@@ -312,7 +312,9 @@ class _Builder:
                 cluster.members.append(self.group(n))
                 continue
             cluster.members.append(self.node(n))
-            comp = n.compensate if isinstance(n, TaskStep | ForeachNode) else None
+            if not isinstance(n, TaskStep | ForeachNode):
+                continue
+            comp = n.compensate
             if comp is not None and key != ON_FAILURE:
                 self.compensable.add(nid)
                 cluster.members.append(self.compensation(n, comp))

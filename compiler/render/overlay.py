@@ -58,9 +58,7 @@ def _int(value: Any) -> int | None:
 
 
 def _float(value: Any) -> float | None:
-    return (
-        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-    )
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _approved(event: Mapping[str, Any]) -> bool | None:
@@ -83,9 +81,7 @@ def _fold(run: NodeRun, event: Mapping[str, Any]) -> NodeRun:
     if kind in ("step_started", "group_started"):
         return replace(run, status="running", attempts=max(run.attempts + 1, attempt or 0))
     if kind == "step_retrying":
-        return replace(
-            run, status="running", attempts=max(run.attempts, attempt or 0), error=code
-        )
+        return replace(run, status="running", attempts=max(run.attempts, attempt or 0), error=code)
     if kind in ("step_completed", "group_completed"):
         status: Status = "completed"
         if kind == "group_completed" and event.get("status") in STATUSES:

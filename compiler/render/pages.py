@@ -1,0 +1,212 @@
+"""The HTML pages: a saga's diagram page, and the report of one run.
+
+Both are one self-contained file: inline CSS, the diagram as inline SVG (laid out by Graphviz
+`dot`), the timeline as inline SVG generated here; no script, no external resource, and a
+Content-Security-Policy that forbids fetching anything. Run data comes in as plain dicts shaped
+as the spec's report and events (section 7); this module never imports the runtime and reads
+those dicts tolerantly (missing keys are shown as absent, unknown keys as extra columns).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from ..durations import format_duration
+from ..ir import ForeachNode, TaskStep
+from ..plan import Plan
+from . import styles
+from .diagrams import inline_svg, render_svg
+from .model import _action, run_line
+from .overlay import NodeRun, error_code, overlay_from_events
+from .templating import render
+from .timeline import build_timeline, format_ms, layout
+
+Overlay = Mapping[str, NodeRun]
+
+# A run's status (spec section 6) drawn with the colour of the matching node status.
+RUN_STATUS_STYLE = {
+    "succeeded": "completed",
+    "compensated": "compensated",
+    "compensation_failed": "compensation_failed",
+    "failed": "failed",
+    "running": "running",
+    "waiting_approval": "waiting",
+    "cancelled": "cancelled",
+}
+APPROVAL_COLUMNS = (
+    "gate", "step", "key", "status", "decision", "approved", "by", "approver", "approvers",
+    "requested_at", "decided_at", "at", "comment", "reason", "message",
+)  # fmt: skip
+AUDIT_COLUMNS = ("at", "seq", "event", "action", "type", "actor", "by", "step", "key", "outcome")
+
+
+def cell(value: Any) -> str:
+    """A value as table text: scalars as they are, the rest as compact JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str | int | float):
+        return str(value)
+    return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def table(records: Iterable[Any], preferred: Sequence[str] = ()) -> dict[str, Any]:
+    """Columns (preferred ones first, then any other key in order of appearance) and rows."""
+    rows = [r for r in records if isinstance(r, Mapping)]
+    seen: list[str] = []
+    for r in rows:
+        seen.extend(str(k) for k in r if str(k) not in seen)
+    columns = [c for c in preferred if c in seen] + [c for c in seen if c not in preferred]
+    return {"columns": columns, "rows": [[cell(r.get(c)) for c in columns] for r in rows]}
+
+
+def node_rows(plan: Plan, overlay: Overlay | None = None) -> list[dict[str, str]]:
+    """One row per node of the saga, in declaration order, for the pages' tables."""
+    out = []
+    for n in plan.definition.walk():
+        meta = plan.nodes[n.id]
+        action = retry = timeout = undo = ""
+        if isinstance(n, TaskStep | ForeachNode):
+            action = _action(n.action)
+            retry = str(max((p.max_attempts for p in n.retry), default=1))
+            timeout = format_duration(n.timeout) if n.timeout else ""
+            undo = _action(n.compensate.action) if n.compensate else ""
+        kind = "irreversible" if meta.irreversible else meta.kind
+        run = overlay.get(n.id) if overlay is not None else None
+        out.append(
+            {
+                "id": n.id,
+                "name": n.name or "",
+                "kind": kind,
+                "scope": meta.scope,
+                "after": ", ".join(meta.depends_on),
+                "action": action,
+                "retry": retry,
+                "timeout": timeout,
+                "compensation": undo,
+                "status": run.status if run else "",
+                "run": run_line(run) if run else "",
+            }
+        )
+    return out
+
+
+def _page(plan: Plan) -> dict[str, Any]:
+    return {
+        "saga": plan.definition,
+        "plan": plan,
+        "status_styles": styles.STATUS_STYLES,
+        "kind_styles": styles.KIND_STYLES,
+    }
+
+
+def render_html(plan: Plan, overlay: Overlay | None = None) -> str:
+    """A self-contained page of the saga: the diagram (needs `dot`) and a table of its nodes."""
+    return render(
+        "html",
+        "diagram.html.j2",
+        svg=inline_svg(render_svg(plan, overlay)),
+        rows=node_rows(plan, overlay),
+        **_page(plan),
+    )
+
+
+def overlay_with_report(overlay: Overlay, report: Mapping[str, Any]) -> dict[str, NodeRun]:
+    """`overlay` completed by the report (its failure and compensations), which is final."""
+    out = dict(overlay)
+    failure = report.get("failure")
+    if isinstance(failure, Mapping) and isinstance(failure.get("step"), str):
+        step = failure["step"]
+        run = out.get(step, NodeRun())
+        attempts = failure.get("attempts")
+        out[step] = replace(
+            run,
+            status="failed" if run.status in ("pending", "running", "waiting") else run.status,
+            attempts=max(run.attempts, attempts if isinstance(attempts, int) else 0),
+            error=error_code(failure) or run.error,
+        )
+    for comp in report.get("compensations") or ():
+        if not isinstance(comp, Mapping) or not isinstance(comp.get("step"), str):
+            continue
+        run = out.get(comp["step"], NodeRun(status="completed"))
+        ok = comp.get("status") in ("ok", "completed", "compensated")
+        attempts = comp.get("attempts")
+        out[comp["step"]] = replace(
+            run,
+            status="compensated" if ok else "compensation_failed",
+            compensation_status="ok" if ok else "failed",
+            compensation_attempts=attempts if isinstance(attempts, int) else 1,
+        )
+    return out
+
+
+def _summary(report: Mapping[str, Any], overlay: Overlay) -> list[tuple[str, str]]:
+    ran = [r for r in overlay.values() if r.status not in ("pending", "skipped")]
+    retries = sum(max(r.attempts - 1, 0) for r in overlay.values())
+    comps = [c for c in report.get("compensations") or () if isinstance(c, Mapping)]
+    undone = sum(c.get("status") in ("ok", "completed", "compensated") for c in comps)
+    duration = report.get("duration_ms")
+    return [
+        ("Saga", f"{report.get('saga', '')} v{report.get('version', '')}".strip()),
+        ("Duration", format_ms(float(duration)) if isinstance(duration, int | float) else "-"),
+        ("Steps run", str(len(ran))),
+        ("Retries", str(retries)),
+        ("Compensations ok", f"{undone} of {len(comps)}"),
+        ("Needs attention", str(len(report.get("needs_attention") or ()))),
+    ]
+
+
+def render_report_html(
+    plan: Plan,
+    report: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]],
+    approvals: Sequence[Mapping[str, Any]] = (),
+    audit: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """One self-contained HTML file for a run: the coloured diagram, a timeline of every
+    attempt, retry and compensation, the error report, approvals and audit entries."""
+    overlay = overlay_with_report(overlay_from_events(events), report)
+    timeline = build_timeline(events)
+    status = str(report.get("status") or "unknown")
+    errors = [e for e in report.get("errors") or () if isinstance(e, Mapping)]
+    compensations = [c for c in report.get("compensations") or () if isinstance(c, Mapping)]
+    output = report.get("output")
+    return render(
+        "html",
+        "report.html.j2",
+        report=report,
+        status=status,
+        status_style=styles.STATUS_STYLES.get(
+            RUN_STATUS_STYLE.get(status, "pending"), styles.STATUS_STYLES["pending"]
+        ),
+        started=timeline.origin.isoformat() if timeline.origin else "",
+        cards=_summary(report, overlay),
+        failure=report.get("failure") if isinstance(report.get("failure"), Mapping) else None,
+        errors=table(errors, ("step", "branch", "item_index", "code", "message")),
+        compensations=[
+            {
+                "order": i + 1,
+                "step": cell(c.get("step")),
+                "status": cell(c.get("status")),
+                "ok": c.get("status") in ("ok", "completed", "compensated"),
+                "attempts": cell(c.get("attempts")),
+                "error": cell(error_code(c.get("error")) or ""),
+                "detail": cell(c.get("error")) if isinstance(c.get("error"), Mapping) else "",
+            }
+            for i, c in enumerate(compensations)
+        ],
+        needs_attention=[cell(s) for s in report.get("needs_attention") or ()],
+        approvals=table(approvals, APPROVAL_COLUMNS),
+        audit=table(audit, AUDIT_COLUMNS),
+        output=json.dumps(output, indent=2, sort_keys=True, default=str)[:8000]
+        if output is not None
+        else "",
+        svg=inline_svg(render_svg(plan, overlay)),
+        timeline=layout(timeline) if timeline.rows else None,
+        rows=node_rows(plan, overlay),
+        **_page(plan),
+    )
