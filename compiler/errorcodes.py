@@ -10,12 +10,16 @@ from . import ir
 ALWAYS = frozenset({"TIMEOUT", "UNAVAILABLE", "UNEXPECTED", "CANCELLED", "TEMPLATE_ERROR"})
 EFFECT = ALWAYS | {"RESULT_TOO_LARGE"}
 SAGA_LEVEL = frozenset({"SAGA_TIMEOUT", "CANCELLED"})
-BUILTIN = EFFECT | SAGA_LEVEL | {
-    "APPROVAL_REJECTED",
-    "APPROVAL_TIMEOUT",
-    "BATCH_ITEM_FAILED",
-    "COMMAND_FAILED",
-}
+BUILTIN = (
+    EFFECT
+    | SAGA_LEVEL
+    | {
+        "APPROVAL_REJECTED",
+        "APPROVAL_TIMEOUT",
+        "BATCH_ITEM_FAILED",
+        "COMMAND_FAILED",
+    }
+)
 HTTP_CODE = re.compile(r"^HTTP_[1-5][0-9][0-9]$")
 
 
@@ -29,9 +33,11 @@ def action_codes(spec: ir.Action | None) -> frozenset[str]:
 
 def can_raise(node: ir.AnyNode, code: str) -> bool:
     """Whether `node` can fail with `code` (HTTP_<status> for any http action)."""
-    if isinstance(node, (ir.TaskStep, ir.ForeachNode)) and isinstance(
-        node.action.spec, ir.HttpAction
-    ) and HTTP_CODE.match(code):
+    if (
+        isinstance(node, (ir.TaskStep, ir.ForeachNode))
+        and isinstance(node.action.spec, ir.HttpAction)
+        and HTTP_CODE.match(code)
+    ):
         return True
     return code in node_codes(node)
 
