@@ -175,17 +175,28 @@ def render_report_html(
     errors = [e for e in report.get("errors") or () if isinstance(e, Mapping)]
     compensations = [c for c in report.get("compensations") or () if isinstance(c, Mapping)]
     output = report.get("output")
+    failure = report.get("failure")
+    failure = failure if isinstance(failure, Mapping) else None
+    attempts = failure.get("attempts") if failure else None
     return render(
         "html",
         "report.html.j2",
-        report=report,
+        run_id=cell(report.get("run_id")) or "?",
+        saga_name=cell(report.get("saga")) or plan.saga,
         status=status,
         status_style=styles.STATUS_STYLES.get(
             RUN_STATUS_STYLE.get(status, "pending"), styles.STATUS_STYLES["pending"]
         ),
         started=timeline.origin.isoformat() if timeline.origin else "",
         cards=_summary(report, overlay),
-        failure=report.get("failure") if isinstance(report.get("failure"), Mapping) else None,
+        failure={
+            "step": cell(failure.get("step")) or "?",
+            "code": cell(failure.get("code")),
+            "message": cell(failure.get("message")),
+            "attempts": attempts if isinstance(attempts, int) else None,
+        }
+        if failure
+        else None,
         errors=table(errors, ("step", "branch", "item_index", "code", "message")),
         compensations=[
             {

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from sagac.compiler.pipeline import load
 from sagac.compiler.plan import Plan
 

@@ -1,0 +1,123 @@
+"""The run report: one self-contained HTML file, checked as text and in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from sagac.compiler.render import render_report_html
+
+from . import run_fixture
+from .conftest import HERE, need_binary, plan_of
+
+PLAN = HERE / "sagas" / "all_kinds.yaml"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+class _Resources(HTMLParser):
+    """Every attribute that could make a browser fetch something."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fetches: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.scripts += tag == "script"
+        for name, value in attrs:
+            fetching = name in ("src", "href", "xlink:href", "action", "data") and value
+            if fetching and not str(value).startswith(("#", "data:")):
+                self.fetches.append(f"{tag} {name}={value}")
+            if name == "rel" and value == "stylesheet":
+                self.fetches.append("stylesheet link")
+
+
+@pytest.fixture(scope="module")
+def report_html() -> str:
+    need_binary("dot", "graphviz")
+    return render_report_html(
+        plan_of(PLAN),
+        run_fixture.report(),
+        run_fixture.events(),
+        run_fixture.approvals(),
+        run_fixture.audit(),
+    )
+
+
+def test_report_is_self_contained(report_html: str) -> None:
+    parser = _Resources()
+    parser.feed(report_html)
+    assert parser.fetches == []
+    assert parser.scripts == 0
+    assert "default-src 'none'" in report_html  # the CSP forbids fetching anything at all
+    assert "@import" not in report_html and "url(http" not in report_html
+
+
+def test_report_shows_the_run(report_html: str) -> None:
+    assert 'id="run-status"' in report_html and ">compensated</span>" in report_html
+    assert "BATCH_ITEM_FAILED" in report_html
+    assert "OUT_OF_STOCK &lt;sku-9&gt;" in report_html  # escaped, not markup
+    assert "Looks fine &lt;b&gt;really&lt;/b&gt;" in report_html
+    assert "not a listed approver" in report_html
+    assert '<svg class="timeline"' in report_html and '<svg class="diagram"' in report_html
+    for step in ("undo per_item", "undo race_x", "undo left_a", "undo reserve"):
+        assert step in report_html  # a timeline row per compensation
+    assert "approved by alice" in report_html
+
+
+def test_report_needs_attention_and_empty_sections() -> None:
+    need_binary("dot", "graphviz")
+    report = {
+        "run_id": "r2",
+        "saga": "all_kinds",
+        "status": "compensation_failed",
+        "failure": {"step": "announce", "code": "UNEXPECTED"},
+        "compensations": [{"step": "reserve", "status": "failed", "attempts": 4,
+                           "error": {"code": "UNAVAILABLE", "message": "down"}}],
+        "needs_attention": ["reserve"],
+    }  # fmt: skip
+    html = render_report_html(plan_of(PLAN), report, [])
+    assert 'id="needs-attention"' in html and "compensation failed" in html
+    assert "No timed events were recorded" in html
+    assert "No approvals were requested." in html and "No audit entries." in html
+
+
+def test_report_in_headless_chromium(report_html: str, tmp_path: Path) -> None:
+    chromium = need_binary("chromium", "chromium")
+    page = tmp_path / "report.html"
+    page.write_text(report_html, encoding="utf-8")
+    shot = tmp_path / "report.png"
+    flags = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    done = subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1280,2000", "--enable-logging=stderr",
+         "--v=0", page.as_uri()],
+        capture_output=True, timeout=120, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert shot.stat().st_size > 20_000  # a real picture, not a blank page
+    console = [
+        line
+        for line in done.stderr.splitlines()
+        if re.search(r"Uncaught|CONSOLE|Refused to|Content Security Policy|ERR_", line)
+    ]
+    assert console == []
+    dom = subprocess.run(
+        [*flags, "--dump-dom", page.as_uri()], capture_output=True, timeout=120, text=True
+    ).stdout
+    text = re.sub(r"<[^>]+>", " ", dom)
+    assert "Failed at" in text and "per_item" in text and "BATCH_ITEM_FAILED" in text
+    assert "Compensations" in text
+    for step in ("per_item", "race_x", "left_a", "reserve"):
+        assert re.search(rf"\b{step}\b\s+ok\b", re.sub(r"\s+", " ", text)), step
