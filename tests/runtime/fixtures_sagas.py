@@ -16,9 +16,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import sagac
 from sagac.compiler.plan import Plan
 from sagac.runtime.store.memory import MemoryStore
+
+import sagac
 
 PRELUDE = """\
 import asyncio, time

@@ -1,9 +1,9 @@
 """The executor's semantics: scheduling, group modes, cancellation, failure and compensation."""
+# ruff: noqa: E501  (YAML sagas inline: long lines read better than split flow mappings)
 
 from __future__ import annotations
 
 import pytest
-
 from fixtures_sagas import SagaFactory, run
 
 ACTIONS = """
@@ -31,8 +31,9 @@ def undo_error_result(name):
 """
 
 
-def step(id_: str, delay: float = 0.0, fail: str | None = None, comp: bool = True,
-         extra: str = "") -> str:
+def step(
+    id_: str, delay: float = 0.0, fail: str | None = None, comp: bool = True, extra: str = ""
+) -> str:
     args = f"{{name: {id_}, delay: {delay}" + (f", fail: {fail}" if fail else "") + "}"
     out = f"""
   - id: {id_}
@@ -74,7 +75,9 @@ def test_linear_success_runs_in_order(factory):
 
 def test_lifo_follows_completion_order_not_declaration(factory):
     # Branches finish in the order c, a, b; the step after the group fails.
-    saga = HEAD + """
+    saga = (
+        HEAD
+        + """
 steps:
   - parallel:
       id: g
@@ -82,7 +85,9 @@ steps:
         - [{id: a, action: work, with: {name: a, delay: 0.04}, compensate: {action: undo, with: {name: a}}}]
         - [{id: b, action: work, with: {name: b, delay: 0.08}, compensate: {action: undo, with: {name: b}}}]
         - [{id: c, action: work, with: {name: c, delay: 0.0}, compensate: {action: undo, with: {name: c}}}]
-""" + step("d", fail="BOOM", comp=False)
+"""
+        + step("d", fail="BOOM", comp=False)
+    )
     plan, mod = factory.plan(saga, ACTIONS)
     report, rec = run(plan)
     assert report.status == "compensated"
@@ -93,7 +98,9 @@ steps:
 
 
 def test_all_mode_fails_fast_and_cancels_siblings(factory):
-    saga = HEAD + """
+    saga = (
+        HEAD
+        + """
 steps:
   - parallel:
       id: g
@@ -103,7 +110,9 @@ steps:
         - [{id: quick, action: work, with: {name: quick, delay: 0.0}, compensate: {action: undo, with: {name: quick}}}]
         - - {id: bad, action: work, with: {name: bad, delay: 0.03, fail: NOPE}}
           - {id: never, action: work, with: {name: never}}
-""" + step("after", comp=False)
+"""
+        + step("after", comp=False)
+    )
     plan, mod = factory.plan(saga, ACTIONS)
     report, rec = run(plan)
     assert report.status == "compensated"
@@ -121,7 +130,9 @@ steps:
 
 
 def test_all_settled_collects_every_error(factory):
-    saga = HEAD + """
+    saga = (
+        HEAD
+        + """
 steps:
   - parallel:
       id: g
@@ -131,6 +142,7 @@ steps:
         - [{id: b, action: work, with: {name: b, delay: 0.05}, compensate: {action: undo, with: {name: b}}}]
         - [{id: c, action: work, with: {name: c, delay: 0.0, fail: E2}}]
 """
+    )
     plan, mod = factory.plan(saga, ACTIONS)
     report, _ = run(plan)
     assert report.status == "compensated"
@@ -143,7 +155,9 @@ steps:
 
 
 def test_any_first_success_wins_losers_cancelled_and_compensated(factory):
-    saga = HEAD + """
+    saga = (
+        HEAD
+        + """
 steps:
   - parallel:
       id: g
@@ -157,6 +171,7 @@ steps:
     action: work
     with: {name: "{{ steps.g.result.name }}"}
 """
+    )
     plan, mod = factory.plan(saga, ACTIONS)
     report, rec = run(plan)
     assert report.status == "succeeded"
@@ -170,7 +185,9 @@ steps:
 
 
 def test_any_all_branches_fail(factory):
-    saga = HEAD + """
+    saga = (
+        HEAD
+        + """
 steps:
   - parallel:
       id: g
@@ -179,6 +196,7 @@ steps:
         - [{id: a, action: work, with: {name: a, fail: X}}]
         - [{id: b, action: work, with: {name: b, delay: 0.01, fail: Y}}]
 """
+    )
     plan, _ = factory.plan(saga, ACTIONS)
     report, _ = run(plan)
     assert report.status == "failed"
@@ -190,7 +208,9 @@ def test_max_concurrency_bounds_branches(factory):
         f"        - [{{id: s{i}, action: work, with: {{name: s{i}, delay: 0.02}}}}]"
         for i in range(5)
     )
-    saga = HEAD + f"""
+    saga = (
+        HEAD
+        + f"""
 steps:
   - parallel:
       id: g
@@ -198,6 +218,7 @@ steps:
       branches:
 {branches}
 """
+    )
     plan, mod = factory.plan(saga, ACTIONS)
     report, _ = run(plan)
     assert report.status == "succeeded"
@@ -210,13 +231,17 @@ steps:
 
 
 def test_when_false_skips_and_never_compensates(factory):
-    saga = HEAD + "steps:" + step("a") + step(
-        "b", extra='\n    when: "{{ input.go }}"'
-    ) + """
+    saga = (
+        HEAD
+        + "steps:"
+        + step("a")
+        + step("b", extra='\n    when: "{{ input.go }}"')
+        + """
   - id: c
     action: work
     with: {name: "{{ steps.b.status }}-{{ steps.b.result }}", fail: BOOM}
 """
+    )
     plan, mod = factory.plan(saga, ACTIONS)
     report, rec = run(plan, {"go": False})
     assert rec.steps("step_skipped") == ["b"]
@@ -226,15 +251,25 @@ def test_when_false_skips_and_never_compensates(factory):
 
 
 def test_fail_node_ends_the_saga_with_its_code(factory):
-    saga = HEAD + "steps:" + step("a") + """
+    saga = (
+        HEAD
+        + "steps:"
+        + step("a")
+        + """
   - fail: {id: stop_here, code: ORDER_REJECTED, message: "rejected {{ input.why }}", when: "{{ input.why != '' }}"}
-""" + step("z")
+"""
+        + step("z")
+    )
     plan, mod = factory.plan(saga, ACTIONS)
     report, _ = run(plan, {"why": "out of stock"})
     assert report.status == "compensated"
     assert report.failure.model_dump(exclude={"detail"}) == {
-        "step": "stop_here", "branch": None, "item_index": None, "code": "ORDER_REJECTED",
-        "message": "rejected out of stock", "attempts": 0,
+        "step": "stop_here",
+        "branch": None,
+        "item_index": None,
+        "code": "ORDER_REJECTED",
+        "message": "rejected out of stock",
+        "attempts": 0,
     }
     assert undone(mod) == ["a"]
     report, _ = run(plan, {"why": ""})
@@ -248,19 +283,24 @@ def test_failure_with_nothing_to_undo_is_failed(factory):
 
 
 def test_compensation_failures_are_collected_and_the_rest_still_run(factory):
-    saga = HEAD + """
+    saga = (
+        HEAD
+        + """
 steps:
   - {id: a, action: work, with: {name: a}, compensate: {action: undo, with: {name: a}}}
   - {id: b, action: work, with: {name: b}, compensate: {action: undo, with: {name: b, fail: UNAVAILABLE}, retry: {max_attempts: 3, backoff: fixed, initial_delay: 1ms, jitter: none}}}
   - {id: c, action: work, with: {name: c}, compensate: {action: undo_bad, with: {name: c}}}
   - {id: d, action: work, with: {name: d, fail: X}}
 """
+    )
     plan, mod = factory.plan(saga, ACTIONS)
     report, rec = run(plan)
     assert report.status == "compensation_failed"
     assert undone(mod) == ["c", "b", "b", "b", "a"]
     assert [(c.step, c.status, c.attempts) for c in report.compensations] == [
-        ("c", "failed", 1), ("b", "failed", 3), ("a", "ok", 1)
+        ("c", "failed", 1),
+        ("b", "failed", 3),
+        ("a", "ok", 1),
     ]
     assert report.needs_attention == ["c", "b"]
     assert report.compensations[0].error.code == "REFUND_FAILED"
@@ -271,7 +311,9 @@ steps:
 
 
 def test_on_compensation_failure_stop(factory):
-    saga = HEAD + """
+    saga = (
+        HEAD
+        + """
 on_compensation_failure: stop
 steps:
   - {id: a, action: work, with: {name: a}, compensate: {action: undo, with: {name: a}}}
@@ -279,18 +321,23 @@ steps:
   - {id: c, action: work, with: {name: c}, compensate: {action: undo, with: {name: c}}}
   - {id: d, action: work, with: {name: d, fail: X}}
 """
+    )
     plan, mod = factory.plan(saga, ACTIONS)
     report, _ = run(plan)
     assert report.status == "compensation_failed"
     assert undone(mod) == ["c", "b"]
     assert [(c.step, c.status) for c in report.compensations] == [
-        ("c", "ok"), ("b", "failed"), ("a", "not_run")
+        ("c", "ok"),
+        ("b", "failed"),
+        ("a", "not_run"),
     ]
     assert report.needs_attention == ["b", "a"]
 
 
 def test_attempted_compensation_after_timeout_sees_its_error(factory):
-    saga = HEAD + """
+    saga = (
+        HEAD
+        + """
 steps:
   - {id: a, action: work, with: {name: a}, compensate: {action: undo, with: {name: a}}}
   - id: b
@@ -299,6 +346,7 @@ steps:
     timeout: 50ms
     compensate: {action: undo, with: {name: "b-{{ error.code }}-{{ result }}"}, on: attempted}
 """
+    )
     plan, mod = factory.plan(saga, ACTIONS)
     report, _ = run(plan)
     assert report.failure.code == "TIMEOUT"
@@ -307,7 +355,9 @@ steps:
 
 
 def test_attempted_covers_a_step_cancelled_mid_flight(factory):
-    saga = HEAD + """
+    saga = (
+        HEAD
+        + """
 steps:
   - parallel:
       id: g
@@ -315,6 +365,7 @@ steps:
         - [{id: long, action: work, with: {name: long, delay: 5}, compensate: {action: undo, with: {name: "long-{{ error.code }}"}, on: attempted}}]
         - [{id: bad, action: work, with: {name: bad, delay: 0.02, fail: X}}]
 """
+    )
     plan, mod = factory.plan(saga, ACTIONS)
     report, _ = run(plan)
     assert undone(mod) == ["long-CANCELLED"]
@@ -322,7 +373,9 @@ steps:
 
 
 def test_parallel_compensation_follows_the_reverse_dag(factory):
-    saga = HEAD + """
+    saga = (
+        HEAD
+        + """
 compensation: parallel
 steps:
   - {id: root, action: work, with: {name: root}, compensate: {action: undo, with: {name: root}}}
@@ -334,6 +387,7 @@ steps:
   - {id: pay, action: work, with: {name: pay}, compensate: {action: undo, with: {name: pay}}}
   - {id: boom, action: work, with: {name: boom, fail: X}}
 """
+    )
     plan, mod = factory.plan(saga, ACTIONS)
     report, _ = run(plan)
     order = undone(mod)
@@ -342,7 +396,12 @@ steps:
 
 
 def test_on_failure_nodes_see_failure_and_report(factory):
-    saga = HEAD + "steps:" + step("a") + step("b", fail="BOOM", comp=False) + """
+    saga = (
+        HEAD
+        + "steps:"
+        + step("a")
+        + step("b", fail="BOOM", comp=False)
+        + """
 on_failure:
   - id: notice
     action: work
@@ -351,23 +410,30 @@ on_failure:
     action: work
     with: {name: ticket, fail: TICKET_DOWN}
 """
+    )
     plan, mod = factory.plan(saga, ACTIONS)
     report, _ = run(plan)
     assert ("done", {"step": "b:BOOM:1"}) in mod.LOG
     assert report.status == "compensated"
     assert [(e.step, e.code, e.phase) for e in report.errors] == [
-        ("b", "BOOM", "run"), ("ticket", "TICKET_DOWN", "on_failure")
+        ("b", "BOOM", "run"),
+        ("ticket", "TICKET_DOWN", "on_failure"),
     ]
 
 
 def test_sync_python_cancelled_runs_to_the_end_and_counts(factory):
-    actions = ACTIONS + """
+    actions = (
+        ACTIONS
+        + """
 def slow_sync(name):
     time.sleep(0.15)
     record("done", step=name)
     return {"name": name}
 """
-    saga = HEAD + """
+    )
+    saga = (
+        HEAD
+        + """
   slow_sync: {python: "MOD:slow_sync"}
 steps:
   - parallel:
@@ -376,21 +442,25 @@ steps:
         - [{id: s, action: slow_sync, with: {name: s}, compensate: {action: undo, with: {name: s}}}]
         - [{id: bad, action: work, with: {name: bad, delay: 0.03, fail: X}}]
 """
+    )
     plan, mod = factory.plan(saga, actions)
-    report, rec = run(plan)
+    _report, rec = run(plan)
     assert rec.steps("step_completed") == ["s"]
     assert undone(mod) == ["s"]
 
 
 def test_dependencies_start_nodes_as_soon_as_ready(factory):
-    saga = HEAD + """
+    saga = (
+        HEAD
+        + """
 steps:
   - {id: a, action: work, with: {name: a, delay: 0.05}}
   - {id: b, action: work, with: {name: b}, after: []}
   - {id: c, action: work, with: {name: c}, after: [b]}
   - {id: d, action: work, with: {name: d}, after: [a, c]}
 """
-    plan, mod = factory.plan(saga, ACTIONS)
+    )
+    plan, _mod = factory.plan(saga, ACTIONS)
     report, rec = run(plan)
     assert report.status == "succeeded"
     assert rec.steps("step_completed") == ["b", "c", "a", "d"]

@@ -1,4 +1,5 @@
 """Retries and timeouts: backoff sequences (fake clock), jitter bounds, deadlines."""
+# ruff: noqa: E501  (YAML sagas inline: long lines read better than split flow mappings)
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import pytest
 from fixtures_sagas import SagaFactory, run
 from hypothesis import given
 from hypothesis import strategies as st
-
 from sagac.compiler.ir import RetryPolicy
 from sagac.runtime.clock import FakeClock
 from sagac.runtime.retry import RetryState, backoff_delay, base_delay
@@ -43,14 +43,22 @@ steps:
 @pytest.mark.parametrize(
     ("retry", "delays"),
     [
-        ("{max_attempts: 5, backoff: fixed, initial_delay: 100ms, jitter: none}",
-         [0.1, 0.1, 0.1, 0.1]),
-        ("{max_attempts: 5, backoff: linear, initial_delay: 100ms, jitter: none}",
-         [0.1, 0.2, 0.3, 0.4]),
-        ("{max_attempts: 6, backoff: exponential, initial_delay: 100ms, jitter: none}",
-         [0.1, 0.2, 0.4, 0.8, 1.6]),
-        ("{max_attempts: 6, initial_delay: 100ms, multiplier: 3, max_delay: 1s, jitter: none}",
-         [0.1, 0.3, 0.9, 1.0, 1.0]),
+        (
+            "{max_attempts: 5, backoff: fixed, initial_delay: 100ms, jitter: none}",
+            [0.1, 0.1, 0.1, 0.1],
+        ),
+        (
+            "{max_attempts: 5, backoff: linear, initial_delay: 100ms, jitter: none}",
+            [0.1, 0.2, 0.3, 0.4],
+        ),
+        (
+            "{max_attempts: 6, backoff: exponential, initial_delay: 100ms, jitter: none}",
+            [0.1, 0.2, 0.4, 0.8, 1.6],
+        ),
+        (
+            "{max_attempts: 6, initial_delay: 100ms, multiplier: 3, max_delay: 1s, jitter: none}",
+            [0.1, 0.3, 0.9, 1.0, 1.0],
+        ),
     ],
 )
 def test_backoff_sequences_with_a_fake_clock(factory, retry, delays):
@@ -88,8 +96,13 @@ def test_full_jitter_stays_within_bounds(factory):
     r=st.floats(0, 0.999999),
 )
 def test_delays_never_exceed_max_delay(backoff, initial, multiplier, max_delay, n, r):
-    p = RetryPolicy(backoff=backoff, initial_delay=initial, multiplier=multiplier,
-                    max_delay=max_delay, jitter="full")
+    p = RetryPolicy(
+        backoff=backoff,
+        initial_delay=initial,
+        multiplier=multiplier,
+        max_delay=max_delay,
+        jitter="full",
+    )
     d = backoff_delay(p, n, lambda: r)
     assert 0 <= d <= max_delay
     assert d <= base_delay(p, n) + 1e-12
@@ -109,8 +122,9 @@ def test_policies_match_by_code_in_order_and_count_separately():
 
 def test_only_codes_in_on_are_retried(factory):
     plan, mod = factory.plan(
-        saga("{max_attempts: 5, initial_delay: 1ms}", "\n    errors: [DECLINED]",
-             "{code: DECLINED}"),
+        saga(
+            "{max_attempts: 5, initial_delay: 1ms}", "\n    errors: [DECLINED]", "{code: DECLINED}"
+        ),
         ACTIONS,
     )
     report, rec = run(plan, {"n": 1}, clock=FakeClock())
@@ -119,7 +133,7 @@ def test_only_codes_in_on_are_retried(factory):
 
 
 def test_a_retry_that_succeeds(factory):
-    plan, mod = factory.plan(
+    plan, _mod = factory.plan(
         saga("{max_attempts: 5, initial_delay: 10ms, jitter: none}", "", "{times: 2}"), ACTIONS
     )
     clock = FakeClock()
@@ -129,9 +143,12 @@ def test_a_retry_that_succeeds(factory):
 
 
 def test_per_attempt_timeout_is_retried(factory):
-    plan, mod = factory.plan(
-        saga("{max_attempts: 3, initial_delay: 1ms, jitter: none}", "\n    timeout: 30ms",
-             "{delay: 5}"),
+    plan, _mod = factory.plan(
+        saga(
+            "{max_attempts: 3, initial_delay: 1ms, jitter: none}",
+            "\n    timeout: 30ms",
+            "{delay: 5}",
+        ),
         ACTIONS,
     )
     report, rec = run(plan, {"n": 1}, clock=FakeClock())
@@ -141,9 +158,11 @@ def test_per_attempt_timeout_is_retried(factory):
 
 def test_step_deadline_across_attempts(factory):
     # Each retry waits 400ms (fake time); the deadline of 1s leaves room for two of them.
-    plan, mod = factory.plan(
-        saga("{max_attempts: 10, backoff: fixed, initial_delay: 400ms, jitter: none}",
-             "\n    deadline: 1s"),
+    plan, _mod = factory.plan(
+        saga(
+            "{max_attempts: 10, backoff: fixed, initial_delay: 400ms, jitter: none}",
+            "\n    deadline: 1s",
+        ),
         ACTIONS,
     )
     clock = FakeClock()
@@ -155,8 +174,11 @@ def test_step_deadline_across_attempts(factory):
 
 def test_step_deadline_cuts_a_slow_attempt(factory):
     plan, _ = factory.plan(
-        saga("{max_attempts: 10, initial_delay: 1ms}", "\n    deadline: 50ms\n    timeout: 10s",
-             "{delay: 5}"),
+        saga(
+            "{max_attempts: 10, initial_delay: 1ms}",
+            "\n    deadline: 50ms\n    timeout: 10s",
+            "{delay: 5}",
+        ),
         ACTIONS,
     )
     report, _ = run(plan, {"n": 1})
@@ -173,7 +195,7 @@ steps:
   - {id: a, action: flaky, with: {times: 0}, compensate: {action: flaky, with: {times: 0, delay: 0.2}}}
   - {id: b, action: flaky, with: {delay: 5}, timeout: 10s}
 """
-    plan, mod = factory.plan(text, ACTIONS)
+    plan, _mod = factory.plan(text, ACTIONS)
     report, _ = run(plan)
     assert report.failure.code == "SAGA_TIMEOUT" and report.failure.step == "b"
     # Compensation is not bound by the saga's deadline (it takes 200ms here).
