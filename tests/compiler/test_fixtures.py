@@ -59,3 +59,10 @@ def test_every_reachable_code_has_a_fixture() -> None:
     covered = {p.name.split("_")[0] for p in FIXTURES}
     # E004 (unreadable file) cannot be a file in the repository: test_cli covers it.
     assert covered | {"E004"} == set(CODES)
+
+
+def test_every_code_is_documented_with_an_anchor() -> None:
+    doc = (ROOT / "docs" / "diagnostics.md").read_text("utf-8")
+    for code, info in CODES.items():
+        assert f'<a id="{code.lower()}"></a>' in doc
+        assert f"## {code}: {info.title}" in doc

@@ -1,0 +1,72 @@
+"""What a template reads, found without rendering it; the fast path agrees with Jinja's parse."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sagac.compiler.templates import Read, TemplateInfo, _Reads, analyze, parse
+
+
+@pytest.mark.parametrize(
+    ("text", "reads"),
+    [
+        ("no template here", ()),
+        ("{{ steps.charge.result.id }}", (Read("steps", ("charge", "result", "id")),)),
+        ("a-{{ input['k'][0] }}-{{ run.id }}", (Read("input", ("k", 0)), Read("run", ("id",)))),
+        ("{{ steps[name].result }}", (Read("steps", ()), Read("name", ()))),
+        (
+            "{{ steps.a.result | default(input.x) }}",
+            (Read("steps", ("a", "result")), Read("input", ("x",))),
+        ),
+        ("{% set n = input.n %}{{ n.m }}", (Read("input", ("n",)),)),
+        (
+            "{% for u in input.users %}{{ u.id }}{{ loop.index }}{% endfor %}",
+            (Read("input", ("users",)),),
+        ),
+        ("{{ range(3) | list }}{{ dict(a=1) }}", ()),
+        ("{{ x is defined and true }}", (Read("x", ()),)),
+    ],
+)
+def test_reads(text: str, reads: tuple[Read, ...]) -> None:
+    assert analyze(text) == TemplateInfo(reads)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("{{ a.b }", "unexpected '}'"),
+        ("{{ a | frobnicate }}", "no filter named 'frobnicate'"),
+        ("{{ a is frob }}", "no test named 'frob'"),
+        ("{% import 'x' as y %}", "`{% import %}` is not available in saga templates"),
+        ("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}", None),
+    ],
+)
+def test_errors_are_values(text: str, error: str | None) -> None:
+    info = analyze(text)
+    assert info.error is not None and info.reads == ()
+    if error is not None:
+        assert info.error == error
+
+
+def test_error_line_inside_a_multiline_template() -> None:
+    assert analyze("line one\n{{ ok }}\n{{ broken( }}").error_line == 3
+
+
+_NAME = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True).filter(
+    lambda s: s not in {"and", "or", "not", "in", "is", "if", "else", "none", "true", "false"}
+)
+_SEGMENT = st.one_of(
+    _NAME.map(lambda n: f".{n}"),
+    st.integers(0, 99).map(lambda i: f"[{i}]"),
+    _NAME.map(lambda n: f"['{n}']"),
+)
+_EXPR = st.tuples(_NAME, st.lists(_SEGMENT, max_size=4)).map(lambda t: t[0] + "".join(t[1]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text("ab- \n", max_size=4), _EXPR), min_size=1, max_size=4))
+def test_fast_path_agrees_with_jinja(parts: list[tuple[str, str]]) -> None:
+    text = "".join(f"{prefix}{{{{ {expr} }}}}" for prefix, expr in parts)
+    slow = tuple(_Reads(parse(text)).reads)
+    assert analyze(text).reads == slow
