@@ -19,7 +19,7 @@ from markupsafe import Markup
 from ..errors import SagacError
 from ..plan import Plan
 from . import styles
-from .model import Diagram, DNode, build_diagram
+from .model import DCluster, Diagram, DNode, build_diagram
 from .overlay import NodeRun
 from .templating import Verbatim, render
 
@@ -105,6 +105,18 @@ def _mermaid_classes(diagram: Diagram) -> list[tuple[str, str, list[str]]]:
     return out
 
 
+_MERMAID_CLUSTERS = {
+    "group": "fill:#f8fafc,stroke:#94a3b8,stroke-width:1.2px",
+    "branch": "fill:#ffffff,stroke:#cbd5e1,stroke-width:1px,stroke-dasharray:4 3",
+    "on_failure": "fill:#fff1f2,stroke:#fda4af,stroke-width:1.2px",
+    "legend": "fill:#ffffff,stroke:#cbd5e1,stroke-width:1px",
+}
+
+
+def _clusters(cluster: DCluster) -> list[DCluster]:
+    return [c for m in cluster.clusters for c in (m, *_clusters(m))]
+
+
 def render_mermaid(plan: Plan, overlay: Overlay | None = None) -> str:
     """A Mermaid `flowchart TD` that GitHub renders in Markdown (```mermaid fences)."""
     diagram = build_diagram(plan, overlay)
@@ -119,6 +131,9 @@ def render_mermaid(plan: Plan, overlay: Overlay | None = None) -> str:
         edges=edges,
         undo_links=",".join(map(str, undo_links)),
         classes=_mermaid_classes(diagram),
+        cluster_styles=[
+            (c.key, _MERMAID_CLUSTERS[c.role]) for c in [*_clusters(diagram.root), diagram.legend]
+        ],
         undo_color=styles.UNDO_EDGE,
     )
 

@@ -68,7 +68,7 @@ def mermaid_problems(text: str) -> list[str]:
                 problems.append(f"raw `<` in label {s!r}")
         elif m := EDGE.match(line):
             used.update((m.group(1), m.group(3)))
-        elif not re.match(r"^(classDef|class|linkStyle) ", s):
+        elif not re.match(r"^(classDef|class|linkStyle|style) ", s):
             problems.append(f"unknown statement {s!r}")
     if depth != 0:
         problems.append(f"{depth} subgraph(s) without `end`")
