@@ -1,4 +1,11 @@
-"""Journal stores: the `Store` interface and its implementations, chosen by name."""
+"""Journal stores: the `Store` interface and its implementations, chosen by URL.
+
+`open_store("memory")` keeps everything in the process (gone when it ends);
+`open_store("sqlite:///PATH")` opens (creating and migrating as needed) the durable journal in
+the SQLite file PATH: `sqlite:///.sagac/sagac.db` is relative to the current directory,
+`sqlite:////var/lib/sagac.db` (four slashes) is absolute. `DEFAULT_STORE` is what `sagac run`
+uses when `--store` is not given.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +14,23 @@ from sagac.compiler.errors import UsageError
 from .base import Event, RunRecord, Store
 from .memory import MemoryStore
 
-STORES = ("memory",)
+STORES = ("memory", "sqlite:///PATH")
+DEFAULT_STORE = "sqlite:///.sagac/sagac.db"
+SQLITE_PREFIX = "sqlite:///"
 
 
-def open_store(name: str) -> Store:
-    """The store called `name` (`memory`; more kinds register here)."""
-    if name == "memory":
+def open_store(url: str) -> Store:
+    """The store at `url` (`memory`, or `sqlite:///PATH`)."""
+    if url == "memory":
         return MemoryStore()
-    raise UsageError(f"unknown store {name!r}", hint=f"choose one of: {', '.join(STORES)}")
+    if url.startswith(SQLITE_PREFIX) and len(url) > len(SQLITE_PREFIX):
+        from .sqlite import SqliteStore
+
+        return SqliteStore(url[len(SQLITE_PREFIX) :])
+    raise UsageError(
+        f"unknown store {url!r}",
+        hint="use `memory` or `sqlite:///PATH` (e.g. sqlite:///.sagac/sagac.db)",
+    )
 
 
-__all__ = ["STORES", "Event", "MemoryStore", "RunRecord", "Store", "open_store"]
+__all__ = ["DEFAULT_STORE", "STORES", "Event", "MemoryStore", "RunRecord", "Store", "open_store"]

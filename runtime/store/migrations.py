@@ -1,0 +1,184 @@
+"""The SQLite journal's schema, as an ordered list of migrations.
+
+`MIGRATIONS[i]` takes a database at schema version `i` to version `i + 1`; `migrate` applies
+the missing ones in one transaction and records each in `schema_version`. A migration is never
+edited once released (a file written by an older sagac must still upgrade): a change is a new
+migration at the end. A file whose version is newer than the last migration is refused rather
+than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+from sagac.runtime.clock import rfc3339
+from sagac.runtime.errors import StoreError
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _script(c: sqlite3.Connection, sql: str) -> None:
+    """Run `;`-separated statements inside the caller's transaction (`executescript` would
+    commit it first)."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            c.execute(statement)
+
+
+def _v1_journal(c: sqlite3.Connection) -> None:
+    """Runs, their events and the materialised state of every step."""
+    _script(
+        c,
+        """
+        CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            saga TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            definition_hash TEXT NOT NULL,
+            file TEXT,
+            input TEXT,
+            status TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            report TEXT,
+            meta TEXT
+        );
+        CREATE INDEX runs_by_status ON runs (status, created_at);
+        CREATE INDEX runs_by_saga ON runs (saga, created_at);
+        CREATE TABLE events (
+            run_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            type TEXT NOT NULL,
+            at TEXT NOT NULL,
+            step TEXT,
+            body TEXT NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        ) WITHOUT ROWID;
+        CREATE TABLE steps (
+            run_id TEXT NOT NULL,
+            step TEXT NOT NULL,
+            item_index INTEGER NOT NULL DEFAULT -1,
+            status TEXT NOT NULL,
+            attempt INTEGER NOT NULL DEFAULT 0,
+            idempotency_key TEXT,
+            result TEXT,
+            error TEXT,
+            started_seq INTEGER,
+            ended_seq INTEGER,
+            PRIMARY KEY (run_id, step, item_index)
+        ) WITHOUT ROWID;
+        """,
+    )
+
+
+def _v2_approvals_and_audit(c: sqlite3.Connection) -> None:
+    """Approval requests (token kept as a sha256 only), the audit log, compensation state."""
+    _script(
+        c,
+        """
+        CREATE TABLE approvals (
+            run_id TEXT NOT NULL,
+            gate TEXT NOT NULL,
+            key TEXT,
+            message TEXT,
+            approvers TEXT NOT NULL,
+            context TEXT,
+            deadline TEXT,
+            deadline_epoch REAL,
+            on_timeout TEXT,
+            token_sha256 TEXT,
+            definition_hash TEXT NOT NULL,
+            status TEXT NOT NULL,
+            requested_at TEXT NOT NULL,
+            requested_seq INTEGER NOT NULL,
+            decided_by TEXT,
+            decided_at TEXT,
+            comment TEXT,
+            value TEXT,
+            decision_code TEXT,
+            PRIMARY KEY (run_id, gate)
+        );
+        CREATE INDEX approvals_by_status ON approvals (status);
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            run_id TEXT,
+            gate TEXT,
+            actor TEXT,
+            action TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            code TEXT,
+            message TEXT,
+            detail TEXT
+        );
+        CREATE INDEX audit_by_run ON audit (run_id, id);
+        ALTER TABLE steps ADD COLUMN comp_status TEXT;
+        ALTER TABLE steps ADD COLUMN comp_attempt INTEGER NOT NULL DEFAULT 0;
+        """,
+    )
+
+
+def _v3_leases_cancel_keys(c: sqlite3.Connection) -> None:
+    """Leases (one owner per run), cancel requests, and run-level idempotency keys."""
+    _script(
+        c,
+        """
+        CREATE TABLE leases (
+            run_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            acquired_at TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        ALTER TABLE runs ADD COLUMN idempotency_key TEXT;
+        ALTER TABLE runs ADD COLUMN input_hash TEXT;
+        ALTER TABLE runs ADD COLUMN cancel_requested_at TEXT;
+        ALTER TABLE runs ADD COLUMN cancel_by TEXT;
+        ALTER TABLE runs ADD COLUMN cancel_reason TEXT;
+        CREATE UNIQUE INDEX runs_by_idempotency_key ON runs (idempotency_key)
+            WHERE idempotency_key IS NOT NULL;
+        """,
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_journal, _v2_approvals_and_audit, _v3_leases_cancel_keys)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def current_version(c: sqlite3.Connection) -> int:
+    """The file's schema version (0: an empty file)."""
+    exists = c.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if not exists:
+        return 0
+    row = c.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(c: sqlite3.Connection, path: str, target: int = SCHEMA_VERSION) -> int:
+    """Bring the database up to `target`; returns the version it was at. The caller's
+    connection is in autocommit mode; this takes the write lock for the whole upgrade, so two
+    processes opening an old file at once migrate it once."""
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        before = current_version(c)
+        if before > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} has journal schema version {before}, newer than this sagac knows "
+                f"({SCHEMA_VERSION})",
+                hint="upgrade sagac, or point --store at another file",
+            )
+        if before == 0:
+            c.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TEXT)")
+        for version in range(before, target):
+            MIGRATIONS[version](c)
+            c.execute(
+                "INSERT INTO schema_version VALUES (?, ?)", (version + 1, rfc3339(time.time()))
+            )
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+    return before

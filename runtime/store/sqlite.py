@@ -1,0 +1,825 @@
+"""The durable journal: one SQLite file (WAL, synchronous=FULL) shared by processes.
+
+Every write goes through one writer thread per store with a queue: it takes whatever is queued,
+runs it in one `BEGIN IMMEDIATE` transaction (each operation in its own savepoint, so one bad
+operation fails alone) and commits; only then does each caller's `await` return. Appends from
+many concurrent sagas in one process therefore share a commit (group commit), and none of them
+acts before its own record is durable. Reads use a second connection on a reader thread; WAL
+lets them run while the writer commits. Other processes may open the same file: `busy_timeout`
+makes their writers wait for each other instead of failing.
+
+Besides the journal (`runs`, `events`), the same transaction keeps a materialised view of it up
+to date: `steps` (status, attempt, idempotency key, result, error, compensation state) and
+`approvals` (requests and decisions). Leases, cancel requests and the audit log live here too.
+This module never sees a secret: what it is given has been redacted by the executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sagac.runtime.clock import rfc3339
+from sagac.runtime.errors import RunNotFound, StoreError
+
+from .base import Event, RunRecord, Store
+from .migrations import migrate
+
+T = TypeVar("T")
+_dumps = partial(json.dumps, separators=(",", ":"), default=str)
+BUSY_TIMEOUT_MS = 30_000
+MAX_BATCH = 2_000  # operations per group commit
+_FINAL_STATUS = {"saga_completed", "saga_failed", "saga_waiting"}
+
+
+class DuplicateIdempotencyKey(StoreError):
+    """`create_run` with an idempotency key another run already holds."""
+
+    code = "DUPLICATE_IDEMPOTENCY_KEY"
+
+
+class LeaseHeld(StoreError):
+    """The run is leased by another live owner (`owner`, until `expires_at`, epoch seconds)."""
+
+    code = "RUN_BUSY"
+    exit_code = 75
+
+    def __init__(self, run_id: str, owner: str, expires_at: float) -> None:
+        super().__init__(
+            f"run {run_id} is being resumed by {owner} until {rfc3339(expires_at)}",
+            hint="wait for it to finish, or retry after that time if its owner died",
+        )
+        self.run_id, self.owner, self.expires_at = run_id, owner, expires_at
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    try:
+        c = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        c.execute("PRAGMA synchronous = FULL")
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot open the journal {path}: {e}") from None
+    if str(mode).lower() != "wal":
+        raise StoreError(f"cannot put the journal {path} in WAL mode (got {mode})")
+    return c
+
+
+class _Op:
+    __slots__ = ("error", "fn", "future", "loop", "result")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        self.fn = fn
+        self.loop = asyncio.get_running_loop()
+        self.future: asyncio.Future[Any] = self.loop.create_future()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def resolve(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody to tell
+            self.loop.call_soon_threadsafe(self._set)
+
+    def _set(self) -> None:
+        if self.future.done():
+            return
+        if self.error is not None:
+            self.future.set_exception(self.error)
+        else:
+            self.future.set_result(self.result)
+
+
+def _as_store_error(e: BaseException) -> BaseException:
+    if isinstance(e, sqlite3.Error):
+        return StoreError(f"the journal store failed: {e}")
+    return e
+
+
+class _Worker:
+    """A thread with its own connection that runs queued operations; a writer groups every
+    queued operation into one transaction."""
+
+    def __init__(self, path: str, *, writer: bool) -> None:
+        self.path = path
+        self.writer = writer
+        self.queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+        self.commits = 0  # group commits done (for the benchmark and tests)
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        op = _Op(fn)
+        if self.thread is None:
+            with self.lock:
+                if self.thread is None:
+                    name = "sagac-journal-" + ("writer" if self.writer else "reader")
+                    self.thread = threading.Thread(target=self._main, name=name, daemon=True)
+                    self.thread.start()
+        self.queue.put(op)
+        return op.future
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
+
+    def _main(self) -> None:
+        try:
+            conn = _connect(self.path)
+        except StoreError as e:
+            self._fail_forever(e)
+            return
+        try:
+            while True:
+                op = self.queue.get()
+                if op is None:
+                    return
+                if not self.writer:
+                    self._read(conn, op)
+                    continue
+                batch = [op]
+                stop = False
+                while len(batch) < MAX_BATCH:
+                    try:
+                        nxt = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                self._write(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _fail_forever(self, error: StoreError) -> None:
+        while (op := self.queue.get()) is not None:
+            op.error = error
+            op.resolve()
+
+    @staticmethod
+    def _read(conn: sqlite3.Connection, op: _Op) -> None:
+        try:
+            op.result = op.fn(conn)
+        except BaseException as e:
+            op.error = _as_store_error(e)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        op.resolve()
+
+    def _write(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            for op in batch:
+                op.error = StoreError(f"cannot write to the journal {self.path}: {e}")
+                op.resolve()
+            return
+        for op in batch:
+            conn.execute("SAVEPOINT op")
+            try:
+                op.result = op.fn(conn)
+            except BaseException as e:
+                op.error = _as_store_error(e)
+                conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+        try:
+            conn.execute("COMMIT")
+            self.commits += 1
+        except sqlite3.Error as e:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            for op in batch:
+                op.error = StoreError(f"the journal could not commit to {self.path}: {e}")
+        for op in batch:
+            op.resolve()
+
+
+class SqliteStore(Store):
+    """A `Store` on one SQLite file; also leases, cancel requests, approvals and audit."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the folder of {self.path}: {e.strerror}") from None
+        c = _connect(self.path)
+        try:
+            self.migrated_from = migrate(c, self.path)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path} is not a sagac journal: {e}") from None
+        finally:
+            c.close()
+        self._writer = _Worker(self.path, writer=True)
+        self._reader = _Worker(self.path, writer=False)
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    @property
+    def commits(self) -> int:
+        return self._writer.commits
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Run `fn(conn)` in the next group commit; the future resolves after the commit."""
+        return self._writer.submit(fn)
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        return self._reader.submit(fn)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.close_sync)
+
+    def close_sync(self) -> None:
+        self._writer.stop()
+        self._reader.stop()
+
+    # -- the Store interface -------------------------------------------------------------
+
+    async def create_run(self, record: RunRecord) -> None:
+        now = rfc3339(time.time())
+        record.created_at = record.created_at or now
+        record.updated_at = now
+        meta = dict(record.meta)
+        key = meta.get("idempotency_key")
+
+        def fn(c: sqlite3.Connection) -> None:
+            try:
+                c.execute(
+                    "INSERT INTO runs (run_id, saga, version, definition_hash, file, input,"
+                    " status, created_at, updated_at, meta, idempotency_key, input_hash)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.run_id,
+                        record.saga,
+                        record.version,
+                        record.definition_hash,
+                        record.file,
+                        _dumps(record.input),
+                        record.status,
+                        record.created_at,
+                        record.updated_at,
+                        _dumps(meta),
+                        key,
+                        meta.get("input_hash"),
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                if key is not None:
+                    row = c.execute(
+                        "SELECT run_id FROM runs WHERE idempotency_key = ?", (key,)
+                    ).fetchone()
+                    if row is not None:
+                        err = DuplicateIdempotencyKey(
+                            f"idempotency key {key!r} belongs to run {row[0]}"
+                        )
+                        err.run_id = row[0]  # type: ignore[attr-defined]
+                        raise err from None
+                raise StoreError(f"run {record.run_id!r} already exists") from None
+
+        await self.write(fn)
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        return await self.read(partial(_get_run, run_id=run_id))
+
+    async def update_run(
+        self, run_id: str, status: str, report: dict[str, Any] | None = None
+    ) -> None:
+        now = rfc3339(time.time())
+
+        def fn(c: sqlite3.Connection) -> None:
+            if report is None:
+                cur = c.execute(
+                    "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?",
+                    (status, now, run_id),
+                )
+            else:
+                cur = c.execute(
+                    "UPDATE runs SET status = ?, updated_at = ?, report = ? WHERE run_id = ?",
+                    (status, now, _dumps(report), run_id),
+                )
+            if cur.rowcount == 0:
+                raise RunNotFound(f"no run {run_id!r} in {self.path}")
+
+        await self.write(fn)
+
+    async def append(self, run_id: str, events: Sequence[Event]) -> None:
+        if events:
+            await self.write(partial(_append, run_id=run_id, events=events))
+
+    async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        def fn(c: sqlite3.Connection) -> list[Event]:
+            rows = c.execute(
+                "SELECT body FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
+                (run_id, after_seq),
+            ).fetchall()
+            if not rows:
+                _get_run(c, run_id)  # RunNotFound for an unknown run
+            return [json.loads(r[0]) for r in rows]
+
+        return await self.read(fn)
+
+    async def list_runs(
+        self, *, saga: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        def fn(c: sqlite3.Connection) -> list[RunRecord]:
+            sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE 1 = 1"
+            args: list[Any] = []
+            if saga is not None:
+                sql += " AND saga = ?"
+                args.append(saga)
+            if status is not None:
+                sql += " AND status = ?"
+                args.append(status)
+            sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+            args.append(limit)
+            return [_record(r) for r in c.execute(sql, args)]
+
+        return await self.read(fn)
+
+    # -- more than the interface: what durability needs -----------------------------------
+
+    async def find_run_by_key(self, key: str) -> RunRecord | None:
+        def fn(c: sqlite3.Connection) -> RunRecord | None:
+            row = c.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE idempotency_key = ?", (key,)
+            ).fetchone()
+            return _record(row) if row else None
+
+        return await self.read(fn)
+
+    async def steps(self, run_id: str) -> list[dict[str, Any]]:
+        """The materialised state of every step of a run, in the order they started."""
+
+        def fn(c: sqlite3.Connection) -> list[dict[str, Any]]:
+            cur = c.execute(
+                "SELECT step, item_index, status, attempt, idempotency_key, result, error,"
+                " started_seq, ended_seq, comp_status, comp_attempt FROM steps"
+                " WHERE run_id = ? ORDER BY COALESCE(started_seq, ended_seq), step, item_index",
+                (run_id,),
+            )
+            out = []
+            for r in cur:
+                out.append(
+                    {
+                        "step": r[0],
+                        "item_index": None if r[1] < 0 else r[1],
+                        "status": r[2],
+                        "attempt": r[3],
+                        "idempotency_key": r[4],
+                        "result": _loads(r[5]),
+                        "error": _loads(r[6]),
+                        "started_seq": r[7],
+                        "ended_seq": r[8],
+                        "compensation": r[9],
+                        "compensation_attempt": r[10],
+                    }
+                )
+            return out
+
+        return await self.read(fn)
+
+    async def dump_tables(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of every table (for tests and `sagac inspect`-style audits)."""
+
+        def fn(c: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
+            names = [
+                r[0]
+                for r in c.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                    " AND name NOT LIKE 'sqlite_%'"
+                )
+            ]
+            return {n: c.execute(f'SELECT * FROM "{n}"').fetchall() for n in names}
+
+        return await self.read(fn)
+
+    # leases
+
+    async def acquire_lease(self, run_id: str, owner: str, ttl: float) -> float:
+        """Take (or re-take) the run's lease for `ttl` seconds; returns its expiry. Raises
+        LeaseHeld when another owner holds an unexpired lease."""
+
+        def fn(c: sqlite3.Connection) -> float:
+            now = time.time()
+            _check_lease(c, run_id, owner, now)
+            expires = now + ttl
+            c.execute(
+                "INSERT INTO leases (run_id, owner, acquired_at, expires_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner,"
+                " acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
+                (run_id, owner, rfc3339(now), expires),
+            )
+            return expires
+
+        return await self.write(fn)
+
+    async def renew_lease(self, run_id: str, owner: str, ttl: float) -> bool:
+        """Extend our lease; False when it is no longer ours (it expired and was taken)."""
+
+        def fn(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "UPDATE leases SET expires_at = ? WHERE run_id = ? AND owner = ?",
+                (time.time() + ttl, run_id, owner),
+            )
+            return cur.rowcount == 1
+
+        return await self.write(fn)
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        await self.write(
+            lambda c: c.execute(
+                "DELETE FROM leases WHERE run_id = ? AND owner = ?", (run_id, owner)
+            )
+        )
+
+    async def get_lease(self, run_id: str) -> tuple[str, float] | None:
+        """(owner, expires_at) of an unexpired lease, else None."""
+
+        def fn(c: sqlite3.Connection) -> tuple[str, float] | None:
+            row = c.execute(
+                "SELECT owner, expires_at FROM leases WHERE run_id = ? AND expires_at > ?",
+                (run_id, time.time()),
+            ).fetchone()
+            return (row[0], row[1]) if row else None
+
+        return await self.read(fn)
+
+    # cancel requests
+
+    async def request_cancel(self, run_id: str, by: str, reason: str | None) -> bool:
+        """Record a cancel request (and its audit entry); False when one was already there."""
+
+        def fn(c: sqlite3.Connection) -> bool:
+            record = _get_run(c, run_id)
+            now = rfc3339(time.time())
+            first = not record.meta.get("cancel_requested_at")
+            if first:
+                c.execute(
+                    "UPDATE runs SET cancel_requested_at = ?, cancel_by = ?, cancel_reason = ?"
+                    " WHERE run_id = ?",
+                    (now, by, reason, run_id),
+                )
+            add_audit(
+                c,
+                run_id=run_id,
+                actor=by,
+                action="cancel",
+                outcome="accepted" if first else "repeated",
+                message=reason,
+            )
+            return first
+
+        return await self.write(fn)
+
+    async def cancel_request(self, run_id: str) -> dict[str, Any] | None:
+        """{at, by, reason} when a cancel was requested, else None."""
+
+        def fn(c: sqlite3.Connection) -> dict[str, Any] | None:
+            row = c.execute(
+                "SELECT cancel_requested_at, cancel_by, cancel_reason FROM runs WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+            if row is None or row[0] is None:
+                return None
+            return {"at": row[0], "by": row[1], "reason": row[2]}
+
+        return await self.read(fn)
+
+    # approvals and audit
+
+    async def approvals(
+        self, run_id: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        def fn(c: sqlite3.Connection) -> list[dict[str, Any]]:
+            sql = f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE 1 = 1"
+            args: list[Any] = []
+            if run_id is not None:
+                sql += " AND run_id = ?"
+                args.append(run_id)
+            if status is not None:
+                sql += " AND status = ?"
+                args.append(status)
+            return [_approval(r) for r in c.execute(sql + " ORDER BY requested_at", args)]
+
+        return await self.read(fn)
+
+    async def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in a write transaction of its own group commit (for `approvals`)."""
+        return await self.write(fn)
+
+    async def audit(self, **entry: Any) -> None:
+        """Write one audit entry (run_id, gate, actor, action, outcome, code, message, detail)."""
+        await self.write(lambda c: add_audit(c, **entry))
+
+    async def audit_log(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        def fn(c: sqlite3.Connection) -> list[dict[str, Any]]:
+            sql = "SELECT id, at, run_id, gate, actor, action, outcome, code, message, detail"
+            sql += " FROM audit"
+            args: tuple[Any, ...] = ()
+            if run_id is not None:
+                sql += " WHERE run_id = ?"
+                args = (run_id,)
+            keys = ("id", "at", "run_id", "gate", "actor", "action", "outcome", "code")
+            out = []
+            for r in c.execute(sql + " ORDER BY id", args):
+                entry = dict(zip(keys, r[:8], strict=True))
+                entry["message"], entry["detail"] = r[8], _loads(r[9])
+                out.append(entry)
+            return out
+
+        return await self.read(fn)
+
+
+# -- SQL helpers, run on the worker threads ---------------------------------------------------
+
+_RUN_COLUMNS = (
+    "run_id, saga, version, definition_hash, file, input, status, created_at, updated_at,"
+    " report, meta, idempotency_key, input_hash, cancel_requested_at, cancel_by, cancel_reason"
+)
+
+
+def _record(r: Sequence[Any]) -> RunRecord:
+    meta = _loads(r[10]) or {}
+    for name, value in zip(
+        ("idempotency_key", "input_hash", "cancel_requested_at", "cancel_by", "cancel_reason"),
+        r[11:],
+        strict=True,
+    ):
+        if value is not None:
+            meta[name] = value
+    return RunRecord(
+        run_id=r[0],
+        saga=r[1],
+        version=r[2],
+        definition_hash=r[3],
+        file=r[4],
+        input=_loads(r[5]),
+        status=r[6],
+        created_at=r[7],
+        updated_at=r[8],
+        report=_loads(r[9]),
+        meta=meta,
+    )
+
+
+def _get_run(c: sqlite3.Connection, run_id: str) -> RunRecord:
+    row = c.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise RunNotFound(f"no run {run_id!r} in this store")
+    return _record(row)
+
+
+def _check_lease(c: sqlite3.Connection, run_id: str, owner: str | None, now: float) -> None:
+    row = c.execute("SELECT owner, expires_at FROM leases WHERE run_id = ?", (run_id,)).fetchone()
+    if row is not None and row[0] != owner and row[1] > now:
+        raise LeaseHeld(run_id, row[0], row[1])
+
+
+def add_audit(
+    c: sqlite3.Connection,
+    *,
+    action: str,
+    outcome: str,
+    run_id: str | None = None,
+    gate: str | None = None,
+    actor: str | None = None,
+    code: str | None = None,
+    message: str | None = None,
+    detail: Any = None,
+) -> None:
+    c.execute(
+        "INSERT INTO audit (at, run_id, gate, actor, action, outcome, code, message, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            rfc3339(time.time()),
+            run_id,
+            gate,
+            actor,
+            action,
+            outcome,
+            code,
+            message,
+            None if detail is None else _dumps(detail),
+        ),
+    )
+
+
+def next_seq(c: sqlite3.Connection, run_id: str) -> int:
+    row = c.execute("SELECT MAX(seq) FROM events WHERE run_id = ?", (run_id,)).fetchone()
+    return int(row[0] or 0) + 1
+
+
+def append_external(
+    c: sqlite3.Connection, run_id: str, owner: str | None, type_: str, fields: dict[str, Any]
+) -> Event:
+    """Append one event from outside a running executor (a decision, a timeout): at the next
+    seq, and only while no other live owner holds the run's lease (it would number its own)."""
+    _check_lease(c, run_id, owner, time.time())
+    event: Event = {
+        "type": type_,
+        "run_id": run_id,
+        "seq": next_seq(c, run_id),
+        "at": rfc3339(time.time()),
+    }
+    event.update(fields)
+    _append(c, run_id, (event,))
+    return event
+
+
+def _append(c: sqlite3.Connection, run_id: str, events: Sequence[Event]) -> None:
+    last = events[-1]
+    status = last.get("status") if last["type"] in _FINAL_STATUS else None
+    if status is None and last["type"] == "saga_resumed":
+        status = "running"
+    if status is not None:
+        cur = c.execute(
+            "UPDATE runs SET updated_at = ?, status = ? WHERE run_id = ?",
+            (last["at"], status, run_id),
+        )
+    else:
+        cur = c.execute("UPDATE runs SET updated_at = ? WHERE run_id = ?", (last["at"], run_id))
+    if cur.rowcount == 0:
+        raise RunNotFound(f"no run {run_id!r} in this store")
+    c.executemany(
+        "INSERT INTO events (run_id, seq, type, at, step, body) VALUES (?, ?, ?, ?, ?, ?)",
+        [(run_id, e["seq"], e["type"], e["at"], e.get("step"), _dumps(e)) for e in events],
+    )
+    for e in events:
+        handler = _MATERIALISE.get(e["type"])
+        if handler is not None:
+            handler(c, run_id, e)
+
+
+# Each journal event type that changes the materialised view, and how.
+
+
+def _step_started(c: sqlite3.Connection, run_id: str, e: Event) -> None:
+    c.execute(
+        "INSERT INTO steps (run_id, step, item_index, status, attempt, idempotency_key,"
+        " started_seq) VALUES (?, ?, ?, 'started', ?, ?, ?)"
+        " ON CONFLICT (run_id, step, item_index) DO UPDATE SET status = 'started',"
+        " attempt = excluded.attempt, idempotency_key = excluded.idempotency_key,"
+        " error = NULL",
+        (run_id, e["step"], _idx(e), e.get("attempt", 0), e.get("idempotency_key"), e["seq"]),
+    )
+
+
+def _step_ended(status: str) -> Callable[[sqlite3.Connection, str, Event], None]:
+    def handler(c: sqlite3.Connection, run_id: str, e: Event) -> None:
+        final = status
+        if status == "failed" and e.get("cancelled"):
+            final = "cancelled"
+        result = _dumps(e["result"]) if "result" in e else None
+        error = _dumps(e["error"]) if e.get("error") is not None else None
+        c.execute(
+            "INSERT INTO steps (run_id, step, item_index, status, attempt, result, error,"
+            " ended_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (run_id, step, item_index) DO UPDATE SET status = excluded.status,"
+            " attempt = MAX(attempt, excluded.attempt), result = excluded.result,"
+            " error = excluded.error, ended_seq = excluded.ended_seq",
+            (run_id, e["step"], _idx(e), final, e.get("attempt", 0), result, error, e["seq"]),
+        )
+
+    return handler
+
+
+def _compensation(status: str) -> Callable[[sqlite3.Connection, str, Event], None]:
+    def handler(c: sqlite3.Connection, run_id: str, e: Event) -> None:
+        if status == "failed" and not e.get("final"):
+            return  # a retry: still in progress
+        c.execute(
+            "UPDATE steps SET comp_status = ?, comp_attempt = ?"
+            " WHERE run_id = ? AND step = ? AND item_index = ?",
+            (status, e.get("attempt", 0), run_id, e["step"], _idx(e)),
+        )
+
+    return handler
+
+
+def _approval_requested(c: sqlite3.Connection, run_id: str, e: Event) -> None:
+    row = c.execute("SELECT definition_hash FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    deadline = e.get("deadline")
+    c.execute(
+        "INSERT OR REPLACE INTO approvals (run_id, gate, key, message, approvers, context,"
+        " deadline, deadline_epoch, on_timeout, token_sha256, definition_hash, status,"
+        " requested_at, requested_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+        (
+            run_id,
+            e["step"],
+            e.get("key"),
+            e.get("message"),
+            _dumps(e.get("approvers", [])),
+            _dumps(e.get("context")) if e.get("context") is not None else None,
+            deadline,
+            _epoch(deadline),
+            e.get("on_timeout"),
+            e.get("token_sha256"),
+            e.get("definition_hash") or (row[0] if row else ""),
+            e["at"],
+            e["seq"],
+        ),
+    )
+    c.execute(
+        "INSERT INTO steps (run_id, step, item_index, status, started_seq)"
+        " VALUES (?, ?, -1, 'waiting', ?) ON CONFLICT (run_id, step, item_index)"
+        " DO UPDATE SET status = 'waiting'",
+        (run_id, e["step"], e["seq"]),
+    )
+
+
+def _approval_decided(c: sqlite3.Connection, run_id: str, e: Event) -> None:
+    if e.get("approved"):
+        status = "approved"
+    elif e.get("code") == "APPROVAL_TIMEOUT" or e.get("timed_out"):
+        status = "timed_out"
+    else:
+        status = "rejected"
+    c.execute(
+        "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, comment = ?,"
+        " value = ?, decision_code = ? WHERE run_id = ? AND gate = ?",
+        (
+            status,
+            e.get("by"),
+            e.get("decided_at", e["at"]),
+            e.get("comment"),
+            _dumps(e.get("value")) if e.get("value") is not None else None,
+            e.get("code"),
+            run_id,
+            e["step"],
+        ),
+    )
+
+
+_MATERIALISE: dict[str, Callable[[sqlite3.Connection, str, Event], None]] = {
+    "step_started": _step_started,
+    "step_completed": _step_ended("completed"),
+    "step_failed": _step_ended("failed"),
+    "step_skipped": _step_ended("skipped"),
+    "group_completed": _step_ended("completed"),
+    "compensation_started": _compensation("started"),
+    "compensation_completed": _compensation("ok"),
+    "compensation_failed": _compensation("failed"),
+    "approval_requested": _approval_requested,
+    "approval_decided": _approval_decided,
+}
+
+
+def _idx(e: Event) -> int:
+    i = e.get("item_index")
+    return -1 if i is None else int(i)
+
+
+def _epoch(text: str | None) -> float | None:
+    if not text:
+        return None
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+_APPROVAL_COLUMNS = (
+    "run_id, gate, key, message, approvers, context, deadline, deadline_epoch, on_timeout,"
+    " token_sha256, definition_hash, status, requested_at, requested_seq, decided_by,"
+    " decided_at, comment, value, decision_code"
+)
+
+
+def _approval(r: Sequence[Any]) -> dict[str, Any]:
+    names = [n.strip() for n in _APPROVAL_COLUMNS.split(",")]
+    out = dict(zip(names, r, strict=True))
+    out["approvers"] = _loads(out["approvers"]) or []
+    out["context"] = _loads(out["context"])
+    out["value"] = _loads(out["value"])
+    return out
+
+
+def get_approval(c: sqlite3.Connection, run_id: str, gate: str) -> dict[str, Any] | None:
+    row = c.execute(
+        f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE run_id = ? AND gate = ?",
+        (run_id, gate),
+    ).fetchone()
+    return _approval(row) if row else None
+
+
+get_run_sync = _get_run
