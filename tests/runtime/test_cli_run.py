@@ -1,4 +1,5 @@
 """`sagac run`: input validation, exit codes, --json, --events, --fail, --simulate; real
+# ruff: noqa: E501  (YAML sagas inline: long lines read better than split flow mappings)
 command and http actions."""
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def saga(tmp_path):
 
 
 def test_success_exit_0_and_json_report(saga, capsys):
-    path, mod = saga
+    path, _mod = saga
     assert main(["run", path, "--input", '{"amount": 5, "to": "Ada"}', "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["status"] == "succeeded" and report["output"] == {"payment": "pay_1"}
@@ -81,7 +82,9 @@ def test_input_from_a_file_and_not_json(saga, tmp_path, capsys):
 
 def test_fail_makes_a_step_fail_with_a_code(saga, capsys):
     path, mod = saga
-    code = main(["run", path, "--input", '{"amount": 5, "to": "Ada"}', "--fail", "ship=LOST", "--json"])
+    code = main(
+        ["run", path, "--input", '{"amount": 5, "to": "Ada"}', "--fail", "ship=LOST", "--json"]
+    )
     assert code == 1
     report = json.loads(capsys.readouterr().out)
     assert report["status"] == "compensated" and report["failure"]["code"] == "LOST"
@@ -188,11 +191,14 @@ steps:
     retry: {{max_attempts: 3, initial_delay: 1ms}}
 """,
     )
-    report, rec = run(plan)
+    report, _rec = run(plan)
     assert report.failure.code == "HTTP_402" and report.failure.attempts == 2
     assert [c.status for c in report.compensations] == ["ok"]
     methods = [(r.method, r.path) for r in http_server.requests]
     assert methods == [
-        ("POST", "/reservations"), ("POST", "/pay"), ("POST", "/pay"), ("DELETE", "/reservations/L1")
+        ("POST", "/reservations"),
+        ("POST", "/pay"),
+        ("POST", "/pay"),
+        ("DELETE", "/reservations/L1"),
     ]
     assert http_server.requests[0].headers["idempotency-key"] == "res-1"

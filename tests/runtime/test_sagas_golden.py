@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sagac.runtime.clock import FakeClock
 
 import sagac
-from sagac.runtime.clock import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
 SAGAS = ROOT / "sagas"
