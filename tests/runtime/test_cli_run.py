@@ -1,6 +1,6 @@
 """`sagac run`: input validation, exit codes, --json, --events, --fail, --simulate; real
-# ruff: noqa: E501  (YAML sagas inline: long lines read better than split flow mappings)
 command and http actions."""
+# ruff: noqa: E501  (YAML sagas inline: long lines read better than split flow mappings)
 
 from __future__ import annotations
 
