@@ -12,6 +12,7 @@ import asyncio
 import random
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 
 class Clock:
@@ -57,6 +58,17 @@ class FakeClock(Clock):
         await asyncio.sleep(0)
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def rfc3339(epoch: float) -> str:
-    """`2024-05-01T12:00:00.123Z`."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    """`2024-05-01T12:00:00.123Z` (every event carries one: the whole second is cached)."""
+    sec = int(epoch)
+    if sec != _second[0]:
+        _second[0] = sec
+        _second[1] = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    ms = int((epoch - sec) * 1000)
+    return f"{_second[1]}.{ms:03d}Z"
+
+
+DEFAULT_CLOCK = Clock()

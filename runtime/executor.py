@@ -31,10 +31,10 @@ from sagac.runtime.actions import StepContext, invoke, render_spec, spec_templat
 from sagac.runtime.errors import StepError
 from sagac.runtime.templates import TemplateEngine
 
-from .clock import Clock, rfc3339
+from .clock import DEFAULT_CLOCK, Clock, rfc3339
 from .events import EventCallback, Journal
 from .journal import RunState
-from .report import CompensationInfo, ErrorInfo, Failure, RunReport
+from .report import ErrorInfo, Failure, RunReport
 from .retry import RetryState
 from .store.base import RunRecord, Store
 
@@ -97,6 +97,8 @@ class Prepared:
         visit(saga.on_failure, (), "on_failure")
         self.const_args: dict[int, tuple[bool, Any]] = {}
         self.spec_templated: dict[int, bool] = {}
+        self.where: dict[str, dict[str, Any]] = {}
+        self.sync_python: dict[int, bool] = {}
         self.ancestors = _ancestors(self)
         self.base_dir = Path(plan.file).resolve().parent if plan.file else None
 
@@ -220,7 +222,7 @@ class Executor:
         self.prep = prepared(plan)
         self.store = store
         self.run_id = run_id or (state.run_id if state else None) or uuid.uuid4().hex
-        self.clock = clock or Clock()
+        self.clock = clock or DEFAULT_CLOCK
         self.engine = TemplateEngine(secrets)
         self.redacting = bool(self.engine.secrets)
         self.journal = Journal(
@@ -442,31 +444,33 @@ class Executor:
                     "duration_ms": duration,
                 },
             )
-        report = RunReport(
-            run_id=self.run_id,
-            saga=self.plan.saga,
-            version=self.plan.version,
-            status=status,  # type: ignore[arg-type]
-            failure=Failure(**_fields(self.redact(failure), Failure)) if failure else None,
-            errors=[ErrorInfo(**_fields(self.redact(e), ErrorInfo)) for e in self.errors],
-            compensations=[
-                CompensationInfo(
-                    step=c["step"],
-                    item_index=c.get("item_index"),
-                    status=c["status"],
-                    attempts=c["attempts"],
-                    error=ErrorInfo(**_fields(self.redact(c["error"]), ErrorInfo))
-                    if c.get("error")
-                    else None,
-                )
-                for c in self.comp_log
-            ],
-            needs_attention=needs,
-            output=self.redact(output),
-            duration_ms=duration,
-            started_at=rfc3339(self.started_wall),
-            finished_at=None if waiting else rfc3339(self.clock.now()),
-            definition_hash=self.plan.hash,
+        redact = self.redact
+        # One validation of plain data: cheaper than building the nested models one by one.
+        report = RunReport.model_validate(
+            {
+                "run_id": self.run_id,
+                "saga": self.plan.saga,
+                "version": self.plan.version,
+                "status": status,
+                "failure": _fields(redact(failure), Failure) if failure else None,
+                "errors": [_fields(redact(e), ErrorInfo) for e in self.errors],
+                "compensations": [
+                    {
+                        "step": c["step"],
+                        "item_index": c.get("item_index"),
+                        "status": c["status"],
+                        "attempts": c["attempts"],
+                        "error": _fields(redact(c["error"]), ErrorInfo) if c.get("error") else None,
+                    }
+                    for c in self.comp_log
+                ],
+                "needs_attention": needs,
+                "output": redact(output),
+                "duration_ms": duration,
+                "started_at": rfc3339(self.started_wall),
+                "finished_at": None if waiting else rfc3339(self.clock.now()),
+                "definition_hash": self.plan.hash,
+            }
         )
         await self.store.update_run(self.run_id, status, report.to_json_dict())
         return report
@@ -570,6 +574,10 @@ class Executor:
         return result
 
     def _where(self, nid: str, item_index: int | None = None) -> dict[str, Any]:
+        if item_index is None:
+            hit = self.prep.where.get(nid)
+            if hit is not None:
+                return dict(hit)
         out: dict[str, Any] = {"step": nid}
         chain = self.prep.chain.get(nid)
         if chain:
@@ -578,6 +586,8 @@ class Executor:
             out["item_index"] = item_index
         if self.prep.phase.get(nid) == "on_failure":
             out["phase"] = "on_failure"
+        if item_index is None:
+            self.prep.where[nid] = dict(out)
         return out
 
     def _error_at(
@@ -712,11 +722,14 @@ class Executor:
         retry: RetryState | None = None
         attempt = start_attempt
         deadline_at = clock.monotonic() + deadline if deadline is not None else None
-        where = self._where(nid, item_index)
+        where = self.prep.where.get(nid) if item_index is None else None
+        if where is None:
+            where = self._where(nid, item_index)
+        emit = self.journal.emit
         redacted_key = self.redact(key)
         while True:
             attempt += 1
-            await self.emit(
+            await emit(
                 "step_started", {**where, "attempt": attempt, "idempotency_key": redacted_key}
             )
             started = clock.monotonic()
@@ -756,7 +769,7 @@ class Executor:
                     )
                     raise
                 err = {"code": "CANCELLED", "message": "cancelled: the run is stopping"}
-                ev = await self.emit(
+                ev = await emit(
                     "step_failed",
                     {
                         **where,
@@ -803,7 +816,7 @@ class Executor:
                     )
             if nxt is None:
                 raise _Failed(exc, attempt, started, item)
-            await self.emit(
+            await emit(
                 "step_retrying",
                 {
                     **where,
@@ -829,7 +842,7 @@ class Executor:
     ) -> tuple[Any, int, int]:
         if keep is not None and isinstance(result, dict):
             result = {k: result[k] for k in keep if k in result}
-        if result is not None and not isinstance(result, int | float | bool):
+        if result and not isinstance(result, int | float | bool):
             size = len(json.dumps(result, default=str))
             if size > MAX_RESULT_BYTES:
                 raise StepError(
@@ -839,7 +852,7 @@ class Executor:
                     {"bytes": size},
                 )
         recorded = self.redact(result)
-        ev = await self.emit(
+        ev = await self.journal.emit(
             "step_completed",
             {**where, "attempt": attempt, "duration_ms": self.ms(started), "result": recorded},
         )
@@ -867,7 +880,15 @@ class Executor:
             templated = self.prep.spec_templated[id(spec)] = bool(spec_templates(spec))
         rendered = render_spec(spec, args, scope, self.engine) if templated else None
         if isinstance(spec, ir.PythonAction):
-            return await self._call_python(spec, args, ctx, limit, rendered)
+            sync = self.prep.sync_python.get(id(spec))
+            if sync is None:
+                sync = _sync_python(spec)
+                if spec.target.partition(":")[0] in sys.modules:
+                    self.prep.sync_python[id(spec)] = sync
+                else:
+                    sync = True  # not imported yet: assume a thread, to be safe
+            if sync:
+                return await self._call_python(spec, args, ctx, limit, rendered)
         if limit is None:
             return await invoke(spec, args, ctx, rendered_spec=rendered)
         if limit <= 0:
@@ -885,7 +906,7 @@ class Executor:
             async with asyncio.timeout(limit):
                 return await asyncio.shield(inner)
         except asyncio.CancelledError as cancel:
-            if self.aborting or not _sync_python(spec) or (inner.done() and inner.cancelled()):
+            if self.aborting or (inner.done() and inner.cancelled()):
                 inner.cancel()
                 raise
             # A thread cannot be interrupted: wait for it, and count what it did.
