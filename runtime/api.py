@@ -74,8 +74,8 @@ def fail_overrides(plan: Plan, fail: FailSpec) -> dict[str, ir.MockAction]:
         pairs = list(fail.items())
     else:
         for item in fail:
-            step, _, code = item.partition("=")
-            pairs.append((step.strip(), code.strip() or None))
+            name, _, given = item.partition("=")
+            pairs.append((name.strip(), given.strip() or None))
     valid = action_ids(plan)
     out: dict[str, ir.MockAction] = {}
     for step, code in pairs:

@@ -671,6 +671,7 @@ class Executor:
         rec = self.state.steps.get((nid, None)) if self.state is not None else None
         try:
             args = self.render_args(node.with_, scope)
+            key: str | None
             if rec is not None and rec.idempotency_key is not None:
                 key = rec.idempotency_key
             else:

@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json_dict(), indent=2))
     else:
         print_table(report, sys.stdout)
-    return report.exit_code
+    code: int = report.exit_code
+    return code
 
 
 async def _run(
