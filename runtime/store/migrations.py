@@ -121,7 +121,8 @@ def _v2_approvals_and_audit(c: sqlite3.Connection) -> None:
 
 
 def _v3_leases_cancel_keys(c: sqlite3.Connection) -> None:
-    """Leases (one owner per run), cancel requests, and run-level idempotency keys."""
+    """Leases (one owner per run), cancel requests, and run-level idempotency keys (claimed
+    before the run exists, so that two callers with one key start one run)."""
     _script(
         c,
         """
@@ -131,13 +132,16 @@ def _v3_leases_cancel_keys(c: sqlite3.Connection) -> None:
             acquired_at TEXT NOT NULL,
             expires_at REAL NOT NULL
         );
-        ALTER TABLE runs ADD COLUMN idempotency_key TEXT;
-        ALTER TABLE runs ADD COLUMN input_hash TEXT;
+        CREATE TABLE idempotency_keys (
+            key TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            input_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX idempotency_keys_by_run ON idempotency_keys (run_id);
         ALTER TABLE runs ADD COLUMN cancel_requested_at TEXT;
         ALTER TABLE runs ADD COLUMN cancel_by TEXT;
-        ALTER TABLE runs ADD COLUMN cancel_reason TEXT;
-        CREATE UNIQUE INDEX runs_by_idempotency_key ON runs (idempotency_key)
-            WHERE idempotency_key IS NOT NULL;
+        ALTER TABLE runs ADD COLUMN cancel_reason TEXT
         """,
     )
 

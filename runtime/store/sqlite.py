@@ -41,12 +41,6 @@ MAX_BATCH = 2_000  # operations per group commit
 _FINAL_STATUS = {"saga_completed", "saga_failed", "saga_waiting"}
 
 
-class DuplicateIdempotencyKey(StoreError):
-    """`create_run` with an idempotency key another run already holds."""
-
-    code = "DUPLICATE_IDEMPOTENCY_KEY"
-
-
 class LeaseHeld(StoreError):
     """The run is leased by another live owner (`owner`, until `expires_at`, epoch seconds)."""
 
@@ -260,15 +254,14 @@ class SqliteStore(Store):
         now = rfc3339(time.time())
         record.created_at = record.created_at or now
         record.updated_at = now
-        meta = dict(record.meta)
-        key = meta.get("idempotency_key")
+        if record.file and Path(record.file).exists():
+            record.file = str(Path(record.file).resolve())  # resume works from any folder
 
         def fn(c: sqlite3.Connection) -> None:
             try:
                 c.execute(
                     "INSERT INTO runs (run_id, saga, version, definition_hash, file, input,"
-                    " status, created_at, updated_at, meta, idempotency_key, input_hash)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " status, created_at, updated_at, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         record.run_id,
                         record.saga,
@@ -279,22 +272,10 @@ class SqliteStore(Store):
                         record.status,
                         record.created_at,
                         record.updated_at,
-                        _dumps(meta),
-                        key,
-                        meta.get("input_hash"),
+                        _dumps(record.meta),
                     ),
                 )
             except sqlite3.IntegrityError:
-                if key is not None:
-                    row = c.execute(
-                        "SELECT run_id FROM runs WHERE idempotency_key = ?", (key,)
-                    ).fetchone()
-                    if row is not None:
-                        err = DuplicateIdempotencyKey(
-                            f"idempotency key {key!r} belongs to run {row[0]}"
-                        )
-                        err.run_id = row[0]  # type: ignore[attr-defined]
-                        raise err from None
                 raise StoreError(f"run {record.run_id!r} already exists") from None
 
         await self.write(fn)
@@ -359,14 +340,46 @@ class SqliteStore(Store):
 
     # -- more than the interface: what durability needs -----------------------------------
 
-    async def find_run_by_key(self, key: str) -> RunRecord | None:
-        def fn(c: sqlite3.Connection) -> RunRecord | None:
-            row = c.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE idempotency_key = ?", (key,)
-            ).fetchone()
-            return _record(row) if row else None
+    async def claim_key(self, key: str, run_id: str, input_hash: str) -> tuple[str, str]:
+        """Claim a run-level idempotency key for `run_id`; returns the (run_id, input_hash) the
+        key belongs to: ours when it was free, the first claimant's otherwise."""
 
-        return await self.read(fn)
+        def fn(c: sqlite3.Connection) -> tuple[str, str]:
+            row = c.execute(
+                "SELECT run_id, input_hash FROM idempotency_keys WHERE key = ?", (key,)
+            ).fetchone()
+            if row is not None:
+                return row[0], row[1]
+            c.execute(
+                "INSERT INTO idempotency_keys VALUES (?, ?, ?, ?)",
+                (key, run_id, input_hash, rfc3339(time.time())),
+            )
+            return run_id, input_hash
+
+        return await self.write(fn)
+
+    async def rebind_definition(self, run_id: str, new_hash: str, actor: str) -> None:
+        """A forced resume under a changed definition: the run and its pending approval
+        requests now belong to `new_hash` (audited with the old one)."""
+
+        def fn(c: sqlite3.Connection) -> None:
+            old = _get_run(c, run_id).definition_hash
+            c.execute("UPDATE runs SET definition_hash = ? WHERE run_id = ?", (new_hash, run_id))
+            c.execute(
+                "UPDATE approvals SET definition_hash = ? WHERE run_id = ? AND status = 'pending'",
+                (new_hash, run_id),
+            )
+            add_audit(
+                c,
+                run_id=run_id,
+                actor=actor,
+                action="force_resume",
+                outcome="accepted",
+                message="resumed under a changed definition",
+                detail={"from": old, "to": new_hash},
+            )
+
+        await self.write(fn)
 
     async def steps(self, run_id: str) -> list[dict[str, Any]]:
         """The materialised state of every step of a run, in the order they started."""
@@ -555,14 +568,15 @@ class SqliteStore(Store):
 
 _RUN_COLUMNS = (
     "run_id, saga, version, definition_hash, file, input, status, created_at, updated_at,"
-    " report, meta, idempotency_key, input_hash, cancel_requested_at, cancel_by, cancel_reason"
+    " report, meta, cancel_requested_at, cancel_by, cancel_reason,"
+    " (SELECT key FROM idempotency_keys k WHERE k.run_id = runs.run_id)"
 )
 
 
 def _record(r: Sequence[Any]) -> RunRecord:
     meta = _loads(r[10]) or {}
     for name, value in zip(
-        ("idempotency_key", "input_hash", "cancel_requested_at", "cancel_by", "cancel_reason"),
+        ("cancel_requested_at", "cancel_by", "cancel_reason", "idempotency_key"),
         r[11:],
         strict=True,
     ):

@@ -1,0 +1,381 @@
+"""Approval decisions: who may decide a waiting gate, with what proof, and the audit of it all.
+
+A gate's request (journaled as `approval_requested`, materialised in the store's `approvals`
+table) carries a random single-use token, kept only as its sha256: the clear token is handed to
+whoever started the run, once. A decision is accepted only when, in one write transaction:
+the gate is pending, its deadline (a stored timestamp, so restarts do not reset the clock) has
+not passed, the token matches, the user is a listed approver (a name, or `group:NAME` whose
+members come from `SAGAC_GROUPS`), and the definition is still the one the request was made
+under. The accepted decision, its `approval_decided` event and its audit entry commit together;
+a refusal commits only its audit entry and raises `ApprovalRefused` (exit 77).
+
+Groups: `SAGAC_GROUPS="finance=alice,bob;ops=carol"`. `--as USER` is an assertion of identity;
+the token is the credential. This module never stores or logs a clear token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from sagac.compiler.errors import UsageError
+from sagac.runtime.clock import rfc3339
+from sagac.runtime.errors import ApprovalRefused, RunNotFound
+
+from .store.base import Event, Store
+from .store.sqlite import add_audit, append_external, get_approval, get_run_sync
+
+GROUPS_ENV = "SAGAC_GROUPS"
+TOKEN_BYTES = 24
+
+
+class NotAnApprover(ApprovalRefused):
+    code = "NOT_AN_APPROVER"
+
+
+class BadToken(ApprovalRefused):
+    code = "BAD_TOKEN"
+
+
+class TokenUsed(ApprovalRefused):
+    code = "TOKEN_USED"
+
+
+class GateNotPending(ApprovalRefused):
+    code = "GATE_NOT_PENDING"
+
+
+class ApprovalExpired(ApprovalRefused):
+    code = "APPROVAL_EXPIRED"
+
+
+class DefinitionMismatch(ApprovalRefused):
+    code = "DEFINITION_CHANGED"
+
+
+def new_token() -> tuple[str, str]:
+    """(token, its sha256): the token goes to a person once, the hash to the journal."""
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    return token, token_hash(token)
+
+
+def token_hash(token: str) -> str:
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def groups(env: Mapping[str, str] | None = None) -> dict[str, set[str]]:
+    """Group members from SAGAC_GROUPS (`finance=alice,bob;ops=carol`)."""
+    text = (os.environ if env is None else env).get(GROUPS_ENV, "")
+    out: dict[str, set[str]] = {}
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        name, sep, members = part.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(
+                f"{GROUPS_ENV} has a malformed entry {part.strip()!r}",
+                hint=f'write it as {GROUPS_ENV}="finance=alice,bob;ops=carol"',
+            )
+        out.setdefault(name.strip(), set()).update(
+            m.strip() for m in members.split(",") if m.strip()
+        )
+    return out
+
+
+def may_decide(user: str, approvers: list[str], members: Mapping[str, set[str]]) -> bool:
+    for a in approvers:
+        if a.startswith("group:"):
+            if user in members.get(a[len("group:") :], ()):
+                return True
+        elif a == user:
+            return True
+    return False
+
+
+def _durable(store: Store) -> Any:
+    if not hasattr(store, "transact"):
+        raise UsageError(
+            "approval decisions need a durable store",
+            hint="run the saga with --store sqlite:///PATH (the default)",
+        )
+    return store
+
+
+async def decide(
+    store: Store,
+    run_id: str,
+    gate: str,
+    *,
+    approved: bool,
+    by: str,
+    token: str,
+    comment: str | None = None,
+    value: Any = None,
+    definition_hash: str | None = None,
+    owner: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Event:
+    """Record an approval (or rejection) of `gate`; returns its `approval_decided` event.
+    Raises ApprovalRefused (audited) when the decision is not permitted, RunBusy (exit 75) when
+    a live process holds the run. `definition_hash`: the hash of the definition the decider is
+    looking at (refused when it is not the one the request was made under)."""
+    s = _durable(store)
+    members = groups(env)
+    action = "approve" if approved else "reject"
+
+    def fn(c: sqlite3.Connection) -> Event | ApprovalRefused:
+        get_run_sync(c, run_id)  # RunNotFound
+        row = get_approval(c, run_id, gate)
+        try:
+            _verify(c, row, run_id, gate, by, token, members, definition_hash)
+        except ApprovalRefused as refusal:
+            add_audit(
+                c,
+                run_id=run_id,
+                gate=gate,
+                actor=by,
+                action=action,
+                outcome="refused",
+                code=refusal.code,
+                message=refusal.message,
+            )
+            return refusal
+        assert row is not None
+        fields: dict[str, Any] = {
+            "step": gate,
+            "approved": approved,
+            "by": by,
+            "decided_at": rfc3339(time.time()),
+            "comment": comment,
+            "value": value if approved else None,
+            "key": row["key"],
+        }
+        if not approved:
+            fields["code"] = "APPROVAL_REJECTED"
+        event = append_external(c, run_id, owner, "approval_decided", fields)
+        add_audit(
+            c,
+            run_id=run_id,
+            gate=gate,
+            actor=by,
+            action=action,
+            outcome="accepted",
+            message=comment,
+            detail={"seq": event["seq"], "definition_hash": row["definition_hash"]},
+        )
+        return event
+
+    out: Event | ApprovalRefused = await s.transact(fn)
+    if isinstance(out, ApprovalRefused):
+        raise out
+    return out
+
+
+def _verify(
+    c: sqlite3.Connection,
+    row: dict[str, Any] | None,
+    run_id: str,
+    gate: str,
+    by: str,
+    token: str,
+    members: Mapping[str, set[str]],
+    definition_hash: str | None,
+) -> None:
+    if row is None:
+        raise GateNotPending(f"run {run_id} has no approval request for gate {gate!r}")
+    matches = row["token_sha256"] is not None and hmac.compare_digest(
+        token_hash(token), row["token_sha256"]
+    )
+    if row["status"] != "pending":
+        if matches:
+            raise TokenUsed(
+                f"this token was already used: gate {gate!r} of run {run_id} is "
+                f"{row['status']} (by {row['decided_by']} at {row['decided_at']})"
+            )
+        raise GateNotPending(
+            f"gate {gate!r} of run {run_id} is not waiting for a decision: it is {row['status']}"
+        )
+    deadline = row["deadline_epoch"]
+    if deadline is not None and time.time() >= deadline:
+        raise ApprovalExpired(
+            f"the deadline of gate {gate!r} passed at {row['deadline']}; the next resume "
+            f"applies its on_timeout ({row['on_timeout'] or 'fail'})"
+        )
+    if not matches:
+        raise BadToken(f"the token is not the one issued for gate {gate!r} of run {run_id}")
+    if not may_decide(by, row["approvers"], members):
+        raise NotAnApprover(
+            f"{by} may not decide gate {gate!r}: approvers are {', '.join(row['approvers'])}"
+            + (
+                f" (groups from {GROUPS_ENV})"
+                if any("group:" in a for a in row["approvers"])
+                else ""
+            )
+        )
+    current = get_run_sync(c, run_id).definition_hash
+    for h in (definition_hash, current):
+        if h is not None and h != row["definition_hash"]:
+            raise DefinitionMismatch(
+                f"gate {gate!r} was requested under definition {row['definition_hash']}, "
+                f"not {h}: the decision cannot apply to a changed definition"
+            )
+
+
+async def expire_overdue(store: Store, run_id: str, owner: str | None = None) -> list[Event]:
+    """Resolve every pending gate of `run_id` whose deadline has passed by its `on_timeout`
+    (`reject`: APPROVAL_REJECTED, `fail`: APPROVAL_TIMEOUT); journaled and audited."""
+    if not hasattr(store, "transact"):
+        return []
+    s: Any = store
+
+    def fn(c: sqlite3.Connection) -> list[Event]:
+        now = time.time()
+        rows = c.execute(
+            "SELECT gate FROM approvals WHERE run_id = ? AND status = 'pending'"
+            " AND deadline_epoch IS NOT NULL AND deadline_epoch <= ?",
+            (run_id, now),
+        ).fetchall()
+        out = []
+        for (gate,) in rows:
+            row = get_approval(c, run_id, gate)
+            assert row is not None
+            code = "APPROVAL_REJECTED" if row["on_timeout"] == "reject" else "APPROVAL_TIMEOUT"
+            event = append_external(
+                c,
+                run_id,
+                owner,
+                "approval_decided",
+                {
+                    "step": gate,
+                    "approved": False,
+                    "by": "sagac",
+                    "decided_at": rfc3339(now),
+                    "comment": f"no decision before the deadline ({row['deadline']})",
+                    "value": None,
+                    "key": row["key"],
+                    "code": code,
+                    "timed_out": True,
+                },
+            )
+            add_audit(
+                c,
+                run_id=run_id,
+                gate=gate,
+                actor="sagac",
+                action="timeout",
+                outcome="accepted",
+                code=code,
+                message=f"deadline {row['deadline']} passed",
+            )
+            out.append(event)
+        return out
+
+    events: list[Event] = await s.transact(fn)
+    return events
+
+
+async def inject_decision(
+    store: Store,
+    run_id: str,
+    gate: str,
+    *,
+    approved: bool = True,
+    by: str = "test",
+    comment: str | None = None,
+    value: Any = None,
+) -> Event:
+    """For tests: decide a pending gate without a person, a token or an approver list (the
+    audit log says it was injected). Works on any store."""
+    fields: dict[str, Any] = {
+        "step": gate,
+        "approved": approved,
+        "by": by,
+        "decided_at": rfc3339(time.time()),
+        "comment": comment,
+        "value": value if approved else None,
+    }
+    if not approved:
+        fields["code"] = "APPROVAL_REJECTED"
+    if hasattr(store, "transact"):
+
+        def fn(c: sqlite3.Connection) -> Event:
+            row = get_approval(c, run_id, gate)
+            if row is None or row["status"] != "pending":
+                raise GateNotPending(f"gate {gate!r} of run {run_id} is not pending")
+            event = append_external(c, run_id, None, "approval_decided", fields)
+            add_audit(c, run_id=run_id, gate=gate, actor=by, action="inject", outcome="accepted")
+            return event
+
+        event: Event = await store.transact(fn)
+        return event
+    events = await store.load_events(run_id)
+    if not any(e["type"] == "approval_requested" and e.get("step") == gate for e in events):
+        raise RunNotFound(f"run {run_id} has no approval request for gate {gate!r}")
+    last = events[-1]["seq"] if events else 0
+    event = {
+        "type": "approval_decided",
+        "run_id": run_id,
+        "seq": last + 1,
+        "at": rfc3339(time.time()),
+        **fields,
+    }
+    await store.append(run_id, (event,))
+    return event
+
+
+async def pending(store: Store, run_id: str | None = None) -> list[dict[str, Any]]:
+    """Pending approval requests (never with a token: the store has only its hash)."""
+    if not hasattr(store, "approvals"):
+        return []
+    rows: list[dict[str, Any]] = await store.approvals(run_id, status="pending")
+    return rows
+
+
+def describe_request(row: Mapping[str, Any]) -> list[str]:
+    """What is being decided, as lines: the rendered message and the values it came from."""
+    lines = [
+        f"run       {row['run_id']}",
+        f"gate      {row['gate']}  (key {row['key']})",
+        f"message   {row['message'] or '(none)'}",
+    ]
+    for name, value in (row.get("context") or {}).items():
+        lines.append(f"  {name} = {value!r}")
+    lines.append(f"approvers {', '.join(row['approvers'])}")
+    lines.append(f"deadline  {row['deadline'] or 'none'}")
+    lines.append(f"requested {row['requested_at']}  (definition {row['definition_hash']})")
+    return lines
+
+
+def message_context(template: str | None, scope: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a gate's message template reads (`input.refund_id`: "R-1", ...), so that a
+    decider sees what the message was made from. The caller redacts the result."""
+    if not template:
+        return {}
+    from sagac.compiler.templates import analyze
+
+    out: dict[str, Any] = {}
+    for read in analyze(template).reads:
+        value: Any = scope.get(read.root)
+        name = read.root
+        for key in read.chain:
+            name += f".{key}" if isinstance(key, str) else f"[{key}]"
+            if isinstance(value, Mapping):
+                value = value.get(key)
+            elif (
+                isinstance(value, list | tuple)
+                and isinstance(key, int)
+                and -len(value) <= key < len(value)
+            ):
+                value = value[key]
+            else:
+                value = None
+        if read.root in ("secrets", "env"):
+            continue  # never shown: secrets are secret, env is the machine's business
+        out[name] = value
+    return out

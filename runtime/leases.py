@@ -1,0 +1,91 @@
+"""Leases: at most one process drives a run at a time.
+
+Whoever runs or resumes a run first takes its lease in the store (owner, expiry) in a write
+transaction, so of two processes resuming the same run exactly one proceeds; the other gets
+`RunBusy` (exit 75) naming the owner and the expiry. The holder renews the lease every third of
+its time to live while it works. A holder that cannot renew (its lease expired and someone else
+took the run) stops at once, journaling nothing more, exactly as if it had crashed: two drivers
+must never write one journal. A crashed holder's lease simply expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .store.base import Store
+from .store.sqlite import LeaseHeld
+
+LEASE_TTL = 30.0  # seconds; renewed every LEASE_TTL / 3
+RunBusy = LeaseHeld  # exit 75: "run ... is being resumed by OWNER until TIME"
+
+
+def owner_id() -> str:
+    """Who holds a lease: user@host:pid/random, readable in the exit-75 message."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in this environment: the pid still tells
+        user = "?"
+    return f"{user}@{socket.gethostname()}:{os.getpid()}/{uuid.uuid4().hex[:6]}"
+
+
+def supports_leases(store: Store) -> bool:
+    return hasattr(store, "acquire_lease")
+
+
+class Lease:
+    """A held lease; `lost` is set when it could not be renewed."""
+
+    def __init__(self, store: Any, run_id: str, owner: str, ttl: float) -> None:
+        self.store, self.run_id, self.owner, self.ttl = store, run_id, owner, ttl
+        self.lost = False
+
+
+@contextlib.asynccontextmanager
+async def held(
+    store: Store, run_id: str, owner: str | None = None, ttl: float = LEASE_TTL
+) -> AsyncIterator[Lease]:
+    """Hold `run_id`'s lease for the body; raises RunBusy when another live owner holds it.
+    Stores without leases (memory: one process) yield a lease that never expires."""
+    lease = Lease(store, run_id, owner or owner_id(), ttl)
+    if not supports_leases(store):
+        yield lease
+        return
+    s: Any = store
+    await s.acquire_lease(run_id, lease.owner, ttl)
+    task = asyncio.current_task()
+    renewer = asyncio.create_task(_renew(lease, task))
+    try:
+        yield lease
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
+        if not lease.lost:
+            with contextlib.suppress(Exception):  # an unreleased lease just expires
+                await s.release_lease(run_id, lease.owner)
+
+
+async def _renew(lease: Lease, holder: asyncio.Task[Any] | None) -> None:
+    s: Any = lease.store
+    loop = asyncio.get_running_loop()
+    valid_until = loop.time() + lease.ttl
+    while True:
+        await asyncio.sleep(lease.ttl / 3)
+        try:
+            ours = await s.renew_lease(lease.run_id, lease.owner, lease.ttl)
+            valid_until = loop.time() + lease.ttl
+        except Exception:
+            # The store did not answer: keep going while the last renewal still holds.
+            ours = loop.time() + lease.ttl / 3 < valid_until
+        if not ours:
+            lease.lost = True
+            if holder is not None:
+                holder.cancel()  # stop as a crash would: nothing more is journaled
+            return

@@ -1,0 +1,325 @@
+"""Durable runs: start, resume, cancel and decide runs whose journal lives in a store.
+
+`start` runs a saga under its lease, at most once per run-level idempotency key. `resume`
+continues a crashed, paused or cancelled run from its journal: completed steps are replayed
+(never called again), started-but-unfinished ones re-run with their journaled key, and an
+interrupted compensation carries on. Before anything runs it takes the run's lease (exactly one
+of two concurrent resumers proceeds; the other gets RunBusy, exit 75), refuses a changed
+definition unless forced (exit 65), and resolves overdue approval gates by their `on_timeout`.
+`resume_all` does that for every unfinished run. The CLI and `sagac.resume/approve/reject` are
+thin layers over this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from sagac.compiler.errors import UsageError
+from sagac.compiler.plan import Plan
+
+from . import approvals
+from .api import DefinitionChanged, _owning_loop, aresume, arun, as_plan, validate_input
+from .leases import held
+from .report import RunReport
+from .store.base import RunRecord, Store
+
+FINAL = frozenset({"succeeded", "compensated", "compensation_failed", "failed"})
+
+
+class IdempotencyConflict(UsageError):
+    """A run-level idempotency key reused with a different input (exit 64)."""
+
+    code = "IDEMPOTENCY_CONFLICT"
+
+
+class DefinitionUnavailable(UsageError):
+    code = "DEFINITION_UNAVAILABLE"
+
+
+def input_hash(data: Any) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+_MEMORY_KEYS: WeakKeyDictionary[Store, dict[str, tuple[str, str]]] = WeakKeyDictionary()
+
+
+async def _claim(store: Store, key: str, run_id: str, digest: str) -> tuple[str, str]:
+    claim = getattr(store, "claim_key", None)
+    if claim is not None:
+        out: tuple[str, str] = await claim(key, run_id, digest)
+        return out
+    keys = _MEMORY_KEYS.setdefault(store, {})  # one process: a dict is the whole truth
+    return keys.setdefault(key, (run_id, digest))
+
+
+async def start(
+    plan_or_path: Plan | str | Path,
+    input: Any,
+    *,
+    store: Store,
+    idempotency_key: str | None = None,
+    owner: str | None = None,
+    run_id: str | None = None,
+    **run_kwargs: Any,
+) -> RunReport:
+    """Run a saga under its lease. With `idempotency_key`, at most one run per key: a second
+    call with the same input returns the first run's report (resuming it if it is unfinished);
+    with a different input it raises IdempotencyConflict."""
+    plan = as_plan(plan_or_path)
+    validate_input(plan, input)  # invalid input changes nothing, not even a key claim
+    run_id = run_id or uuid.uuid4().hex
+    if idempotency_key is not None:
+        digest = input_hash(input)
+        owner_run, owner_digest = await _claim(store, idempotency_key, run_id, digest)
+        if owner_digest != digest:
+            raise IdempotencyConflict(
+                f"idempotency key {idempotency_key!r} was first used by run {owner_run} with "
+                "a different input",
+                hint="use a new key for a different request, or repeat the original input",
+            )
+        if owner_run != run_id:
+            return await _existing(store, owner_run, plan, input, owner, run_kwargs)
+    async with held(store, run_id, owner):
+        return await arun(plan, input, store=store, run_id=run_id, **run_kwargs)
+
+
+async def _existing(
+    store: Store,
+    run_id: str,
+    plan: Plan,
+    input: Any,
+    owner: str | None,
+    run_kwargs: Mapping[str, Any],
+) -> RunReport:
+    """The run an idempotency key already belongs to: its report, or resumed to one."""
+    from sagac.runtime.errors import RunNotFound
+
+    try:
+        record = await store.get_run(run_id)
+    except RunNotFound:
+        # The first caller claimed the key and died before its run existed: start it now.
+        async with held(store, run_id, owner):
+            return await arun(plan, input, store=store, run_id=run_id, **run_kwargs)
+    if record.status in FINAL and record.report is not None:
+        return RunReport.model_validate(record.report)
+    keep = {k: v for k, v in run_kwargs.items() if k in ("on_event", "clock", "secrets")}
+    return await resume(run_id, store=store, plan=plan, owner=owner, **keep)
+
+
+def plan_of(record: RunRecord, plan: Plan | str | Path | None = None) -> Plan:
+    """The run's definition: `plan` when given, else the file it was started from."""
+    if plan is not None:
+        return as_plan(plan)
+    if not record.file:
+        raise DefinitionUnavailable(
+            f"run {record.run_id} does not record its definition file",
+            hint="pass the saga file explicitly (sagac resume RUN_ID --file FILE)",
+        )
+    if not Path(record.file).is_file():
+        raise DefinitionUnavailable(
+            f"the definition of run {record.run_id} was {record.file}, which no longer exists",
+            hint="pass the saga file explicitly (sagac resume RUN_ID --file FILE)",
+        )
+    return as_plan(record.file)
+
+
+async def resume(
+    run_id: str,
+    *,
+    store: Store,
+    plan: Plan | str | Path | None = None,
+    force: bool = False,
+    owner: str | None = None,
+    on_event: Any = None,
+    clock: Any = None,
+    secrets: Mapping[str, str] | None = None,
+) -> RunReport:
+    """Continue `run_id` to its end (or its next approval gate) and return its report."""
+    record = await store.get_run(run_id)
+    if record.status in FINAL and record.report is not None:
+        return RunReport.model_validate(record.report)
+    the_plan = plan_of(record, plan)
+    changed = the_plan.hash != record.definition_hash
+    if changed and not force:
+        raise DefinitionChanged(
+            f"run {run_id} started under definition {record.definition_hash}, but "
+            f"{the_plan.file or 'the given definition'} is now {the_plan.hash}",
+            hint="resume with the definition the run started with, or pass --force to "
+            "continue under the new one (audited)",
+        )
+    async with held(store, run_id, owner) as lease:
+        if changed and hasattr(store, "rebind_definition"):
+            await store.rebind_definition(run_id, the_plan.hash, lease.owner)
+        await approvals.expire_overdue(store, run_id, lease.owner)
+        return await aresume(
+            the_plan,
+            run_id,
+            store,
+            on_event=on_event,
+            clock=clock,
+            secrets=secrets,
+            force=True,
+        )
+
+
+async def runnable(store: Store) -> list[RunRecord]:
+    """Unfinished runs that a resume would move on: running ones (crashed, or interrupted),
+    and waiting ones with a decision, an overdue gate or a cancel request."""
+    out = []
+    for status in ("running", "waiting_approval"):
+        for record in await store.list_runs(status=status, limit=1_000_000):
+            if status == "waiting_approval" and not await _has_news(store, record):
+                continue
+            out.append(record)
+    out.sort(key=lambda r: r.created_at)
+    return out
+
+
+async def _has_news(store: Store, record: RunRecord) -> bool:
+    if record.meta.get("cancel_requested_at"):
+        return True
+
+    for row in await approvals.pending(store, record.run_id):
+        if row["deadline_epoch"] is not None and row["deadline_epoch"] <= time.time():
+            return True
+    events = await store.load_events(record.run_id)
+    waiting_since = max((e["seq"] for e in events if e["type"] == "saga_waiting"), default=0)
+    return any(e["type"] == "approval_decided" and e["seq"] > waiting_since for e in events)
+
+
+async def resume_all(store: Store, **kwargs: Any) -> list[tuple[str, RunReport | Exception]]:
+    """Resume every runnable run, one after another; each outcome or the error it raised."""
+    from sagac.compiler.errors import SagacError
+
+    out: list[tuple[str, RunReport | Exception]] = []
+    for record in await runnable(store):
+        try:
+            out.append((record.run_id, await resume(record.run_id, store=store, **kwargs)))
+        except SagacError as e:
+            out.append((record.run_id, e))
+    return out
+
+
+async def cancel(store: Store, run_id: str, *, by: str, reason: str | None = None) -> bool:
+    """Record a cancel request; the process running the run (or the next resume) obeys it.
+    False when the run had already been asked to cancel."""
+    request = getattr(store, "request_cancel", None)
+    if request is None:
+        raise UsageError(
+            "cancel requests need a durable store",
+            hint="run the saga with --store sqlite:///PATH (the default)",
+        )
+    await store.get_run(run_id)
+    first: bool = await request(run_id, by, reason)
+    return first
+
+
+# -- synchronous front doors (sagac.resume / approve / reject) ---------------------------------
+
+
+def _store_of(store: Store | str) -> Store:
+    if isinstance(store, str):
+        from .store import open_store
+
+        return open_store(store)
+    return store
+
+
+def resume_sync(run_id: str, *, store: Store | str, **kwargs: Any) -> RunReport:
+    """`resume` for synchronous programs (runs its own event loop)."""
+    return asyncio.run(_owning_loop(resume(run_id, store=_store_of(store), **kwargs)))
+
+
+def decide_sync(
+    run_id: str,
+    gate: str,
+    *,
+    store: Store | str,
+    approved: bool,
+    by: str,
+    token: str,
+    comment: str | None = None,
+    value: Any = None,
+    then_resume: bool = False,
+    **resume_kwargs: Any,
+) -> RunReport | None:
+    """Record a decision (and, with `then_resume`, continue the run): sagac.approve/reject."""
+    s = _store_of(store)
+
+    async def go() -> RunReport | None:
+        if not then_resume:
+            await approvals.decide(
+                s, run_id, gate, approved=approved, by=by, token=token, comment=comment, value=value
+            )
+            return None
+        return await _owning_loop(decided_then_resumed())
+
+    async def decided_then_resumed() -> RunReport:
+        await approvals.decide(
+            s, run_id, gate, approved=approved, by=by, token=token, comment=comment, value=value
+        )
+        return await resume(run_id, store=s, **resume_kwargs)
+
+    return asyncio.run(go())
+
+
+def approve(
+    run_id: str,
+    gate: str,
+    *,
+    store: Store | str,
+    by: str,
+    token: str,
+    comment: str | None = None,
+    value: Any = None,
+    resume: bool = False,
+    **resume_kwargs: Any,
+) -> RunReport | None:
+    """Approve a waiting gate (sagac.approve); returns the resumed run's report with `resume`."""
+    return decide_sync(
+        run_id,
+        gate,
+        store=store,
+        approved=True,
+        by=by,
+        token=token,
+        comment=comment,
+        value=value,
+        then_resume=resume,
+        **resume_kwargs,
+    )
+
+
+def reject(
+    run_id: str,
+    gate: str,
+    *,
+    store: Store | str,
+    by: str,
+    token: str,
+    reason: str,
+    resume: bool = False,
+    **resume_kwargs: Any,
+) -> RunReport | None:
+    """Reject a waiting gate (sagac.reject): the run fails with APPROVAL_REJECTED and
+    compensates when resumed."""
+    return decide_sync(
+        run_id,
+        gate,
+        store=store,
+        approved=False,
+        by=by,
+        token=token,
+        comment=reason,
+        then_resume=resume,
+        **resume_kwargs,
+    )

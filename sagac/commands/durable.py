@@ -1,0 +1,224 @@
+"""`sagac resume`, `cancel`, `approve` and `reject`: act on runs in the durable journal.
+
+Thin drivers over `sagac.runtime.resume` and `sagac.runtime.approvals`. Exit codes beyond the
+run's own (0/1/2/3): 64 usage (unknown run, bad arguments, reused idempotency key), 65 changed
+definition (resume without --force), 75 the run is held by another process (its lease),
+77 a decision was refused (and audited).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from typing import Any
+
+from sagac.compiler.errors import SagacError, UsageError
+
+from ._store import add_store_option, current_user, open_existing
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("resume", help="continue a crashed, paused or cancelled run")
+    p.add_argument("run_id", metavar="RUN_ID", nargs="?")
+    p.add_argument("--all", action="store_true", help="resume every unfinished run")
+    p.add_argument("--file", metavar="FILE", help="the saga file (default: the run's own)")
+    p.add_argument("--force", action="store_true", help="resume even though the definition changed")
+    _report_options(p)
+    p.set_defaults(func=resume)
+
+    p = sub.add_parser("cancel", help="ask a run to stop and compensate")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--reason", metavar="R", help="why (journaled and audited)")
+    p.add_argument("--as", dest="user", metavar="USER", help="who asks (default: you)")
+    p.add_argument(
+        "--resume", action="store_true", help="carry the cancel out now when nothing runs it"
+    )
+    _report_options(p)
+    p.set_defaults(func=cancel)
+
+    for name, helptext in (("approve", "approve a waiting gate"), ("reject", "reject a gate")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("run_id", metavar="RUN_ID")
+        p.add_argument("--gate", required=True, metavar="ID", help="the approval gate's id")
+        p.add_argument("--as", dest="user", required=True, metavar="USER", help="who decides")
+        p.add_argument(
+            "--token",
+            required=True,
+            metavar="T",
+            help="the token printed when the gate was reached (`-`: read it from stdin)",
+        )
+        if name == "approve":
+            p.add_argument("--comment", metavar="C")
+            p.add_argument("--value", metavar="JSON", help="data for the gate's result.value")
+        else:
+            p.add_argument("--reason", required=True, metavar="R", help="why (audited)")
+        p.add_argument("--resume", action="store_true", help="continue the run once decided")
+        p.add_argument("--file", metavar="FILE", help="the saga file (default: the run's own)")
+        _report_options(p)
+        p.set_defaults(func=decide, approved=name == "approve")
+
+
+def _report_options(p: argparse.ArgumentParser) -> None:
+    add_store_option(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _print_report(report: Any, as_json: bool) -> None:
+    from .run import print_table
+
+    if as_json:
+        print(json.dumps(report.to_json_dict(), indent=2))
+    else:
+        print_table(report, sys.stdout)
+    if report.status == "waiting_approval":
+        _print_pending(report)
+
+
+def _print_pending(report: Any) -> None:
+    """How to decide each gate the run now waits at (tokens only when this process got them)."""
+    tokens: dict[str, str] = getattr(report, "approval_tokens", None) or {}
+    for gate, token in tokens.items():
+        print_decision_help(report.run_id, gate, token, sys.stderr)
+
+
+def print_decision_help(run_id: str, gate: str, token: str, stream: Any) -> None:
+    print(
+        f"\nrun {run_id} waits for approval at gate {gate!r}. Decide with:\n"
+        f"  sagac approve {run_id} --gate {gate} --as USER --token {token} --resume\n"
+        f"  sagac reject  {run_id} --gate {gate} --as USER --token {token} --reason R --resume\n"
+        "This token is shown once and stored only as a hash: keep it.",
+        file=stream,
+    )
+
+
+def resume(args: argparse.Namespace) -> int:
+    from sagac.runtime.resume import resume as aresume
+    from sagac.runtime.resume import resume_all
+
+    from .run import Progress
+
+    if bool(args.run_id) == bool(args.all):
+        raise UsageError("give either RUN_ID or --all", hint="sagac resume RUN_ID | --all")
+    store = open_existing(args.store)
+    progress = Progress(sys.stderr)
+    if args.all:
+        outcomes = asyncio.run(
+            _closing(
+                store,
+                resume_all(store, force=args.force, on_event=progress.show),
+            )
+        )
+        worst = 0
+        for run_id, out in outcomes:
+            if isinstance(out, Exception):
+                code = getattr(out, "exit_code", 1)
+                print(f"{run_id}  error[{getattr(out, 'code', 'ERROR')}] {out}")
+            else:
+                code = out.exit_code
+                print(f"{run_id}  {out.status}")
+            worst = max(worst, code)
+        if not outcomes:
+            print("nothing to resume", file=sys.stderr)
+        return worst
+    report = asyncio.run(
+        _closing(
+            store,
+            aresume(
+                args.run_id, store=store, plan=args.file, force=args.force, on_event=progress.show
+            ),
+        )
+    )
+    _print_report(report, args.json)
+    return int(report.exit_code)
+
+
+def cancel(args: argparse.Namespace) -> int:
+    from sagac.runtime.resume import cancel as acancel
+    from sagac.runtime.resume import resume as aresume
+
+    store = open_existing(args.store)
+    by = args.user or current_user()
+
+    async def go() -> Any:
+        first = await acancel(store, args.run_id, by=by, reason=args.reason)
+        record = await store.get_run(args.run_id)
+        note = "recorded" if first else "was already recorded"
+        print(f"cancel request for run {args.run_id} {note} (status {record.status})")
+        if record.status in ("succeeded", "compensated", "compensation_failed", "failed"):
+            print("the run has already finished: nothing to cancel", file=sys.stderr)
+            return None
+        lease = await store.get_lease(args.run_id)
+        if lease is not None:
+            print(f"the process running it ({lease[0]}) stops and compensates", file=sys.stderr)
+            return None
+        if not args.resume:
+            print(f"nothing runs it now: `sagac resume {args.run_id}` carries it out")
+            return None
+        return await aresume(args.run_id, store=store)
+
+    report = asyncio.run(_closing(store, go()))
+    if report is None:
+        return 0
+    _print_report(report, args.json)
+    return int(report.exit_code)
+
+
+def decide(args: argparse.Namespace) -> int:
+    from sagac.runtime import approvals
+    from sagac.runtime.resume import plan_of
+    from sagac.runtime.resume import resume as aresume
+
+    store = open_existing(args.store)
+    token = sys.stdin.readline().strip() if args.token == "-" else args.token
+    value = None
+    if getattr(args, "value", None) is not None:
+        try:
+            value = json.loads(args.value)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"--value is not JSON: {e}") from None
+
+    async def go() -> Any:
+        record = await store.get_run(args.run_id)
+        rows = [r for r in await store.approvals(args.run_id) if r["gate"] == args.gate]
+        if rows:  # what is being decided, before anything is recorded
+            print("\n".join(approvals.describe_request(rows[0])))
+        definition_hash = None
+        # A file that is gone or broken cannot be compared; the stored hashes still bind.
+        with contextlib.suppress(SagacError):
+            definition_hash = plan_of(record, args.file).hash
+        event = await approvals.decide(
+            store,
+            args.run_id,
+            args.gate,
+            approved=args.approved,
+            by=args.user,
+            token=token,
+            comment=args.comment if args.approved else args.reason,
+            value=value,
+            definition_hash=definition_hash,
+        )
+        verdict = "approved" if event["approved"] else "rejected"
+        print(f"{verdict}: gate {args.gate} of run {args.run_id} by {args.user}")
+        if not args.resume:
+            print(f"continue the run with: sagac resume {args.run_id}")
+            return None
+        return await aresume(args.run_id, store=store, plan=args.file)
+
+    report = asyncio.run(_closing(store, go()))
+    if report is None:
+        return 0
+    _print_report(report, args.json)
+    return int(report.exit_code)
+
+
+async def _closing(store: Any, coro: Any) -> Any:
+    from sagac.runtime.actions import aclose_clients
+
+    try:
+        return await coro
+    finally:
+        await aclose_clients()
+        await store.close()

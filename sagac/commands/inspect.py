@@ -1,0 +1,194 @@
+"""`sagac runs`, `show`, `events` and `audit`: read the durable journal, change nothing."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from ._store import add_store_option, open_existing
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("runs", help="list runs in the journal, newest first")
+    p.add_argument("--status", metavar="S", help="only runs with this status")
+    p.add_argument("--saga", metavar="NAME", help="only runs of this saga")
+    p.add_argument("--limit", type=int, default=50, metavar="N")
+    _options(p)
+    p.set_defaults(func=runs)
+
+    p = sub.add_parser("show", help="a run: its report, steps, timeline, pending approvals")
+    p.add_argument("run_id", metavar="RUN_ID")
+    _options(p)
+    p.set_defaults(func=show)
+
+    p = sub.add_parser("events", help="a run's journal, event by event")
+    p.add_argument("run_id", metavar="RUN_ID")
+    _options(p)
+    p.set_defaults(func=events)
+
+    p = sub.add_parser("audit", help="the audit log: decisions, refusals, cancels, forced resumes")
+    p.add_argument("run_id", metavar="RUN_ID", nargs="?")
+    _options(p)
+    p.set_defaults(func=audit)
+
+
+def _options(p: argparse.ArgumentParser) -> None:
+    add_store_option(p)
+    p.add_argument("--json", action="store_true", help="JSON instead of text")
+
+
+def _read(args: argparse.Namespace, fn: Any) -> Any:
+    store = open_existing(args.store)
+
+    async def go() -> Any:
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def runs(args: argparse.Namespace) -> int:
+    records = _read(
+        args, lambda s: s.list_runs(saga=args.saga, status=args.status, limit=args.limit)
+    )
+    if args.json:
+        rows = [
+            {
+                "run_id": r.run_id,
+                "saga": r.saga,
+                "version": r.version,
+                "status": r.status,
+                "created_at": r.created_at,
+                "updated_at": r.updated_at,
+                "definition_hash": r.definition_hash,
+                "file": r.file,
+                "idempotency_key": r.meta.get("idempotency_key"),
+                "cancel_requested": bool(r.meta.get("cancel_requested_at")),
+            }
+            for r in records
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not records:
+        print("no runs", file=sys.stderr)
+        return 0
+    print(f"{'RUN':<32}  {'SAGA':<24}  {'STATUS':<19}  UPDATED")
+    for r in records:
+        flag = "  (cancel requested)" if r.meta.get("cancel_requested_at") else ""
+        print(f"{r.run_id:<32}  {r.saga:<24}  {r.status:<19}  {r.updated_at}{flag}")
+    return 0
+
+
+def show(args: argparse.Namespace) -> int:
+    from sagac.runtime import approvals
+
+    from .run import describe, print_table
+
+    async def fetch(s: Any) -> dict[str, Any]:
+        record = await s.get_run(args.run_id)
+        return {
+            "record": record,
+            "steps": await s.steps(args.run_id),
+            "events": await s.load_events(args.run_id),
+            "pending": await approvals.pending(s, args.run_id),
+            "lease": await s.get_lease(args.run_id),
+        }
+
+    got = _read(args, fetch)
+    record = got["record"]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "run_id": record.run_id,
+                    "saga": record.saga,
+                    "status": record.status,
+                    "definition_hash": record.definition_hash,
+                    "file": record.file,
+                    "report": record.report,
+                    "steps": got["steps"],
+                    "events": got["events"],
+                    "pending_approvals": [_public(r) for r in got["pending"]],
+                    "lease": got["lease"],
+                    "cancel": _cancel(record),
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
+    print(f"run {record.run_id}  {record.saga} v{record.version}  {record.status}")
+    print(f"definition {record.file or '?'}  {record.definition_hash}")
+    if got["lease"]:
+        print(f"held by {got['lease'][0]}")
+    if record.meta.get("cancel_requested_at"):
+        meta = record.meta
+        print(f"cancel requested by {meta.get('cancel_by')}: {meta.get('cancel_reason')}")
+    if record.report:
+        from sagac.runtime.report import RunReport
+
+        print()
+        print_table(RunReport.model_validate(record.report), sys.stdout)
+    print("\nsteps")
+    for st in got["steps"]:
+        name = st["step"] if st["item_index"] is None else f"{st['step']}[{st['item_index']}]"
+        comp = f"  undo: {st['compensation']}" if st["compensation"] else ""
+        key = f"  key {st['idempotency_key']}" if st["idempotency_key"] else ""
+        print(f"  {name:<28} {st['status']:<10} attempt {st['attempt']}{key}{comp}")
+    print("\ntimeline")
+    for e in got["events"]:
+        line = describe(e)
+        if line is not None:
+            print(f"  {e['seq']:>4} {e['at']}  {line.strip()}")
+    if got["pending"]:
+        print("\npending approvals")
+        for row in got["pending"]:
+            print("  " + "\n  ".join(approvals.describe_request(row)))
+            print(
+                f"  decide: sagac approve {record.run_id} --gate {row['gate']} --as USER"
+                " --token TOKEN [--resume]"
+            )
+    return 0
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "token_sha256"}
+
+
+def _cancel(record: Any) -> dict[str, Any] | None:
+    if not record.meta.get("cancel_requested_at"):
+        return None
+    return {
+        "at": record.meta["cancel_requested_at"],
+        "by": record.meta.get("cancel_by"),
+        "reason": record.meta.get("cancel_reason"),
+    }
+
+
+def events(args: argparse.Namespace) -> int:
+    evs = _read(args, lambda s: s.load_events(args.run_id))
+    for e in evs:
+        if args.json:
+            print(json.dumps(e, default=str))
+        else:
+            rest = {k: v for k, v in e.items() if k not in ("type", "run_id", "seq", "at")}
+            print(f"{e['seq']:>4} {e['at']} {e['type']:<22} {json.dumps(rest, default=str)}")
+    return 0
+
+
+def audit(args: argparse.Namespace) -> int:
+    entries = _read(args, lambda s: s.audit_log(args.run_id))
+    if args.json:
+        print(json.dumps(entries, indent=2, default=str))
+        return 0
+    for a in entries:
+        where = " ".join(x for x in (a["run_id"], a["gate"]) if x)
+        code = f" [{a['code']}]" if a["code"] else ""
+        msg = f": {a['message']}" if a["message"] else ""
+        print(f"{a['at']} {a['actor'] or '-'} {a['action']} {a['outcome']}{code} {where}{msg}")
+    return 0
