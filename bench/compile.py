@@ -104,7 +104,7 @@ def compile_stages(text: str, name: str) -> dict[str, float]:
     assert not diags, diags[:3]
     saga = timed("lower+checks", lambda: lower(doc.data))
     diags = timed("lower+checks", lambda: check_ids(saga, doc))
-    graph, gdiags = timed("graph", lambda: build_graph(saga, doc.file, doc.source))
+    graph, gdiags = timed("graph", lambda: build_graph(saga, doc))
     diags += gdiags + timed("lower+checks", lambda: check_semantics(saga, graph, doc))
     assert not diags, [f"{d.code} {d.line}:{d.column} {d.message}" for d in diags[:5]]
     timed("plan", lambda: build_plan(saga, graph, doc.data, name))

@@ -15,7 +15,7 @@ import networkx as nx
 
 from . import ir
 from .diagnostics import Diagnostic
-from .loader import SourceMap
+from .loader import Document, Mark
 
 TOP, ON_FAILURE = "steps", "on_failure"
 
@@ -47,9 +47,13 @@ class SagaGraph:
         return set(nx.ancestors(self.ancestry, node_id)) if node_id in self.ancestry else set()
 
 
-def _scope_deps(
-    scope: Scope, file: str, source: SourceMap, all_ids: set[str]
-) -> list[Diagnostic]:
+def _at(doc: Document | None, path: ir.Path) -> Mark:
+    # Positions are looked up only when there is something to report: recording them is costly.
+    return doc.source.at(path) if doc is not None else Mark(1, 1)
+
+
+def _scope_deps(scope: Scope, doc: Document | None, all_ids: set[str]) -> list[Diagnostic]:
+    file = doc.file if doc is not None else "<saga>"
     diags: list[Diagnostic] = []
     ids = set(scope.ids)
     prev: str | None = None
@@ -69,7 +73,7 @@ def _scope_deps(
                     if ref in all_ids
                     else "no node has that id"
                 )
-                mark = source.at((*n.path, "after", i))
+                mark = _at(doc, (*n.path, "after", i))
                 diags.append(
                     Diagnostic(
                         "E015",
@@ -90,7 +94,7 @@ def _scope_deps(
         path = " -> ".join([*cycle, cycle[0]])
         by_id = {n.id: n for n in scope.nodes}
         first = by_id[cycle[0]]
-        mark = source.at((*first.path, "after"))
+        mark = _at(doc, (*first.path, "after"))
         diags.append(
             Diagnostic(
                 "E013",
@@ -109,12 +113,9 @@ def _scope_deps(
     return diags
 
 
-def build_graph(
-    saga: ir.Saga, file: str = "<saga>", source: SourceMap | None = None
-) -> tuple[SagaGraph, list[Diagnostic]]:
+def build_graph(saga: ir.Saga, doc: Document | None = None) -> tuple[SagaGraph, list[Diagnostic]]:
     """Scopes, their DAGs and the ancestry DAG, with diagnostics for bad `after` and cycles."""
     nodes = {n.id: n for n in saga.walk()}
-    source = source or SourceMap()
     all_ids = set(nodes)
     scopes: dict[str, Scope] = {}
     scope_of: dict[str, str] = {}
@@ -130,7 +131,7 @@ def build_graph(
     ) -> None:
         scope = Scope(key, list(members), owner, branch)
         scopes[key] = scope
-        diags.extend(_scope_deps(scope, file, source, all_ids))
+        diags.extend(_scope_deps(scope, doc, all_ids))
         for n in members:
             scope_of.setdefault(n.id, key)
             ancestry.add_node(n.id)

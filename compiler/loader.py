@@ -57,12 +57,21 @@ class SourceMap:
         return self.values.get((), Mark(1, 1))
 
 
-@dataclass(slots=True)
 class Document:
-    file: str
-    text: str
-    data: Any
-    source: SourceMap
+    """A loaded file. Positions are recorded only when asked for (`source`): a valid saga
+    never needs them, and recording them costs as much as parsing."""
+
+    __slots__ = ("_source", "data", "file", "text")
+
+    def __init__(self, file: str, text: str, data: Any, source: SourceMap | None = None) -> None:
+        self.file, self.text, self.data, self._source = file, text, data, source
+
+    @property
+    def source(self) -> SourceMap:
+        if self._source is None:
+            self._source = SourceMap()
+            _build(self.text, self._source)
+        return self._source
 
     def line_text(self, line: int) -> str:
         lines = self.text.splitlines()
@@ -85,14 +94,20 @@ _TYPED_TAGS: dict[str, type | tuple[type, ...]] = {
 }
 
 
+_WORDS: dict[str, Any] = {
+    **dict.fromkeys(("", "~", "null", "Null", "NULL")),
+    **dict.fromkeys(("true", "True", "TRUE"), True),
+    **dict.fromkeys(("false", "False", "FALSE"), False),
+}
+_NUMBER_START = frozenset("+-.0123456789")
+
+
 def resolve_plain(text: str) -> Any:
     """A plain scalar under the YAML 1.2 core schema."""
-    if text in ("", "~", "null", "Null", "NULL"):
-        return None
-    if text in ("true", "True", "TRUE"):
-        return True
-    if text in ("false", "False", "FALSE"):
-        return False
+    if text in _WORDS:
+        return _WORDS[text]
+    if text[0] not in _NUMBER_START:
+        return text  # the common case: a word
     if _INT.match(text):
         return int(text)
     if _OCT.match(text):
@@ -141,119 +156,137 @@ def _scalar(event: Any) -> Any:
 
 
 class _Frame:
-    __slots__ = ("anchor", "container", "key", "key_mark", "mark", "path", "size")
+    __slots__ = ("anchor", "container", "key", "path", "size", "start_mark")
 
-    def __init__(self, container: Any, path: PathKey, mark: Mark, anchor: str | None) -> None:
+    def __init__(self, container: Any, path: PathKey, start_mark: Any, anchor: str | None) -> None:
         self.container = container
         self.path = path
-        self.mark = mark
+        self.start_mark = start_mark  # PyYAML's (0-based) mark
         self.anchor = anchor
         self.key: Any = _NO_KEY
-        self.key_mark = mark
         self.size = 1
 
 
 _NO_KEY = object()
 
 
-def _build(text: str, source: SourceMap) -> Any:
-    """Turn the event stream into data, recording marks; iterative, so depth cannot overflow."""
+def _build(text: str, source: SourceMap | None) -> Any:
+    """Turn the event stream into data; iterative, so depth cannot overflow.
+
+    With `source`, also record the mark of every node and key (the slow path, for diagnostics).
+    """
     stack: list[_Frame] = []
     anchors: dict[str, tuple[Any, int]] = {}
     total = 0
     root: Any = None
     documents = 0
+    record = source is not None
+    values = source.values if source is not None else {}
+    keys = source.keys if source is not None else {}
+    scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
+    mapping_start, sequence_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
+    collection_end = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+    no_key = _NO_KEY
 
-    def child_path() -> PathKey:
-        top = stack[-1]
-        if isinstance(top.container, list):
-            return (*top.path, len(top.container))
-        return (*top.path, top.key)
+    event: Any
+    for event in yaml.parse(text, Loader=_Parser):
+        etype = type(event)
+        if etype is scalar_event:
+            tag = event.tag
+            if tag is None and event.implicit[0]:
+                value = resolve_plain(event.value)
+            elif tag in _PLAIN_TAGS:
+                value = event.value
+            else:
+                value = _scalar(event)
+            if event.anchor:
+                anchors[event.anchor] = (value, 1)
+            size = new = 1
+        elif etype is mapping_start or etype is sequence_start:
+            if event.tag not in _PLAIN_TAGS and event.tag not in (_STD + "map", _STD + "seq"):
+                mark = _mark(event.start_mark)
+                raise _Refused("E002", f"YAML tag {event.tag!r} is not allowed", mark, _NO_TAGS)
+            if len(stack) >= MAX_DEPTH:
+                raise _Refused(
+                    "E002",
+                    f"nesting deeper than {MAX_DEPTH} levels",
+                    _mark(event.start_mark),
+                    "flatten the document",
+                )
+            path: PathKey = ()
+            if record:
+                if stack:
+                    top = stack[-1]
+                    c = top.container
+                    path = (*top.path, len(c) if type(c) is list else top.key)
+                values[path] = _mark(event.start_mark)
+            container: Any = {} if etype is mapping_start else []
+            stack.append(_Frame(container, path, event.start_mark, event.anchor))
+            continue
+        elif etype in collection_end:
+            frame = stack.pop()
+            if frame.anchor:
+                anchors[frame.anchor] = (frame.container, frame.size)
+            value, size, new = frame.container, frame.size, 0
+            event = frame  # its start mark stands for the collection below
+        elif etype is alias_event:
+            if event.anchor not in anchors:
+                raise _Refused("E001", f"unknown alias *{event.anchor}", _mark(event.start_mark))
+            value, size = anchors[event.anchor]
+            new = size
+        else:
+            if etype is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise _Refused(
+                        "E001",
+                        "a saga file holds one YAML document",
+                        _mark(event.start_mark),
+                        "remove the `---` separator, or split the file",
+                    )
+            continue
 
-    def attach(value: Any, size: int, mark: Mark, new: int = 1) -> None:
-        # `size`: nodes in `value` (for its parent's anchor); `new`: nodes not counted yet.
-        nonlocal root, total
+        # Attach `value` to its parent; each node counts once towards the expansion limit
+        # (a collection's own nodes were counted as they arrived; an alias adds its copy).
         total += new
         if total > MAX_NODES:
             raise _Refused(
                 "E002",
                 f"document expands to more than {MAX_NODES:,} nodes",
-                mark,
+                _mark(event.start_mark),
                 "an alias bomb? reduce the use of YAML anchors and aliases",
             )
         if not stack:
             root = value
-            return
+            continue
         top = stack[-1]
         top.size += size
-        if isinstance(top.container, list):
-            top.container.append(value)
-        elif top.key is _NO_KEY:
-            if isinstance(value, (dict, list)):
-                raise _Refused("E001", "a mapping key must be a scalar", mark)
-            key = value if isinstance(value, str) else _key_text(value)
-            if key in top.container:
+        c = top.container
+        if type(c) is list:
+            if record and etype is not mapping_start and etype not in collection_end:
+                values[(*top.path, len(c))] = _mark(event.start_mark)
+            c.append(value)
+        elif top.key is no_key:
+            if type(value) is dict or type(value) is list:
+                raise _Refused("E001", "a mapping key must be a scalar", _mark(event.start_mark))
+            key = value if type(value) is str else _key_text(value)
+            if key in c:
                 raise _Refused(
                     "E003",
                     f"duplicate key {key!r}",
-                    mark,
+                    _mark(event.start_mark),
                     "each key may appear once in a mapping; remove or rename one",
                 )
             top.key = key
-            top.key_mark = mark
-            source.keys[(*top.path, key)] = mark
+            if record:
+                keys[(*top.path, key)] = _mark(event.start_mark)
         else:
-            top.container[top.key] = value
-            top.key = _NO_KEY
-
-    event: Any
-    for event in yaml.parse(text, Loader=_Parser):
-        etype = type(event)
-        if etype is yaml.ScalarEvent:
-            mark = _mark(event.start_mark)
-            value = _scalar(event)
-            is_key = (
-                bool(stack) and isinstance(stack[-1].container, dict) and (stack[-1].key is _NO_KEY)
-            )
-            if not is_key:
-                source.values[child_path() if stack else ()] = mark
-            if event.anchor:
-                anchors[event.anchor] = (value, 1)
-            attach(value, 1, mark)
-        elif etype in (yaml.MappingStartEvent, yaml.SequenceStartEvent):
-            mark = _mark(event.start_mark)
-            if event.tag not in _PLAIN_TAGS and event.tag not in (_STD + "map", _STD + "seq"):
-                raise _Refused("E002", f"YAML tag {event.tag!r} is not allowed", mark, _NO_TAGS)
-            if len(stack) >= MAX_DEPTH:
-                raise _Refused(
-                    "E002", f"nesting deeper than {MAX_DEPTH} levels", mark, "flatten the document"
-                )
-            path = child_path() if stack else ()
-            source.values[path] = mark
-            container: Any = {} if etype is yaml.MappingStartEvent else []
-            stack.append(_Frame(container, path, mark, event.anchor))
-        elif etype in (yaml.MappingEndEvent, yaml.SequenceEndEvent):
-            frame = stack.pop()
-            if frame.anchor:
-                anchors[frame.anchor] = (frame.container, frame.size)
-            attach(frame.container, frame.size, frame.mark)
-        elif etype is yaml.AliasEvent:
-            mark = _mark(event.start_mark)
-            if event.anchor not in anchors:
-                raise _Refused("E001", f"unknown alias *{event.anchor}", mark)
-            value, size = anchors[event.anchor]
-            if stack and not (isinstance(stack[-1].container, dict) and stack[-1].key is _NO_KEY):
-                source.values[child_path()] = mark
-            attach(value, size, mark, size)
-        elif etype is yaml.DocumentStartEvent:
-            documents += 1
-            if documents > 1:
-                raise _Refused(
-                    "E001",
-                    "a saga file holds one YAML document",
-                    _mark(event.start_mark),
-                    "remove the `---` separator, or split the file",
-                )
+            if record and etype not in collection_end:
+                values[(*top.path, top.key)] = _mark(event.start_mark)
+            c[top.key] = value
+            top.key = no_key
+    if record and root is not None and () not in values:
+        values[()] = Mark(1, 1)
     return root
 
 
@@ -271,9 +304,8 @@ def load_text(text: str, file: str = "<string>") -> tuple[Document | None, list[
         return None, [
             Diagnostic("E002", f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB", file)
         ]
-    source = SourceMap()
     try:
-        data = _build(text, source)
+        data = _build(text, None)
     except _Refused as r:
         return None, [Diagnostic(r.code, r.message, file, r.mark.line, r.mark.column, r.hint)]
     except yaml.MarkedYAMLError as e:
@@ -285,7 +317,7 @@ def load_text(text: str, file: str = "<string>") -> tuple[Document | None, list[
         return None, [Diagnostic("E001", f"{problem}{context}", file, line, col, hint)]
     except yaml.YAMLError as e:  # reader errors: bad encoding, control characters
         return None, [Diagnostic("E001", str(e).splitlines()[0], file)]
-    return Document(file, text, data, source), []
+    return Document(file, text, data), []
 
 
 def load_file(path: str | Path) -> tuple[Document | None, list[Diagnostic]]:

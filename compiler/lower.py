@@ -18,7 +18,9 @@ def _dur(value: Any) -> float | None:
     return None if value is None else parse_duration(value)
 
 
-def _action(raw: dict[str, Any]) -> ir.PythonAction | ir.HttpAction | ir.CommandAction | ir.MockAction:
+def _action(
+    raw: dict[str, Any],
+) -> ir.PythonAction | ir.HttpAction | ir.CommandAction | ir.MockAction:
     if "python" in raw:
         return ir.PythonAction(target=raw["python"])
     if "http" in raw:

@@ -82,7 +82,7 @@ def _stages(c: Compilation, doc: Document, file: str) -> None:
     c.diagnostics.extend(check_ids(c.saga, doc))
     if c.errors():
         return
-    c.graph, graph_diags = build_graph(c.saga, doc.file, doc.source)
+    c.graph, graph_diags = build_graph(c.saga, doc)
     c.diagnostics.extend(graph_diags)
     c.diagnostics.extend(check_semantics(c.saga, c.graph, doc))
     if not c.errors():

@@ -28,7 +28,7 @@ from .diagnostics import Diagnostic
 from .loader import Document
 
 # Below this many YAML nodes jsonschema is quicker than generating the fast validator.
-FAST_THRESHOLD = 4_000
+FAST_THRESHOLD = 64 * 1024  # bytes of YAML above which the generated validator pays off
 
 _TYPE_NAMES = {
     "object": "a mapping",
@@ -284,7 +284,7 @@ def check_schema(doc: Document) -> list[Diagnostic]:
                 hint="start the file with `saga: my_saga` and a `steps:` list",
             )
         ]
-    if len(doc.source.values) > FAST_THRESHOLD and is_valid_fast(doc.data):
+    if len(doc.text) > FAST_THRESHOLD and is_valid_fast(doc.data):
         return []
     out: list[Diagnostic] = []
     seen: set[tuple[Any, ...]] = set()

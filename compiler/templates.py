@@ -63,7 +63,7 @@ def environment() -> SagaEnvironment:
 
 
 def is_template(text: str) -> bool:
-    return any(m in text for m in _MARKERS)
+    return "{" in text and any(m in text for m in _MARKERS)
 
 
 def single_expression(text: str) -> str | None:
