@@ -1,0 +1,20 @@
+"""The README stays in step with what the project generates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_embeds_the_generated_mermaid_diagram() -> None:
+    readme = (ROOT / "README.md").read_text()
+    mermaid = (ROOT / "docs/diagrams/checkout_compensated.mmd").read_text().rstrip("\n")
+    assert f"```mermaid\n{mermaid}\n```" in readme
+
+
+def test_readme_shows_the_two_quick_start_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "make demo" in readme and "make test" in readme
+    ci = (ROOT / ".ci/run").read_text()
+    assert "make test" in ci
