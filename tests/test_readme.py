@@ -18,3 +18,17 @@ def test_readme_shows_the_two_quick_start_commands() -> None:
     assert "make demo" in readme and "make test" in readme
     ci = (ROOT / ".ci/run").read_text()
     assert "make test" in ci
+
+
+def test_docs_diagrams_are_generated_from_the_sagas() -> None:
+    """`make diagrams` output is committed; it must match what the renderer draws today."""
+    from sagac.compiler.pipeline import load
+    from sagac.compiler.render import render_mermaid
+
+    sagas = sorted((ROOT / "sagas").glob("*.yaml"))
+    assert sagas
+    for path in sagas:
+        committed = (ROOT / "docs/diagrams" / f"{path.stem}.mmd").read_text()
+        assert committed.rstrip("\n") == render_mermaid(load(path)).rstrip("\n"), (
+            f"docs/diagrams/{path.stem}.mmd is stale: run `make diagrams`"
+        )
