@@ -523,10 +523,8 @@ class Executor:
                         done_count += 1
                         finished(nid)
                 if failure is not None and running:
+                    # Their own failures and completions are journaled by the nodes themselves.
                     await self.settle(list(running))
-                    for t in running:
-                        if not t.cancelled() and isinstance(t.exception(), NodeFailed):
-                            pass  # already in the report's errors
                     running.clear()
         except BaseException:
             await self.settle(list(running))
@@ -907,7 +905,7 @@ class Executor:
             async with asyncio.timeout(limit):
                 return await asyncio.shield(inner)
         except asyncio.CancelledError as cancel:
-            if self.aborting or (inner.done() and inner.cancelled()):
+            if not self.cancelled_by_run() or (inner.done() and inner.cancelled()):
                 inner.cancel()
                 raise
             # A thread cannot be interrupted: wait for it, and count what it did.
@@ -1012,6 +1010,7 @@ class Executor:
             "compensations": list(self.comp_log),
         }
         extra = {"failure": self.failure, "report": self.redact(report)}
+        self.halting = False  # a gate left waiting by the failed run does not hold these back
         saved = self.saga_deadline_at
         self.saga_deadline_at = None  # on_failure runs after the deadline too
         try:

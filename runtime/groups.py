@@ -59,12 +59,27 @@ async def run_group(ex: Executor, g: ir.ParallelGroup, extra: Mapping[str, Any] 
     except BaseException:
         await ex.settle(list(running))
         raise
+
+    async def fail() -> None:
+        first = failures[0].error
+        error = {"code": first["code"], "message": first.get("message", "")}
+        await ex.emit(
+            "step_failed",
+            {
+                **where,
+                "attempt": 0,
+                "duration_ms": ex.ms(t0),
+                "final": True,
+                "propagated": True,
+                "error": {**error, "cause_step": first.get("step")},
+            },
+        )
+        raise failures[0]
+
     if g.mode == "any":
         if winner is None:
-            if failures and len(failures) + len(finished) == len(keys) and not finished:
-                raise failures[0]
             if failures and not ex.halting:
-                raise failures[0]
+                await fail()
             return HALTED
         losers = {k for i, k in enumerate(keys) if i != winner}
         undo = [u for u in ex.undo if losers.intersection(u.branches)]
@@ -80,7 +95,7 @@ async def run_group(ex: Executor, g: ir.ParallelGroup, extra: Mapping[str, Any] 
         )
         return result
     if failures:
-        raise failures[0]
+        await fail()
     if len(finished) < len(keys) or not all(finished.values()):
         return HALTED
     result = [ex.steps_view.get(ex.prep.last_of_branch[k], {}).get("result") for k in keys]

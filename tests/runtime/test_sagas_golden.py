@@ -80,7 +80,16 @@ def normalise(report: dict[str, Any], racy: tuple[str, ...]) -> dict[str, Any]:
                 key=lambda e: json.dumps(e, sort_keys=True),
             )
         else:
-            out[key] = sorted(out[key], key=lambda c: (c["step"], c["item_index"] or 0))
+            # Items in flight when an item failed may complete (and be undone) or not.
+            failed_at = (out.get("failure") or {}).get("item_index")
+            out[key] = sorted(
+                (
+                    c
+                    for c in out[key]
+                    if failed_at is None or c["item_index"] is None or c["item_index"] < failed_at
+                ),
+                key=lambda c: (c["step"], c["item_index"] or 0),
+            )
     return out
 
 
