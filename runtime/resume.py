@@ -27,8 +27,9 @@ from sagac.compiler.plan import Plan
 
 from . import approvals
 from .api import DefinitionChanged, _owning_loop, aresume, arun, as_plan, validate_input
+from .journal import RunState, replay
 from .leases import held
-from .report import RunReport
+from .report import CompensationInfo, ErrorInfo, Failure, RunReport
 from .store.base import RunRecord, Store
 
 FINAL = frozenset({"succeeded", "compensated", "compensation_failed", "failed"})
@@ -157,6 +158,12 @@ async def resume(
             "continue under the new one (audited)",
         )
     async with held(store, run_id, owner) as lease:
+        state = replay(await store.load_events(run_id))
+        if state.finished:
+            # Crashed after its last event and before its report was stored: nothing to run.
+            report = report_from_journal(state, record)
+            await store.update_run(run_id, report.status, report.to_json_dict())
+            return report
         if changed and hasattr(store, "rebind_definition"):
             await store.rebind_definition(run_id, the_plan.hash, lease.owner)
         await approvals.expire_overdue(store, run_id, lease.owner)
@@ -169,6 +176,37 @@ async def resume(
             secrets=secrets,
             force=True,
         )
+
+
+def report_from_journal(state: RunState, record: RunRecord) -> RunReport:
+    """The report of a finished run, rebuilt from its journal alone (already redacted)."""
+    final = state.final_event or {}
+    failure = final.get("failure")
+    comps = []
+    for c in state.compensation_log:
+        error = c.get("error")
+        comps.append({**c, "error": _only(error, ErrorInfo) if error else None})
+    return RunReport.model_validate(
+        {
+            "run_id": record.run_id,
+            "saga": record.saga,
+            "version": record.version,
+            "status": final.get("status", state.status),
+            "failure": _only(failure, Failure) if failure else None,
+            "errors": [_only(e, ErrorInfo) for e in state.errors],
+            "compensations": [_only(c, CompensationInfo) for c in comps],
+            "needs_attention": final.get("needs_attention", []),
+            "output": final.get("output"),
+            "duration_ms": final.get("duration_ms", 0),
+            "started_at": state.started_at or record.created_at,
+            "finished_at": final.get("at"),
+            "definition_hash": record.definition_hash,
+        }
+    )
+
+
+def _only(data: Mapping[str, Any], model: Any) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k in model.model_fields}
 
 
 async def runnable(store: Store) -> list[RunRecord]:

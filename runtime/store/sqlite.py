@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import queue
+import socket
 import sqlite3
 import threading
 import time
@@ -606,8 +608,27 @@ def _get_run(c: sqlite3.Connection, run_id: str) -> RunRecord:
 
 def _check_lease(c: sqlite3.Connection, run_id: str, owner: str | None, now: float) -> None:
     row = c.execute("SELECT owner, expires_at FROM leases WHERE run_id = ?", (run_id,)).fetchone()
-    if row is not None and row[0] != owner and row[1] > now:
+    if row is not None and row[0] != owner and row[1] > now and owner_alive(row[0]):
         raise LeaseHeld(run_id, row[0], row[1])
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether a lease's owner (`user@host:pid/nonce`, see `leases.owner_id`) may still be
+    alive: False only for a process of this host that no longer exists, so a crashed run can
+    be resumed at once instead of after its lease expires. A reused pid errs on the safe side
+    (the lease is honoured until it expires)."""
+    _, _, where = owner.rpartition("@")
+    host, _, rest = where.partition(":")
+    pid_text = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
 
 
 def add_audit(
