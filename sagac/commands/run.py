@@ -31,7 +31,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--events", metavar="FILE", help="write every event as JSON lines")
-    p.add_argument("--store", default="memory", choices=("memory",), help="journal store")
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        default=None,
+        help="journal store: `memory`, or `sqlite:///PATH` (default: the project's store, "
+        "sqlite:///.sagac/sagac.db, so that the run can be resumed)",
+    )
     p.add_argument(
         "--fail",
         metavar="STEP[=CODE]",
@@ -60,8 +66,8 @@ def read_input(text: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from sagac.compiler.pipeline import compile_file
-    from sagac.runtime.api import arun
-    from sagac.runtime.store import open_store
+    from sagac.runtime import store as stores
+    from sagac.runtime.api import arun, validate_input
 
     from .compile import _print_diagnostics
 
@@ -71,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INVALID_SAGA
     try:
         data = read_input(args.input)
-        store = open_store(args.store)
+        validate_input(c.plan, data)  # before anything is opened or run
+        store = stores.open_store(args.store or getattr(stores, "DEFAULT_STORE", "memory"))
         progress = Progress(sys.stderr)
         events_file: IO[str] | None = None
         if args.events:
@@ -115,6 +122,7 @@ async def _run(
         return await arun(plan, data, store=store, on_event=on_event, fail=fail, simulate=simulate)
     finally:
         await aclose_clients()
+        await store.close()
 
 
 def _fancy(stream: IO[str]) -> bool:

@@ -49,6 +49,11 @@ output: {payment: "{{ steps.charge.result.id }}"}
 """
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default store is ./.sagac/sagac.db
+
+
 @pytest.fixture
 def saga(tmp_path):
     plan, mod = SagaFactory(tmp_path).plan(SAGA, ACTIONS)
@@ -60,15 +65,18 @@ def test_success_exit_0_and_json_report(saga, capsys):
     assert main(["run", path, "--input", '{"amount": 5, "to": "Ada"}', "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["status"] == "succeeded" and report["output"] == {"payment": "pay_1"}
+    args = ["run", path, "--input", '{"amount": 5, "to": "Ada"}', "--store", "memory"]
+    assert main(args) == 0
     assert set(report) >= {"run_id", "started_at", "finished_at", "definition_hash", "errors"}
 
 
-def test_invalid_input_exit_4_lists_every_problem_and_runs_nothing(saga, capsys):
+def test_invalid_input_exit_4_lists_every_problem_and_runs_nothing(saga, capsys, tmp_path):
     path, mod = saga
     assert main(["run", path, "--input", '{"amount": -1, "to": "A"}']) == 4
     err = capsys.readouterr().err
     assert "input/amount" in err and "input/to" in err
     assert mod.LOG == []
+    assert not (tmp_path / ".sagac").exists()  # nothing was opened either
 
 
 def test_input_from_a_file_and_not_json(saga, tmp_path, capsys):
