@@ -1,0 +1,259 @@
+"""The SQLite journal store: the Store contract, the materialised view, migrations, and group
+commit (correct under concurrency, and after a crash)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sagac.compiler.errors import UsageError
+from sagac.runtime import resume as durable
+from sagac.runtime.errors import RunNotFound, StoreError
+from sagac.runtime.store import MemoryStore, open_store
+from sagac.runtime.store.base import RunRecord
+from sagac.runtime.store.migrations import SCHEMA_VERSION
+from sagac.runtime.store.sqlite import SqliteStore
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def ev(run_id: str, seq: int, type_: str, **fields: Any) -> dict[str, Any]:
+    return {"type": type_, "run_id": run_id, "seq": seq, "at": "2026-01-01T00:00:00.000Z", **fields}
+
+
+def test_open_store_urls(tmp_path: Path) -> None:
+    assert isinstance(open_store("memory"), MemoryStore)
+    s = open_store(f"sqlite:///{tmp_path}/sub/j.db")
+    assert isinstance(s, SqliteStore) and (tmp_path / "sub" / "j.db").is_file()
+    for bad in ("sqlite://", "postgres://x", "sqlite:///"):
+        with pytest.raises(UsageError):
+            open_store(bad)
+
+
+def test_wal_and_full_sync_on_every_connection(db: Path) -> None:
+    store = SqliteStore(db)
+
+    async def pragmas() -> tuple[Any, Any]:
+        w = await store.write(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
+        r = await store.read(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0])
+        await store.close()
+        return w, r
+
+    assert run(pragmas()) == (2, "wal")  # 2 = FULL
+
+
+def test_store_contract_and_materialised_steps(db: Path) -> None:
+    async def go() -> None:
+        store = SqliteStore(db)
+        await store.create_run(RunRecord("r1", "s", 1, "sha256:x", {"a": 1}, file=None))
+        with pytest.raises(StoreError, match="already exists"):
+            await store.create_run(RunRecord("r1", "s", 1, "sha256:x", {}))
+        await store.append(
+            "r1",
+            [
+                ev("r1", 1, "saga_started"),
+                ev("r1", 2, "step_started", step="a", attempt=1, idempotency_key="k-a"),
+                ev("r1", 3, "step_completed", step="a", attempt=1, result={"id": 7}),
+                ev("r1", 4, "step_started", step="b", attempt=1, idempotency_key="k-b"),
+                ev("r1", 5, "step_failed", step="b", attempt=1, error={"code": "X"}, final=True),
+                ev("r1", 6, "compensation_started", step="a", attempt=1),
+                ev("r1", 7, "compensation_completed", step="a", attempt=1),
+            ],
+        )
+        with pytest.raises(StoreError):  # a seq used twice never overwrites the journal
+            await store.append("r1", [ev("r1", 3, "step_completed", step="a")])
+        with pytest.raises(RunNotFound):
+            await store.append("nope", [ev("nope", 1, "saga_started")])
+        assert [e["seq"] for e in await store.load_events("r1")] == list(range(1, 8))
+        assert [e["seq"] for e in await store.load_events("r1", after_seq=5)] == [6, 7]
+        steps = {s["step"]: s for s in await store.steps("r1")}
+        assert steps["a"]["status"] == "completed" and steps["a"]["result"] == {"id": 7}
+        assert steps["a"]["idempotency_key"] == "k-a" and steps["a"]["compensation"] == "ok"
+        assert steps["b"]["status"] == "failed" and steps["b"]["error"] == {"code": "X"}
+        await store.update_run("r1", "compensated", {"status": "compensated"})
+        got = await store.get_run("r1")
+        assert (got.status, got.report, got.input) == (
+            "compensated",
+            {"status": "compensated"},
+            {"a": 1},
+        )
+        await store.create_run(RunRecord("r2", "t", 1, "sha256:y", None))
+        assert [r.run_id for r in await store.list_runs()] == ["r2", "r1"]
+        assert [r.run_id for r in await store.list_runs(saga="s")] == ["r1"]
+        assert [r.run_id for r in await store.list_runs(status="running")] == ["r2"]
+        with pytest.raises(RunNotFound):
+            await store.get_run("nope")
+        with pytest.raises(RunNotFound):
+            await store.load_events("nope")
+        await store.close()
+
+    run(go())
+
+
+def test_group_commit_shares_transactions_and_keeps_every_event_in_order(db: Path) -> None:
+    """200 concurrent writers, 25 events each: far fewer commits than appends, and every
+    run's journal complete and in order."""
+
+    async def go() -> None:
+        store = SqliteStore(db)
+        runs = [f"r{i}" for i in range(200)]
+        for r in runs:
+            await store.create_run(RunRecord(r, "s", 1, "h", None))
+        before = store.commits
+
+        async def writer(r: str) -> None:
+            for seq in range(1, 26):
+                await store.append(r, [ev(r, seq, "step_started", step=f"s{seq}", attempt=1)])
+
+        await asyncio.gather(*(writer(r) for r in runs))
+        commits = store.commits - before
+        assert commits < 200 * 25 / 5, commits  # appends really were grouped
+        for r in runs:
+            assert [e["seq"] for e in await store.load_events(r)] == list(range(1, 26))
+        await store.close()
+
+    run(go())
+
+
+def test_one_bad_operation_in_a_group_commit_fails_alone(db: Path) -> None:
+    async def go() -> None:
+        store = SqliteStore(db)
+        await store.create_run(RunRecord("ok", "s", 1, "h", None))
+        good = store.append("ok", [ev("ok", 1, "saga_started")])
+        bad = store.append("missing", [ev("missing", 1, "saga_started")])
+        results = await asyncio.gather(good, bad, return_exceptions=True)
+        assert results[0] is None and isinstance(results[1], RunNotFound)
+        assert len(await store.load_events("ok")) == 1
+        await store.close()
+
+    run(go())
+
+
+# The schema as the first release wrote it, frozen here: a file like this must still open.
+V1_SCHEMA = """
+CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TEXT);
+INSERT INTO schema_version VALUES (1, '2026-01-01T00:00:00.000Z');
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, saga TEXT NOT NULL, version INTEGER NOT NULL,
+  definition_hash TEXT NOT NULL, file TEXT, input TEXT, status TEXT NOT NULL,
+  created_at TEXT NOT NULL, updated_at TEXT NOT NULL, report TEXT, meta TEXT);
+CREATE INDEX runs_by_status ON runs (status, created_at);
+CREATE INDEX runs_by_saga ON runs (saga, created_at);
+CREATE TABLE events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,
+  at TEXT NOT NULL, step TEXT, body TEXT NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
+CREATE TABLE steps (run_id TEXT NOT NULL, step TEXT NOT NULL,
+  item_index INTEGER NOT NULL DEFAULT -1, status TEXT NOT NULL,
+  attempt INTEGER NOT NULL DEFAULT 0, idempotency_key TEXT, result TEXT, error TEXT,
+  started_seq INTEGER, ended_seq INTEGER, PRIMARY KEY (run_id, step, item_index)) WITHOUT ROWID;
+INSERT INTO runs VALUES ('old', 's', 1, 'sha256:h', NULL, '{"n":1}', 'running',
+  '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', NULL, '{}');
+INSERT INTO events VALUES ('old', 1, 'saga_started', '2026-01-01T00:00:00.000Z', NULL,
+  '{"type":"saga_started","run_id":"old","seq":1,"at":"2026-01-01T00:00:00.000Z"}');
+INSERT INTO steps (run_id, step, status, attempt) VALUES ('old', 'a', 'started', 1);
+"""
+
+
+def test_an_older_schema_is_migrated_and_its_data_kept(db: Path) -> None:
+    with sqlite3.connect(db) as c:
+        c.executescript(V1_SCHEMA)
+    store = SqliteStore(db)
+    assert store.migrated_from == 1
+
+    async def go() -> None:
+        assert (await store.get_run("old")).input == {"n": 1}
+        assert len(await store.load_events("old")) == 1
+        (step,) = await store.steps("old")
+        assert step["compensation_attempt"] == 0  # a column added by migration 2
+        await store.acquire_lease("old", "me@h:1/x", 5)  # tables added by migration 3
+        assert await store.claim_key("k", "old", "sha256:i") == ("old", "sha256:i")
+        assert await store.request_cancel("old", "me", "because")
+        await store.close()
+
+    run(go())
+    with sqlite3.connect(db) as c:
+        versions = [v for (v,) in c.execute("SELECT version FROM schema_version ORDER BY version")]
+    assert versions == list(range(1, SCHEMA_VERSION + 1))
+    assert SqliteStore(db).migrated_from == SCHEMA_VERSION  # opening again changes nothing
+
+
+def test_a_newer_schema_or_a_foreign_file_is_refused(db: Path, tmp_path: Path) -> None:
+    SqliteStore(db).close_sync()
+    with sqlite3.connect(db) as c:
+        c.execute("INSERT INTO schema_version VALUES (99, 'future')")
+    with pytest.raises(StoreError, match="newer than this sagac knows"):
+        SqliteStore(db)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(StoreError):
+        SqliteStore(junk)
+
+
+def test_concurrent_sagas_after_a_crash_every_event_present_and_in_order(
+    driver: Any, tmp_path: Path
+) -> None:
+    """30 sagas in one process share group commits; SIGKILL after 400 delivered events. Every
+    event that was delivered (so acted upon) is in the file, every journal is gap-free, and
+    every run resumes to success."""
+    db, delivered = tmp_path / "j.db", tmp_path / "delivered.txt"
+    saga = tmp_path / "many.yaml"
+    steps = "\n".join(f"  - {{id: s{i}, action: m}}" for i in range(20))
+    saga.write_text(
+        f"saga: many\nactions:\n  m: {{mock: {{result: {{ok: true}}}}}}\nsteps:\n{steps}\n"
+    )
+    answer = driver.run(
+        db=str(db),
+        saga=str(saga),
+        input={},
+        run_id="m",
+        kill_at=400,
+        concurrent=30,
+        out=str(delivered),
+    )
+    assert answer["signal"] == signal.SIGKILL
+    seen: dict[str, set[int]] = {}
+    for line in delivered.read_text().splitlines():
+        r, seq = line.split()
+        seen.setdefault(r, set()).add(int(seq))
+    with sqlite3.connect(db) as c:
+        stored: dict[str, list[int]] = {}
+        for r, seq in c.execute("SELECT run_id, seq FROM events ORDER BY run_id, seq"):
+            stored.setdefault(r, []).append(seq)
+    assert sum(map(len, seen.values())) == 400
+    for r, seqs in stored.items():
+        assert seqs == list(range(1, len(seqs) + 1)), r
+    for r, seqs in seen.items():
+        assert seqs <= set(stored[r]), f"{r}: delivered but not durable"
+
+    async def finish() -> list[Any]:
+        store = SqliteStore(db)
+        try:
+            return await durable.resume_all(store)
+        finally:
+            await store.close()
+
+    outcomes = run(finish())
+    assert sorted(r for r, _ in outcomes) == sorted(stored)
+    assert {o.status for _, o in outcomes} == {"succeeded"}
+    with sqlite3.connect(db) as c:
+        for (r,) in c.execute("SELECT run_id FROM runs"):
+            body = [
+                json.loads(b)
+                for (b,) in c.execute("SELECT body FROM events WHERE run_id = ? ORDER BY seq", (r,))
+            ]
+            assert [e["seq"] for e in body] == list(range(1, len(body) + 1))
+            completed = [e["step"] for e in body if e["type"] == "step_completed"]
+            assert completed == [f"s{i}" for i in range(20)], r  # each step exactly once
+
+
+def test_the_cli_refuses_a_missing_journal(tmp_path: Path) -> None:
+    from conftest import sagac
+
+    out = sagac("runs", "--store", f"sqlite:///{tmp_path}/none.db")
+    assert out.returncode == 64 and "there is no journal at" in out.stderr
+    assert not (tmp_path / "none.db").exists()
