@@ -65,9 +65,13 @@ class Journal:
     async def emit(self, type_: str, fields: dict[str, Any]) -> Event:
         """Record one event (durable when this returns), then publish it; returns it."""
         self.seq += 1
-        event: Event = {"type": type_, "run_id": self.run_id, "seq": self.seq}
-        event["at"] = rfc3339(self.clock.now())
-        event.update(fields)
+        event: Event = {
+            "type": type_,
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "at": rfc3339(self.clock.now()),
+            **fields,
+        }
         await self.store.append(self.run_id, (event,))
         if self._callback is not None:
             out = self._callback(event)
