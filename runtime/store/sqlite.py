@@ -87,10 +87,9 @@ class _Op:
         self.error: BaseException | None = None
 
     def resolve(self) -> None:
-        with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody to tell
-            self.loop.call_soon_threadsafe(self._set)
+        _resolve_all([self])
 
-    def _set(self) -> None:
+    def set(self) -> None:
         if self.future.done():
             return
         if self.error is not None:
@@ -181,21 +180,34 @@ class _Worker:
         op.resolve()
 
     def _write(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        # Fast path: the whole batch in one transaction. Should any operation fail, roll the
+        # batch back and run it again with a savepoint per operation, so it fails alone (the
+        # operations only touch the database, so running them again is safe).
+        if not self._transaction(conn, batch, savepoints=False):
+            self._transaction(conn, batch, savepoints=True)
+        _resolve_all(batch)
+
+    def _transaction(self, conn: sqlite3.Connection, batch: list[_Op], savepoints: bool) -> bool:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
             for op in batch:
                 op.error = StoreError(f"cannot write to the journal {self.path}: {e}")
-                op.resolve()
-            return
+            return True
         for op in batch:
-            conn.execute("SAVEPOINT op")
+            if savepoints:
+                conn.execute("SAVEPOINT op")
             try:
                 op.result = op.fn(conn)
+                op.error = None
             except BaseException as e:
+                if not savepoints:
+                    conn.execute("ROLLBACK")
+                    return False
                 op.error = _as_store_error(e)
                 conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
+            if savepoints:
+                conn.execute("RELEASE op")
         try:
             conn.execute("COMMIT")
             self.commits += 1
@@ -204,8 +216,23 @@ class _Worker:
                 conn.execute("ROLLBACK")
             for op in batch:
                 op.error = StoreError(f"the journal could not commit to {self.path}: {e}")
-        for op in batch:
-            op.resolve()
+        return True
+
+
+def _resolve_all(batch: list[_Op]) -> None:
+    """Wake each caller's loop once per batch (not once per operation: that is a pipe write
+    and a GIL hand-over each)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Op]] = {}
+    for op in batch:
+        by_loop.setdefault(op.loop, []).append(op)
+    for loop, ops in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody to tell
+            loop.call_soon_threadsafe(_set_all, ops)
+
+
+def _set_all(ops: list[_Op]) -> None:
+    for op in ops:
+        op.set()
 
 
 class SqliteStore(Store):
@@ -225,6 +252,7 @@ class SqliteStore(Store):
             raise StoreError(f"{self.path} is not a sagac journal: {e}") from None
         finally:
             c.close()
+        self._known: set[str] = set()  # run ids seen to exist (touched by the writer only)
         self._writer = _Worker(self.path, writer=True)
         self._reader = _Worker(self.path, writer=False)
 
@@ -308,7 +336,13 @@ class SqliteStore(Store):
 
     async def append(self, run_id: str, events: Sequence[Event]) -> None:
         if events:
-            await self.write(partial(_append, run_id=run_id, events=events))
+            await self.submit_append(run_id, events)
+
+    def submit_append(self, run_id: str, events: Sequence[Event]) -> asyncio.Future[None]:
+        """Queue an append now (in call order) and return the future of its commit."""
+        prepared = _Prepared(run_id, events)
+        known = self._known
+        return self.write(lambda c: _apply(c, prepared, known))
 
     async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         def fn(c: sqlite3.Connection) -> list[Event]:
@@ -682,131 +716,174 @@ def append_external(
     return event
 
 
-def _append(c: sqlite3.Connection, run_id: str, events: Sequence[Event]) -> None:
-    last = events[-1]
-    status = last.get("status") if last["type"] in _FINAL_STATUS else None
-    if status is None and last["type"] == "saga_resumed":
-        status = "running"
-    if status is not None:
+Statement = tuple[str, tuple[Any, ...]]
+
+
+class _Prepared:
+    """An append made ready on the caller's thread (JSON encoded, statements built), so that
+    the writer thread, the bottleneck of group commit, only executes SQL."""
+
+    __slots__ = ("at", "rows", "run_id", "statements", "status")
+
+    def __init__(self, run_id: str, events: Sequence[Event]) -> None:
+        self.run_id = run_id
+        self.rows = [
+            (run_id, e["seq"], e["type"], e["at"], e.get("step"), _dumps(e)) for e in events
+        ]
+        self.statements: list[Statement] = []
+        self.status: str | None = None
+        self.at = events[-1]["at"]
+        for e in events:
+            t = e["type"]
+            builder = _MATERIALISE.get(t)
+            if builder is not None:
+                self.statements.extend(builder(run_id, e))
+            if t in _FINAL_STATUS:
+                self.status = e.get("status")
+            elif t == "saga_resumed":
+                self.status = "running"
+
+
+def _apply(c: sqlite3.Connection, p: _Prepared, known: set[str] | None = None) -> None:
+    """Write a prepared append. The run's row changes only when its status does (then
+    `updated_at` says when); `known` caches run ids seen to exist (runs are never deleted)."""
+    if p.status is not None:
         cur = c.execute(
             "UPDATE runs SET updated_at = ?, status = ? WHERE run_id = ?",
-            (last["at"], status, run_id),
+            (p.at, p.status, p.run_id),
         )
+        exists = cur.rowcount == 1
+    elif known is not None and p.run_id in known:
+        exists = True
     else:
-        cur = c.execute("UPDATE runs SET updated_at = ? WHERE run_id = ?", (last["at"], run_id))
-    if cur.rowcount == 0:
-        raise RunNotFound(f"no run {run_id!r} in this store")
+        exists = c.execute("SELECT 1 FROM runs WHERE run_id = ?", (p.run_id,)).fetchone()
+    if not exists:
+        raise RunNotFound(f"no run {p.run_id!r} in this store")
+    if known is not None:
+        known.add(p.run_id)
     c.executemany(
         "INSERT INTO events (run_id, seq, type, at, step, body) VALUES (?, ?, ?, ?, ?, ?)",
-        [(run_id, e["seq"], e["type"], e["at"], e.get("step"), _dumps(e)) for e in events],
+        p.rows,
     )
-    for e in events:
-        handler = _MATERIALISE.get(e["type"])
-        if handler is not None:
-            handler(c, run_id, e)
+    for sql, params in p.statements:
+        c.execute(sql, params)
 
 
-# Each journal event type that changes the materialised view, and how.
+def _append(c: sqlite3.Connection, run_id: str, events: Sequence[Event]) -> None:
+    _apply(c, _Prepared(run_id, events))
 
 
-def _step_started(c: sqlite3.Connection, run_id: str, e: Event) -> None:
-    c.execute(
-        "INSERT INTO steps (run_id, step, item_index, status, attempt, idempotency_key,"
-        " started_seq) VALUES (?, ?, ?, 'started', ?, ?, ?)"
-        " ON CONFLICT (run_id, step, item_index) DO UPDATE SET status = 'started',"
-        " attempt = excluded.attempt, idempotency_key = excluded.idempotency_key,"
-        " error = NULL",
-        (run_id, e["step"], _idx(e), e.get("attempt", 0), e.get("idempotency_key"), e["seq"]),
-    )
+# Each journal event type that changes the materialised view: the statements that apply it.
+
+_STEP_STARTED = (
+    "INSERT INTO steps (run_id, step, item_index, status, attempt, idempotency_key,"
+    " started_seq) VALUES (?, ?, ?, 'started', ?, ?, ?)"
+    " ON CONFLICT (run_id, step, item_index) DO UPDATE SET status = 'started',"
+    " attempt = excluded.attempt, idempotency_key = excluded.idempotency_key, error = NULL"
+)
+_STEP_ENDED = (
+    "INSERT INTO steps (run_id, step, item_index, status, attempt, result, error,"
+    " ended_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (run_id, step, item_index) DO UPDATE SET status = excluded.status,"
+    " attempt = MAX(attempt, excluded.attempt), result = excluded.result,"
+    " error = excluded.error, ended_seq = excluded.ended_seq"
+)
 
 
-def _step_ended(status: str) -> Callable[[sqlite3.Connection, str, Event], None]:
-    def handler(c: sqlite3.Connection, run_id: str, e: Event) -> None:
-        final = status
-        if status == "failed" and e.get("cancelled"):
-            final = "cancelled"
+def _step_started(run_id: str, e: Event) -> list[Statement]:
+    key = e.get("idempotency_key")
+    return [(_STEP_STARTED, (run_id, e["step"], _idx(e), e.get("attempt", 0), key, e["seq"]))]
+
+
+def _step_ended(status: str) -> Callable[[str, Event], list[Statement]]:
+    def build(run_id: str, e: Event) -> list[Statement]:
+        final = "cancelled" if status == "failed" and e.get("cancelled") else status
         result = _dumps(e["result"]) if "result" in e else None
         error = _dumps(e["error"]) if e.get("error") is not None else None
-        c.execute(
-            "INSERT INTO steps (run_id, step, item_index, status, attempt, result, error,"
-            " ended_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (run_id, step, item_index) DO UPDATE SET status = excluded.status,"
-            " attempt = MAX(attempt, excluded.attempt), result = excluded.result,"
-            " error = excluded.error, ended_seq = excluded.ended_seq",
-            (run_id, e["step"], _idx(e), final, e.get("attempt", 0), result, error, e["seq"]),
-        )
+        args = (run_id, e["step"], _idx(e), final, e.get("attempt", 0), result, error, e["seq"])
+        return [(_STEP_ENDED, args)]
 
-    return handler
+    return build
 
 
-def _compensation(status: str) -> Callable[[sqlite3.Connection, str, Event], None]:
-    def handler(c: sqlite3.Connection, run_id: str, e: Event) -> None:
+def _compensation(status: str) -> Callable[[str, Event], list[Statement]]:
+    def build(run_id: str, e: Event) -> list[Statement]:
         if status == "failed" and not e.get("final"):
-            return  # a retry: still in progress
-        c.execute(
-            "UPDATE steps SET comp_status = ?, comp_attempt = ?"
-            " WHERE run_id = ? AND step = ? AND item_index = ?",
-            (status, e.get("attempt", 0), run_id, e["step"], _idx(e)),
-        )
+            return []  # a retry: still in progress
+        return [
+            (
+                "UPDATE steps SET comp_status = ?, comp_attempt = ?"
+                " WHERE run_id = ? AND step = ? AND item_index = ?",
+                (status, e.get("attempt", 0), run_id, e["step"], _idx(e)),
+            )
+        ]
 
-    return handler
+    return build
 
 
-def _approval_requested(c: sqlite3.Connection, run_id: str, e: Event) -> None:
-    row = c.execute("SELECT definition_hash FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+def _approval_requested(run_id: str, e: Event) -> list[Statement]:
     deadline = e.get("deadline")
-    c.execute(
-        "INSERT OR REPLACE INTO approvals (run_id, gate, key, message, approvers, context,"
-        " deadline, deadline_epoch, on_timeout, token_sha256, definition_hash, status,"
-        " requested_at, requested_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+    context = e.get("context")
+    return [
         (
-            run_id,
-            e["step"],
-            e.get("key"),
-            e.get("message"),
-            _dumps(e.get("approvers", [])),
-            _dumps(e.get("context")) if e.get("context") is not None else None,
-            deadline,
-            _epoch(deadline),
-            e.get("on_timeout"),
-            e.get("token_sha256"),
-            e.get("definition_hash") or (row[0] if row else ""),
-            e["at"],
-            e["seq"],
+            "INSERT OR REPLACE INTO approvals (run_id, gate, key, message, approvers, context,"
+            " deadline, deadline_epoch, on_timeout, token_sha256, definition_hash, status,"
+            " requested_at, requested_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " COALESCE(?, (SELECT definition_hash FROM runs WHERE run_id = ?), ''),"
+            " 'pending', ?, ?)",
+            (
+                run_id,
+                e["step"],
+                e.get("key"),
+                e.get("message"),
+                _dumps(e.get("approvers", [])),
+                _dumps(context) if context is not None else None,
+                deadline,
+                _epoch(deadline),
+                e.get("on_timeout"),
+                e.get("token_sha256"),
+                e.get("definition_hash"),
+                run_id,
+                e["at"],
+                e["seq"],
+            ),
         ),
-    )
-    c.execute(
-        "INSERT INTO steps (run_id, step, item_index, status, started_seq)"
-        " VALUES (?, ?, -1, 'waiting', ?) ON CONFLICT (run_id, step, item_index)"
-        " DO UPDATE SET status = 'waiting'",
-        (run_id, e["step"], e["seq"]),
-    )
+        (
+            "INSERT INTO steps (run_id, step, item_index, status, started_seq)"
+            " VALUES (?, ?, -1, 'waiting', ?) ON CONFLICT (run_id, step, item_index)"
+            " DO UPDATE SET status = 'waiting'",
+            (run_id, e["step"], e["seq"]),
+        ),
+    ]
 
 
-def _approval_decided(c: sqlite3.Connection, run_id: str, e: Event) -> None:
+def _approval_decided(run_id: str, e: Event) -> list[Statement]:
     if e.get("approved"):
         status = "approved"
-    elif e.get("code") == "APPROVAL_TIMEOUT" or e.get("timed_out"):
+    elif e.get("timed_out"):
         status = "timed_out"
     else:
         status = "rejected"
-    c.execute(
-        "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, comment = ?,"
-        " value = ?, decision_code = ? WHERE run_id = ? AND gate = ?",
+    value = e.get("value")
+    return [
         (
-            status,
-            e.get("by"),
-            e.get("decided_at", e["at"]),
-            e.get("comment"),
-            _dumps(e.get("value")) if e.get("value") is not None else None,
-            e.get("code"),
-            run_id,
-            e["step"],
-        ),
-    )
+            "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, comment = ?,"
+            " value = ?, decision_code = ? WHERE run_id = ? AND gate = ?",
+            (
+                status,
+                e.get("by"),
+                e.get("decided_at", e["at"]),
+                e.get("comment"),
+                _dumps(value) if value is not None else None,
+                e.get("code"),
+                run_id,
+                e["step"],
+            ),
+        )
+    ]
 
 
-_MATERIALISE: dict[str, Callable[[sqlite3.Connection, str, Event], None]] = {
+_MATERIALISE: dict[str, Callable[[str, Event], list[Statement]]] = {
     "step_started": _step_started,
     "step_completed": _step_ended("completed"),
     "step_failed": _step_ended("failed"),

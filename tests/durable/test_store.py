@@ -145,15 +145,17 @@ CREATE TABLE runs (run_id TEXT PRIMARY KEY, saga TEXT NOT NULL, version INTEGER 
   created_at TEXT NOT NULL, updated_at TEXT NOT NULL, report TEXT, meta TEXT);
 CREATE INDEX runs_by_status ON runs (status, created_at);
 CREATE INDEX runs_by_saga ON runs (saga, created_at);
-CREATE TABLE events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,
-  at TEXT NOT NULL, step TEXT, body TEXT NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
-CREATE TABLE steps (run_id TEXT NOT NULL, step TEXT NOT NULL,
+CREATE TABLE events (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, seq INTEGER NOT NULL,
+  type TEXT NOT NULL, at TEXT NOT NULL, step TEXT, body TEXT NOT NULL);
+CREATE UNIQUE INDEX events_by_run ON events (run_id, seq);
+CREATE TABLE steps (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, step TEXT NOT NULL,
   item_index INTEGER NOT NULL DEFAULT -1, status TEXT NOT NULL,
   attempt INTEGER NOT NULL DEFAULT 0, idempotency_key TEXT, result TEXT, error TEXT,
-  started_seq INTEGER, ended_seq INTEGER, PRIMARY KEY (run_id, step, item_index)) WITHOUT ROWID;
+  started_seq INTEGER, ended_seq INTEGER);
+CREATE UNIQUE INDEX steps_by_run ON steps (run_id, step, item_index);
 INSERT INTO runs VALUES ('old', 's', 1, 'sha256:h', NULL, '{"n":1}', 'running',
   '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', NULL, '{}');
-INSERT INTO events VALUES ('old', 1, 'saga_started', '2026-01-01T00:00:00.000Z', NULL,
+INSERT INTO events (run_id, seq, type, at, step, body) VALUES ('old', 1, 'saga_started', '2026-01-01T00:00:00.000Z', NULL,
   '{"type":"saga_started","run_id":"old","seq":1,"at":"2026-01-01T00:00:00.000Z"}');
 INSERT INTO steps (run_id, step, status, attempt) VALUES ('old', 'a', 'started', 1);
 """
