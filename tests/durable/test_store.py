@@ -155,7 +155,8 @@ CREATE TABLE steps (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, step TEXT NOT 
 CREATE UNIQUE INDEX steps_by_run ON steps (run_id, step, item_index);
 INSERT INTO runs VALUES ('old', 's', 1, 'sha256:h', NULL, '{"n":1}', 'running',
   '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', NULL, '{}');
-INSERT INTO events (run_id, seq, type, at, step, body) VALUES ('old', 1, 'saga_started', '2026-01-01T00:00:00.000Z', NULL,
+INSERT INTO events (run_id, seq, type, at, step, body) VALUES ('old', 1, 'saga_started',
+  '2026-01-01T00:00:00.000Z', NULL,
   '{"type":"saga_started","run_id":"old","seq":1,"at":"2026-01-01T00:00:00.000Z"}');
 INSERT INTO steps (run_id, step, status, attempt) VALUES ('old', 'a', 'started', 1);
 """
