@@ -8,8 +8,9 @@ What goes into an event has been redacted by the caller: this module never sees 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .clock import Clock, rfc3339
@@ -42,10 +43,43 @@ EVENT_FIELDS: dict[str, str] = {
 }
 
 
-class Journal:
-    """Numbers, stamps, stores and publishes the events of one run."""
+# Events that need not be durable before the run goes on: no action waits for them. Each is
+# committed with the next event that must be (the `step_started` of the next step, before its
+# action runs; the saga's last event), or on the next turn of the loop when nothing else
+# comes, so a sequential saga costs one commit per step instead of two. A crash in between
+# loses at most a completion, and that step is re-run with its journaled key (at-least-once).
+DEFERRABLE = frozenset(
+    {
+        "step_completed",
+        "step_skipped",
+        "step_retrying",
+        "group_started",
+        "group_completed",
+        "batch_progress",
+    }
+)
 
-    __slots__ = ("_callback", "_is_async", "clock", "run_id", "seq", "store")
+
+class Journal:
+    """Numbers, stamps, stores and publishes the events of one run.
+
+    With a group-committing store (`store.group_commit`), DEFERRABLE events wait to share the
+    next commit; every event is still published only after it is durable, and in `seq`
+    order."""
+
+    __slots__ = (
+        "_callback",
+        "_defer",
+        "_error",
+        "_is_async",
+        "_pending",
+        "_scheduled",
+        "_tail",
+        "clock",
+        "run_id",
+        "seq",
+        "store",
+    )
 
     def __init__(
         self,
@@ -61,9 +95,15 @@ class Journal:
         self.seq = seq
         self._callback = on_event
         self._is_async = on_event is not None and inspect.iscoroutinefunction(on_event)
+        self._defer = bool(getattr(store, "group_commit", False))
+        self._pending: list[Event] = []
+        self._scheduled = False
+        self._tail: asyncio.Future[None] | None = None  # the last batch's publication
+        self._error: BaseException | None = None
 
     async def emit(self, type_: str, fields: dict[str, Any]) -> Event:
-        """Record one event (durable when this returns), then publish it; returns it."""
+        """Record one event (durable when this returns, unless DEFERRABLE), then publish it;
+        returns it."""
         self.seq += 1
         event: Event = {
             "type": type_,
@@ -72,9 +112,51 @@ class Journal:
             "at": rfc3339(self.clock.now()),
             **fields,
         }
-        await self.store.append(self.run_id, (event,))
-        if self._callback is not None:
+        if not self._defer:
+            await self.store.append(self.run_id, (event,))
+            await self._publish((event,))
+            return event
+        if self._error is not None:
+            raise self._error
+        self._pending.append(event)
+        if type_ in DEFERRABLE:
+            if not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+            return event
+        batch, self._pending = self._pending, []
+        committed = self.store.submit_append(self.run_id, batch)
+        prev, self._tail = self._tail, None
+        await committed
+        if prev is not None:
+            await prev
+        await self._publish(batch)
+        return event
+
+    def _flush(self) -> None:
+        """Commit deferred events nobody else carried along (enqueued now, in order)."""
+        self._scheduled = False
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        committed = self.store.submit_append(self.run_id, batch)
+        self._tail = asyncio.ensure_future(self._after(committed, batch, self._tail))
+
+    async def _after(
+        self, committed: Awaitable[None], batch: list[Event], prev: Awaitable[None] | None
+    ) -> None:
+        try:
+            await committed
+            if prev is not None:
+                await prev
+            await self._publish(batch)
+        except BaseException as e:  # surfaces at the run's next emit
+            self._error = e
+
+    async def _publish(self, events: Sequence[Event]) -> None:
+        if self._callback is None:
+            return
+        for event in events:
             out = self._callback(event)
             if self._is_async or inspect.isawaitable(out):
                 await out  # type: ignore[misc]
-        return event

@@ -10,8 +10,9 @@ Implementations: `memory` (this package); SQLite and Postgres stores implement t
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,18 @@ class Store(ABC):
         self, *, saga: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[RunRecord]:
         """Runs, newest first, optionally filtered by saga and status."""
+
+    # A store that commits many appends at once (SQLite's writer queue) sets this: the
+    # journal then lets events that no action waits for share the next commit.
+    group_commit = False
+
+    def submit_append(self, run_id: str, events: Sequence[Event]) -> Awaitable[None]:
+        """Start an append now, in call order; awaiting the result waits for durability."""
+        return asyncio.ensure_future(self.append(run_id, events))
+
+    async def cancel_request(self, run_id: str) -> dict[str, Any] | None:
+        """{at, by, reason} when a cancel of the run was requested (durable stores only)."""
+        return None
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections (nothing to do for in-process stores)."""

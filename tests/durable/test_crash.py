@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LEDGER_SAGA, ROOT, read_ledger, sagac
+from durable_support import LEDGER_SAGA, ROOT, read_ledger, sagac
 from sagac.runtime import resume as durable
 from sagac.runtime.store.sqlite import SqliteStore
 

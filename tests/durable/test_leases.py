@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, SAGAS, read_ledger
+from durable_support import ROOT, SAGAS, read_ledger
 from sagac.runtime import leases
 from sagac.runtime.store.sqlite import LeaseHeld, SqliteStore, owner_alive
 
