@@ -14,6 +14,7 @@ did not end is re-run with the idempotency key it was given.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from sagac.compiler import ir
@@ -31,17 +32,32 @@ def compensation_order(undo: list[Undo]) -> list[Undo]:
     return sorted(undo, key=lambda u: u.order, reverse=True)
 
 
-async def compensate(ex: Executor, undo: list[Undo], *, sequential: bool = False) -> None:
-    entries = compensation_order(undo)
+def _each(ex: Executor, entries: list[Undo]) -> Iterator[Undo]:
+    """One entry per step or item, lazily: a block of foreach items (one checkpoint) yields its
+    items newest first; compensations the journal shows as ended are left out."""
+    ended: set[tuple[str, int | None]] = set()
     if ex.state is not None:
         ended = {k for k, r in ex.state.compensations.items() if r.status in ("ok", "failed")}
-        entries = [u for u in entries if (u.step, u.item_index) not in ended]
+    for u in entries:
+        if u.block is None:
+            if (u.step, u.item_index) not in ended:
+                yield u
+            continue
+        from .foreach import block_undos
+
+        for item_undo in block_undos(ex, u):
+            if (item_undo.step, item_undo.item_index) not in ended:
+                yield item_undo
+
+
+async def compensate(ex: Executor, undo: list[Undo], *, sequential: bool = False) -> None:
+    entries = compensation_order(undo)
     if not entries:
         return
     stop_on_failure = ex.saga.on_compensation_failure == "stop"
     if sequential or ex.saga.compensation == "sequential":
         stopped = False
-        for u in entries:
+        for u in _each(ex, entries):
             if stopped:
                 _not_run(ex, u)
             elif not await compensate_one(ex, u) and stop_on_failure:
@@ -66,7 +82,7 @@ async def _parallel(ex: Executor, entries: list[Undo], stop_on_failure: bool) ->
         try:
             for t in waits[s]:
                 await done[t].wait()
-            for u in by_step[s]:
+            for u in _each(ex, by_step[s]):
                 if stopped:
                     _not_run(ex, u)
                 elif not await compensate_one(ex, u) and stop_on_failure:

@@ -62,6 +62,7 @@ class Undo:
     error: dict[str, Any] | None
     branches: tuple[str, ...]  # enclosing group branches, outermost first
     item: Any = None  # the foreach item (its `as` name in the compensation's scope)
+    block: Any = None  # a checkpoints.ItemBlock: many foreach items, undone newest first
 
 
 class Prepared:
@@ -416,6 +417,13 @@ class Executor:
             if rec.status == "completed" or (rec.status == "failed" and comp.on == "attempted"):
                 self.undo.append(
                     Undo(nid, idx, rec.seq, rec.result, rec.error, self.prep.chain[nid])
+                )
+        for nid, done in state.items_done.items():  # foreach items, one block per checkpoint
+            node = self.prep.nodes.get(nid)
+            if getattr(node, "compensate", None) is not None and self.prep.phase[nid] == "steps":
+                chain = self.prep.chain[nid]
+                self.undo.extend(
+                    Undo(nid, None, b.seq, None, None, chain, block=b) for b in done.blocks
                 )
         self.undo.sort(key=lambda u: u.order)
 

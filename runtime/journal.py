@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .checkpoints import ItemsDone, fold
 from .store.base import Event
 
 StepKey = tuple[str, int | None]  # (node id, foreach item index or None)
@@ -63,6 +64,7 @@ class RunState:
     approvals_requested: dict[str, Event] = field(default_factory=dict)
     approvals_decided: dict[str, Event] = field(default_factory=dict)
     batches: dict[str, int] = field(default_factory=dict)  # foreach id -> last batch done
+    items_done: dict[str, ItemsDone] = field(default_factory=dict)  # foreach id -> checkpoints
     failure: dict[str, Any] | None = None  # set once the run entered compensation
     status: str = "running"  # last known: running | waiting_approval | a final status
     final_event: Event | None = None
@@ -131,6 +133,7 @@ def replay(events: Iterable[Event]) -> RunState:
             s.status = "running"
         elif t == "batch_progress":
             s.batches[e["step"]] = e["batch"]
+            fold(s.items_done, e)
         elif t == "saga_compensating":
             s.failure = e.get("failure")
             for rec in s.steps.values():
