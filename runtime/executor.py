@@ -39,6 +39,7 @@ from .retry import RetryState
 from .store.base import RunRecord, Store
 
 MAX_RESULT_BYTES = 64 * 1024
+CANCEL_POLL_SECONDS = 0.2  # how often a running saga looks for a `sagac cancel` request
 HALTED: Any = object()  # a node that cannot finish now (an approval gate waiting)
 _FALSE_TEXT = frozenset({"", "false", "0", "no", "none", "null", "off"})
 
@@ -251,6 +252,8 @@ class Executor:
         self.internal: set[asyncio.Task[Any]] = set()
         self.saga_deadline_at: float | None = None
         self.saga_timed_out = False
+        self.cancel_seen: dict[str, Any] | None = None  # a cancel request, once seen
+        self.approval_tokens: dict[str, str] = {}  # gate -> clear token, never journaled
         self.comp_failed = any(c["status"] != "ok" for c in self.comp_log)
         self.items: dict[str, list[Any]] = {}  # foreach id -> its rendered items
         self.started_wall = self.clock.now()
@@ -331,7 +334,12 @@ class Executor:
         if state is not None and state.failure is not None:
             self.failure = state.failure
         else:
-            await self._forward()
+            if state is not None:  # a cancel asked for while nothing ran the run
+                request = await self.store.cancel_request(self.run_id)
+                if request is not None:
+                    await self._cancel_requested(request)
+            if self.failure is None:
+                await self._forward()
         if self.failure is None and not self.halting:
             try:
                 output = self.engine.render(self.saga.output, self.scope)
@@ -373,15 +381,21 @@ class Executor:
         if self.saga_deadline_at is not None:
             delay = max(self.saga_deadline_at - self.clock.monotonic(), 0.0) + 0.01
             timer = asyncio.get_running_loop().call_later(delay, self._saga_timeout, task)
+        watcher = None
+        if type(self.store).cancel_request is not Store.cancel_request:
+            watcher = asyncio.create_task(self._watch_cancel(task))
         try:
             await self.run_scope("steps")
         except NodeFailed as f:
             self.fail_run(f.error)
         except asyncio.CancelledError:
-            if not self.saga_timed_out or self.aborting:
+            if not (self.saga_timed_out or self.cancel_seen) or self.aborting:
                 raise
             task.uncancel()
             self.internal.discard(task)
+            if self.cancel_seen is not None:
+                await self._cancel_requested(self.cancel_seen)
+                return
             self.fail_run(
                 {
                     "step": None,
@@ -394,6 +408,34 @@ class Executor:
         finally:
             if timer is not None:
                 timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.wait([watcher])
+
+    async def _watch_cancel(self, task: asyncio.Task[Any]) -> None:
+        """Poll the store for a cancel request (`sagac cancel`, perhaps from another process);
+        on one, stop the forward run as a saga timeout would: nothing new starts, in-flight
+        work is cancelled, and the run compensates with CANCELLED."""
+        while True:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            request = await self.store.cancel_request(self.run_id)
+            if request is not None:
+                self.cancel_seen = request
+                self.cancel(task)
+                return
+
+    async def _cancel_requested(self, request: dict[str, Any]) -> None:
+        by, reason = request.get("by"), request.get("reason")
+        await self.emit("cancel_requested", {"by": by, "reason": reason})
+        self.fail_run(
+            {
+                "step": None,
+                "branch": None,
+                "item_index": None,
+                "code": "CANCELLED",
+                "message": f"cancelled by {by}" + (f": {reason}" if reason else ""),
+            }
+        )
 
     def _saga_timeout(self, task: asyncio.Task[Any]) -> None:
         self.saga_timed_out = True
@@ -481,6 +523,7 @@ class Executor:
             }
         )
         await self.store.update_run(self.run_id, status, report.to_json_dict())
+        report.approval_tokens.update(self.approval_tokens)  # never stored: only returned
         return report
 
     # -- scopes -------------------------------------------------------------------------
@@ -960,12 +1003,12 @@ class Executor:
                 )
                 return result
             by = decided.get("by")
+            why = f": {decided['comment']}" if decided.get("comment") else ""
             await self._fail_node(
                 nid,
                 StepError(
                     decided.get("code", "APPROVAL_REJECTED"),
-                    f"rejected by {by}"
-                    + (f": {decided['comment']}" if decided.get("comment") else ""),
+                    f"timed out{why}" if decided.get("timed_out") else f"rejected by {by}{why}",
                     {"by": by},
                 ),
                 1,
@@ -981,18 +1024,27 @@ class Executor:
                 message = self.engine.render_text(gate.message, scope) if gate.message else None
             except StepError as e:
                 await self._fail_node(nid, e, 0, 0.0)
+            from . import approvals
+
             now = self.clock.now()
+            # A single-use token for whoever decides: only its hash is journaled; the clear
+            # token goes to the caller once (`RunReport.approval_tokens`).
+            token, digest = approvals.new_token()
             await self.emit(
                 "approval_requested",
                 {
                     **self._where(nid),
                     "key": self.redact(key),
                     "message": self.redact(message),
+                    "context": self.redact(approvals.message_context(gate.message, scope)),
                     "approvers": list(gate.approvers),
                     "deadline": rfc3339(now + gate.timeout) if gate.timeout else None,
                     "on_timeout": gate.on_timeout,
+                    "definition_hash": self.plan.hash,
+                    "token_sha256": digest,
                 },
             )
+            self.approval_tokens[nid] = token
         self.halting = True
         self.waiting.add(nid)
         return HALTED

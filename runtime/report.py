@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 RunStatus = Literal[
     "running", "waiting_approval", "succeeded", "compensated", "compensation_failed", "failed"
@@ -82,6 +82,14 @@ class RunReport(_Model):
     started_at: str = Field(description="RFC 3339 UTC")
     finished_at: str | None = Field(None, description="RFC 3339 UTC; null while waiting")
     definition_hash: str
+
+    # Clear approval tokens of the gates this run just reached (gate id -> token): handed to
+    # the caller once, never serialised, stored or journaled (the journal keeps a sha256).
+    _approval_tokens: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def approval_tokens(self) -> dict[str, str]:
+        return self._approval_tokens
 
     @property
     def exit_code(self) -> int:
