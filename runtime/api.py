@@ -24,6 +24,7 @@ from .clock import Clock
 from .events import EventCallback
 from .executor import Executor
 from .journal import replay
+from .leases import held
 from .report import RunReport
 from .store.base import Store
 from .store.memory import MemoryStore
@@ -129,7 +130,8 @@ async def arun(
         overrides=overrides,
         simulate=simulate,
     )
-    return await executor.run()
+    async with held(executor.store, executor.run_id):  # one driver per run (durable stores)
+        return await executor.run()
 
 
 async def aresume(
@@ -167,7 +169,8 @@ async def aresume(
         env=env,
         state=state,
     )
-    return await executor.run()
+    async with held(executor.store, executor.run_id):  # one driver per run (durable stores)
+        return await executor.run()
 
 
 async def _owning_loop(coro: Any) -> RunReport:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import getpass
 import os
 import socket
@@ -24,6 +25,10 @@ from .store.sqlite import LeaseHeld
 
 LEASE_TTL = 30.0  # seconds; renewed every LEASE_TTL / 3
 RunBusy = LeaseHeld  # exit 75: "run ... is being resumed by OWNER until TIME"
+# The leases the current task holds (run id -> Lease): holding one again re-uses it.
+_HELD: contextvars.ContextVar[dict[str, Lease] | None] = contextvars.ContextVar(
+    "sagac_leases", default=None
+)
 
 
 def owner_id() -> str:
@@ -53,6 +58,10 @@ async def held(
 ) -> AsyncIterator[Lease]:
     """Hold `run_id`'s lease for the body; raises RunBusy when another live owner holds it.
     Stores without leases (memory: one process) yield a lease that never expires."""
+    mine = _HELD.get() or {}
+    if run_id in mine and mine[run_id].store is store:  # re-entered by the holder: one lease
+        yield mine[run_id]
+        return
     lease = Lease(store, run_id, owner or owner_id(), ttl)
     if not supports_leases(store):
         yield lease
@@ -61,9 +70,11 @@ async def held(
     await s.acquire_lease(run_id, lease.owner, ttl)
     task = asyncio.current_task()
     renewer = asyncio.create_task(_renew(lease, task))
+    token = _HELD.set({**mine, run_id: lease})
     try:
         yield lease
     finally:
+        _HELD.reset(token)
         renewer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await renewer
