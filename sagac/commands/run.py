@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -39,6 +40,12 @@ def register(sub: Any) -> None:
         "sqlite:///.sagac/sagac.db, so that the run can be resumed)",
     )
     p.add_argument(
+        "--idempotency-key",
+        metavar="K",
+        help="start at most one run for K: the same K and input again returns (or resumes) "
+        "that run; the same K with another input is refused (exit 64)",
+    )
+    p.add_argument(
         "--fail",
         metavar="STEP[=CODE]",
         action="append",
@@ -67,7 +74,8 @@ def read_input(text: str) -> Any:
 def run(args: argparse.Namespace) -> int:
     from sagac.compiler.pipeline import compile_file
     from sagac.runtime import store as stores
-    from sagac.runtime.api import arun, validate_input
+    from sagac.runtime.api import validate_input
+    from sagac.runtime.resume import start
 
     from .compile import _print_diagnostics
 
@@ -93,8 +101,9 @@ def run(args: argparse.Namespace) -> int:
             progress.show(event)
 
         try:
+            begin = functools.partial(start, idempotency_key=args.idempotency_key)
             report = asyncio.run(
-                _run(arun, c.plan, data, store, on_event, args.fail, args.simulate)
+                _run(begin, c.plan, data, store, on_event, args.fail, args.simulate)
             )
         finally:
             if events_file is not None:
@@ -109,6 +118,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json_dict(), indent=2))
     else:
         print_table(report, sys.stdout)
+    if report.status == "waiting_approval":
+        from .durable import print_decision_help
+
+        for gate, token in report.approval_tokens.items():
+            print_decision_help(report.run_id, gate, token, sys.stderr)
     code: int = report.exit_code
     return code
 
