@@ -167,8 +167,13 @@ class Progress:
             from rich.console import Console
 
             self.console = Console(file=stream, highlight=False)
+        from sagac.runtime.progress import BatchProgress
+
+        self.batches = BatchProgress(stream, self.console)  # foreach: a bar, or periodic lines
 
     def show(self, e: dict[str, Any]) -> None:
+        if self.batches.show(e):
+            return
         line = describe(e)
         if line is None:
             return
