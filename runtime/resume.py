@@ -112,6 +112,9 @@ async def _existing(
             return await arun(plan, input, store=store, run_id=run_id, **run_kwargs)
     if record.status in FINAL and record.report is not None:
         return RunReport.model_validate(record.report)
+    if record.status == "waiting_approval" and record.report is not None:
+        if not await _has_news(store, record):  # still waiting: nothing a resume could change
+            return RunReport.model_validate(record.report)
     keep = {k: v for k, v in run_kwargs.items() if k in ("on_event", "clock", "secrets")}
     return await resume(run_id, store=store, plan=plan, owner=owner, **keep)
 
@@ -272,9 +275,26 @@ def _store_of(store: Store | str) -> Store:
     return store
 
 
+async def _with_store(store: Store | str, work: Any) -> Any:
+    """Run `work(store)`, closing the store afterwards when it was opened here from a URL."""
+    s = _store_of(store)
+    try:
+        return await _owning_loop(work(s))
+    finally:
+        if isinstance(store, str):
+            await s.close()
+
+
 def resume_sync(run_id: str, *, store: Store | str, **kwargs: Any) -> RunReport:
-    """`resume` for synchronous programs (runs its own event loop)."""
-    return asyncio.run(_owning_loop(resume(run_id, store=_store_of(store), **kwargs)))
+    """`resume` for synchronous programs (sagac.resume; runs its own event loop)."""
+    report: RunReport = asyncio.run(_with_store(store, lambda s: resume(run_id, store=s, **kwargs)))
+    return report
+
+
+def cancel_sync(run_id: str, *, store: Store | str, by: str, reason: str | None = None) -> bool:
+    """Ask a run to stop and compensate (sagac.cancel); see `cancel`."""
+    first: bool = asyncio.run(_with_store(store, lambda s: cancel(s, run_id, by=by, reason=reason)))
+    return first
 
 
 def decide_sync(
@@ -291,23 +311,17 @@ def decide_sync(
     **resume_kwargs: Any,
 ) -> RunReport | None:
     """Record a decision (and, with `then_resume`, continue the run): sagac.approve/reject."""
-    s = _store_of(store)
 
-    async def go() -> RunReport | None:
-        if not then_resume:
-            await approvals.decide(
-                s, run_id, gate, approved=approved, by=by, token=token, comment=comment, value=value
-            )
-            return None
-        return await _owning_loop(decided_then_resumed())
-
-    async def decided_then_resumed() -> RunReport:
+    async def go(s: Store) -> RunReport | None:
         await approvals.decide(
             s, run_id, gate, approved=approved, by=by, token=token, comment=comment, value=value
         )
+        if not then_resume:
+            return None
         return await resume(run_id, store=s, **resume_kwargs)
 
-    return asyncio.run(go())
+    report: RunReport | None = asyncio.run(_with_store(store, go))
+    return report
 
 
 def approve(

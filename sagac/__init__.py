@@ -26,6 +26,12 @@ _EXPORTS = {
     "run": "sagac.runtime.api",
     "arun": "sagac.runtime.api",
     "RunReport": "sagac.runtime.report",
+    "resume": "sagac.runtime.resume:resume_sync",
+    "approve": "sagac.runtime.resume:approve",
+    "reject": "sagac.runtime.resume:reject",
+    "cancel": "sagac.runtime.resume:cancel_sync",
+    "open_store": "sagac.runtime.store",
+    "ApprovalRefused": "sagac.runtime.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -35,4 +41,5 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'sagac' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    module, _, attr = module.partition(":")  # "module:attr" when the name differs there
+    return getattr(importlib.import_module(module), attr or name)

@@ -62,3 +62,58 @@ class Driver:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         self.proc.wait(timeout=10)
+
+
+GATED = """\
+# Charge, then wait for a person, then ship. A rejection or a timeout refunds the charge.
+saga: gated
+input:
+  type: object
+  required: [order_id]
+  properties:
+    order_id: {{type: string}}
+    amount: {{type: number}}
+secrets: [API_TOKEN]
+actions:
+  charge: {{python: "ledger_shop:charge"}}
+  refund: {{python: "ledger_shop:refund"}}
+  ship: {{python: "ledger_shop:ship"}}
+  leaky: {{python: "ledger_shop:leaky"}}
+steps:
+  - id: charge
+    action: charge
+    with: {{order_id: "{{{{ input.order_id }}}}"}}
+    idempotency_key: "{{{{ input.order_id }}}}-charge"
+    keep: [id]
+    compensate:
+      action: refund
+      with: {{payment_id: "{{{{ result.id }}}}"}}
+      idempotency_key: "{{{{ input.order_id }}}}-refund"
+      retry: {{max_attempts: 2, initial_delay: 10ms}}
+  - id: call_api
+    action: leaky
+    with: {{token: "{{{{ secrets.API_TOKEN | default('none') }}}}"}}
+  - approval:
+      id: sign_off
+      approvers: [alice, "group:finance"]
+      message: "Ship order {{{{ input.order_id }}}} for {{{{ input.amount | default(0) }}}} EUR?"
+      timeout: {timeout}
+      on_timeout: {on_timeout}
+  - id: ship
+    action: ship
+    with: {{order_id: "{{{{ input.order_id }}}}"}}
+    idempotency_key: "{{{{ input.order_id }}}}-ship"
+output:
+  approved_by: "{{{{ steps.sign_off.result.by }}}}"
+  value: "{{{{ steps.sign_off.result.value }}}}"
+"""
+
+
+def gated_saga(folder: Path, timeout: str = "1h", on_timeout: str = "reject") -> Path:
+    """A saga with an approval gate, written to `folder` next to a copy of its actions."""
+    import shutil
+
+    shutil.copy(SAGAS / "ledger_shop.py", folder / "ledger_shop.py")
+    path = folder / f"gated_{timeout}_{on_timeout}.yaml"
+    path.write_text(GATED.format(timeout=timeout, on_timeout=on_timeout))
+    return path
