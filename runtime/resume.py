@@ -112,9 +112,9 @@ async def _existing(
             return await arun(plan, input, store=store, run_id=run_id, **run_kwargs)
     if record.status in FINAL and record.report is not None:
         return RunReport.model_validate(record.report)
-    if record.status == "waiting_approval" and record.report is not None:
-        if not await _has_news(store, record):  # still waiting: nothing a resume could change
-            return RunReport.model_validate(record.report)
+    waiting = record.status == "waiting_approval" and record.report is not None
+    if waiting and not await _has_news(store, record):  # nothing a resume could change
+        return RunReport.model_validate(record.report)
     keep = {k: v for k, v in run_kwargs.items() if k in ("on_event", "clock", "secrets")}
     return await resume(run_id, store=store, plan=plan, owner=owner, **keep)
 
