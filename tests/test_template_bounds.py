@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from jinja2.exceptions import SecurityError
-
 from sagac.compiler.templates import environment
 
 
