@@ -81,8 +81,9 @@ def drop_target(target: str, context: Any = None) -> dict[str, Any]:
     return {"target": target, "dropped": True}
 
 
-def migrate(user_id: str, email: str, target: str, context: Any = None) -> dict[str, Any]:
-    """Copy one user into the target store."""
+async def migrate(user_id: str, email: str, target: str, context: Any = None) -> dict[str, Any]:
+    """Copy one user into the target store (async, as a real client would be: a batch of
+    50,000 calls must not pay for a thread each; the ledger line is one short write)."""
     if "locked" in user_id:
         raise StepError("USER_LOCKED", f"user {user_id} is locked by another process")
     _call("users.migrate", context, user_id=user_id, email=email, target=target)
@@ -91,7 +92,7 @@ def migrate(user_id: str, email: str, target: str, context: Any = None) -> dict[
     return {"user_id": user_id, "row_id": make_id("row", target, user_id)}
 
 
-def unmigrate(user_id: str, target: str, context: Any = None) -> dict[str, Any]:
+async def unmigrate(user_id: str, target: str, context: Any = None) -> dict[str, Any]:
     """Remove one user's copy from the target store."""
     _call("users.unmigrate", context, user_id=user_id, target=target)
     return {"user_id": user_id, "removed": True}
