@@ -198,14 +198,18 @@ class _Run:
             if not ex.cancelled_by_run():
                 raise
             event = await write
-            self._compensable(event, indexes, fields)
+            self._compensable(event, indexes, results)
             raise
-        self._compensable(event, indexes, fields)
+        self._compensable(event, indexes, results)
 
-    def _compensable(self, event: dict[str, Any], indexes: list[int], f: dict[str, Any]) -> None:
+    def _compensable(self, event: dict[str, Any], indexes: list[int], results: list[Any]) -> None:
+        """Keep what undoing the items needs: 8 bytes an item (their indexes: this process has
+        their items), and their kept results only when the compensation reads `result`."""
         if indexes and self.undo:
             seq = event["seq"]
-            block = ItemBlock(self.node.id, seq, indexes, f.get("cursors"), f.get("results"))
+            block = ItemBlock(
+                self.node.id, seq, indexes, None, results if self.keep_results else None
+            )
             chain = self.ex.prep.chain[self.node.id]
             self.ex.undo.append(Undo(self.node.id, None, seq, None, None, chain, block=block))
 
