@@ -24,15 +24,18 @@ EVENT_FIELDS: dict[str, str] = {
     "saga_started": "saga, version, definition_hash, input, [resumed]",
     "saga_resumed": "from_seq",
     "step_started": "step, attempt, idempotency_key, [branch], [item_index], [kind]",
-    "step_retrying": "step, attempt, max_attempts, delay_ms, error, [branch], [item_index]",
+    "step_retrying": "step, attempt, max_attempts, delay_ms, error, [branch], [item_index],"
+    " [cursor]",
     "step_completed": "step, attempt, duration_ms, result, [branch], [item_index]",
-    "step_failed": "step, attempt, duration_ms, error, final, [branch], [item_index]",
+    "step_failed": "step, attempt, duration_ms, error, final, [branch], [item_index], [cursor],"
+    " [batch]",
     "step_skipped": "step, [branch]",
     "group_started": "step, mode, branches, [branch]",
     "group_completed": "step, result, [winner], duration_ms, [branch]",
     "approval_requested": "step, key, message, approvers, deadline, [branch]",
     "approval_decided": "step, approved, by, at, comment, value",
-    "batch_progress": "step, batch, total_batches, processed, total, percent, failed, rate",
+    "batch_progress": "step, batch, total_batches, processed, total, percent, failed, rate,"
+    " [completed], [cursors], [results]",  # the items' checkpoint: docs/batches.md
     "cancel_requested": "by, reason",
     "compensation_started": "step, attempt, idempotency_key, [item_index]",
     "compensation_completed": "step, attempt, duration_ms, [item_index]",
