@@ -464,6 +464,8 @@ async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, An
             continue
         if ran and node.batch.delay > 0:
             await clock.sleep(node.batch.delay)
+        elif not ran:
+            run.t0 = clock.monotonic()  # the rate counts from the first item run here
         ran = True
         errors: list[_ItemFailed] = []
         indexes = iter(pending)
