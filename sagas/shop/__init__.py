@@ -11,6 +11,8 @@ the optional ledger below.
 If the environment variable SAGAC_DEMO_LEDGER names a file, every call appends one JSON line
 `{"action": ..., "key": ..., "args": ...}` to it: a record of what the saga asked the outside world
 to do, with the idempotency key it used, for checking retries, resumes and compensations.
+If SAGAC_DEMO_DELAY is set (seconds), every call first sleeps that long: time enough to watch a
+run, or to kill it and resume it.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from typing import Any
 
 __all__ = ["LEDGER_ENV", "idempotency_key", "make_id", "record"]
 
 LEDGER_ENV = "SAGAC_DEMO_LEDGER"
+DELAY_ENV = "SAGAC_DEMO_DELAY"
 
 
 def idempotency_key(context: Any) -> str | None:
@@ -37,7 +41,10 @@ def make_id(prefix: str, *parts: Any) -> str:
 
 
 def record(action: str, context: Any, **args: Any) -> None:
-    """Append one line to the demo ledger, if SAGAC_DEMO_LEDGER is set."""
+    """Append one line to the demo ledger, if SAGAC_DEMO_LEDGER is set (after the demo delay)."""
+    delay = float(os.environ.get(DELAY_ENV) or 0)
+    if delay > 0:
+        time.sleep(delay)
     path = os.environ.get(LEDGER_ENV)
     if not path:
         return
