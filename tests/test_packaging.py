@@ -50,3 +50,10 @@ def test_editable_install_maps_root_folders() -> None:
 
     assert Path(sagac.compiler.__file__).parent == ROOT / "compiler"
     assert Path(sagac.runtime.__file__).parent == ROOT / "runtime"
+
+
+def test_every_public_name_resolves() -> None:
+    import sagac
+
+    for name in sagac.__all__:
+        assert getattr(sagac, name) is not None, name
