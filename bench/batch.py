@@ -146,7 +146,9 @@ def memory(counts: list[int], folder: Path) -> None:
         for n in counts:
             input_mb, peak = peak_memory(n, compensate, folder)
             what = "with compensate" if compensate else "no compensate"
-            print(f"  {n:>7,} items, {what:<16} input {input_mb:6.1f} MB, peak beyond {peak:6.1f} MB")
+            print(
+                f"  {n:>7,} items, {what:<16} input {input_mb:6.1f} MB, peak beyond {peak:6.1f} MB"
+            )
 
 
 def main() -> None:
