@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,3 +37,44 @@ def need_binary(name: str, package: str) -> str:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",  # the tests run as root
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",  # this machine's network is closed: no phoning home
+    "--disable-component-update",
+    "--disable-sync",
+]
+CONSOLE_ERROR = re.compile(r"Uncaught|CONSOLE|Refused to|Content Security Policy|ERR_")
+
+
+@dataclass(frozen=True)
+class BrowserView:
+    screenshot: Path
+    console_errors: list[str]
+    text: str  # the rendered page's text, whitespace folded
+
+
+def open_in_chromium(page: Path, tmp_path: Path) -> BrowserView:
+    """Load `page` in headless Chromium: a screenshot, console errors, and the page's text."""
+    chromium = need_binary("chromium", "chromium")
+    flags = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    shot = tmp_path / f"{page.stem}.png"
+    shown = subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1280,2000", "--enable-logging=stderr",
+         "--v=0", page.as_uri()],
+        capture_output=True, timeout=120, text=True,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    dom = subprocess.run(
+        [*flags, "--dump-dom", page.as_uri()], capture_output=True, timeout=120, text=True
+    ).stdout
+    return BrowserView(
+        shot,
+        [line for line in shown.stderr.splitlines() if CONSOLE_ERROR.search(line)],
+        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom)),
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -11,19 +10,9 @@ import pytest
 from sagac.compiler.render import render_report_html
 
 from . import run_fixture
-from .conftest import HERE, need_binary, plan_of
+from .conftest import HERE, need_binary, open_in_chromium, plan_of
 
 PLAN = HERE / "sagas" / "all_kinds.yaml"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 class _Resources(HTMLParser):
@@ -95,28 +84,12 @@ def test_report_needs_attention_and_empty_sections() -> None:
 
 
 def test_report_in_headless_chromium(report_html: str, tmp_path: Path) -> None:
-    chromium = need_binary("chromium", "chromium")
     page = tmp_path / "report.html"
     page.write_text(report_html, encoding="utf-8")
-    shot = tmp_path / "report.png"
-    flags = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
-    done = subprocess.run(
-        [*flags, f"--screenshot={shot}", "--window-size=1280,2000", "--enable-logging=stderr",
-         "--v=0", page.as_uri()],
-        capture_output=True, timeout=120, text=True,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert shot.stat().st_size > 20_000  # a real picture, not a blank page
-    console = [
-        line
-        for line in done.stderr.splitlines()
-        if re.search(r"Uncaught|CONSOLE|Refused to|Content Security Policy|ERR_", line)
-    ]
-    assert console == []
-    dom = subprocess.run(
-        [*flags, "--dump-dom", page.as_uri()], capture_output=True, timeout=120, text=True
-    ).stdout
-    text = re.sub(r"<[^>]+>", " ", dom)
+    view = open_in_chromium(page, tmp_path)
+    assert view.screenshot.stat().st_size > 20_000  # a real picture, not a blank page
+    assert view.console_errors == []
+    text = view.text
     assert "Failed at" in text and "per_item" in text and "BATCH_ITEM_FAILED" in text
     assert "Compensations" in text
     for step in ("per_item", "race_x", "left_a", "reserve"):

@@ -8,8 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import need_binary
-from .test_report import CHROMIUM_FLAGS
+from .conftest import open_in_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 SAGA = ROOT / "sagas" / "checkout_compensated.yaml"
@@ -41,33 +40,16 @@ def test_diagram_of_a_run_colours_what_happened(tmp_path: Path) -> None:
 
 
 def test_report_of_a_compensated_run_in_headless_chromium(tmp_path: Path) -> None:
-    chromium = need_binary("chromium", "chromium")
     run_id = compensated_run(tmp_path)
     page = tmp_path / "report.html"
     done = sagac("report", run_id, "-o", str(page), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    flags = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
-    shot = tmp_path / "report.png"
-    browser = subprocess.run(
-        [*flags, f"--screenshot={shot}", "--window-size=1280,2000", "--enable-logging=stderr",
-         "--v=0", page.as_uri()],
-        capture_output=True, timeout=120, text=True,
-    )  # fmt: skip
-    assert browser.returncode == 0, browser.stderr[-2000:]
-    assert shot.stat().st_size > 20_000
-    errors = [
-        line
-        for line in browser.stderr.splitlines()
-        if re.search(r"Uncaught|CONSOLE|Refused to|Content Security Policy|ERR_", line)
-    ]
-    assert errors == []
-    dom = subprocess.run(
-        [*flags, "--dump-dom", page.as_uri()], capture_output=True, timeout=120, text=True
-    ).stdout
-    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
-    assert "Failed at reserve_inventory" in text and "OUT_OF_STOCK" in text
-    assert re.search(r"\b1 reserve_inventory ok 1\b", text), text[:2000]
-    assert re.search(r"\b2 charge_payment ok 1\b", text)
+    view = open_in_chromium(page, tmp_path)
+    assert view.screenshot.stat().st_size > 20_000
+    assert view.console_errors == []
+    assert "Failed at reserve_inventory" in view.text and "OUT_OF_STOCK" in view.text
+    assert re.search(r"\b1 reserve_inventory ok 1\b", view.text), view.text[:2000]
+    assert re.search(r"\b2 charge_payment ok 1\b", view.text)
 
 
 def test_report_of_an_unknown_run_is_a_usage_error(tmp_path: Path) -> None:
