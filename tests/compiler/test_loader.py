@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from sagac.compiler import loader
 from sagac.compiler.loader import load_file, load_text
 
@@ -133,3 +135,46 @@ def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
     bad.write_bytes("name: caf\xe9\n".encode("latin-1"))
     doc, diags = load_file(bad)
     assert doc is None and diags[0].code == "E001" and "UTF-8" in diags[0].message
+
+
+_WALK_CASES = [
+    "a: &x {b: [1, *x0]}\n",
+    "base: &b [1, {k: &s v}]\nk1: *b\nk2: *s\nk3: [*b, *b]\n",
+    "? [1, 2]\n: x\n",
+    "? {a: 1}\n: x\n",
+    "base: &m {a: 1}\n? *m\n: x\n",
+    "a: 1\nb: {a: 1, a: 2}\n",
+    "[1, 0o7, 0x1f, .5, -.inf, .NaN, ~, null, true, 'x', !!str 1, ! 2, !!int 3, !!float 4]\n",
+    "{null: 1, true: 2, 3: 4, 1.5: 5, '': 6}\n",
+    "{1: a, '1': b}\n",
+    "v: !!int x\n",
+    "v: !!map {a: 1}\nw: !!seq [1]\nx: !!set {a}\n",
+    "a: 1\n---\nb: 2\n",
+    "v: " + "[" * 70 + "]" * 70 + "\n",
+    "",
+    "# only a comment\n",
+    "plain\n",
+]
+
+
+_SAGAS = sorted((Path(__file__).resolve().parents[2] / "sagas").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("max_nodes", [loader.MAX_NODES, 40])
+@pytest.mark.parametrize("text", _WALK_CASES + [p.read_text("utf-8") for p in _SAGAS])
+def test_fast_walk_agrees_with_the_recording_walk(
+    text: str, max_nodes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`_data` (the hot path) and `_build` (which also records positions) build the same data
+    and refuse the same input with the same diagnostic, node limit included."""
+    monkeypatch.setattr(loader, "MAX_NODES", max_nodes)
+
+    def outcome(build: Callable[[], object]) -> object:
+        try:
+            return ("ok", build())
+        except loader._Refused as r:
+            return ("refused", r.code, r.message, r.mark, r.hint)
+        except yaml.YAMLError as e:
+            return ("error", type(e).__name__, str(e))
+
+    assert outcome(lambda: loader._data(text)) == outcome(lambda: loader._build(text, None))
