@@ -121,9 +121,20 @@ class TemplateInfo:
     error_line: int = 1
 
 
+_NOT = re.compile(r"\s*not\s+")
+_TEST = re.compile(rf"\s+is\s+(?:not\s+)?({_NAME})\s*\Z")
+
+
+@lru_cache(maxsize=65536)
 def _simple_chain(expr: str) -> Read | None:
-    """`a.b[0]` as a Read, or None when `expr` is anything more than a chain of constants."""
-    m = _ROOT.match(expr)
+    """The read of `expr` when it is a chain of constants (`a.b[0]`), optionally negated
+    (`not a.b`) or tested without arguments (`a.b is not none`); else None.
+
+    A test is accepted only when the environment has it: an unknown one is left to Jinja's
+    parse, which reports it.
+    """
+    neg = _NOT.match(expr)
+    m = _ROOT.match(expr, neg.end() if neg else 0)
     if not m or m.group(1) in _KEYWORDS:
         return None
     pos, chain = m.end(), []
@@ -138,25 +149,27 @@ def _simple_chain(expr: str) -> Read | None:
             chain.append(int(key) if key[0].isdigit() else key[1:-1])
         pos = seg.end()
     if expr[pos:].strip():
-        return None
+        test = _TEST.match(expr, pos)
+        if test is None or test.group(1) not in environment().tests:
+            return None
     return Read(m.group(1), tuple(chain))
 
 
 def _fast_reads(text: str) -> tuple[Read, ...] | None:
+    """The reads of a template made only of `{{ <simple chain> }}` blocks and plain text, else
+    None (anything else goes to Jinja's parser)."""
+    if "{%" in text or "{#" in text:
+        return None
+    blocks = _SIMPLE_BLOCK.findall(text)
+    # Every `{{` opens one of the blocks: none is left unclosed in the text between them.
+    if text.count("{{") != len(blocks):
+        return None
     reads: list[Read] = []
-    rest: list[str] = []
-    last = 0
-    for m in _SIMPLE_BLOCK.finditer(text):
-        read = _simple_chain(m.group(1))
+    for block in blocks:
+        read = _simple_chain(block)
         if read is None:
             return None
         reads.append(read)
-        rest.append(text[last : m.start()])
-        last = m.end()
-    rest.append(text[last:])
-    outside = "".join(rest)
-    if any(marker in outside for marker in _MARKERS):
-        return None
     return tuple(reads)
 
 

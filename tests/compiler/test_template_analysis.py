@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jinja2 import TemplateSyntaxError
 from sagac.compiler.templates import Read, TemplateInfo, _Reads, analyze, parse
 
 
@@ -70,3 +71,40 @@ def test_fast_path_agrees_with_jinja(parts: list[tuple[str, str]]) -> None:
     text = "".join(f"{prefix}{{{{ {expr} }}}}" for prefix, expr in parts)
     slow = tuple(_Reads(parse(text)).reads)
     assert analyze(text).reads == slow
+
+
+def _jinja_analysis(text: str) -> TemplateInfo:
+    """What `analyze` finds when it always goes through Jinja's parser."""
+    try:
+        walker = _Reads(parse(text))
+    except TemplateSyntaxError as e:
+        return TemplateInfo(error=e.message or "invalid template", error_line=e.lineno or 1)
+    if walker.problems:
+        message, line = walker.problems[0]
+        return TemplateInfo(error=message, error_line=line)
+    return TemplateInfo(tuple(dict.fromkeys(walker.reads)))
+
+
+_CONDITION = st.tuples(
+    st.sampled_from(["", "not ", " not  ", "not not "]),
+    _EXPR,
+    st.sampled_from(
+        [
+            *("", " is none", " is not none", " is  defined ", " is not\nstring", " is frob"),
+            *(" is not", " is none(1)", " is divisibleby 3", " is sameas x", "is none", " is a.b"),
+            " == 1",
+        ]
+    ),
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.text("ab- \n", max_size=3), _CONDITION), min_size=1, max_size=3))
+def test_fast_path_agrees_with_jinja_on_conditions(parts: list[tuple[str, str]]) -> None:
+    """`not x`, `x is [not] <test>`: what `when:` conditions are made of, recognised without
+    Jinja when it is sure to agree (a test it does not know is left to Jinja to report)."""
+    text = "".join(f"{prefix}{{{{ {expr} }}}}" for prefix, expr in parts)
+    info = analyze(text)
+    assert TemplateInfo(tuple(dict.fromkeys(info.reads)), info.error, info.error_line) == (
+        _jinja_analysis(text)
+    )
