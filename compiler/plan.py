@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import ir
 from .errorcodes import node_codes, saga_codes
-from .graph import SagaGraph
+from .graph import SagaGraph, Scope
 
 PLAN_VERSION = 1
 
@@ -78,13 +78,44 @@ def definition_hash(data: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _order_and_layers(scope: Scope) -> tuple[list[str], list[list[str]]]:
+    """The scope's topological order (ties in declaration order) and its layers.
+
+    Most scopes only ever depend backwards (no `after:`, or `after:` naming earlier nodes):
+    then declaration order is the order, and a node's layer is one more than its deepest
+    dependency's, found in one pass. Anything else goes to networkx.
+    """
+    ids = scope.ids
+    layer_of: dict[str, int] = {}
+    edges = 0
+    for nid in ids:
+        deps = scope.deps[nid]
+        if not all(d in layer_of for d in deps):  # a dependency further down: general case
+            break
+        edges += len(deps)
+        layer_of[nid] = max([layer_of[d] + 1 for d in deps], default=0)
+    if len(layer_of) == len(ids) and edges == scope.dag.number_of_edges():
+        layers: list[list[str]] = [[] for _ in range(max(layer_of.values(), default=-1) + 1)]
+        for nid in ids:
+            layers[layer_of[nid]].append(nid)
+        return ids, layers
+    index = {nid: i for i, nid in enumerate(ids)}
+    order = list(nx.lexicographical_topological_sort(scope.dag, key=index.__getitem__))
+    return order, [sorted(g, key=index.__getitem__) for g in nx.topological_generations(scope.dag)]
+
+
+def _sorted_codes(found: frozenset[str], memo: dict[frozenset[str], list[str]]) -> list[str]:
+    if found not in memo:
+        memo[found] = sorted(found)
+    return memo[found]
+
+
 def build_plan(saga: ir.Saga, graph: SagaGraph, data: Any, file: str | None = None) -> Plan:
     scopes: list[ScopePlan] = []
     nodes: dict[str, NodePlan] = {}
+    codes: dict[frozenset[str], list[str]] = {}  # most nodes share their set of codes
     for scope in graph.scopes.values():
-        index = {nid: i for i, nid in enumerate(scope.ids)}
-        order = list(nx.lexicographical_topological_sort(scope.dag, key=index.__getitem__))
-        layers = [sorted(g, key=index.__getitem__) for g in nx.topological_generations(scope.dag)]
+        order, layers = _order_and_layers(scope)
         scopes.append(
             ScopePlan(
                 key=scope.key,
@@ -104,7 +135,7 @@ def build_plan(saga: ir.Saga, graph: SagaGraph, data: Any, file: str | None = No
                 compensable=isinstance(n, (ir.TaskStep, ir.ForeachNode))
                 and n.compensate is not None,
                 irreversible=isinstance(n, ir.TaskStep) and n.irreversible,
-                error_codes=sorted(node_codes(n)),
+                error_codes=_sorted_codes(node_codes(n), codes),
             )
     rule = (
         "reverse order of completion (LIFO), one at a time"

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import textwrap
 
+import networkx as nx
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sagac.compiler import ir
+from sagac.compiler.graph import Scope
 from sagac.compiler.pipeline import Compilation, compile_text
+from sagac.compiler.plan import _order_and_layers
 
 
 def _compile(text: str) -> Compilation:
@@ -130,3 +134,26 @@ def test_random_dags_compile_and_the_order_respects_every_dependency(
         for d in ds:
             assert position[f"n{d}"] < position[f"n{i}"]
             assert layer_of[f"n{d}"] < layer_of[f"n{i}"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(_dags(), st.randoms(use_true_random=False), st.booleans())
+def test_order_and_layers_are_networkx_s(deps: list[list[int]], rnd: object, shuffle: bool) -> None:
+    """The one-pass order and layers of backward-only scopes are networkx's exactly; declared
+    out of order, the scope goes to networkx itself."""
+    order = list(range(len(deps)))
+    if shuffle:
+        rnd.shuffle(order)  # type: ignore[attr-defined]
+    scope = Scope("steps", [])
+    for i in order:
+        nid = f"n{i}"
+        scope.deps[nid] = tuple(f"n{d}" for d in deps[i])
+        scope.dag.add_node(nid)
+        scope.dag.add_edges_from((d, nid) for d in scope.deps[nid])
+    scope.nodes = [ir.FailNode(id=f"n{i}", code="X") for i in order]
+    index = {nid: k for k, nid in enumerate(scope.ids)}
+    expected = (
+        list(nx.lexicographical_topological_sort(scope.dag, key=index.__getitem__)),
+        [sorted(g, key=index.__getitem__) for g in nx.topological_generations(scope.dag)],
+    )
+    assert _order_and_layers(scope) == expected
