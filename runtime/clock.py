@@ -12,7 +12,6 @@ import asyncio
 import random
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 
 class Clock:
@@ -58,17 +57,29 @@ class FakeClock(Clock):
         await asyncio.sleep(0)
 
 
-_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+# The last millisecond and the last second formatted, each with its text as one tuple: replaced
+# in one store, so threads (the journal's writer stamps audit entries) never pair a time with
+# another's text.
+_last_ms: tuple[int, str] = (-1, "")
+_last_second: tuple[int, str] = (-1, "")
 
 
 def rfc3339(epoch: float) -> str:
-    """`2024-05-01T12:00:00.123Z` (every event carries one: the whole second is cached)."""
-    sec = int(epoch)
-    if sec != _second[0]:
-        _second[0] = sec
-        _second[1] = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    ms = int((epoch - sec) * 1000)
-    return f"{_second[1]}.{ms:03d}Z"
+    """`2024-05-01T12:00:00.123Z` (every event carries one: the last millisecond and the last
+    second are cached)."""
+    global _last_ms, _last_second
+    ms = int(epoch * 1000)
+    hit = _last_ms
+    if hit[0] == ms:
+        return hit[1]
+    sec, frac = divmod(ms, 1000)
+    prefix = _last_second
+    if prefix[0] != sec:
+        prefix = (sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        _last_second = prefix
+    text = f"{prefix[1]}.{frac:03d}Z"
+    _last_ms = (ms, text)
+    return text
 
 
 DEFAULT_CLOCK = Clock()

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from sagac.compiler import ir
-from sagac.runtime.actions import StepContext
+from sagac.runtime.actions import StepContext, immediate_action
 from sagac.runtime.errors import StepError
 
 from .retry import RetryState
@@ -143,29 +143,35 @@ async def compensate_one(ex: Executor, u: Undo) -> bool:
     retry = RetryState(comp.retry)
     redacted_key = ex.redact(key)
     clock = ex.clock
+    instant = immediate_action(spec)  # a mock without delay: no coroutine, no context
     while True:
         attempt += 1
         await ex.emit(
             "compensation_started", {**where, "attempt": attempt, "idempotency_key": redacted_key}
         )
         started = clock.monotonic()
-        ctx = StepContext(
-            ex.run_id,
-            ex.plan.saga,
-            u.step,
-            attempt,
-            key,
-            None if comp.timeout is None else clock.now() + comp.timeout,
-            u.item_index,
-            True,
-            ex.prep.base_dir,
-        )
         try:
-            result = await ex.call(spec, args, ctx, comp.timeout, scope)
+            if instant is not None:
+                if comp.timeout is not None and comp.timeout <= 0:
+                    raise TimeoutError
+                result = instant(attempt)
+            else:
+                ctx = StepContext(
+                    ex.run_id,
+                    ex.plan.saga,
+                    u.step,
+                    attempt,
+                    key,
+                    None if comp.timeout is None else clock.now() + comp.timeout,
+                    u.item_index,
+                    True,
+                    ex.prep.base_dir,
+                )
+                result = await ex.call(spec, args, ctx, comp.timeout, scope)
             if isinstance(result, StepError):
                 raise result
         except StepError as e:
-            exc = e
+            exc = e.with_traceback(None)  # a value now: no frame <-> traceback cycle
         except TimeoutError:
             exc = StepError("TIMEOUT", f"the compensation took longer than {comp.timeout:g}s")
         except asyncio.CancelledError as cancel:

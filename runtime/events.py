@@ -117,7 +117,8 @@ class Journal:
         }
         if not self._defer:
             await self.store.append(self.run_id, (event,))
-            await self._publish((event,))
+            if self._callback is not None:
+                await self._publish((event,))
             return event
         if self._error is not None:
             raise self._error
@@ -133,7 +134,8 @@ class Journal:
         await committed
         if prev is not None:
             await prev
-        await self._publish(batch)
+        if self._callback is not None:
+            await self._publish(batch)
         return event
 
     def _flush(self) -> None:

@@ -27,7 +27,13 @@ from typing import Any, NoReturn
 from sagac.compiler import ir
 from sagac.compiler.plan import Plan
 from sagac.compiler.templates import is_template
-from sagac.runtime.actions import StepContext, invoke, render_spec, spec_templates
+from sagac.runtime.actions import (
+    StepContext,
+    immediate_action,
+    invoke,
+    render_spec,
+    spec_templates,
+)
 from sagac.runtime.errors import StepError
 from sagac.runtime.templates import TemplateEngine
 
@@ -39,6 +45,7 @@ from .retry import RetryState
 from .store.base import RunRecord, Store
 
 MAX_RESULT_BYTES = 64 * 1024
+_json_text = json.JSONEncoder(default=str).encode  # json.dumps builds an encoder per call
 CANCEL_POLL_SECONDS = 0.2  # how often a running saga looks for a `sagac cancel` request
 HALTED: Any = object()  # a node that cannot finish now (an approval gate waiting)
 _FALSE_TEXT = frozenset({"", "false", "0", "no", "none", "null", "off"})
@@ -230,6 +237,8 @@ class Executor:
         self.journal = Journal(
             store, self.run_id, self.clock, on_event, state.last_seq if state else 0
         )
+        # Record an event (`Journal.emit`), bound once: no wrapper coroutine per event.
+        self.emit = self.journal.emit
         self.input = input
         self.overrides = dict(overrides or {})
         self.simulate = simulate
@@ -260,9 +269,6 @@ class Executor:
         self.t0 = self.clock.monotonic()
 
     # -- events -------------------------------------------------------------------------
-
-    async def emit(self, type_: str, fields: dict[str, Any]) -> dict[str, Any]:
-        return await self.journal.emit(type_, fields)
 
     def redact(self, value: Any) -> Any:
         return self.engine.redact(value) if self.redacting else value
@@ -523,7 +529,8 @@ class Executor:
             }
         )
         await self.store.update_run(self.run_id, status, report.to_json_dict())
-        report.approval_tokens.update(self.approval_tokens)  # never stored: only returned
+        if self.approval_tokens:  # never stored: only returned
+            report.approval_tokens.update(self.approval_tokens)
         return report
 
     # -- scopes -------------------------------------------------------------------------
@@ -581,7 +588,11 @@ class Executor:
             await self.settle(list(running))
             raise
         if failure is not None:
-            raise failure
+            exc = None
+            try:
+                raise failure
+            finally:  # no local of this frame may keep the exception its traceback holds
+                failure = None
         return done_count == len(order)
 
     async def run_node(self, nid: str, extra: Mapping[str, Any] | None) -> Any:
@@ -777,6 +788,7 @@ class Executor:
             where = self._where(nid, item_index)
         emit = self.journal.emit
         redacted_key = self.redact(key)
+        instant = immediate_action(spec)  # a mock without delay: no coroutine, no context
         while True:
             attempt += 1
             await emit(
@@ -789,24 +801,31 @@ class Executor:
             saga_at = self.saga_deadline_at
             if saga_at is not None and (limit is None or saga_at - started < limit):
                 limit, binding = saga_at - started, "saga"
-            ctx = StepContext(
-                self.run_id,
-                self.plan.saga,
-                nid,
-                attempt,
-                key,
-                None if limit is None else clock.now() + limit,
-                item_index,
-                False,
-                self.prep.base_dir,
-            )
             try:
-                result = await self.call(spec, args, ctx, limit, scope)
+                if instant is not None:
+                    if limit is not None and limit <= 0:
+                        raise TimeoutError
+                    result = instant(attempt)
+                else:
+                    ctx = StepContext(
+                        self.run_id,
+                        self.plan.saga,
+                        nid,
+                        attempt,
+                        key,
+                        None if limit is None else clock.now() + limit,
+                        item_index,
+                        False,
+                        self.prep.base_dir,
+                    )
+                    result = await self.call(spec, args, ctx, limit, scope)
                 exc: StepError | None = None
                 if isinstance(result, StepError):
                     exc = result
             except StepError as e:
-                exc = e
+                # A value from here on: without its traceback, this frame holding it is no
+                # reference cycle (each one is the garbage collector's work, a whole run's).
+                exc = e.with_traceback(None)
             except TimeoutError:
                 exc = _timeout_error(binding, limit, timeout, deadline, self.saga.timeout)
             except asyncio.CancelledError as cancel:
@@ -838,7 +857,7 @@ class Executor:
                         where, nid, item_index, attempt, started, result, keep, undo, item
                     )
                 except StepError as e:
-                    exc = e  # RESULT_TOO_LARGE: not retried unless a policy names it
+                    exc = e.with_traceback(None)  # RESULT_TOO_LARGE: retried if a policy says
             if retry is None:
                 retry = RetryState(policies)
             nxt = (
@@ -893,7 +912,7 @@ class Executor:
         if keep is not None and isinstance(result, dict):
             result = {k: result[k] for k in keep if k in result}
         if result and not isinstance(result, int | float | bool):
-            size = len(json.dumps(result, default=str))
+            size = len(_json_text(result))
             if size > MAX_RESULT_BYTES:
                 raise StepError(
                     "RESULT_TOO_LARGE",
@@ -925,6 +944,11 @@ class Executor:
         self, spec: Any, args: Any, ctx: StepContext, limit: float | None, scope: Mapping[str, Any]
     ) -> Any:
         """One attempt of an action, bounded by `limit` seconds."""
+        instant = immediate_action(spec)
+        if instant is not None:  # takes no time: only a deadline already passed can stop it
+            if limit is not None and limit <= 0:
+                raise TimeoutError
+            return instant(ctx.attempt)
         templated = self.prep.spec_templated.get(id(spec))
         if templated is None:
             templated = self.prep.spec_templated[id(spec)] = bool(spec_templates(spec))

@@ -17,6 +17,10 @@ executor's (`asyncio.timeout` around `invoke`), and on cancellation every action
 before the error goes on (a subprocess is killed and reaped, an http request is closed). Any
 other exception becomes `StepError("UNEXPECTED", "<ExcType>: <msg>")`.
 
+`immediate_action(spec)` is `invoke` without a coroutine for an action that needs no I/O and no
+time (a mock without `delay`): a function of the attempt number, or None. The executor calls it
+instead of `invoke` when there is one; results and errors are the same.
+
 `invoke` never redacts: results and errors may contain secrets the action was given, so the
 executor passes what it journals through `TemplateEngine.redact`. HTTP connections are pooled
 per event loop: close them with `await aclose_clients()` (or `async with http_clients():`)
@@ -35,7 +39,7 @@ from sagac.compiler.templates import is_template
 from sagac.runtime.actions.command import run_command
 from sagac.runtime.actions.context import StepContext
 from sagac.runtime.actions.http import aclose_clients, http_clients, run_http
-from sagac.runtime.actions.mock import run_mock
+from sagac.runtime.actions.mock import immediate, run_mock
 from sagac.runtime.actions.python import run_python, runs_in_thread
 from sagac.runtime.errors import StepError
 
@@ -47,6 +51,7 @@ __all__ = [
     "StepContext",
     "aclose_clients",
     "http_clients",
+    "immediate_action",
     "invoke",
     "render_spec",
     "runs_in_thread",
@@ -54,6 +59,8 @@ __all__ = [
 ]
 
 ActionSpec: TypeAlias = PythonAction | HttpAction | CommandAction | MockAction
+
+_STRICT_JSON = json.JSONEncoder(allow_nan=False).encode  # json.dumps builds one per call
 
 _RUNNERS: dict[str, Callable[[Any, Any, StepContext], Awaitable[Any]]] = {
     "python": run_python,
@@ -82,11 +89,17 @@ async def invoke(
     except (Exception, SystemExit) as exc:  # SystemExit: a sys.exit() in user code
         raise _unexpected(exc) from exc
     try:
-        return json.loads(json.dumps(result, allow_nan=False))
+        return json.loads(_STRICT_JSON(result))
     except (TypeError, ValueError, RecursionError) as exc:
         raise StepError(
             "UNEXPECTED", f"the action's result is not JSON data: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def immediate_action(spec: ActionSpec) -> Callable[[int], Any] | None:
+    """For an action that needs no I/O and no time: attempt -> result (or raises StepError),
+    exactly what `invoke` would return or raise; None for any other action."""
+    return immediate(spec) if isinstance(spec, MockAction) else None
 
 
 def spec_templates(spec: ActionSpec) -> dict[str, Any]:

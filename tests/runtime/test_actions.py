@@ -18,6 +18,7 @@ from sagac.runtime.actions import (
     StepContext,
     aclose_clients,
     http_clients,
+    immediate_action,
     invoke,
     render_spec,
     runs_in_thread,
@@ -554,6 +555,51 @@ async def test_mock_delay_then_result() -> None:
     started = time.monotonic()
     assert await invoke(MockAction(result=1, delay=0.1), {}, ctx()) == 1
     assert time.monotonic() - started >= 0.1
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        MockAction(),
+        MockAction(result=7),
+        MockAction(result={}),
+        MockAction(result={"ok": True, 1: "int key", "n": None}),
+        MockAction(result=["a", 1.5]),
+        MockAction(result={"order": {"lines": [1, 2]}, "tags": ("x", "y")}),
+        MockAction(result={"ok": True}, fail="OUT_OF_STOCK", fail_times=2),
+        MockAction(fail="DOWN"),
+    ],
+)
+async def test_an_immediate_mock_returns_and_raises_what_invoke_does(spec: MockAction) -> None:
+    instant = immediate_action(spec)
+    assert instant is not None
+    for attempt in (1, 2, 3):
+        try:
+            expected: Any = await invoke(spec, {}, ctx(attempt=attempt))
+        except StepError as e:
+            with pytest.raises(StepError) as info:
+                instant(attempt)
+            assert (info.value.code, info.value.message, info.value.detail) == (
+                e.code,
+                e.message,
+                e.detail,
+            )
+            continue
+        got = instant(attempt)
+        assert json.dumps(got) == json.dumps(expected)  # types too: keys are JSON text
+        if isinstance(got, dict | list):  # a fresh copy, nested values included
+            assert got is not instant(attempt)
+            if isinstance(got, dict) and "order" in got:
+                got["order"]["lines"].append(3)
+                assert instant(attempt)["order"]["lines"] == [1, 2]
+
+
+def test_only_mocks_that_take_no_time_and_return_json_are_immediate() -> None:
+    assert immediate_action(MockAction(result=1, delay=0.1)) is None
+    assert immediate_action(MockAction(result=float("nan"))) is None  # invoke reports it
+    assert immediate_action(MockAction(result={"at": object()})) is None
+    assert immediate_action(PythonAction(target="a:b")) is None
+    assert immediate_action(HttpAction(url="http://h/x")) is None
 
 
 # -- spec templates --------------------------------------------------------------------------
