@@ -19,7 +19,7 @@ import networkx as nx
 
 from . import ir
 from .diagnostics import Diagnostic
-from .errorcodes import EFFECT, HTTP_CODE, action_codes, can_raise
+from .errorcodes import EFFECT, HTTP_CODE, action_codes, can_raise, node_codes
 from .graph import ON_FAILURE, SagaGraph
 from .loader import Document
 from .templates import Read, analyze
@@ -275,10 +275,15 @@ def check_retry_codes(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
         sources: list[tuple[tuple[ir.RetryPolicy, ...], bool]] = [(n.retry, False)]
         if n.compensate:
             sources.append((n.compensate.retry, True))
+        codes: frozenset[str] | None = None  # the node's own codes, found when first needed
         for policies, compensation in sources:
             for policy in _own(policies):
                 for i, code in enumerate(policy.on):
-                    ok = _compensation_can_raise(n, code) if compensation else can_raise(n, code)
+                    if compensation:
+                        ok = _compensation_can_raise(n, code)
+                    else:
+                        codes = node_codes(n) if codes is None else codes
+                        ok = code in codes or can_raise(n, code)
                     if ok:
                         continue
                     who = f"the compensation of {n.id!r}" if compensation else repr(n.id)
@@ -477,7 +482,7 @@ def check_input_schema(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
 # --- Templates ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a saga has one per template string, and freezing costs 4x
 class Site:
     """One template string and the names in scope where it is written."""
 
@@ -501,12 +506,18 @@ class Site:
 def _strings(value: Any, path: ir.Path) -> Iterator[tuple[ir.Path, str]]:
     if isinstance(value, str):
         yield path, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(v, (*path, k))
+        return
+    if isinstance(value, dict):
+        items: Any = value.items()
     elif isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            yield from _strings(v, (*path, i))
+        items = enumerate(value)
+    else:
+        return
+    for k, v in items:
+        if isinstance(v, str):  # most values: no generator of their own
+            yield (*path, k), v
+        elif isinstance(v, dict | list | tuple):
+            yield from _strings(v, (*path, k))
 
 
 def _action_strings(spec: ir.Action | None, base: ir.Path) -> Iterator[tuple[ir.Path, str]]:
@@ -583,7 +594,8 @@ class _TemplateChecker:
                     'templates are Jinja2 expressions, e.g. "order-{{ input.order_id }}"',
                 )
                 continue
-            for read in dict.fromkeys(info.reads):
+            reads = info.reads
+            for read in dict.fromkeys(reads) if len(reads) > 1 else reads:
                 self.read(site, read)
         return self.out
 
