@@ -9,6 +9,7 @@ mistake, and they stay linear in the size of the saga: ancestry questions go to 
 from __future__ import annotations
 
 import difflib
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,15 +58,20 @@ def has_side_effect(spec: ir.Action | None) -> bool:
     return isinstance(spec, (ir.PythonAction, ir.CommandAction))
 
 
-_last_walk: tuple[ir.Saga, list[ir.AnyNode]] | None = None
+_walks: dict[int, list[ir.AnyNode]] = {}  # id(saga) -> its walk, for as long as it lives
 
 
 def _walk(saga: ir.Saga) -> list[ir.AnyNode]:
-    """`saga.walk()`, computed once for the saga being checked (every check walks it)."""
-    global _last_walk
-    if _last_walk is None or _last_walk[0] is not saga:
-        _last_walk = (saga, saga.walk())
-    return _last_walk[1]
+    """`saga.walk()`, computed once per saga (every check walks it).
+
+    The cache never keeps a saga's nodes alive past the saga itself: freeing a large saga's
+    IR takes a while, and it belongs to the compilation that made it, not to the next one.
+    """
+    nodes = _walks.get(id(saga))
+    if nodes is None:
+        nodes = _walks[id(saga)] = saga.walk()
+        weakref.finalize(saga, _walks.pop, id(saga), None)
+    return nodes
 
 
 def _retried(policies: tuple[ir.RetryPolicy, ...]) -> int:
