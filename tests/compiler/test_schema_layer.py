@@ -173,3 +173,40 @@ def test_fast_validator_agrees_after_random_edits(data: st.DataObject) -> None:
     elif isinstance(node, list) and node:
         node[data.draw(st.integers(0, len(node) - 1))] = data.draw(_VALUES)
     assert schema.is_valid_fast(doc) == _verdict(doc)
+
+
+_MOCK = {"mock": {}}
+_TRICKY_NODES = [
+    {"id": "a", "action": "x"},
+    {"id": "a", "action": "x", "parallel": {"id": "p", "branches": [[{"id": "b", "action": "x"}]]}},
+    {"parallel": {"id": "p", "branches": [[{"id": "b", "action": "x"}]]}},
+    {"parallel": {"id": "p", "branches": [[{"id": "b", "action": "x"}]]}, "id": "p"},
+    {"approval": {"id": "g", "approvers": ["u"]}, "id": "g"},
+    {"approval": {"id": "g", "approvers": ["u"]}},
+    {"foreach": {"id": "f", "items": "{{ input.x }}", "as": "x", "action": "x"}, "id": "f"},
+    {"fail": {"id": "f", "code": "NO"}, "id": "f"},
+    {"fail": {"id": "f", "code": "NO"}},
+    {"id": "a"},
+    {"id": 3, "action": "x"},
+    {"action": "x"},
+    {},
+    [],
+    "a",
+    None,
+    {"id": "a", "action": _MOCK, "retry": {"max_attempts": 2}},
+    {"id": "a", "action": _MOCK, "retry": [{"max_attempts": 2}, {"on": ["X"]}]},
+    {"id": "a", "action": _MOCK, "retry": []},
+    {"id": "a", "action": _MOCK, "retry": "3"},
+    {"id": "a", "action": _MOCK, "retry": None},
+    {"id": "a", "action": _MOCK, "retry": {"max_attempts": 0}},
+    {"id": "a", "action": _MOCK, "compensate": {"action": "x", "retry": [{}]}},
+]
+
+
+@pytest.mark.parametrize("node", _TRICKY_NODES)
+def test_fast_validator_agrees_on_node_kinds_and_retries(node: object) -> None:
+    """The fast validator asks first whether a node has an `id` and whether a retry is one
+    policy: nodes that mix a wrapper with step keys, and every shape of retry, get the same
+    verdict from both validators."""
+    data = {"saga": "s", "actions": {"x": _MOCK}, "steps": [copy.deepcopy(node)]}
+    assert schema.is_valid_fast(copy.deepcopy(data)) == _verdict(data)
