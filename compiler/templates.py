@@ -19,7 +19,6 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-_MARKERS = ("{{", "{%", "{#")
 _SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 
 
@@ -63,7 +62,7 @@ def environment() -> SagaEnvironment:
 
 
 def is_template(text: str) -> bool:
-    return "{" in text and any(m in text for m in _MARKERS)
+    return "{" in text and ("{{" in text or "{%" in text or "{#" in text)
 
 
 def single_expression(text: str) -> str | None:
