@@ -118,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.profile:
         text = linear_saga(args.profile)
-        cProfile.runctx("compile_stages(text, 'p')", globals(), {"text": text}, "/tmp/sagac.prof")
+        with paused_gc():  # as when timed: else the collector's pauses land on random lines
+            cProfile.runctx(
+                "compile_stages(text, 'p')", globals(), {"text": text}, "/tmp/sagac.prof"
+            )
         pstats.Stats("/tmp/sagac.prof").sort_stats("cumulative").print_stats(30)
         return 0
     cases = [(f"linear {n:,}", linear_saga(n)) for n in (1_000, 10_000, 20_000)]
