@@ -140,7 +140,7 @@ _CHILD_NAME = re.compile(
 def fast_validator() -> Callable[[Any], Any]:
     """A generated validator for the saga schema: raises on the first error, says little."""
     definition = _common_case_first(_draft7(saga_schema()))
-    code = fastjsonschema.compile_to_code(definition, detailed_exceptions=False)
+    code = fastjsonschema.compile_to_code(definition, detailed_exceptions=False, use_default=False)
     entry = re.search(r"^def (\w+)\(", code, re.MULTILINE)
     try:
         assert entry is not None
@@ -148,7 +148,7 @@ def fast_validator() -> Callable[[Any], Any]:
         exec(_CHILD_NAME.sub(", custom_formats, None)", code), namespace)
         validate: Callable[[Any], Any] = namespace[entry.group(1)]
     except Exception:  # another fastjsonschema's code: compile it as it is
-        validate = fastjsonschema.compile(definition, detailed_exceptions=False)
+        validate = fastjsonschema.compile(definition, detailed_exceptions=False, use_default=False)
     return validate
 
 

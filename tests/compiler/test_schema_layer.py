@@ -210,3 +210,13 @@ def test_fast_validator_agrees_on_node_kinds_and_retries(node: object) -> None:
     verdict from both validators."""
     data = {"saga": "s", "actions": {"x": _MOCK}, "steps": [copy.deepcopy(node)]}
     assert schema.is_valid_fast(copy.deepcopy(data)) == _verdict(data)
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[2].glob("sagas/*.yaml")))
+def test_the_fast_validator_never_changes_the_document(path: Path) -> None:
+    """Defaults written into the data would change the definition hash of large files only."""
+    doc, _ = load_text(path.read_text(), str(path))
+    assert doc is not None
+    before = copy.deepcopy(doc.data)
+    assert schema.is_valid_fast(doc.data)
+    assert doc.data == before
