@@ -3,7 +3,9 @@
 Run with `.venv/bin/python bench/runtime.py [--profile linear|compensate]`. Three cases:
 
 - linear: a saga of 100 no-op steps (mock actions) vs 100 awaited no-op coroutines;
-  target: at most 10 us of overhead per step.
+  target: at most 10 us of overhead per step. A mock without delay takes the executor's
+  immediate path (no coroutine, its result checked once), so the same saga with an async
+  python no-op (`invoke`'s full path: context, coroutine, JSON round trip) is shown too.
 - compensate: 10 steps, the 10th fails, 9 compensations vs the same calls in a try/except;
   target: under 100 us per saga of overhead.
 - parallel: one group of 10 branches each sleeping 50 ms vs asyncio.gather of 10 sleeps;
@@ -39,6 +41,12 @@ def build(lines: list[str]) -> Plan:
 
 def linear_saga(n: int) -> Plan:
     lines = ["saga: bench_linear", "actions:", "  noop: {mock: {result: {}}}", "steps:"]
+    lines += [f"  - {{id: s{i}, action: noop}}" for i in range(n)]
+    return build(lines)
+
+
+def python_saga(n: int) -> Plan:
+    lines = ["saga: bench_python", "actions:", "  noop: {python: '__main__:noop'}", "steps:"]
     lines += [f"  - {{id: s{i}, action: noop}}" for i in range(n)]
     return build(lines)
 
@@ -111,9 +119,11 @@ async def timed(fn: Callable[[], Awaitable[Any]], repeat: int) -> float:
 async def main_async(args: argparse.Namespace) -> None:
     n = 100
     linear = linear_saga(n)
+    python = python_saga(n)
     comp = compensate_saga(10)
     par = parallel_saga(10, "50ms")
     assert await run_plan(linear) == "succeeded"
+    assert await run_plan(python) == "succeeded"
     assert await run_plan(comp) == "compensated"
 
     t_saga = await timed(lambda: run_plan(linear), args.repeat)
@@ -122,6 +132,12 @@ async def main_async(args: argparse.Namespace) -> None:
     print(
         f"linear {n} steps: saga {t_saga * 1e3:.2f} ms, asyncio {t_base * 1e3:.3f} ms, "
         f"ratio {t_saga / t_base:.0f}x, overhead {per_step:.1f} us/step (target <= 10)"
+    )
+    t_saga = await timed(lambda: run_plan(python), args.repeat)
+    per_step = (t_saga - t_base) / n * 1e6
+    print(
+        f"linear {n} python steps (async no-op): saga {t_saga * 1e3:.2f} ms, "
+        f"overhead {per_step:.1f} us/step"
     )
 
     t_saga = await timed(lambda: run_plan(comp), args.repeat)

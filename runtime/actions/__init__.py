@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
+from math import isfinite
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from sagac.compiler.ir import CommandAction, HttpAction, MockAction, PythonAction
@@ -88,12 +89,35 @@ async def invoke(
         raise
     except (Exception, SystemExit) as exc:  # SystemExit: a sys.exit() in user code
         raise _unexpected(exc) from exc
+    flat = _flat_copy(result)
+    if flat is not None:
+        return flat
     try:
         return json.loads(_STRICT_JSON(result))
     except (TypeError, ValueError, RecursionError) as exc:
         raise StepError(
             "UNEXPECTED", f"the action's result is not JSON data: {type(exc).__name__}: {exc}"
         ) from None
+
+
+_JSON_SCALARS = frozenset({str, int, bool, type(None)})  # exact types: subclasses go the long way
+
+
+def _flat_copy(value: Any) -> Any:
+    """What `json.loads(json.dumps(value))` gives, for the common small results: a scalar, or
+    a mapping (text keys) or list of scalars; None when `value` needs the full round trip."""
+    kind = type(value)
+    if kind in _JSON_SCALARS:
+        return value
+    if kind is dict and all(type(k) is str and _scalar(v) for k, v in value.items()):
+        return dict(value)
+    if kind is list and all(_scalar(v) for v in value):
+        return list(value)
+    return None
+
+
+def _scalar(v: Any) -> bool:
+    return type(v) in _JSON_SCALARS or (type(v) is float and isfinite(v))
 
 
 def immediate_action(spec: ActionSpec) -> Callable[[int], Any] | None:

@@ -29,7 +29,7 @@ import inspect
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,9 @@ class _Target:
     is_async: bool
     takes_context: bool
     signature: inspect.Signature | None
+    # Keyword-name tuples the signature accepted: all arguments are keywords, so whether
+    # they bind depends on their names alone (binding costs more than the call it checks).
+    fits: set[tuple[str, ...]] = field(default_factory=set)
 
 
 _targets: dict[tuple[str | None, str], _Target] = {}
@@ -89,10 +92,14 @@ async def run_python(spec: PythonAction, args: Any, ctx: StepContext) -> Any:
             )
         kwargs["context"] = ctx
     if target.signature is not None:
-        try:
-            target.signature.bind(**kwargs)
-        except TypeError as exc:
-            raise StepError("UNEXPECTED", f"python action {spec.target}: {exc}") from None
+        names = tuple(kwargs)
+        if names not in target.fits:
+            try:
+                target.signature.bind(**kwargs)
+            except TypeError as exc:
+                raise StepError("UNEXPECTED", f"python action {spec.target}: {exc}") from None
+            if len(target.fits) < 64:
+                target.fits.add(names)
 
     if target.is_async:
         result = await target.func(**kwargs)

@@ -37,7 +37,8 @@ from .base import Event, RunRecord, Store
 from .migrations import migrate
 
 T = TypeVar("T")
-_dumps = partial(json.dumps, separators=(",", ":"), default=str)
+# One encoder for every row: json.dumps with options builds a new JSONEncoder per call.
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 BUSY_TIMEOUT_MS = 30_000
 MAX_BATCH = 2_000  # operations per group commit
 _FINAL_STATUS = {"saga_completed", "saga_failed", "saga_waiting"}
@@ -77,10 +78,13 @@ def _connect(path: str) -> sqlite3.Connection:
 
 
 class _Op:
-    __slots__ = ("error", "fn", "future", "loop", "result")
+    __slots__ = ("append", "error", "fn", "future", "loop", "result")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+    def __init__(
+        self, fn: Callable[[sqlite3.Connection], Any], append: _Prepared | None = None
+    ) -> None:
         self.fn = fn
+        self.append = append  # a journal append: the writer may merge its rows with others'
         self.loop = asyncio.get_running_loop()
         self.future: asyncio.Future[Any] = self.loop.create_future()
         self.result: Any = None
@@ -125,11 +129,15 @@ class _Worker:
         self.submitted = 0  # written by callers only
         self.finished = 0  # written by the worker thread (or an inline caller) only
         self.commits = 0  # group commits done (for the benchmark and tests)
+        self.known: set[str] = set()  # run ids seen to exist (runs are never deleted)
 
     def submit(
-        self, fn: Callable[[sqlite3.Connection], T], inline: bool = False
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        inline: bool = False,
+        append: _Prepared | None = None,
     ) -> asyncio.Future[T]:
-        op = _Op(fn)
+        op = _Op(fn, append)
         if self.thread is None:
             with self.lock:
                 if self.thread is None:
@@ -145,7 +153,7 @@ class _Worker:
         ):
             try:
                 if self.submitted == self.finished:  # still nothing queued or running
-                    self._transaction(self.conn, [op], savepoints=True)
+                    self._transaction(self.conn, [op], savepoints=False)
                     op.set()
                     return op.future
             finally:
@@ -211,26 +219,47 @@ class _Worker:
         _resolve_all(batch)
 
     def _transaction(self, conn: sqlite3.Connection, batch: list[_Op], savepoints: bool) -> bool:
+        """Run `batch` in one transaction and commit. Without savepoints, consecutive journal
+        appends are written together (`_apply_all`: a few multi-row statements instead of a
+        few per event, each a GIL hand-over on this thread) and any failure rolls back the
+        whole batch: False, so that the caller runs it again with a savepoint per operation
+        (a batch of one simply fails)."""
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
             for op in batch:
                 op.error = StoreError(f"cannot write to the journal {self.path}: {e}")
             return True
+        if not savepoints:
+            try:
+                appends: list[_Prepared] = []
+                for op in batch:
+                    if op.append is not None:
+                        appends.append(op.append)
+                        continue
+                    if appends:
+                        _apply_all(conn, appends, self.known)
+                        appends = []
+                    op.result = op.fn(conn)
+                if appends:
+                    _apply_all(conn, appends, self.known)
+            except BaseException as e:
+                conn.execute("ROLLBACK")
+                if len(batch) > 1:
+                    return False
+                batch[0].error = _as_store_error(e)
+                return True
         for op in batch:
-            if savepoints:
-                conn.execute("SAVEPOINT op")
+            if not savepoints:
+                break
+            conn.execute("SAVEPOINT op")
             try:
                 op.result = op.fn(conn)
                 op.error = None
             except BaseException as e:
-                if not savepoints:
-                    conn.execute("ROLLBACK")
-                    return False
                 op.error = _as_store_error(e)
                 conn.execute("ROLLBACK TO op")
-            if savepoints:
-                conn.execute("RELEASE op")
+            conn.execute("RELEASE op")
         try:
             conn.execute("COMMIT")
             self.commits += 1
@@ -277,7 +306,6 @@ class SqliteStore(Store):
             raise StoreError(f"{self.path} is not a sagac journal: {e}") from None
         finally:
             c.close()
-        self._known: set[str] = set()  # run ids seen to exist (touched by the writer only)
         self._last_writer: str | None = None
         self._writer = _Worker(self.path, writer=True)
         self._reader = _Worker(self.path, writer=False)
@@ -368,10 +396,12 @@ class SqliteStore(Store):
         """Queue an append now (in call order) and return the future of its commit. While one
         run writes alone it commits inline (see `_Worker`)."""
         prepared = _Prepared(run_id, events)
-        known = self._known
+        known = self._writer.known
         alone = run_id == self._last_writer
         self._last_writer = run_id
-        return self._writer.submit(lambda c: _apply(c, prepared, known), inline=alone)
+        return self._writer.submit(
+            lambda c: _apply(c, prepared, known), inline=alone, append=prepared
+        )
 
     async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         def fn(c: sqlite3.Connection) -> list[Event]:
@@ -774,28 +804,76 @@ class _Prepared:
 
 
 def _apply(c: sqlite3.Connection, p: _Prepared, known: set[str] | None = None) -> None:
-    """Write a prepared append. The run's row changes only when its status does (then
-    `updated_at` says when); `known` caches run ids seen to exist (runs are never deleted)."""
-    if p.status is not None:
-        cur = c.execute(
-            "UPDATE runs SET updated_at = ?, status = ? WHERE run_id = ?",
-            (p.at, p.status, p.run_id),
-        )
-        exists = cur.rowcount == 1
-    elif known is not None and p.run_id in known:
-        exists = True
+    """Write one prepared append."""
+    _apply_all(c, (p,), known)
+
+
+def _apply_all(
+    c: sqlite3.Connection, appends: Sequence[_Prepared], known: set[str] | None = None
+) -> None:
+    """Write prepared appends, in order, with as few statements as they allow: every event
+    row in one multi-row INSERT, each run of adjacent step-state upserts in another. Events
+    and steps are separate tables (no triggers), so only the order within each matters.
+    A run's row changes only when its status does (then `updated_at` says when); `known`
+    caches run ids seen to exist (runs are never deleted)."""
+    for p in appends:
+        if p.status is not None:
+            cur = c.execute(
+                "UPDATE runs SET updated_at = ?, status = ? WHERE run_id = ?",
+                (p.at, p.status, p.run_id),
+            )
+            exists = cur.rowcount == 1
+        elif known is not None and p.run_id in known:
+            exists = True
+        else:
+            exists = c.execute("SELECT 1 FROM runs WHERE run_id = ?", (p.run_id,)).fetchone()
+        if not exists:
+            raise RunNotFound(f"no run {p.run_id!r} in this store")
+        if known is not None:
+            known.add(p.run_id)
+    if len(appends) == 1:
+        _execute_rows(c, _EVENT_ROWS, appends[0].rows)
     else:
-        exists = c.execute("SELECT 1 FROM runs WHERE run_id = ?", (p.run_id,)).fetchone()
-    if not exists:
-        raise RunNotFound(f"no run {p.run_id!r} in this store")
-    if known is not None:
-        known.add(p.run_id)
-    c.executemany(
-        "INSERT INTO events (run_id, seq, type, at, step, body) VALUES (?, ?, ?, ?, ?, ?)",
-        p.rows,
-    )
-    for sql, params in p.statements:
-        c.execute(sql, params)
+        _execute_rows(c, _EVENT_ROWS, [row for p in appends for row in p.rows])
+    rows: list[tuple[Any, ...]] = []  # adjacent step upserts, merged
+    for p in appends:
+        for sql, params in p.statements:
+            if sql is _STEP_UPSERT:
+                rows.append(params)
+                continue
+            if rows:
+                _execute_rows(c, _STEP_ROWS, rows)
+                rows = []
+            c.execute(sql, params)
+    if rows:
+        _execute_rows(c, _STEP_ROWS, rows)
+
+
+class _Rows:
+    """An INSERT whose VALUES take many rows: its text for 1, 2, 4 ... 64 rows (few texts,
+    so the connection's statement cache keeps them all; 64 rows stay under the 999 host
+    parameters of old SQLite builds)."""
+
+    __slots__ = ("texts",)
+
+    def __init__(self, head: str, row: str, tail: str = "") -> None:
+        self.texts = {k: head + ", ".join([row] * k) + tail for k in (1, 2, 4, 8, 16, 32, 64)}
+
+
+def _execute_rows(c: sqlite3.Connection, form: _Rows, rows: Sequence[tuple[Any, ...]]) -> None:
+    i, n = 0, len(rows)
+    while i < n:
+        k = min(64, 1 << ((n - i).bit_length() - 1))  # the largest size that fits
+        if k == 1:
+            c.execute(form.texts[1], rows[i])
+        else:
+            c.execute(form.texts[k], [v for row in rows[i : i + k] for v in row])
+        i += k
+
+
+_EVENT_ROWS = _Rows(
+    "INSERT INTO events (run_id, seq, type, at, step, body) VALUES ", "(?, ?, ?, ?, ?, ?)"
+)
 
 
 def _append(c: sqlite3.Connection, run_id: str, events: Sequence[Event]) -> None:
@@ -804,24 +882,33 @@ def _append(c: sqlite3.Connection, run_id: str, events: Sequence[Event]) -> None
 
 # Each journal event type that changes the materialised view: the statements that apply it.
 
-_STEP_STARTED = (
-    "INSERT INTO steps (run_id, step, item_index, status, attempt, idempotency_key,"
-    " started_seq) VALUES (?, ?, ?, 'started', ?, ?, ?)"
-    " ON CONFLICT (run_id, step, item_index) DO UPDATE SET status = 'started',"
-    " attempt = excluded.attempt, idempotency_key = excluded.idempotency_key, error = NULL"
-)
-_STEP_ENDED = (
-    "INSERT INTO steps (run_id, step, item_index, status, attempt, result, error,"
-    " ended_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+# Both ways a journal event changes a step's row, as one upsert (so that a batch's step changes
+# are one statement): `started` sets the attempt and key and clears the error; an end (status
+# completed, failed, cancelled or skipped) sets the result, error and ended_seq and keeps the
+# highest attempt. Rows are (run_id, step, item_index, status, attempt, idempotency_key,
+# result, error, started_seq, ended_seq).
+_STEP_ROWS = _Rows(
+    "INSERT INTO steps (run_id, step, item_index, status, attempt, idempotency_key, result,"
+    " error, started_seq, ended_seq) VALUES ",
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     " ON CONFLICT (run_id, step, item_index) DO UPDATE SET status = excluded.status,"
-    " attempt = MAX(attempt, excluded.attempt), result = excluded.result,"
-    " error = excluded.error, ended_seq = excluded.ended_seq"
+    " attempt = CASE WHEN excluded.status = 'started' THEN excluded.attempt"
+    " ELSE MAX(attempt, excluded.attempt) END,"
+    " idempotency_key = CASE WHEN excluded.status = 'started' THEN excluded.idempotency_key"
+    " ELSE idempotency_key END,"
+    " result = CASE WHEN excluded.status = 'started' THEN result ELSE excluded.result END,"
+    " error = excluded.error,"
+    " ended_seq = CASE WHEN excluded.status = 'started' THEN ended_seq"
+    " ELSE excluded.ended_seq END",
 )
+_STEP_UPSERT = _STEP_ROWS.texts[1]
 
 
 def _step_started(run_id: str, e: Event) -> list[Statement]:
     key = e.get("idempotency_key")
-    return [(_STEP_STARTED, (run_id, e["step"], _idx(e), e.get("attempt", 0), key, e["seq"]))]
+    attempt = e.get("attempt", 0)
+    args = (run_id, e["step"], _idx(e), "started", attempt, key, None, None, e["seq"], None)
+    return [(_STEP_UPSERT, args)]
 
 
 def _step_ended(status: str) -> Callable[[str, Event], list[Statement]]:
@@ -829,8 +916,9 @@ def _step_ended(status: str) -> Callable[[str, Event], list[Statement]]:
         final = "cancelled" if status == "failed" and e.get("cancelled") else status
         result = _dumps(e["result"]) if "result" in e else None
         error = _dumps(e["error"]) if e.get("error") is not None else None
-        args = (run_id, e["step"], _idx(e), final, e.get("attempt", 0), result, error, e["seq"])
-        return [(_STEP_ENDED, args)]
+        attempt = e.get("attempt", 0)
+        args = (run_id, e["step"], _idx(e), final, attempt, None, result, error, None, e["seq"])
+        return [(_STEP_UPSERT, args)]
 
     return build
 

@@ -594,6 +594,36 @@ async def test_an_immediate_mock_returns_and_raises_what_invoke_does(spec: MockA
                 assert instant(attempt)["order"]["lines"] == [1, 2]
 
 
+@pytest.mark.parametrize(
+    "result",
+    [
+        None,
+        "text",
+        3,
+        2.5,
+        True,
+        {},
+        {"ok": True, "n": 1, "x": 0.5, "s": "é", "none": None},
+        {1: "int key"},
+        ["a", 1, None, 1.5],
+        ("a", "b"),
+        {"nested": {"a": [1]}},
+    ],
+)
+async def test_results_are_what_a_json_round_trip_gives(result: Any) -> None:
+    spec = MockAction(result=result, delay=0.001)  # a delay: invoke's full path
+    got = await invoke(spec, {}, ctx())
+    assert json.dumps(got) == json.dumps(result)
+    assert got == json.loads(json.dumps(result))
+    assert type(got) is type(json.loads(json.dumps(result)))
+
+
+@pytest.mark.parametrize("result", [float("nan"), {"x": float("inf")}, [float("-inf")], {"o": {1}}])
+async def test_results_that_are_not_json_data_fail(result: Any) -> None:
+    error = await fails(MockAction(result=result, delay=0.001))
+    assert error.code == "UNEXPECTED" and "not JSON data" in error.message
+
+
 def test_only_mocks_that_take_no_time_and_return_json_are_immediate() -> None:
     assert immediate_action(MockAction(result=1, delay=0.1)) is None
     assert immediate_action(MockAction(result=float("nan"))) is None  # invoke reports it
