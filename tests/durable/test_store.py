@@ -122,6 +122,65 @@ def test_group_commit_shares_transactions_and_keeps_every_event_in_order(db: Pat
     run(go())
 
 
+def test_the_step_view_is_the_same_however_events_are_grouped(db: Path) -> None:
+    """The writer merges a batch's step changes into multi-row upserts: one append of
+    everything, or one commit per event, or many runs' appends in one group commit, must all
+    leave the same `steps` rows."""
+
+    def journal(r: str) -> list[dict[str, Any]]:
+        kinds: list[tuple[str, dict[str, Any]]] = [
+            ("saga_started", {}),
+            ("step_started", {"step": "a", "attempt": 1, "idempotency_key": "ka"}),
+            ("step_retrying", {"step": "a", "attempt": 1, "error": {"code": "E"}}),
+            ("step_started", {"step": "a", "attempt": 2, "idempotency_key": "ka"}),
+            ("step_completed", {"step": "a", "attempt": 2, "result": {"id": 1}}),
+            ("step_started", {"step": "b", "attempt": 1, "idempotency_key": "kb"}),
+            ("step_failed", {"step": "b", "attempt": 1, "error": {"code": "X"}, "cancelled": True}),
+            ("step_started", {"step": "b", "attempt": 2, "idempotency_key": "kb"}),
+            ("step_completed", {"step": "b", "attempt": 2, "result": [1, 2]}),
+            ("step_skipped", {"step": "c"}),
+            ("step_started", {"step": "f", "item_index": 0, "attempt": 1, "idempotency_key": "f0"}),
+            ("step_started", {"step": "f", "item_index": 1, "attempt": 1, "idempotency_key": "f1"}),
+            ("step_completed", {"step": "f", "item_index": 1, "attempt": 1, "result": None}),
+            ("step_failed", {"step": "f", "item_index": 0, "attempt": 1, "error": {"code": "Y"}}),
+            ("group_completed", {"step": "g", "result": [None]}),
+            ("compensation_started", {"step": "a", "attempt": 1}),
+            ("compensation_completed", {"step": "a", "attempt": 1}),
+            ("step_started", {"step": "z", "attempt": 1, "idempotency_key": None}),
+        ]
+        return [ev(r, i, t, **f) for i, (t, f) in enumerate(kinds, 1)]
+
+    async def go() -> list[list[dict[str, Any]]]:
+        store = SqliteStore(db)
+        runs = [f"r{i}" for i in range(12)]
+        for r in runs:
+            await store.create_run(RunRecord(r, "s", 1, "h", None))
+        await store.append("r0", journal("r0"))  # one append, one statement per table
+        for e in journal("r1"):  # one commit per event
+            await store.append("r1", [e])
+
+        async def in_pairs(r: str) -> None:  # ten runs at once, two events an append
+            events = journal(r)
+            for i in range(0, len(events), 2):
+                await store.append(r, events[i : i + 2])
+
+        await asyncio.gather(*(in_pairs(r) for r in runs[2:]))
+        views = [await store.steps(r) for r in runs]
+        await store.close()
+        return views
+
+    views = run(go())
+    assert all(v == views[0] for v in views[1:])
+    by_key = {(s["step"], s["item_index"]): s for s in views[0]}
+    assert by_key[("a", None)]["attempt"] == 2 and by_key[("a", None)]["compensation"] == "ok"
+    assert by_key[("b", None)]["status"] == "completed" and by_key[("b", None)]["error"] is None
+    assert (
+        by_key[("b", None)]["result"] == [1, 2] and by_key[("b", None)]["idempotency_key"] == "kb"
+    )
+    assert by_key[("f", 0)]["status"] == "failed" and by_key[("f", 0)]["idempotency_key"] == "f0"
+    assert by_key[("c", None)]["status"] == "skipped" and by_key[("z", None)]["status"] == "started"
+
+
 def test_one_bad_operation_in_a_group_commit_fails_alone(db: Path) -> None:
     async def go() -> None:
         store = SqliteStore(db)
