@@ -10,8 +10,9 @@ spec (an http `url`, `headers` and `json`; a command's argv) with `args` added t
 scope (`{{ args.lease_id }}`), and returns them as field overrides, or None when the spec has
 no templates. `spec_templates(spec)` lists those fields for tools that want to inspect them.
 
-`invoke` returns the action's result as JSON data (round-tripped through `json`, so it is
-exactly what a journal will hold and replay) or raises `StepError` with a code from the spec's
+`invoke` returns the action's result as JSON data (what a round trip through `json` gives, so
+it is exactly what a journal will hold and replay; small flat results are copied instead, to the
+same effect) or raises `StepError` with a code from the spec's
 table. Nothing else escapes except `asyncio.CancelledError`: the per-attempt timeout is the
 executor's (`asyncio.timeout` around `invoke`), and on cancellation every action cleans up
 before the error goes on (a subprocess is killed and reaped, an http request is closed). Any
