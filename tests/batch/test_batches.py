@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batch_support import calls, completed_in_journal, foreach_saga, make_plan
 from sagac.compiler import ir
 from sagac.runtime.api import aresume, arun
 from sagac.runtime.clock import FakeClock
 from sagac.runtime.store.memory import MemoryStore
 
 import sagac
+
+from .batch_support import calls, completed_in_journal, foreach_saga, make_plan
 
 
 class Events(list[dict[str, Any]]):

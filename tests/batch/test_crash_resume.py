@@ -18,7 +18,8 @@ import signal
 from pathlib import Path
 
 import pytest
-from batch_support import (
+
+from .batch_support import (
     EXAMPLE,
     completed_in_journal,
     drive,

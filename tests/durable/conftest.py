@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from durable_support import Driver
+
+from .durable_support import Driver
 
 
 @pytest.fixture(scope="module")

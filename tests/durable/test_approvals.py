@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from durable_support import gated_saga, read_ledger, sagac
 from sagac.runtime import approvals
 from sagac.runtime import resume as durable
 from sagac.runtime.store.sqlite import SqliteStore
 
 import sagac as api
+
+from .durable_support import gated_saga, read_ledger, sagac
 
 TOKEN = re.compile(r"--token (\S+)")
 

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from durable_support import LEDGER_SAGA, ROOT, read_ledger, sagac
 from sagac.runtime import resume as durable
 from sagac.runtime.store.sqlite import SqliteStore
+
+from .durable_support import LEDGER_SAGA, ROOT, read_ledger, sagac
 
 SOAK = os.environ.get("SAGAC_SOAK") == "1"
 CHECKOUT = ROOT / "sagas" / "checkout_compensated.yaml"

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from durable_support import ROOT, SAGAS, read_ledger
 from sagac.runtime import leases
 from sagac.runtime.store.sqlite import LeaseHeld, SqliteStore, owner_alive
+
+from .durable_support import ROOT, SAGAS, read_ledger
 
 
 def test_two_processes_resume_one_run_one_wins(driver: Any, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from durable_support import LEDGER_SAGA, ROOT, SAGAS, gated_saga, read_ledger, sagac
+from .durable_support import LEDGER_SAGA, ROOT, SAGAS, gated_saga, read_ledger, sagac
 
 SLOW_CHECKOUT = """\
 saga: slow_checkout

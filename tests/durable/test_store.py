@@ -314,7 +314,7 @@ def test_concurrent_sagas_after_a_crash_every_event_present_and_in_order(
 
 
 def test_the_cli_refuses_a_missing_journal(tmp_path: Path) -> None:
-    from durable_support import sagac
+    from .durable_support import sagac
 
     out = sagac("runs", "--store", f"sqlite:///{tmp_path}/none.db")
     assert out.returncode == 64 and "there is no journal at" in out.stderr

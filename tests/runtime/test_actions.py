@@ -32,7 +32,7 @@ from sagac.runtime.templates import TemplateEngine
 pytestmark = pytest.mark.anyio
 
 if TYPE_CHECKING:
-    from conftest import LoopbackServer
+    from .conftest import LoopbackServer
 
 HELPERS = Path(__file__).parent / "helpers"
 

@@ -8,10 +8,11 @@ import json
 import sys
 
 import pytest
-from conftest import Reply
-from fixtures_sagas import SagaFactory, run
 
 from sagac.cli import main
+
+from .conftest import Reply
+from .fixtures_sagas import SagaFactory, run
 
 ACTIONS = """
 def charge(amount):

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import pytest
-from fixtures_sagas import SagaFactory, run
+
+from .fixtures_sagas import SagaFactory, run
 
 ACTIONS = """
 async def work(name, delay=0.0, fail=None):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fixtures_sagas import SagaFactory, run, run_until
 from sagac.runtime.api import aresume
 from sagac.runtime.clock import FakeClock
 from sagac.runtime.store.memory import MemoryStore
+
+from .fixtures_sagas import SagaFactory, run, run_until
 
 ACTIONS = """
 IN_FLIGHT = [0, 0]

@@ -6,12 +6,13 @@ import asyncio
 import json
 
 import pytest
-from fixtures_sagas import SagaFactory, run, run_until
 from sagac.runtime.api import aresume
 from sagac.runtime.journal import replay
 from sagac.runtime.store.memory import MemoryStore
 
 import sagac
+
+from .fixtures_sagas import SagaFactory, run, run_until
 
 ACTIONS = """
 async def work(name, delay=0.0, fail=None, context=None):

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import pytest
-from fixtures_sagas import SagaFactory, run
 from hypothesis import given
 from hypothesis import strategies as st
 from sagac.compiler.ir import RetryPolicy
 from sagac.runtime.clock import FakeClock
 from sagac.runtime.retry import RetryState, backoff_delay, base_delay
+
+from .fixtures_sagas import SagaFactory, run
 
 ACTIONS = """
 async def flaky(code="UNAVAILABLE", times=100, delay=0.0, context=None):

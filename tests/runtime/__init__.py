@@ -1,0 +1,1 @@
+"""Tests of sagac's runtime."""
