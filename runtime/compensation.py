@@ -18,13 +18,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from sagac.compiler import ir
-from sagac.runtime.actions import StepContext, immediate_action
+from sagac.runtime.actions import immediate_action
 from sagac.runtime.errors import StepError
 
+from .attempts import call_action, step_context
+from .outcomes import Undo, error_dict
 from .retry import RetryState
 
 if TYPE_CHECKING:
-    from .executor import Executor, Undo
+    from .executor import Executor
 
 
 def compensation_order(undo: list[Undo]) -> list[Undo]:
@@ -156,18 +158,8 @@ async def compensate_one(ex: Executor, u: Undo) -> bool:
                     raise TimeoutError
                 result = instant(attempt)
             else:
-                ctx = StepContext(
-                    ex.run_id,
-                    ex.plan.saga,
-                    u.step,
-                    attempt,
-                    key,
-                    None if comp.timeout is None else clock.now() + comp.timeout,
-                    u.item_index,
-                    True,
-                    ex.prep.base_dir,
-                )
-                result = await ex.call(spec, args, ctx, comp.timeout, scope)
+                ctx = step_context(ex, u.step, attempt, key, comp.timeout, u.item_index, True)
+                result = await call_action(ex, spec, args, ctx, comp.timeout, scope)
             if isinstance(result, StepError):
                 raise result
         except StepError as e:
@@ -216,8 +208,6 @@ async def _failed(
     final: bool,
     delay: float | None = None,
 ) -> None:
-    from .executor import error_dict
-
     err = ex.redact(error_dict(exc))
     fields = {
         **where,

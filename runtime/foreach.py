@@ -30,11 +30,21 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from weakref import WeakKeyDictionary
 
 from sagac.compiler import ir
-from sagac.runtime.actions import StepContext, spec_templates
+from sagac.runtime.actions import spec_templates
 from sagac.runtime.errors import StepError
 
+from .attempts import (
+    MAX_RESULT_BYTES,
+    NO_RESULT,
+    attempt_limit,
+    call_action,
+    retry_delay,
+    step_context,
+    timeout_error,
+    undo_if_attempted,
+)
 from .checkpoints import ItemBlock
-from .executor import _NOTHING, MAX_RESULT_BYTES, NodeFailed, Undo, _timeout_error, error_dict
+from .outcomes import NodeFailed, Undo, error_dict
 from .retry import RetryState
 
 if TYPE_CHECKING:
@@ -293,7 +303,7 @@ async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, An
         )
         event = await ex.emit("step_failed", fields)
         if attempt:
-            ex._attempted(nid, i, event["seq"], err, item)
+            undo_if_attempted(ex, nid, i, event["seq"], err, item)
         info = ex._error_at(nid, err, attempt, i)
         ex.errors.append({**info, "phase": phase})
         run.processed += 1
@@ -323,35 +333,21 @@ async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, An
         while True:
             attempt += 1
             started = clock.monotonic()
-            limit, binding = node.timeout, "timeout"
-            if deadline_at is not None and (limit is None or deadline_at - started < limit):
-                limit, binding = deadline_at - started, "deadline"
             saga_at = ex.saga_deadline_at
-            if saga_at is not None and (limit is None or saga_at - started < limit):
-                limit, binding = saga_at - started, "saga"
-            ctx = StepContext(
-                run_id,
-                ex.plan.saga,
-                nid,
-                attempt,
-                key,
-                None if limit is None else clock.now() + limit,
-                i,
-                False,
-                ex.prep.base_dir,
-            )
+            limit, binding = attempt_limit(started, node.timeout, deadline_at, saga_at)
+            ctx = step_context(ex, nid, attempt, key, limit, i)
             try:
-                result = await ex.call(spec, args, ctx, limit, iscope)
+                result = await call_action(ex, spec, args, ctx, limit, iscope)
                 exc: StepError | None = result if isinstance(result, StepError) else None
             except StepError as e:
                 exc = e
             except TimeoutError:
-                exc = _timeout_error(binding, limit, node.timeout, node.deadline, ex.saga.timeout)
+                exc = timeout_error(binding, limit, node.timeout, node.deadline, ex.saga.timeout)
             except asyncio.CancelledError as cancel:
                 if not ex.cancelled_by_run():
                     raise
-                finished = getattr(cancel, "sagac_result", _NOTHING)
-                if finished is not _NOTHING:  # a thread that could not be stopped: count it
+                finished = getattr(cancel, "sagac_result", NO_RESULT)
+                if finished is not NO_RESULT:  # a thread that could not be stopped: count it
                     run.completed(i, cursor, _kept(node, finished))
                     raise
                 err = {"code": "CANCELLED", "message": "cancelled: the run is stopping"}
@@ -366,7 +362,7 @@ async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, An
                     cancelled=True,
                 )
                 event = await ex.emit("step_failed", fields)
-                ex._attempted(nid, i, event["seq"], err, item)
+                undo_if_attempted(ex, nid, i, event["seq"], err, item)
                 raise
             if exc is None:
                 kept = _kept(node, result)
@@ -380,28 +376,9 @@ async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, An
                     return
             if retry is None:
                 retry = RetryState(node.retry)
-            nxt = (
-                None
-                if binding != "timeout" and exc.code in ("TIMEOUT", "SAGA_TIMEOUT")
-                else retry.next_delay(exc.code, clock.random)
+            exc, nxt = retry_delay(
+                retry, exc, binding, attempt, node.deadline, deadline_at, saga_at, clock
             )
-            if nxt is not None:
-                now = clock.monotonic()
-                if deadline_at is not None and now + nxt[0] >= deadline_at:
-                    nxt = None
-                    exc = StepError(
-                        "TIMEOUT",
-                        f"the step's deadline of {node.deadline:g}s leaves no time for attempt "
-                        f"{attempt + 1} (last error: {exc.code})",
-                        {"cause": error_dict(exc)},
-                    )
-                elif saga_at is not None and now + nxt[0] >= saga_at:
-                    nxt = None
-                    exc = StepError(
-                        "SAGA_TIMEOUT",
-                        f"the saga's deadline leaves no time for attempt {attempt + 1}",
-                        {"cause": error_dict(exc)},
-                    )
             if nxt is None:
                 await fail_item(i, item, cursor, batch, exc, attempt, started)
             delay, max_attempts = nxt

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sagac.compiler import ir
 
-from .executor import HALTED, NodeFailed
+from .outcomes import HALTED, NodeFailed
 
 if TYPE_CHECKING:
     from .executor import Executor

@@ -30,7 +30,7 @@ from sagac.compiler.templates import environment, is_template, single_expression
 from sagac.runtime.errors import StepError
 from sagac.runtime.redaction import Redactor
 
-__all__ = ["TemplateEngine"]
+__all__ = ["TemplateEngine", "has_template"]
 
 _SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None)})
 _CACHE_LIMIT = 65_536
@@ -79,6 +79,17 @@ def _compiled(source: str) -> _Compiled | None:
         _cache.clear()
     _cache[source] = compiled
     return compiled
+
+
+def has_template(value: Any) -> bool:
+    """Whether a definition value holds a template anywhere (else it renders to itself)."""
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, Mapping):
+        return any(has_template(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_template(v) for v in value)
+    return False
 
 
 class TemplateEngine:

@@ -34,7 +34,7 @@ import json
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from math import isfinite
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 from sagac.compiler.ir import CommandAction, HttpAction, MockAction, PythonAction
 from sagac.compiler.templates import is_template
@@ -44,9 +44,7 @@ from sagac.runtime.actions.http import aclose_clients, http_clients, run_http
 from sagac.runtime.actions.mock import immediate, run_mock
 from sagac.runtime.actions.python import run_python, runs_in_thread
 from sagac.runtime.errors import StepError
-
-if TYPE_CHECKING:
-    from sagac.runtime.templates import TemplateEngine
+from sagac.runtime.templates import TemplateEngine, has_template
 
 __all__ = [
     "ActionSpec",
@@ -136,7 +134,7 @@ def spec_templates(spec: ActionSpec) -> dict[str, Any]:
             fields["url"] = spec.url
         if any(is_template(v) for v in spec.headers.values()):
             fields["headers"] = spec.headers
-        if spec.has_json and _has_template(spec.json_body):
+        if spec.has_json and has_template(spec.json_body):
             fields["json_body"] = spec.json_body
     elif isinstance(spec, CommandAction) and any(is_template(a) for a in spec.argv):
         fields["argv"] = spec.argv
@@ -170,16 +168,6 @@ def render_spec(
             argv.append(_as_text(value))
         rendered["argv"] = tuple(argv)
     return rendered
-
-
-def _has_template(value: Any) -> bool:
-    if isinstance(value, str):
-        return bool(is_template(value))
-    if isinstance(value, Mapping):
-        return any(_has_template(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_template(v) for v in value)
-    return False
 
 
 def _as_text(value: Any) -> str:

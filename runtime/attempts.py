@@ -1,0 +1,358 @@
+"""One step's attempts: call its action until it succeeds or fails for good, journaling each.
+
+`run_attempts` is the loop of a task step (foreach items run their own, sharing `attempt_limit`
+and `retry_delay`): `step_started` is in the store before the action is called, an attempt is
+bounded by the tightest of the step's `timeout`, its `deadline` and the saga's deadline, and a
+failure is retried by the step's policies unless a deadline leaves no time for the next attempt.
+`call_action` runs one attempt; a sync python action's thread cannot be interrupted, so on a
+cancel by the run it is awaited and its result counted (carried on the CancelledError as
+`sagac_result`). This module must never journal a step's final failure or raise NodeFailed:
+the node that called it does both, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sagac.compiler import ir
+from sagac.runtime.actions import (
+    StepContext,
+    immediate_action,
+    invoke,
+    render_spec,
+    spec_templates,
+)
+from sagac.runtime.errors import StepError
+
+from .clock import Clock
+from .outcomes import Undo, error_dict
+from .retry import RetryState
+
+if TYPE_CHECKING:
+    from .executor import Executor
+
+MAX_RESULT_BYTES = 64 * 1024
+NO_RESULT: Any = object()  # a cancelled attempt without a result to count
+_json_text = json.JSONEncoder(default=str).encode  # json.dumps builds an encoder per call
+
+
+class AttemptsFailed(Exception):
+    """The step failed for good: `exc` is journaled as its last attempt's error, not yet as the
+    step's final failure."""
+
+    def __init__(self, exc: StepError, attempt: int, started: float, item: Any) -> None:
+        super().__init__(exc.code)
+        self.exc = exc
+        self.attempt = attempt
+        self.started = started
+        self.item = item
+
+
+async def run_attempts(
+    ex: Executor,
+    nid: str,
+    item_index: int | None,
+    spec: Any,
+    args: Any,
+    scope: Mapping[str, Any],
+    key: str | None,
+    policies: tuple[ir.RetryPolicy, ...],
+    timeout: float | None,
+    deadline: float | None,
+    keep: tuple[str, ...] | None,
+    *,
+    start_attempt: int = 0,
+    undo: bool = False,
+    item: Any = None,
+) -> tuple[Any, int, int]:
+    """Call a step's action until it succeeds or fails for good; journal every attempt.
+    Returns (recorded result, attempt, seq of step_completed); raises AttemptsFailed or
+    CancelledError."""
+    clock = ex.clock
+    retry: RetryState | None = None
+    attempt = start_attempt
+    deadline_at = clock.monotonic() + deadline if deadline is not None else None
+    where = ex.prep.where.get(nid) if item_index is None else None
+    if where is None:
+        where = ex._where(nid, item_index)
+    emit = ex.journal.emit
+    redacted_key = ex.redact(key)
+    instant = immediate_action(spec)  # a mock without delay: no coroutine, no context
+    while True:
+        attempt += 1
+        await emit("step_started", {**where, "attempt": attempt, "idempotency_key": redacted_key})
+        started = clock.monotonic()
+        saga_at = ex.saga_deadline_at
+        limit, binding = attempt_limit(started, timeout, deadline_at, saga_at)
+        try:
+            if instant is not None:
+                if limit is not None and limit <= 0:
+                    raise TimeoutError
+                result = instant(attempt)
+            else:
+                ctx = step_context(ex, nid, attempt, key, limit, item_index)
+                result = await call_action(ex, spec, args, ctx, limit, scope)
+            exc: StepError | None = None
+            if isinstance(result, StepError):
+                exc = result
+        except StepError as e:
+            # A value from here on: without its traceback, this frame holding it is no
+            # reference cycle (each one is the garbage collector's work, a whole run's).
+            exc = e.with_traceback(None)
+        except TimeoutError:
+            exc = timeout_error(binding, limit, timeout, deadline, ex.saga.timeout)
+        except asyncio.CancelledError as cancel:
+            completed = getattr(cancel, "sagac_result", NO_RESULT)
+            if not ex.cancelled_by_run():
+                raise
+            if completed is not NO_RESULT:
+                await _completed(
+                    ex, where, nid, item_index, attempt, started, completed, keep, undo, item
+                )
+                raise
+            err = {"code": "CANCELLED", "message": "cancelled: the run is stopping"}
+            ev = await emit(
+                "step_failed",
+                {
+                    **where,
+                    "attempt": attempt,
+                    "duration_ms": ex.ms(started),
+                    "error": err,
+                    "final": True,
+                    "cancelled": True,
+                },
+            )
+            undo_if_attempted(ex, nid, item_index, ev["seq"], err, item)
+            raise
+        if exc is None:
+            try:
+                return await _completed(
+                    ex, where, nid, item_index, attempt, started, result, keep, undo, item
+                )
+            except StepError as e:
+                exc = e.with_traceback(None)  # RESULT_TOO_LARGE: retried if a policy says
+        if retry is None:
+            retry = RetryState(policies)
+        exc, nxt = retry_delay(retry, exc, binding, attempt, deadline, deadline_at, saga_at, clock)
+        if nxt is None:
+            raise AttemptsFailed(exc, attempt, started, item)
+        delay, max_attempts = nxt
+        await emit(
+            "step_retrying",
+            {
+                **where,
+                "attempt": attempt,
+                "max_attempts": max_attempts,
+                "delay_ms": int(delay * 1000),
+                "error": ex.redact(error_dict(exc)),
+            },
+        )
+        await clock.sleep(delay)
+
+
+def step_context(
+    ex: Executor,
+    nid: str,
+    attempt: int,
+    key: str | None,
+    limit: float | None,
+    item_index: int | None,
+    compensating: bool = False,
+) -> StepContext:
+    """What an action sees of its attempt; `limit` seconds from now is its deadline."""
+    deadline = None if limit is None else ex.clock.now() + limit
+    return StepContext(
+        ex.run_id,
+        ex.plan.saga,
+        nid,
+        attempt,
+        key,
+        deadline,
+        item_index,
+        compensating,
+        ex.prep.base_dir,
+    )
+
+
+def attempt_limit(
+    started: float, timeout: float | None, deadline_at: float | None, saga_at: float | None
+) -> tuple[float | None, str]:
+    """How long an attempt begun at `started` may take, and which bound sets it: the step's
+    `timeout`, its `deadline` or the saga's."""
+    limit, binding = timeout, "timeout"
+    if deadline_at is not None and (limit is None or deadline_at - started < limit):
+        limit, binding = deadline_at - started, "deadline"
+    if saga_at is not None and (limit is None or saga_at - started < limit):
+        limit, binding = saga_at - started, "saga"
+    return limit, binding
+
+
+def retry_delay(
+    retry: RetryState,
+    exc: StepError,
+    binding: str,
+    attempt: int,
+    deadline: float | None,
+    deadline_at: float | None,
+    saga_at: float | None,
+    clock: Clock,
+) -> tuple[StepError, tuple[float, int] | None]:
+    """The error to report and, when the step is to be tried again, (delay, attempts allowed in
+    all). A deadline that passed is not retried; one that leaves no time for the next attempt
+    ends the step with TIMEOUT or SAGA_TIMEOUT, the last error as its cause."""
+    if binding != "timeout" and exc.code in ("TIMEOUT", "SAGA_TIMEOUT"):
+        return exc, None
+    nxt = retry.next_delay(exc.code, clock.random)
+    if nxt is None:
+        return exc, None
+    now = clock.monotonic()
+    if deadline_at is not None and now + nxt[0] >= deadline_at:
+        return StepError(
+            "TIMEOUT",
+            f"the step's deadline of {deadline:g}s leaves no time for attempt "
+            f"{attempt + 1} (last error: {exc.code})",
+            {"cause": error_dict(exc)},
+        ), None
+    if saga_at is not None and now + nxt[0] >= saga_at:
+        return StepError(
+            "SAGA_TIMEOUT",
+            f"the saga's deadline leaves no time for attempt {attempt + 1}",
+            {"cause": error_dict(exc)},
+        ), None
+    return exc, nxt
+
+
+def timeout_error(
+    binding: str,
+    limit: float | None,
+    timeout: float | None,
+    deadline: float | None,
+    saga_timeout: float | None,
+) -> StepError:
+    if binding == "saga":
+        return StepError("SAGA_TIMEOUT", f"the saga's deadline of {saga_timeout:g}s passed")
+    if binding == "deadline":
+        return StepError("TIMEOUT", f"the step's deadline of {deadline:g}s passed")
+    return StepError("TIMEOUT", f"the attempt took longer than {timeout:g}s")
+
+
+async def _completed(
+    ex: Executor,
+    where: dict[str, Any],
+    nid: str,
+    item_index: int | None,
+    attempt: int,
+    started: float,
+    result: Any,
+    keep: tuple[str, ...] | None,
+    undo: bool,
+    item: Any,
+) -> tuple[Any, int, int]:
+    if keep is not None and isinstance(result, dict):
+        result = {k: result[k] for k in keep if k in result}
+    if result and not isinstance(result, int | float | bool):
+        size = len(_json_text(result))
+        if size > MAX_RESULT_BYTES:
+            raise StepError(
+                "RESULT_TOO_LARGE",
+                f"the result is {size} bytes of JSON, over the limit of {MAX_RESULT_BYTES}; "
+                "hint: list the fields later steps need under `keep:`",
+                {"bytes": size},
+            )
+    recorded = ex.redact(result)
+    ev = await ex.journal.emit(
+        "step_completed",
+        {**where, "attempt": attempt, "duration_ms": ex.ms(started), "result": recorded},
+    )
+    if undo:
+        ex.undo.append(Undo(nid, item_index, ev["seq"], result, None, ex.prep.chain[nid], item))
+    return result, attempt, ev["seq"]
+
+
+def undo_if_attempted(
+    ex: Executor, nid: str, item_index: int | None, seq: int, error: dict[str, Any], item: Any
+) -> None:
+    """With `compensate.on: attempted`, a step that failed or was cancelled is undone too."""
+    node = ex.prep.nodes[nid]
+    comp = getattr(node, "compensate", None)
+    if comp is not None and comp.on == "attempted" and ex.prep.phase[nid] == "steps":
+        ex.undo.append(Undo(nid, item_index, seq, None, error, ex.prep.chain[nid], item))
+
+
+async def call_action(
+    ex: Executor,
+    spec: Any,
+    args: Any,
+    ctx: StepContext,
+    limit: float | None,
+    scope: Mapping[str, Any],
+) -> Any:
+    """One attempt of an action, bounded by `limit` seconds."""
+    instant = immediate_action(spec)
+    if instant is not None:  # takes no time: only a deadline already passed can stop it
+        if limit is not None and limit <= 0:
+            raise TimeoutError
+        return instant(ctx.attempt)
+    prep = ex.prep
+    templated = prep.spec_templated.get(id(spec))
+    if templated is None:
+        templated = prep.spec_templated[id(spec)] = bool(spec_templates(spec))
+    rendered = render_spec(spec, args, scope, ex.engine) if templated else None
+    if isinstance(spec, ir.PythonAction):
+        sync = prep.sync_python.get(id(spec))
+        if sync is None:
+            sync = _sync_python(spec)
+            if spec.target.partition(":")[0] in sys.modules:
+                prep.sync_python[id(spec)] = sync
+            else:
+                sync = True  # not imported yet: assume a thread, to be safe
+        if sync:
+            return await _call_python(ex, spec, args, ctx, limit, rendered)
+    if limit is None:
+        return await invoke(spec, args, ctx, rendered_spec=rendered)
+    if limit <= 0:
+        raise TimeoutError
+    async with asyncio.timeout(limit):
+        return await invoke(spec, args, ctx, rendered_spec=rendered)
+
+
+async def _call_python(
+    ex: Executor, spec: Any, args: Any, ctx: StepContext, limit: float | None, rendered: Any
+) -> Any:
+    if limit is not None and limit <= 0:
+        raise TimeoutError
+    inner = asyncio.ensure_future(invoke(spec, args, ctx, rendered_spec=rendered))
+    try:
+        async with asyncio.timeout(limit):
+            return await asyncio.shield(inner)
+    except asyncio.CancelledError as cancel:
+        if not ex.cancelled_by_run() or (inner.done() and inner.cancelled()):
+            inner.cancel()
+            raise
+        # A thread cannot be interrupted: wait for it, and count what it did.
+        try:
+            result = await asyncio.shield(inner)
+        except StepError:
+            raise cancel from None
+        except asyncio.CancelledError:
+            inner.cancel()
+            raise
+        cancel.sagac_result = result  # type: ignore[attr-defined]
+        raise cancel
+
+
+def _sync_python(spec: Any) -> bool:
+    """Whether `spec` is a python action whose (already imported) function is sync: its thread
+    cannot be interrupted, so on cancel the executor awaits it and counts its result."""
+    if not isinstance(spec, ir.PythonAction):
+        return False
+    module_name, _, attrs = spec.target.partition(":")
+    obj: Any = sys.modules.get(module_name)
+    for part in attrs.split("."):
+        obj = getattr(obj, part, None)
+    return obj is not None and not inspect.iscoroutinefunction(obj)

@@ -1,0 +1,93 @@
+"""Approval gates as the executor meets them: pass a decided gate, or request a decision and halt.
+
+A gate the journal shows as decided completes (approved) or fails the node (rejected, timed
+out). An undecided gate journals `approval_requested` once, with a fresh single-use token of
+which only the hash is journaled (the clear token goes to the caller, in the report), and
+returns HALTED: the scope starts nothing new and the run ends `waiting_approval` until someone
+decides (`approvals`) and the run is resumed. This module must never decide a gate, nor
+journal or store a clear token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sagac.compiler import ir
+from sagac.runtime.errors import StepError
+
+from .clock import rfc3339
+from .outcomes import HALTED
+
+if TYPE_CHECKING:
+    from .executor import Executor
+
+
+async def run_gate(ex: Executor, gate: ir.ApprovalGate, scope: Mapping[str, Any]) -> Any:
+    nid = gate.id
+    decided = ex.state.approvals_decided.get(nid) if ex.state else None
+    if decided is not None:
+        if decided.get("approved"):
+            result = {
+                "approved": True,
+                "by": decided.get("by"),
+                "at": decided.get("decided_at", decided.get("at")),
+                "comment": decided.get("comment"),
+                "value": decided.get("value"),
+            }
+            await ex.emit(
+                "step_completed",
+                {
+                    **ex._where(nid),
+                    "attempt": 1,
+                    "duration_ms": 0,
+                    "result": ex.redact(result),
+                },
+            )
+            return result
+        by = decided.get("by")
+        why = f": {decided['comment']}" if decided.get("comment") else ""
+        await ex._fail_node(
+            nid,
+            StepError(
+                decided.get("code", "APPROVAL_REJECTED"),
+                f"timed out{why}" if decided.get("timed_out") else f"rejected by {by}{why}",
+                {"by": by},
+            ),
+            1,
+            0.0,
+        )
+    if ex.state is None or nid not in ex.state.approvals_requested:
+        try:
+            key = (
+                ex.engine.render_text(gate.key, scope)
+                if gate.key is not None
+                else f"{ex.plan.saga}:{ex.run_id}:{nid}"
+            )
+            message = ex.engine.render_text(gate.message, scope) if gate.message else None
+        except StepError as e:
+            await ex._fail_node(nid, e, 0, 0.0)
+        from . import approvals
+
+        now = ex.clock.now()
+        # A single-use token for whoever decides: only its hash is journaled; the clear
+        # token goes to the caller once (`RunReport.approval_tokens`).
+        token, digest = approvals.new_token()
+        await ex.emit(
+            "approval_requested",
+            {
+                **ex._where(nid),
+                "key": ex.redact(key),
+                "message": ex.redact(message),
+                "context": ex.redact(approvals.message_context(gate.message, scope)),
+                "approvers": list(gate.approvers),
+                "deadline": rfc3339(now + gate.timeout) if gate.timeout else None,
+                "on_timeout": gate.on_timeout,
+                "definition_hash": ex.plan.hash,
+                "token_sha256": digest,
+            },
+        )
+        ex.approval_tokens[nid] = token
+    ex.halting = True
+    ex.waiting.add(nid)
+    return HALTED
