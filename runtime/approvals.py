@@ -147,17 +147,7 @@ async def decide(
             )
             return refusal
         assert row is not None
-        fields: dict[str, Any] = {
-            "step": gate,
-            "approved": approved,
-            "by": by,
-            "decided_at": rfc3339(time.time()),
-            "comment": comment,
-            "value": value if approved else None,
-            "key": row["key"],
-        }
-        if not approved:
-            fields["code"] = "APPROVAL_REJECTED"
+        fields = _decision(gate, approved, by, comment, value, key=row["key"])
         event = append_external(c, run_id, owner, "approval_decided", fields)
         add_audit(
             c,
@@ -175,6 +165,24 @@ async def decide(
     if isinstance(out, ApprovalRefused):
         raise out
     return out
+
+
+def _decision(
+    gate: str, approved: bool, by: str, comment: str | None, value: Any, **extra: Any
+) -> dict[str, Any]:
+    """The fields of an `approval_decided` event by a person (or a test), now."""
+    fields: dict[str, Any] = {
+        "step": gate,
+        "approved": approved,
+        "by": by,
+        "decided_at": rfc3339(time.time()),
+        "comment": comment,
+        "value": value if approved else None,
+        **extra,
+    }
+    if not approved:
+        fields["code"] = "APPROVAL_REJECTED"
+    return fields
 
 
 def _verify(
@@ -292,16 +300,7 @@ async def inject_decision(
 ) -> Event:
     """For tests: decide a pending gate without a person, a token or an approver list (the
     audit log says it was injected). Works on any store."""
-    fields: dict[str, Any] = {
-        "step": gate,
-        "approved": approved,
-        "by": by,
-        "decided_at": rfc3339(time.time()),
-        "comment": comment,
-        "value": value if approved else None,
-    }
-    if not approved:
-        fields["code"] = "APPROVAL_REJECTED"
+    fields = _decision(gate, approved, by, comment, value)
     if hasattr(store, "transact"):
 
         def fn(c: sqlite3.Connection) -> Event:
