@@ -136,6 +136,52 @@ def _mark(m: Any) -> Mark:
     return Mark(m.line + 1, m.column + 1)
 
 
+# The refusals both walks raise (`_data` fast, `_build` recording), each at PyYAML's mark `m`.
+def _tag_refused(tag: str, m: Any) -> _Refused:
+    return _Refused("E002", f"YAML tag {tag!r} is not allowed", _mark(m), _NO_TAGS)
+
+
+def _too_deep(m: Any) -> _Refused:
+    return _Refused(
+        "E002", f"nesting deeper than {MAX_DEPTH} levels", _mark(m), "flatten the document"
+    )
+
+
+def _unknown_alias(anchor: str, m: Any) -> _Refused:
+    return _Refused("E001", f"unknown alias *{anchor}", _mark(m))
+
+
+def _second_document(m: Any) -> _Refused:
+    return _Refused(
+        "E001",
+        "a saga file holds one YAML document",
+        _mark(m),
+        "remove the `---` separator, or split the file",
+    )
+
+
+def _too_many_nodes(m: Any) -> _Refused:
+    return _Refused(
+        "E002",
+        f"document expands to more than {MAX_NODES:,} nodes",
+        _mark(m),
+        "an alias bomb? reduce the use of YAML anchors and aliases",
+    )
+
+
+def _complex_key(m: Any) -> _Refused:
+    return _Refused("E001", "a mapping key must be a scalar", _mark(m))
+
+
+def _duplicate_key(key: str, m: Any) -> _Refused:
+    return _Refused(
+        "E003",
+        f"duplicate key {key!r}",
+        _mark(m),
+        "each key may appear once in a mapping; remove or rename one",
+    )
+
+
 def _scalar(event: Any) -> Any:
     tag, text = event.tag, event.value
     if tag in _PLAIN_TAGS:
@@ -204,15 +250,9 @@ def _build(text: str, source: SourceMap | None) -> Any:
             size = new = 1
         elif etype is mapping_start or etype is sequence_start:
             if event.tag not in _PLAIN_TAGS and event.tag not in (_STD + "map", _STD + "seq"):
-                mark = _mark(event.start_mark)
-                raise _Refused("E002", f"YAML tag {event.tag!r} is not allowed", mark, _NO_TAGS)
+                raise _tag_refused(event.tag, event.start_mark)
             if len(stack) >= MAX_DEPTH:
-                raise _Refused(
-                    "E002",
-                    f"nesting deeper than {MAX_DEPTH} levels",
-                    _mark(event.start_mark),
-                    "flatten the document",
-                )
+                raise _too_deep(event.start_mark)
             path: PathKey = ()
             if record:
                 if stack:
@@ -231,31 +271,21 @@ def _build(text: str, source: SourceMap | None) -> Any:
             event = frame  # its start mark stands for the collection below
         elif etype is alias_event:
             if event.anchor not in anchors:
-                raise _Refused("E001", f"unknown alias *{event.anchor}", _mark(event.start_mark))
+                raise _unknown_alias(event.anchor, event.start_mark)
             value, size = anchors[event.anchor]
             new = size
         else:
             if etype is yaml.DocumentStartEvent:
                 documents += 1
                 if documents > 1:
-                    raise _Refused(
-                        "E001",
-                        "a saga file holds one YAML document",
-                        _mark(event.start_mark),
-                        "remove the `---` separator, or split the file",
-                    )
+                    raise _second_document(event.start_mark)
             continue
 
         # Attach `value` to its parent; each node counts once towards the expansion limit
         # (a collection's own nodes were counted as they arrived; an alias adds its copy).
         total += new
         if total > MAX_NODES:
-            raise _Refused(
-                "E002",
-                f"document expands to more than {MAX_NODES:,} nodes",
-                _mark(event.start_mark),
-                "an alias bomb? reduce the use of YAML anchors and aliases",
-            )
+            raise _too_many_nodes(event.start_mark)
         if not stack:
             root = value
             continue
@@ -268,15 +298,10 @@ def _build(text: str, source: SourceMap | None) -> Any:
             c.append(value)
         elif top.key is no_key:
             if type(value) is dict or type(value) is list:
-                raise _Refused("E001", "a mapping key must be a scalar", _mark(event.start_mark))
+                raise _complex_key(event.start_mark)
             key = value if type(value) is str else _key_text(value)
             if key in c:
-                raise _Refused(
-                    "E003",
-                    f"duplicate key {key!r}",
-                    _mark(event.start_mark),
-                    "each key may appear once in a mapping; remove or rename one",
-                )
+                raise _duplicate_key(key, event.start_mark)
             top.key = key
             if record:
                 keys[(*top.path, key)] = _mark(event.start_mark)
@@ -347,15 +372,9 @@ def _walk(get_event: Any) -> Any:
                 anchors[anchor] = (value, total - total0 + collections - collections0)
         elif etype is mapping_start or etype is sequence_start:
             if event.tag not in collection_tags:
-                mark = _mark(event.start_mark)
-                raise _Refused("E002", f"YAML tag {event.tag!r} is not allowed", mark, _NO_TAGS)
+                raise _tag_refused(event.tag, event.start_mark)
             if len(stack) >= MAX_DEPTH:
-                raise _Refused(
-                    "E002",
-                    f"nesting deeper than {MAX_DEPTH} levels",
-                    _mark(event.start_mark),
-                    "flatten the document",
-                )
+                raise _too_deep(event.start_mark)
             stack.append(
                 (container, is_list, key, event.start_mark, event.anchor, total, collections)
             )
@@ -366,28 +385,18 @@ def _walk(get_event: Any) -> Any:
             continue
         elif etype is alias_event:
             if event.anchor not in anchors:
-                raise _Refused("E001", f"unknown alias *{event.anchor}", _mark(event.start_mark))
+                raise _unknown_alias(event.anchor, event.start_mark)
             value, size = anchors[event.anchor]
             total += size
         else:
             if etype is document_start:
                 documents += 1
                 if documents > 1:
-                    raise _Refused(
-                        "E001",
-                        "a saga file holds one YAML document",
-                        _mark(event.start_mark),
-                        "remove the `---` separator, or split the file",
-                    )
+                    raise _second_document(event.start_mark)
             continue
 
         if total > max_nodes:
-            raise _Refused(
-                "E002",
-                f"document expands to more than {MAX_NODES:,} nodes",
-                _mark(event.start_mark),
-                "an alias bomb? reduce the use of YAML anchors and aliases",
-            )
+            raise _too_many_nodes(event.start_mark)
         if is_list:
             container.append(value)
         elif container is None:
@@ -401,7 +410,7 @@ def _walk(get_event: Any) -> Any:
                     if etype is mapping_end or etype is sequence_end
                     else event.start_mark
                 )
-                raise _Refused("E001", "a mapping key must be a scalar", _mark(m))
+                raise _complex_key(m)
             else:
                 key = _key_text(value)
             if key in container:
@@ -410,12 +419,7 @@ def _walk(get_event: Any) -> Any:
                     if etype is mapping_end or etype is sequence_end
                     else event.start_mark
                 )
-                raise _Refused(
-                    "E003",
-                    f"duplicate key {key!r}",
-                    _mark(m),
-                    "each key may appear once in a mapping; remove or rename one",
-                )
+                raise _duplicate_key(key, m)
         else:
             container[key] = value
             key = no_key
