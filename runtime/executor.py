@@ -11,11 +11,13 @@ The executor never calls an action before the event that precedes it (`step_star
 attempt and the idempotency key) is in the store, and it can continue a run from the state
 `journal.replay` rebuilds. Hot-path state is plain dicts and slotted classes, not pydantic.
 
-`Executor` is the one front door: this module holds the run (start or resume, the saga's
-deadline, cancel requests, compensation and `on_failure` after a failure), scope scheduling and
-node dispatch. Each kind of node runs in its own module (`attempts` for a task's attempts,
-`groups`, `foreach`, `gates`), what is derived once per plan in `prepared`, the report in
-`finish`; they take the executor as their first argument and never schedule nodes themselves.
+`Executor` is the one front door: this module holds the run's outline (start or resume, the
+forward steps, compensation and `on_failure` after a failure), scope scheduling and node
+dispatch. A resumed run's state comes from `restore`; the forward steps under the saga's
+deadline and cancel requests, and the `on_failure` nodes, run in `phases`. Each kind of node
+runs in its own module (`attempts` for a task's attempts, `groups`, `foreach`, `gates`), what
+is derived once per plan in `prepared`, the report in `finish`; they take the executor as their
+first argument and never schedule nodes themselves (`phases` only through `run_scope`).
 """
 
 from __future__ import annotations
@@ -40,11 +42,12 @@ from .gates import run_gate
 from .groups import run_group
 from .journal import RunState
 from .outcomes import HALTED, NodeFailed, Undo, error_dict
+from .phases import run_on_failure, run_steps
 from .prepared import prepared
 from .report import RunReport
+from .restore import restore
 from .store.base import RunRecord, Store
 
-CANCEL_POLL_SECONDS = 0.2  # how often a running saga looks for a `sagac cancel` request
 _FALSE_TEXT = frozenset({"", "false", "0", "no", "none", "null", "off"})
 
 
@@ -178,20 +181,12 @@ class Executor:
             self.t0 -= max(self.clock.now() - self.started_wall, 0.0)
             await self.store.update_run(self.run_id, "running")
             await self.emit("saga_resumed", {"from_seq": state.last_seq})
-            self._restore(state)
+            restore(self, state)
 
-        if self.saga.timeout is not None:
-            remaining = self.saga.timeout - (self.clock.now() - self.started_wall)
-            self.saga_deadline_at = self.clock.monotonic() + remaining
         if state is not None and state.failure is not None:
             self.failure = state.failure
         else:
-            if state is not None:  # a cancel asked for while nothing ran the run
-                request = await self.store.cancel_request(self.run_id)
-                if request is not None:
-                    await self._cancel_requested(request)
-            if self.failure is None:
-                await self._forward()
+            await run_steps(self)
         if self.failure is None and not self.halting:
             try:
                 output = self.engine.render(self.saga.output, self.scope)
@@ -209,7 +204,7 @@ class Executor:
         if state is None or state.failure is None:
             await self.emit("saga_compensating", {"failure": self.failure})
         await compensate(self, self.undo)
-        await self._on_failure()
+        await run_on_failure(self)
         if self.comp_failed:
             status = "compensation_failed"
         elif any(c["status"] == "ok" for c in self.comp_log):
@@ -223,101 +218,6 @@ class Executor:
             self.failure = {**error, "attempts": attempts or error.get("attempts", 0)}
             if error.get("step") is None:
                 self.errors.append({**error, "phase": "run"})
-
-    async def _forward(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        timer = None
-        if self.saga_deadline_at is not None:
-            delay = max(self.saga_deadline_at - self.clock.monotonic(), 0.0) + 0.01
-            timer = asyncio.get_running_loop().call_later(delay, self._saga_timeout, task)
-        watcher = None
-        if type(self.store).cancel_request is not Store.cancel_request:
-            watcher = asyncio.create_task(self._watch_cancel(task))
-        try:
-            await self.run_scope("steps")
-        except NodeFailed as f:
-            self.fail_run(f.error)
-        except asyncio.CancelledError:
-            if not (self.saga_timed_out or self.cancel_seen) or self.aborting:
-                raise
-            task.uncancel()
-            self.internal.discard(task)
-            if self.cancel_seen is not None:
-                await self._cancel_requested(self.cancel_seen)
-                return
-            self.fail_run(
-                {
-                    "step": None,
-                    "branch": None,
-                    "item_index": None,
-                    "code": "SAGA_TIMEOUT",
-                    "message": f"the saga's deadline of {self.saga.timeout:g}s passed",
-                }
-            )
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if watcher is not None:
-                watcher.cancel()
-                await asyncio.wait([watcher])
-
-    async def _watch_cancel(self, task: asyncio.Task[Any]) -> None:
-        """Poll the store for a cancel request (`sagac cancel`, perhaps from another process);
-        on one, stop the forward run as a saga timeout would: nothing new starts, in-flight
-        work is cancelled, and the run compensates with CANCELLED."""
-        while True:
-            await asyncio.sleep(CANCEL_POLL_SECONDS)
-            request = await self.store.cancel_request(self.run_id)
-            if request is not None:
-                self.cancel_seen = request
-                self.cancel(task)
-                return
-
-    async def _cancel_requested(self, request: dict[str, Any]) -> None:
-        by, reason = request.get("by"), request.get("reason")
-        await self.emit("cancel_requested", {"by": by, "reason": reason})
-        self.fail_run(
-            {
-                "step": None,
-                "branch": None,
-                "item_index": None,
-                "code": "CANCELLED",
-                "message": f"cancelled by {by}" + (f": {reason}" if reason else ""),
-            }
-        )
-
-    def _saga_timeout(self, task: asyncio.Task[Any]) -> None:
-        self.saga_timed_out = True
-        self.cancel(task)
-
-    def _restore(self, state: RunState) -> None:
-        """Results and pending compensations of what the journal says already happened."""
-        for (nid, idx), rec in state.steps.items():
-            node = self.prep.nodes.get(nid)
-            if node is None:
-                continue
-            if idx is None and rec.status == "completed":
-                self.steps_view[nid] = {"result": rec.result, "status": "completed"}
-            elif idx is None and rec.status == "skipped":
-                self.steps_view[nid] = {"result": None, "status": "skipped"}
-            comp = getattr(node, "compensate", None)
-            if comp is None or self.prep.phase[nid] != "steps":
-                continue
-            if isinstance(node, ir.ForeachNode) and idx is None:
-                continue
-            if rec.status == "completed" or (rec.status == "failed" and comp.on == "attempted"):
-                self.undo.append(
-                    Undo(nid, idx, rec.seq, rec.result, rec.error, self.prep.chain[nid])
-                )
-        for nid, done in state.items_done.items():  # foreach items, one block per checkpoint
-            node = self.prep.nodes.get(nid)
-            if getattr(node, "compensate", None) is not None and self.prep.phase[nid] == "steps":
-                chain = self.prep.chain[nid]
-                self.undo.extend(
-                    Undo(nid, None, b.seq, None, None, chain, block=b) for b in done.blocks
-                )
-        self.undo.sort(key=lambda u: u.order)
 
     # -- scopes -------------------------------------------------------------------------
 
@@ -550,30 +450,6 @@ class Executor:
         except StepError as e:
             await self._fail_node(node.id, e, 0, 0.0)
         await self._fail_node(node.id, StepError(node.code, message), 0, 0.0)
-
-    # -- after a failure ----------------------------------------------------------------
-
-    async def _on_failure(self) -> None:
-        if not self.saga.on_failure:
-            return
-        report = {
-            "run_id": self.run_id,
-            "saga": self.plan.saga,
-            "status": "compensation_failed" if self.comp_failed else "compensated",
-            "failure": self.failure,
-            "errors": list(self.errors),
-            "compensations": list(self.comp_log),
-        }
-        extra = {"failure": self.failure, "report": self.redact(report)}
-        self.halting = False  # a gate left waiting by the failed run does not hold these back
-        saved = self.saga_deadline_at
-        self.saga_deadline_at = None  # on_failure runs after the deadline too
-        try:
-            await self.run_scope("on_failure", extra)
-        except NodeFailed:
-            pass  # its errors are in the report; the status stays
-        finally:
-            self.saga_deadline_at = saved
 
 
 _SIMULATED = ir.MockAction(result={})
