@@ -9,6 +9,7 @@ computed from the clock's monotonic time, so a fake clock also moves step and sa
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from datetime import UTC, datetime
@@ -83,3 +84,11 @@ def rfc3339(epoch: float) -> str:
 
 
 DEFAULT_CLOCK = Clock()
+
+
+def new_run_id() -> str:
+    """A new run id: 32 hex digits, as uuid4().hex, but the first 12 are the creation time in
+    milliseconds (then 80 random bits, from the OS). Ids made later sort later, so a run's rows
+    land at the end of the journal's indexes by run instead of at a random place in them: a
+    commit touches the same few last pages instead of splitting pages in the middle."""
+    return f"{int(time.time() * 1000) & 0xFFFFFFFFFFFF:012x}{os.urandom(10).hex()}"

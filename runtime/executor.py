@@ -23,7 +23,6 @@ first argument and never schedule nodes themselves (`phases` only through `run_s
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -33,7 +32,7 @@ from sagac.runtime.errors import StepError
 from sagac.runtime.templates import TemplateEngine
 
 from .attempts import AttemptsFailed, run_attempts, undo_if_attempted
-from .clock import DEFAULT_CLOCK, Clock
+from .clock import DEFAULT_CLOCK, Clock, new_run_id
 from .compensation import compensate
 from .events import EventCallback, Journal
 from .finish import finish
@@ -79,7 +78,7 @@ class Executor:
         self.saga = plan.definition
         self.prep = prepared(plan)
         self.store = store
-        self.run_id = run_id or (state.run_id if state else None) or uuid.uuid4().hex
+        self.run_id = run_id or (state.run_id if state else None) or new_run_id()
         self.clock = clock or DEFAULT_CLOCK
         self.engine = TemplateEngine(secrets)
         self.redacting = bool(self.engine.secrets)

@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from sagac.compiler.plan import Plan
 
 from . import approvals
 from .api import DefinitionChanged, _owning_loop, aresume, arun, as_plan, validate_input
+from .clock import new_run_id
 from .journal import RunState, replay
 from .leases import held
 from .report import CompensationInfo, ErrorInfo, Failure, RunReport
@@ -77,7 +77,7 @@ async def start(
     with a different input it raises IdempotencyConflict."""
     plan = as_plan(plan_or_path)
     validate_input(plan, input)  # invalid input changes nothing, not even a key claim
-    run_id = run_id or uuid.uuid4().hex
+    run_id = run_id or new_run_id()
     if idempotency_key is not None:
         digest = input_hash(input)
         owner_run, owner_digest = await _claim(store, idempotency_key, run_id, digest)

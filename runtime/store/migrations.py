@@ -153,7 +153,45 @@ def _v3_leases_cancel_keys(c: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_journal, _v2_approvals_and_audit, _v3_leases_cancel_keys)
+def _v4_steps_by_run(c: sqlite3.Connection) -> None:
+    """`steps` becomes one B-tree keyed by (run_id, step, item_index) (WITHOUT ROWID): a step's
+    commit then writes its state to one page instead of a table page and an index page. Rows
+    of one run stay together, as the old unique index kept them; the view is read only by run
+    and in an explicit order, so nothing else changes."""
+    _script(
+        c,
+        """
+        CREATE TABLE steps_v4 (
+            run_id TEXT NOT NULL,
+            step TEXT NOT NULL,
+            item_index INTEGER NOT NULL DEFAULT -1,
+            status TEXT NOT NULL,
+            attempt INTEGER NOT NULL DEFAULT 0,
+            idempotency_key TEXT,
+            result TEXT,
+            error TEXT,
+            started_seq INTEGER,
+            ended_seq INTEGER,
+            comp_status TEXT,
+            comp_attempt INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (run_id, step, item_index)
+        ) WITHOUT ROWID;
+        INSERT INTO steps_v4 (run_id, step, item_index, status, attempt, idempotency_key,
+            result, error, started_seq, ended_seq, comp_status, comp_attempt)
+            SELECT run_id, step, item_index, status, attempt, idempotency_key, result, error,
+            started_seq, ended_seq, comp_status, comp_attempt FROM steps;
+        DROP TABLE steps;
+        ALTER TABLE steps_v4 RENAME TO steps
+        """,
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _v1_journal,
+    _v2_approvals_and_audit,
+    _v3_leases_cancel_keys,
+    _v4_steps_by_run,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

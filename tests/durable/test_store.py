@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sagac.compiler.errors import UsageError
 from sagac.runtime import resume as durable
+from sagac.runtime.clock import new_run_id
 from sagac.runtime.errors import RunNotFound, StoreError
 from sagac.runtime.store import MemoryStore, open_store
 from sagac.runtime.store.base import RunRecord
@@ -231,6 +232,7 @@ def test_an_older_schema_is_migrated_and_its_data_kept(db: Path) -> None:
         assert (await store.get_run("old")).input == {"n": 1}
         assert len(await store.load_events("old")) == 1
         (step,) = await store.steps("old")
+        assert (step["step"], step["status"], step["attempt"]) == ("a", "started", 1)
         assert step["compensation_attempt"] == 0  # a column added by migration 2
         await store.acquire_lease("old", "me@h:1/x", 5)  # tables added by migration 3
         assert await store.claim_key("k", "old", "sha256:i") == ("old", "sha256:i")
@@ -240,8 +242,17 @@ def test_an_older_schema_is_migrated_and_its_data_kept(db: Path) -> None:
     run(go())
     with sqlite3.connect(db) as c:
         versions = [v for (v,) in c.execute("SELECT version FROM schema_version ORDER BY version")]
+        steps_sql = c.execute("SELECT sql FROM sqlite_master WHERE name = 'steps'").fetchone()
     assert versions == list(range(1, SCHEMA_VERSION + 1))
+    assert "WITHOUT ROWID" in steps_sql[0]  # migration 4: one B-tree keyed by run and step
     assert SqliteStore(db).migrated_from == SCHEMA_VERSION  # opening again changes nothing
+
+
+def test_new_run_ids_are_hex_and_sort_by_creation() -> None:
+    ids = [new_run_id() for _ in range(3)]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert len(set(ids)) == 3
+    assert ids[0][:12] <= ids[1][:12] <= ids[2][:12]
 
 
 def test_a_newer_schema_or_a_foreign_file_is_refused(db: Path, tmp_path: Path) -> None:
