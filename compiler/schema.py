@@ -129,26 +129,13 @@ def _common_case_first(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-# In a generated validator each call passes its child a name for error messages, built with
-# `str.format(**locals())`; the fast path reads only the verdict, so children get None.
-_CHILD_NAME = re.compile(
-    r', custom_formats, \(name_prefix or "data"\) \+ "[^"]*"(?:\.format\(\*\*locals\(\)\))?\)'
-)
-
-
 @cache
 def fast_validator() -> Callable[[Any], Any]:
     """A generated validator for the saga schema: raises on the first error, says little."""
     definition = _common_case_first(_draft7(saga_schema()))
-    code = fastjsonschema.compile_to_code(definition, detailed_exceptions=False, use_default=False)
-    entry = re.search(r"^def (\w+)\(", code, re.MULTILINE)
-    try:
-        assert entry is not None
-        namespace: dict[str, Any] = {}
-        exec(_CHILD_NAME.sub(", custom_formats, None)", code), namespace)
-        validate: Callable[[Any], Any] = namespace[entry.group(1)]
-    except Exception:  # another fastjsonschema's code: compile it as it is
-        validate = fastjsonschema.compile(definition, detailed_exceptions=False, use_default=False)
+    validate: Callable[[Any], Any] = fastjsonschema.compile(
+        definition, detailed_exceptions=False, use_default=False
+    )
     return validate
 
 
