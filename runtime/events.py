@@ -53,6 +53,7 @@ EVENT_FIELDS: dict[str, str] = {
 # loses at most a completion, and that step is re-run with its journaled key (at-least-once).
 DEFERRABLE = frozenset(
     {
+        "saga_started",
         "step_completed",
         "step_skipped",
         "step_retrying",
@@ -104,9 +105,11 @@ class Journal:
         self._tail: asyncio.Future[None] | None = None  # the last batch's publication
         self._error: BaseException | None = None
 
-    async def emit(self, type_: str, fields: dict[str, Any]) -> Event:
+    async def emit(
+        self, type_: str, fields: dict[str, Any], report: dict[str, Any] | None = None
+    ) -> Event:
         """Record one event (durable when this returns, unless DEFERRABLE), then publish it;
-        returns it."""
+        returns it. The run's last event carries its `report`, stored in the same write."""
         self.seq += 1
         event: Event = {
             "type": type_,
@@ -116,7 +119,7 @@ class Journal:
             **fields,
         }
         if not self._defer:
-            await self.store.append(self.run_id, (event,))
+            await self.store.append(self.run_id, (event,), report)
             if self._callback is not None:
                 await self._publish((event,))
             return event
@@ -129,7 +132,7 @@ class Journal:
                 asyncio.get_running_loop().call_soon(self._flush)
             return event
         batch, self._pending = self._pending, []
-        committed = self.store.submit_append(self.run_id, batch)
+        committed = self.store.submit_append(self.run_id, batch, report)
         prev, self._tail = self._tail, None
         await committed
         if prev is not None:

@@ -155,17 +155,19 @@ class Executor:
 
     async def run(self) -> RunReport:
         state = self.state
-        if state is None:
-            await self.store.create_run(
-                RunRecord(
-                    self.run_id,
-                    self.plan.saga,
-                    self.plan.version,
-                    self.plan.hash,
-                    self.input,
-                    file=self.plan.file,
+        if state is None or not state.last_seq:  # new, or it crashed before its first commit
+            if state is None:
+                await self.store.create_run(
+                    RunRecord(
+                        self.run_id,
+                        self.plan.saga,
+                        self.plan.version,
+                        self.plan.hash,
+                        self.input,
+                        file=self.plan.file,
+                    )
                 )
-            )
+            # Deferred: it shares the commit of the first event an action waits for.
             await self.emit(
                 "saga_started",
                 {

@@ -1,10 +1,12 @@
 """The end of a run: its last event, its report, and the report stored with the run's status.
 
 `finish(ex, status, output)` is called once per `Executor.run`, whatever the outcome: it
-journals `saga_completed`, `saga_failed` or `saga_waiting`, builds the `RunReport` from the
-executor's plain state in one validation, and stores it. Everything journaled or stored goes
-through the run's redaction; approval tokens are added to the returned report only, after it
-is stored: this module must never store or journal a clear token.
+builds the `RunReport` from the executor's plain state in one validation, then journals
+`saga_completed`, `saga_failed` or `saga_waiting` carrying the report, which the store keeps in
+the same write (a durable store ends the run's lease there too: the driver writes nothing after
+it). Everything journaled or stored goes through the run's redaction; approval tokens are added
+to the returned report only, after it is stored: this module must never store or journal a
+clear token.
 """
 
 from __future__ import annotations
@@ -26,24 +28,8 @@ async def finish(ex: Executor, status: str, output: Any) -> RunReport:
             needs.append(c["step"])
     waiting = status == "waiting_approval"
     duration = ex.ms(ex.t0)
-    if waiting:
-        await ex.emit("saga_waiting", {"status": status, "waiting": sorted(ex.waiting)})
-    elif status == "succeeded":
-        await ex.emit(
-            "saga_completed",
-            {"status": status, "output": ex.redact(output), "duration_ms": duration},
-        )
-    else:
-        await ex.emit(
-            "saga_failed",
-            {
-                "status": status,
-                "failure": ex.redact(failure),
-                "needs_attention": needs,
-                "duration_ms": duration,
-            },
-        )
     redact = ex.redact
+    shown_failure, shown_output = redact(failure), redact(output)
     # One validation of plain data: cheaper than building the nested models one by one.
     report = RunReport.model_validate(
         {
@@ -51,7 +37,7 @@ async def finish(ex: Executor, status: str, output: Any) -> RunReport:
             "saga": ex.plan.saga,
             "version": ex.plan.version,
             "status": status,
-            "failure": _fields(redact(failure), Failure) if failure else None,
+            "failure": _fields(shown_failure, Failure) if failure else None,
             "errors": [_fields(redact(e), ErrorInfo) for e in ex.errors],
             "compensations": [
                 {
@@ -64,14 +50,27 @@ async def finish(ex: Executor, status: str, output: Any) -> RunReport:
                 for c in ex.comp_log
             ],
             "needs_attention": needs,
-            "output": redact(output),
+            "output": shown_output,
             "duration_ms": duration,
             "started_at": rfc3339(ex.started_wall),
             "finished_at": None if waiting else rfc3339(ex.clock.now()),
             "definition_hash": ex.plan.hash,
         }
     )
-    await ex.store.update_run(ex.run_id, status, report.to_json_dict())
+    stored = report.to_json_dict()
+    if waiting:
+        await ex.emit("saga_waiting", {"status": status, "waiting": sorted(ex.waiting)}, stored)
+    elif status == "succeeded":
+        fields = {"status": status, "output": shown_output, "duration_ms": duration}
+        await ex.emit("saga_completed", fields, stored)
+    else:
+        fields = {
+            "status": status,
+            "failure": shown_failure,
+            "needs_attention": needs,
+            "duration_ms": duration,
+        }
+        await ex.emit("saga_failed", fields, stored)
     if ex.approval_tokens:  # never stored: only returned
         report.approval_tokens.update(ex.approval_tokens)
     return report

@@ -68,8 +68,10 @@ async def run_steps(ex: Executor) -> None:
         if timer is not None:
             timer.cancel()
         if watcher is not None:
+            # Not awaited: a yield here would commit the last deferred events alone instead
+            # of with the run's final event. Cancelled, it never polls again; it ends at the
+            # loop's next turn.
             watcher.cancel()
-            await asyncio.wait([watcher])
 
 
 async def run_on_failure(ex: Executor) -> None:

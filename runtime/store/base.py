@@ -52,8 +52,12 @@ class Store(ABC):
         """Set the run's status (and its report when it has one)."""
 
     @abstractmethod
-    async def append(self, run_id: str, events: Sequence[Event]) -> None:
-        """Append events to the run's journal, in order; durable when it returns."""
+    async def append(
+        self, run_id: str, events: Sequence[Event], report: dict[str, Any] | None = None
+    ) -> None:
+        """Append events to the run's journal, in order; durable when it returns. The run's
+        final append carries its `report`: the run's status becomes `report["status"]` and the
+        report is stored in the same write, so no reader sees the last event without it."""
 
     @abstractmethod
     async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
@@ -69,9 +73,11 @@ class Store(ABC):
     # journal then lets events that no action waits for share the next commit.
     group_commit = False
 
-    def submit_append(self, run_id: str, events: Sequence[Event]) -> Awaitable[None]:
+    def submit_append(
+        self, run_id: str, events: Sequence[Event], report: dict[str, Any] | None = None
+    ) -> Awaitable[None]:
         """Start an append now, in call order; awaiting the result waits for durability."""
-        return asyncio.ensure_future(self.append(run_id, events))
+        return asyncio.ensure_future(self.append(run_id, events, report))
 
     async def cancel_request(self, run_id: str) -> dict[str, Any] | None:
         """{at, by, reason} when a cancel of the run was requested (durable stores only)."""

@@ -47,12 +47,16 @@ class MemoryStore(Store):
         if report is not None:
             record.report = report
 
-    async def append(self, run_id: str, events: Sequence[Event]) -> None:
+    async def append(
+        self, run_id: str, events: Sequence[Event], report: dict[str, Any] | None = None
+    ) -> None:
         try:
             journal = self._events[run_id]
         except KeyError:
             raise RunNotFound(f"no run {run_id!r} in this store") from None
         journal.extend(events)
+        if report is not None:
+            await self.update_run(run_id, report["status"], report)
 
     async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         try:

@@ -186,11 +186,86 @@ def _v4_steps_by_run(c: sqlite3.Connection) -> None:
     )
 
 
+# Event types that set a step's state (`approval_requested`: its gate waits), the ones among
+# them that end an attempt, and the compensation events (a non-final failure is a retry).
+_STATE = (
+    "'step_started', 'step_completed', 'step_failed', 'step_skipped', 'group_completed',"
+    " 'approval_requested'"
+)
+_ENDS = "'step_completed', 'step_failed', 'step_skipped', 'group_completed'"
+_COMP = "'compensation_started', 'compensation_completed', 'compensation_failed'"
+
+
+def _v5_steps_view(c: sqlite3.Connection) -> None:
+    """`steps` becomes a view of the journal instead of a table kept in step with it: it can
+    never disagree with `events`, and a step's commit writes one table and its index instead of
+    two tables (measured in docs/durability.md: about a third fewer WAL pages a commit). Same
+    columns and meaning as the table: per (run, step, item) the status of its latest event, the
+    highest attempt, the key of its latest start, the result of its latest end, the error of its
+    latest event, the seq of its first event when that was a start (or a gate's request), the
+    seq of its latest end, and its compensation's latest status and attempt. Needs SQLite 3.38
+    (`->`, `->>`); rows read for one run use the events' (run_id, seq) index."""
+    _script(
+        c,
+        f"""
+        DROP TABLE steps;
+        CREATE VIEW steps AS
+        WITH e AS (
+            SELECT run_id, seq, type, step, body,
+                COALESCE(body ->> '$.item_index', -1) AS item_index
+            FROM events WHERE type IN ({_STATE}, {_COMP})
+        ), g AS (
+            SELECT run_id, step, item_index,
+                min(seq) FILTER (WHERE type IN ({_STATE})) AS first_seq,
+                max(seq) FILTER (WHERE type IN ({_STATE})) AS last_seq,
+                max(seq) FILTER (WHERE type IN ({_STATE}) AND type != 'approval_requested')
+                    AS error_seq,
+                max(seq) FILTER (WHERE type = 'step_started') AS start_seq,
+                max(seq) FILTER (WHERE type IN ({_ENDS})) AS end_seq,
+                max(COALESCE(body ->> '$.attempt', 0)) FILTER (WHERE type IN ({_STATE}))
+                    AS attempt,
+                max(seq) FILTER (WHERE type IN ({_COMP})
+                    AND (type != 'compensation_failed' OR body ->> '$.final')) AS comp_seq
+            FROM e GROUP BY run_id, step, item_index
+        )
+        SELECT g.run_id, g.step, g.item_index,
+            CASE l.type
+                WHEN 'step_started' THEN 'started'
+                WHEN 'step_skipped' THEN 'skipped'
+                WHEN 'approval_requested' THEN 'waiting'
+                WHEN 'step_failed' THEN IIF(l.body ->> '$.cancelled', 'cancelled', 'failed')
+                ELSE 'completed'
+            END AS status,
+            g.attempt AS attempt,
+            s.body ->> '$.idempotency_key' AS idempotency_key,
+            x.body -> '$.result' AS result,
+            NULLIF(r.body -> '$.error', 'null') AS error,
+            IIF(f.type IN ('step_started', 'approval_requested'), g.first_seq, NULL)
+                AS started_seq,
+            g.end_seq AS ended_seq,
+            CASE k.type
+                WHEN 'compensation_started' THEN 'started'
+                WHEN 'compensation_completed' THEN 'ok'
+                WHEN 'compensation_failed' THEN 'failed'
+            END AS comp_status,
+            COALESCE(k.body ->> '$.attempt', 0) AS comp_attempt
+        FROM g
+        JOIN events l ON l.run_id = g.run_id AND l.seq = g.last_seq
+        JOIN events f ON f.run_id = g.run_id AND f.seq = g.first_seq
+        LEFT JOIN events s ON s.run_id = g.run_id AND s.seq = g.start_seq
+        LEFT JOIN events x ON x.run_id = g.run_id AND x.seq = g.end_seq
+        LEFT JOIN events r ON r.run_id = g.run_id AND r.seq = g.error_seq
+        LEFT JOIN events k ON k.run_id = g.run_id AND k.seq = g.comp_seq
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_journal,
     _v2_approvals_and_audit,
     _v3_leases_cancel_keys,
     _v4_steps_by_run,
+    _v5_steps_view,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -87,7 +87,9 @@ class SqliteStore(Store):
             raise StoreError(f"{self.path} is not a sagac journal: {e}") from None
         finally:
             c.close()
-        self._last_writer: str | None = None
+        self._leased: dict[str, str] = {}  # run id -> owner: the leases this store holds
+        self._last_writer: str | None = None  # of appends: for writers without a lease
+        self._ended: set[tuple[str, str]] = set()  # (run id, owner): ended by a final append
         self._writer = Worker(self.path, writer=True)
         self._reader = Worker(self.path, writer=False)
 
@@ -99,9 +101,22 @@ class SqliteStore(Store):
     def commits(self) -> int:
         return self._writer.commits
 
-    def write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Run `fn(conn)` in the next group commit; the future resolves after the commit."""
-        return self._writer.submit(fn)
+    def write(
+        self, fn: Callable[[sqlite3.Connection], T], inline: bool = False
+    ) -> asyncio.Future[T]:
+        """Run `fn(conn)` in the next group commit; the future resolves after the commit.
+        `inline`: commit on the caller's thread if nothing else is queued (see `Worker`)."""
+        return self._writer.submit(fn, inline)
+
+    def _alone(self, run_id: str) -> bool:
+        """Whether no run but `run_id` is being driven through this store: then its writes may
+        commit inline, with no thread hand-over, as there is no other run's commit to share.
+        A run driven by an executor holds a lease; appends without one (the store used
+        directly) count as alone while the same run keeps writing."""
+        leased = self._leased
+        if leased:
+            return len(leased) == 1 and run_id in leased
+        return run_id == self._last_writer
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         return self._reader.submit(fn)
@@ -143,7 +158,7 @@ class SqliteStore(Store):
             except sqlite3.IntegrityError:
                 raise StoreError(f"run {record.run_id!r} already exists") from None
 
-        await self.write(fn)
+        await self.write(fn, self._alone(record.run_id))
 
     async def get_run(self, run_id: str) -> RunRecord:
         return await self.read(partial(get_run_sync, run_id=run_id))
@@ -167,18 +182,26 @@ class SqliteStore(Store):
             if cur.rowcount == 0:
                 raise RunNotFound(f"no run {run_id!r} in {self.path}")
 
-        await self.write(fn)
+        await self.write(fn, self._alone(run_id))
 
-    async def append(self, run_id: str, events: Sequence[Event]) -> None:
+    async def append(
+        self, run_id: str, events: Sequence[Event], report: dict[str, Any] | None = None
+    ) -> None:
         if events:
-            await self.submit_append(run_id, events)
+            await self.submit_append(run_id, events, report)
 
-    def submit_append(self, run_id: str, events: Sequence[Event]) -> asyncio.Future[None]:
+    def submit_append(
+        self, run_id: str, events: Sequence[Event], report: dict[str, Any] | None = None
+    ) -> asyncio.Future[None]:
         """Queue an append now (in call order) and return the future of its commit. While one
-        run writes alone it commits inline (see `Worker`)."""
-        prepared = Prepared(run_id, events)
+        run writes alone it commits inline (see `Worker`). The final append (with the run's
+        `report`) also ends the lease this store holds on the run, in the same commit."""
+        alone = self._alone(run_id)
+        release = self._leased.pop(run_id, None) if report is not None else None
+        if release is not None:
+            self._ended.add((run_id, release))
+        prepared = Prepared(run_id, events, report, release)
         known = self._writer.known
-        alone = run_id == self._last_writer
         self._last_writer = run_id
         return self._writer.submit(
             lambda c: apply(c, prepared, known), inline=alone, append=prepared
@@ -251,7 +274,7 @@ class SqliteStore(Store):
         await self.write(fn)
 
     async def steps(self, run_id: str) -> list[dict[str, Any]]:
-        """The materialised state of every step of a run, in the order they started."""
+        """The state of every step of a run (the `steps` view), in the order they started."""
 
         def fn(c: sqlite3.Connection) -> list[dict[str, Any]]:
             cur = c.execute(
@@ -282,13 +305,13 @@ class SqliteStore(Store):
         return await self.read(fn)
 
     async def dump_tables(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Every row of every table (for tests and `sagac inspect`-style audits)."""
+        """Every row of every table and view (for tests and `sagac inspect`-style audits)."""
 
         def fn(c: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
             names = [
                 r[0]
                 for r in c.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                    "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
                     " AND name NOT LIKE 'sqlite_%'"
                 )
             ]
@@ -314,10 +337,23 @@ class SqliteStore(Store):
             )
             return expires
 
-        return await self.write(fn)
+        # Counted as driven from now on, and never inline: runs started together all ask for
+        # their leases before any of them can take itself to be alone.
+        had = self._leased.get(run_id)
+        self._leased[run_id] = owner
+        try:
+            return await self.write(fn)
+        except BaseException:
+            if had is None:
+                self._leased.pop(run_id, None)
+            else:
+                self._leased[run_id] = had
+            raise
 
     async def renew_lease(self, run_id: str, owner: str, ttl: float) -> bool:
         """Extend our lease; False when it is no longer ours (it expired and was taken)."""
+        if (run_id, owner) in self._ended:
+            return True  # the run's final append ended it: nothing more will be written
 
         def fn(c: sqlite3.Connection) -> bool:
             cur = c.execute(
@@ -329,10 +365,16 @@ class SqliteStore(Store):
         return await self.write(fn)
 
     async def release_lease(self, run_id: str, owner: str) -> None:
+        if (run_id, owner) in self._ended:  # already, by the run's final append
+            self._ended.discard((run_id, owner))
+            return
+        if self._leased.get(run_id) == owner:
+            del self._leased[run_id]
         await self.write(
             lambda c: c.execute(
                 "DELETE FROM leases WHERE run_id = ? AND owner = ?", (run_id, owner)
-            )
+            ),
+            self._alone(run_id),
         )
 
     async def get_lease(self, run_id: str) -> tuple[str, float] | None:

@@ -1,13 +1,15 @@
-"""Appending to the journal: events as rows of `events`, and the same transaction's changes to
-the materialised view (`steps`, `approvals`, the run's status) that those events imply.
+"""Appending to the journal: events as rows of `events`, and the same transaction's changes
+that those events imply to `approvals` and to the run's status; a run's final append also
+stores its report and ends its driver's lease. (Step states need no writing: `steps` is a view
+of `events`, migration 5.)
 
 An append is prepared on the caller's thread (`Prepared`: JSON encoded, statements built) so
 that the writer thread, the bottleneck of group commit, only executes SQL; `apply_all` writes
-many prepared appends, in order, as a few multi-row statements. `append_external` appends one
-event from outside a running executor (an approval decision, a timeout). Everything here runs
-inside the caller's transaction: this module never begins, commits or rolls back one, never
-writes a row the journal's events do not imply (so replay and the view always agree), and never
-sees a secret: what it is given has been redacted by the executor.
+many prepared appends, in order, with one multi-row INSERT of their events. `append_external`
+appends one event from outside a running executor (an approval decision, a timeout). Everything
+here runs inside the caller's transaction: this module never begins, commits or rolls back one,
+never writes an approval the journal's events do not imply (so replay and the tables always
+agree), and never sees a secret: what it is given has been redacted by the executor.
 """
 
 from __future__ import annotations
@@ -54,12 +56,21 @@ Statement = tuple[str, tuple[Any, ...]]
 
 class Prepared:
     """An append made ready on the caller's thread (JSON encoded, statements built), so that
-    the writer thread, the bottleneck of group commit, only executes SQL."""
+    the writer thread, the bottleneck of group commit, only executes SQL. A run's final append
+    also stores its `report` and may end its driver's lease (`release`: the owner)."""
 
-    __slots__ = ("at", "rows", "run_id", "statements", "status")
+    __slots__ = ("at", "release", "report", "rows", "run_id", "statements", "status")
 
-    def __init__(self, run_id: str, events: Sequence[Event]) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        events: Sequence[Event],
+        report: dict[str, Any] | None = None,
+        release: str | None = None,
+    ) -> None:
         self.run_id = run_id
+        self.report = None if report is None else dumps(report)
+        self.release = release
         self.rows = [
             (run_id, e["seq"], e["type"], e["at"], e.get("step"), dumps(e)) for e in events
         ]
@@ -75,6 +86,8 @@ class Prepared:
                 self.status = e.get("status")
             elif t == "saga_resumed":
                 self.status = "running"
+        if report is not None:
+            self.status = report["status"]
 
 
 def apply(c: sqlite3.Connection, p: Prepared, known: set[str] | None = None) -> None:
@@ -85,13 +98,18 @@ def apply(c: sqlite3.Connection, p: Prepared, known: set[str] | None = None) -> 
 def apply_all(
     c: sqlite3.Connection, appends: Sequence[Prepared], known: set[str] | None = None
 ) -> None:
-    """Write prepared appends, in order, with as few statements as they allow: every event
-    row in one multi-row INSERT, each run of adjacent step-state upserts in another. Events
-    and steps are separate tables (no triggers), so only the order within each matters.
+    """Write prepared appends, in order: every event row in one multi-row INSERT (few
+    statements: each is a GIL hand-over on the writer thread), then the approvals they change.
     A run's row changes only when its status does (then `updated_at` says when); `known`
     caches run ids seen to exist (runs are never deleted)."""
     for p in appends:
-        if p.status is not None:
+        if p.report is not None:
+            cur = c.execute(
+                "UPDATE runs SET updated_at = ?, status = ?, report = ? WHERE run_id = ?",
+                (p.at, p.status, p.report, p.run_id),
+            )
+            exists = cur.rowcount == 1
+        elif p.status is not None:
             cur = c.execute(
                 "UPDATE runs SET updated_at = ?, status = ? WHERE run_id = ?",
                 (p.at, p.status, p.run_id),
@@ -105,39 +123,38 @@ def apply_all(
             raise RunNotFound(f"no run {p.run_id!r} in this store")
         if known is not None:
             known.add(p.run_id)
+        if p.release is not None:
+            c.execute("DELETE FROM leases WHERE run_id = ? AND owner = ?", (p.run_id, p.release))
     if len(appends) == 1:
         _execute_rows(c, _EVENT_ROWS, appends[0].rows)
     else:
         _execute_rows(c, _EVENT_ROWS, [row for p in appends for row in p.rows])
-    rows: list[tuple[Any, ...]] = []  # adjacent step upserts, merged
     for p in appends:
         for sql, params in p.statements:
-            if sql is _STEP_UPSERT:
-                rows.append(params)
-                continue
-            if rows:
-                _execute_rows(c, _STEP_ROWS, rows)
-                rows = []
             c.execute(sql, params)
-    if rows:
-        _execute_rows(c, _STEP_ROWS, rows)
+
+
+_MAX_ROWS = 256  # rows per INSERT: 1,536 host parameters (SQLite 3.32+ allows 32,766)
 
 
 class _Rows:
-    """An INSERT whose VALUES take many rows: its text for 1, 2, 4 ... 64 rows (few texts,
-    so the connection's statement cache keeps them all; 64 rows stay under the 999 host
-    parameters of old SQLite builds)."""
+    """An INSERT whose VALUES take many rows: its text for 1, 2, 4 ... 256 rows (few texts,
+    so the connection's statement cache keeps them all)."""
 
     __slots__ = ("texts",)
 
-    def __init__(self, head: str, row: str, tail: str = "") -> None:
-        self.texts = {k: head + ", ".join([row] * k) + tail for k in (1, 2, 4, 8, 16, 32, 64)}
+    def __init__(self, head: str, row: str) -> None:
+        self.texts: dict[int, str] = {}
+        k = 1
+        while k <= _MAX_ROWS:
+            self.texts[k] = head + ", ".join([row] * k)
+            k *= 2
 
 
 def _execute_rows(c: sqlite3.Connection, form: _Rows, rows: Sequence[tuple[Any, ...]]) -> None:
     i, n = 0, len(rows)
     while i < n:
-        k = min(64, 1 << ((n - i).bit_length() - 1))  # the largest size that fits
+        k = min(_MAX_ROWS, 1 << ((n - i).bit_length() - 1))  # the largest size that fits
         if k == 1:
             c.execute(form.texts[1], rows[i])
         else:
@@ -154,62 +171,7 @@ def _append(c: sqlite3.Connection, run_id: str, events: Sequence[Event]) -> None
     apply(c, Prepared(run_id, events))
 
 
-# Each journal event type that changes the materialised view: the statements that apply it.
-
-# Both ways a journal event changes a step's row, as one upsert (so that a batch's step changes
-# are one statement): `started` sets the attempt and key and clears the error; an end (status
-# completed, failed, cancelled or skipped) sets the result, error and ended_seq and keeps the
-# highest attempt. Rows are (run_id, step, item_index, status, attempt, idempotency_key,
-# result, error, started_seq, ended_seq).
-_STEP_ROWS = _Rows(
-    "INSERT INTO steps (run_id, step, item_index, status, attempt, idempotency_key, result,"
-    " error, started_seq, ended_seq) VALUES ",
-    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    " ON CONFLICT (run_id, step, item_index) DO UPDATE SET status = excluded.status,"
-    " attempt = CASE WHEN excluded.status = 'started' THEN excluded.attempt"
-    " ELSE MAX(attempt, excluded.attempt) END,"
-    " idempotency_key = CASE WHEN excluded.status = 'started' THEN excluded.idempotency_key"
-    " ELSE idempotency_key END,"
-    " result = CASE WHEN excluded.status = 'started' THEN result ELSE excluded.result END,"
-    " error = excluded.error,"
-    " ended_seq = CASE WHEN excluded.status = 'started' THEN ended_seq"
-    " ELSE excluded.ended_seq END",
-)
-_STEP_UPSERT = _STEP_ROWS.texts[1]
-
-
-def _step_started(run_id: str, e: Event) -> list[Statement]:
-    key = e.get("idempotency_key")
-    attempt = e.get("attempt", 0)
-    args = (run_id, e["step"], _idx(e), "started", attempt, key, None, None, e["seq"], None)
-    return [(_STEP_UPSERT, args)]
-
-
-def _step_ended(status: str) -> Callable[[str, Event], list[Statement]]:
-    def build(run_id: str, e: Event) -> list[Statement]:
-        final = "cancelled" if status == "failed" and e.get("cancelled") else status
-        result = dumps(e["result"]) if "result" in e else None
-        error = dumps(e["error"]) if e.get("error") is not None else None
-        attempt = e.get("attempt", 0)
-        args = (run_id, e["step"], _idx(e), final, attempt, None, result, error, None, e["seq"])
-        return [(_STEP_UPSERT, args)]
-
-    return build
-
-
-def _compensation(status: str) -> Callable[[str, Event], list[Statement]]:
-    def build(run_id: str, e: Event) -> list[Statement]:
-        if status == "failed" and not e.get("final"):
-            return []  # a retry: still in progress
-        return [
-            (
-                "UPDATE steps SET comp_status = ?, comp_attempt = ?"
-                " WHERE run_id = ? AND step = ? AND item_index = ?",
-                (status, e.get("attempt", 0), run_id, e["step"], _idx(e)),
-            )
-        ]
-
-    return build
+# Each journal event type that changes the approvals table: the statements that apply it.
 
 
 def _approval_requested(run_id: str, e: Event) -> list[Statement]:
@@ -238,12 +200,6 @@ def _approval_requested(run_id: str, e: Event) -> list[Statement]:
                 e["at"],
                 e["seq"],
             ),
-        ),
-        (
-            "INSERT INTO steps (run_id, step, item_index, status, started_seq)"
-            " VALUES (?, ?, -1, 'waiting', ?) ON CONFLICT (run_id, step, item_index)"
-            " DO UPDATE SET status = 'waiting'",
-            (run_id, e["step"], e["seq"]),
         ),
     ]
 
@@ -275,22 +231,9 @@ def _approval_decided(run_id: str, e: Event) -> list[Statement]:
 
 
 _MATERIALISE: dict[str, Callable[[str, Event], list[Statement]]] = {
-    "step_started": _step_started,
-    "step_completed": _step_ended("completed"),
-    "step_failed": _step_ended("failed"),
-    "step_skipped": _step_ended("skipped"),
-    "group_completed": _step_ended("completed"),
-    "compensation_started": _compensation("started"),
-    "compensation_completed": _compensation("ok"),
-    "compensation_failed": _compensation("failed"),
     "approval_requested": _approval_requested,
     "approval_decided": _approval_decided,
 }
-
-
-def _idx(e: Event) -> int:
-    i = e.get("item_index")
-    return -1 if i is None else int(i)
 
 
 def _epoch(text: str | None) -> float | None:

@@ -32,7 +32,16 @@ BUSY_TIMEOUT_MS = 30_000
 MAX_BATCH = 2_000  # operations per group commit
 
 
+MIN_SQLITE = (3, 38)  # JSON `->`/`->>` in the `steps` view (migration 5)
+
+
 def connect(path: str) -> sqlite3.Connection:
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise StoreError(
+            f"the journal needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer; this Python"
+            f" uses {sqlite3.sqlite_version}",
+            hint="use a Python linked with a newer SQLite, or --store memory",
+        )
     try:
         c = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
