@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sagac.compiler import ir
+from sagac.runtime import codec
 from sagac.runtime.actions import (
     StepContext,
     immediate_action,
@@ -38,7 +38,20 @@ if TYPE_CHECKING:
 
 MAX_RESULT_BYTES = 64 * 1024
 NO_RESULT: Any = object()  # a cancelled attempt without a result to count
-_json_text = json.JSONEncoder(default=str).encode  # json.dumps builds an encoder per call
+
+
+def check_result_size(result: Any, needed_by: str) -> None:
+    """RESULT_TOO_LARGE when `result` is over MAX_RESULT_BYTES of JSON; `needed_by` says who
+    reads it, for the hint (`keep:` the fields they need)."""
+    if result and not isinstance(result, int | float | bool):
+        size = codec.size(result)
+        if size > MAX_RESULT_BYTES:
+            raise StepError(
+                "RESULT_TOO_LARGE",
+                f"the result is {size} bytes of JSON, over the limit of {MAX_RESULT_BYTES}; "
+                f"hint: list the fields {needed_by} need under `keep:`",
+                {"bytes": size},
+            )
 
 
 class AttemptsFailed(Exception):
@@ -255,15 +268,7 @@ async def _completed(
 ) -> tuple[Any, int, int]:
     if keep is not None and isinstance(result, dict):
         result = {k: result[k] for k in keep if k in result}
-    if result and not isinstance(result, int | float | bool):
-        size = len(_json_text(result))
-        if size > MAX_RESULT_BYTES:
-            raise StepError(
-                "RESULT_TOO_LARGE",
-                f"the result is {size} bytes of JSON, over the limit of {MAX_RESULT_BYTES}; "
-                "hint: list the fields later steps need under `keep:`",
-                {"bytes": size},
-            )
+    check_result_size(result, "later steps")
     recorded = ex.redact(result)
     ev = await ex.journal.emit(
         "step_completed",

@@ -34,10 +34,10 @@ from sagac.runtime.actions import spec_templates
 from sagac.runtime.errors import StepError
 
 from .attempts import (
-    MAX_RESULT_BYTES,
     NO_RESULT,
     attempt_limit,
     call_action,
+    check_result_size,
     retry_delay,
     step_context,
     timeout_error,
@@ -368,7 +368,7 @@ async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, An
                 kept = _kept(node, result)
                 if run.keep_results:
                     try:
-                        _check_size(kept)
+                        check_result_size(kept, "the compensation")
                     except StepError as e:
                         exc = e
                 if exc is None:
@@ -532,17 +532,3 @@ def _kept(node: ir.ForeachNode, result: Any) -> Any:
     if keep is not None and isinstance(result, dict):
         return {k: result[k] for k in keep if k in result}
     return result
-
-
-def _check_size(result: Any) -> None:
-    if result and not isinstance(result, int | float | bool):
-        import json
-
-        size = len(json.dumps(result, default=str))
-        if size > MAX_RESULT_BYTES:
-            raise StepError(
-                "RESULT_TOO_LARGE",
-                f"the result is {size} bytes of JSON, over the limit of {MAX_RESULT_BYTES}; "
-                "hint: list the fields the compensation needs under `keep:`",
-                {"bytes": size},
-            )

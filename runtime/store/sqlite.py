@@ -17,7 +17,6 @@ never sees a secret: what it is given has been redacted by the executor.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sagac.runtime import codec
 from sagac.runtime.clock import rfc3339
 from sagac.runtime.errors import RunNotFound, StoreError
 
@@ -215,7 +215,7 @@ class SqliteStore(Store):
             ).fetchall()
             if not rows:
                 get_run_sync(c, run_id)  # RunNotFound for an unknown run
-            return [json.loads(r[0]) for r in rows]
+            return [codec.loads(r[0]) for r in rows]
 
         return await self.read(fn)
 

@@ -9,23 +9,22 @@ a secret: what it is given has been redacted by the executor.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from sagac.runtime import codec
 from sagac.runtime.clock import rfc3339
 from sagac.runtime.errors import RunNotFound
 
 from .base import RunRecord
 
-# One encoder for every row: json.dumps with options builds a new JSONEncoder per call.
-dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
+dumps = codec.dumps
 
 
 def loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    return None if text is None else codec.loads(text)
 
 
 RUN_COLUMNS = (
