@@ -134,32 +134,54 @@ def apply_all(
             c.execute(sql, params)
 
 
-_MAX_ROWS = 256  # rows per INSERT: 1,536 host parameters (SQLite 3.32+ allows 32,766)
+MAX_ROWS = 256  # rows per INSERT: 1,536 host parameters (SQLite 3.32+ allows 32,766)
 
 
 class _Rows:
-    """An INSERT whose VALUES take many rows: its text for 1, 2, 4 ... 256 rows (few texts,
-    so the connection's statement cache keeps them all)."""
+    """An INSERT whose VALUES take many rows: its text for each number of rows up to
+    MAX_ROWS, made when first needed (the connections' statement caches hold them all)."""
 
-    __slots__ = ("texts",)
+    __slots__ = ("head", "row", "texts")
 
     def __init__(self, head: str, row: str) -> None:
+        self.head, self.row = head, row
         self.texts: dict[int, str] = {}
-        k = 1
-        while k <= _MAX_ROWS:
-            self.texts[k] = head + ", ".join([row] * k)
-            k *= 2
+
+    def text(self, k: int) -> str:
+        text = self.texts.get(k)
+        if text is None:
+            text = self.texts[k] = self.head + ", ".join([self.row] * k)
+        return text
 
 
 def _execute_rows(c: sqlite3.Connection, form: _Rows, rows: Sequence[tuple[Any, ...]]) -> None:
-    i, n = 0, len(rows)
-    while i < n:
-        k = min(_MAX_ROWS, 1 << ((n - i).bit_length() - 1))  # the largest size that fits
-        if k == 1:
-            c.execute(form.texts[1], rows[i])
-        else:
-            c.execute(form.texts[k], [v for row in rows[i : i + k] for v in row])
-        i += k
+    """One statement per MAX_ROWS rows: each statement is a GIL hand-over on the writer."""
+    if len(rows) == 1:
+        c.execute(form.text(1), rows[0])
+        return
+    for i in range(0, len(rows), MAX_ROWS):
+        chunk = rows[i : i + MAX_ROWS]
+        c.execute(form.text(len(chunk)), [v for row in chunk for v in row])
+
+
+def one_statement(appends: Sequence[Prepared], known: set[str]) -> tuple[str, Sequence[Any]] | None:
+    """The whole of `appends` as one INSERT (SQL, parameters), when that is all they write:
+    events only (no status, report, lease or approval) of runs known to exist, at most
+    MAX_ROWS rows. Run by itself outside a transaction, SQLite makes it one: it takes the write
+    lock (waiting as `busy_timeout` says), inserts and commits in a single call, so the writer
+    thread hands the GIL over once a commit instead of once a statement. None otherwise."""
+    rows: list[tuple[Any, ...]] = []
+    for p in appends:
+        if p.status is not None or p.release is not None or p.statements:
+            return None
+        if p.run_id not in known:
+            return None
+        rows.extend(p.rows)
+    if not rows or len(rows) > MAX_ROWS:
+        return None
+    if len(rows) == 1:
+        return _EVENT_ROWS.text(1), rows[0]
+    return _EVENT_ROWS.text(len(rows)), [v for row in rows for v in row]
 
 
 _EVENT_ROWS = _Rows(

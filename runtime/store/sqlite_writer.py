@@ -25,13 +25,14 @@ from typing import Any, TypeVar
 
 from sagac.runtime.errors import StoreError
 
-from .sqlite_journal import Prepared, apply_all
+from .sqlite_journal import Prepared, apply_all, one_statement
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30_000
 MAX_BATCH = 2_000  # operations per group commit
 
 
+CACHED_STATEMENTS = 384  # one multi-row INSERT per size (sqlite_journal.MAX_ROWS), the rest
 MIN_SQLITE = (3, 38)  # JSON `->`/`->>` in the `steps` view (migration 5)
 
 
@@ -44,7 +45,11 @@ def connect(path: str) -> sqlite3.Connection:
         )
     try:
         c = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+            path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            cached_statements=CACHED_STATEMENTS,
         )
         c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -203,6 +208,8 @@ class Worker:
         few per event, each a GIL hand-over on this thread) and any failure rolls back the
         whole batch: False, so that the caller runs it again with a savepoint per operation
         (a batch of one simply fails)."""
+        if not savepoints and self._one_statement(conn, batch):
+            return True
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
@@ -247,6 +254,23 @@ class Worker:
                 conn.execute("ROLLBACK")
             for op in batch:
                 op.error = StoreError(f"the journal could not commit to {self.path}: {e}")
+        return True
+
+    def _one_statement(self, conn: sqlite3.Connection, batch: list[_Op]) -> bool:
+        """Commit a batch of plain appends as one autocommit INSERT (`one_statement`); False
+        when the batch is not one, or the INSERT failed (it then wrote nothing, and the
+        caller's transaction finds which operation is at fault)."""
+        appends = [op.append for op in batch if op.append is not None]
+        if len(appends) != len(batch):
+            return False
+        statement = one_statement(appends, self.known)
+        if statement is None:
+            return False
+        try:
+            conn.execute(*statement)
+        except sqlite3.Error:
+            return False
+        self.commits += 1
         return True
 
 
