@@ -1,4 +1,4 @@
-"""The SQLite journal store: the Store contract, the materialised view, migrations, and group
+"""The SQLite journal store: the Store contract, the steps view, migrations, and group
 commit (correct under concurrency, and after a crash)."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 from sagac.compiler.errors import UsageError
+from sagac.compiler.pipeline import compile_text
 from sagac.runtime import resume as durable
+from sagac.runtime.api import arun
 from sagac.runtime.clock import new_run_id
 from sagac.runtime.errors import RunNotFound, StoreError
 from sagac.runtime.store import MemoryStore, open_store
@@ -50,7 +52,7 @@ def test_wal_and_full_sync_on_every_connection(db: Path) -> None:
     assert run(pragmas()) == (2, "wal")  # 2 = FULL
 
 
-def test_store_contract_and_materialised_steps(db: Path) -> None:
+def test_store_contract_and_the_steps_view(db: Path) -> None:
     async def go() -> None:
         store = SqliteStore(db)
         await store.create_run(RunRecord("r1", "s", 1, "sha256:x", {"a": 1}, file=None))
@@ -191,9 +193,93 @@ def test_one_bad_operation_in_a_group_commit_fails_alone(db: Path) -> None:
         results = await asyncio.gather(good, bad, return_exceptions=True)
         assert results[0] is None and isinstance(results[1], RunNotFound)
         assert len(await store.load_events("ok")) == 1
+        # Plain appends of known runs commit as one INSERT; a seq used twice among them
+        # fails that INSERT, and then only its own append.
+        await store.create_run(RunRecord("ok2", "s", 1, "h", None))
+        await store.append("ok2", [ev("ok2", 1, "saga_started")])
+        results = await asyncio.gather(
+            store.append("ok", [ev("ok", 2, "step_started", step="a")]),
+            store.append("ok2", [ev("ok2", 1, "step_started", step="a")]),
+            store.append("ok2", [ev("ok2", 2, "step_started", step="b")]),
+            return_exceptions=True,
+        )
+        assert results[0] is None and isinstance(results[1], StoreError) and results[2] is None
+        assert [e["type"] for e in await store.load_events("ok2")] == [
+            "saga_started",
+            "step_started",
+        ]
+        assert [e["seq"] for e in await store.load_events("ok")] == [1, 2]
         await store.close()
 
     run(go())
+
+
+THREE_STEPS = """
+saga: three
+actions:
+  m: {mock: {result: {ok: true}}}
+steps:
+  - {id: a, action: m, idempotency_key: "a-{{ run.id }}"}
+  - {id: b, action: m}
+  - {id: c, action: m}
+"""
+
+
+def test_a_run_commits_once_a_step_and_its_end_stores_the_report_and_ends_the_lease(
+    db: Path,
+) -> None:
+    """A lone run's commits: its lease, its row, one a step (each step's start, with the
+    previous one's completion; `saga_started` with the first), and one for its end: the last
+    completion, the final event, the report and the end of its lease together. Nothing of it
+    is left in `leases`."""
+    plan = compile_text(THREE_STEPS, "three.yaml").plan
+    assert plan is not None
+
+    async def go() -> tuple[Any, int, list[dict[str, Any]]]:
+        store = SqliteStore(db)
+        before = store.commits
+        report = await arun(plan, {}, store=store)
+        commits = store.commits - before
+        steps = await store.steps(report.run_id)
+        await store.close()
+        return report, commits, steps
+
+    report, commits, steps = run(go())
+    assert report.status == "succeeded"
+    assert commits == 2 + 3 + 1
+    with sqlite3.connect(db) as c:
+        status, stored = c.execute(
+            "SELECT status, report FROM runs WHERE run_id = ?", (report.run_id,)
+        ).fetchone()
+        assert c.execute("SELECT COUNT(*) FROM leases").fetchone() == (0,)
+        last = c.execute(
+            "SELECT type FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 2", (report.run_id,)
+        ).fetchall()
+    assert status == "succeeded" and json.loads(stored)["run_id"] == report.run_id
+    assert last == [("saga_completed",), ("step_completed",)]
+    assert [(s["step"], s["status"], s["result"]) for s in steps] == [
+        (step, "completed", {"ok": True}) for step in "abc"
+    ]
+    assert steps[0]["idempotency_key"] == f"a-{report.run_id}"
+
+
+def test_a_run_that_crashed_before_its_first_commit_starts_over_on_resume(db: Path) -> None:
+    """`saga_started` waits for the first step's commit: a crash in between leaves the run's
+    row and no event. Resuming it journals the start, then runs every step."""
+    plan = compile_text(THREE_STEPS, "three.yaml").plan
+    assert plan is not None
+
+    async def go() -> tuple[Any, list[str]]:
+        store = SqliteStore(db)
+        await store.create_run(RunRecord("early", plan.saga, plan.version, plan.hash, {}))
+        report = await durable.aresume(plan, "early", store)
+        types = [e["type"] for e in await store.load_events("early")]
+        await store.close()
+        return report, types
+
+    report, types = run(go())
+    assert report.status == "succeeded"
+    assert types[0] == "saga_started" and types.count("step_completed") == 3
 
 
 # The schema as the first release wrote it, frozen here: a file like this must still open.
@@ -334,3 +420,13 @@ def test_the_cli_refuses_a_missing_journal(tmp_path: Path) -> None:
     out = sagac("runs", "--store", f"sqlite:///{tmp_path}/none.db")
     assert out.returncode == 64 and "there is no journal at" in out.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+def test_a_sqlite_without_json_arrows_is_refused_with_a_hint(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `steps` view needs SQLite 3.38: an older library is named, not a parse error."""
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(StoreError, match=r"needs SQLite 3\.38 or newer; this Python uses 3\.31\.1"):
+        SqliteStore(db)
