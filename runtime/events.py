@@ -12,6 +12,7 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from .clock import Clock, rfc3339
 from .store.base import Event, Store
@@ -62,6 +63,29 @@ DEFERRABLE = frozenset(
         "batch_progress",
     }
 )
+
+
+# Per loop, the journals whose deferred events are due at the loop's next turn: one callback a
+# turn flushes them all (with many concurrent runs, each turn moves many; one callback each
+# would cost as much as their commit's share).
+_DUE: WeakKeyDictionary[asyncio.AbstractEventLoop, list[Journal]] = WeakKeyDictionary()
+
+
+def _flush_later(journal: Journal) -> None:
+    loop = asyncio.get_running_loop()
+    due = _DUE.get(loop)
+    if due is None:
+        due = _DUE[loop] = []
+    if not due:
+        loop.call_soon(_flush_due, due)
+    due.append(journal)
+
+
+def _flush_due(due: list[Journal]) -> None:
+    journals = due[:]
+    due.clear()
+    for journal in journals:
+        journal._flush()
 
 
 class Journal:
@@ -129,7 +153,7 @@ class Journal:
         if type_ in DEFERRABLE:
             if not self._scheduled:
                 self._scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
+                _flush_later(self)
             return event
         batch, self._pending = self._pending, []
         committed = self.store.submit_append(self.run_id, batch, report)
