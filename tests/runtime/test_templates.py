@@ -264,3 +264,75 @@ def test_cached_single_expression_renders_in_microseconds() -> None:
     per_call = (time.perf_counter() - started) / n
     # A few µs on a laptop; the bound is loose so a busy CI machine does not flake.
     assert per_call < 50e-6, f"{per_call * 1e6:.1f} µs per render"
+
+
+# Templates of literal text and dotted names take a fast path (dict lookups); it must give what
+# Jinja gives for every scope, or hand the template to Jinja. Compared here against the same
+# template with the fast path taken away.
+SIMPLE = [
+    "k-{{ run.id }}-{{ input.order.id }}",
+    "{{ input.order.id }}",
+    "{{ input.order }}",
+    "{{ input.items }}",
+    "{{ input.none }}-{{ input.flag }}-{{ input.n }}-{{ input.x }}",
+    "  {{ run.id }}  ",
+    "{{- input.n -}} / {{ input.missing }}",
+    "{{ input.order.id.deeper }}",
+    "{{ nobody }}",
+    "{{ secrets.token }}",
+    "{{ input.list }}",
+]
+SCOPES = [
+    {
+        "run": {"id": "r1"},
+        "input": {
+            "order": {"id": 7},
+            "items": 3,
+            "none": None,
+            "flag": True,
+            "n": 1.5,
+            "x": "é",
+            "list": [1, 2],
+        },
+    },
+    {"run": {"id": "r2"}, "input": {"order": "not a dict", "items": {"a": 1}}},
+    {"run": {"id": "r3"}, "input": {}},
+]
+
+
+def _outcomes(engine: TemplateEngine, source: str, scope: dict[str, Any]) -> list[Any]:
+    out: list[Any] = []
+    for render in (engine.render_text, engine.render):
+        try:
+            out.append(("ok", render(source, scope)))
+        except StepError as e:
+            out.append(("error", e.code, e.message))
+    return out
+
+
+@pytest.mark.parametrize("source", SIMPLE)
+def test_the_fast_path_for_dotted_names_gives_what_jinja_gives(source: str) -> None:
+    from sagac.runtime import templates
+
+    engine = TemplateEngine({"token": "s3cret"})
+    compiled = templates._compiled(source)
+    assert compiled is not None and compiled.simple is not None, "expected the fast path"
+    for scope in SCOPES:
+        fast = _outcomes(engine, source, scope)
+        saved, compiled.simple = compiled.simple, None
+        try:
+            slow = _outcomes(engine, source, scope)
+        finally:
+            compiled.simple = saved
+        assert fast == slow, (source, scope)
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{{ input.a | upper }}", "{{ input['a'] }}", "{{ input.a + 1 }}", "{% if x %}y{% endif %}"],
+)
+def test_templates_with_more_than_names_have_no_fast_path(source: str) -> None:
+    from sagac.runtime import templates
+
+    compiled = templates._compiled(source)
+    assert compiled is not None and compiled.simple is None
