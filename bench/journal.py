@@ -7,7 +7,8 @@ commits in WAL mode with synchronous=FULL, once the WAL has been written through
 (the ceiling for anything that commits once per state change); steps per second for one saga at
 a time (target >= 4,000); and for 50 concurrent sagas in one process with group commit (target
 >= 20,000). Prints every round, then the medians, each next to the raw rate and with the
-commits per step. Sagas are 100 `mock` steps with a templated idempotency key, so what is
+commits per step, and each against its target (the disk-bound one also scaled to this disk's
+raw rate). Sagas are 100 `mock` steps with a templated idempotency key, so what is
 measured is the executor plus the journal.
 """
 
@@ -29,6 +30,7 @@ from sagac.runtime.store.sqlite import SqliteStore
 STEPS = 100
 CONCURRENT = 50
 TARGET_ONE, TARGET_MANY = 4_000, 20_000
+TARGET_RAW = 7_200  # the raw commits/s the targets were set against, on the issue's disk
 
 
 def saga(n: int = STEPS) -> Plan:
@@ -87,8 +89,18 @@ async def concurrent(store: SqliteStore, plan: Plan, seconds: float) -> tuple[fl
     return steps / (time.perf_counter() - t0), (store.commits - c0) / steps
 
 
-def verdict(rate: float, target: int) -> str:
-    return "met" if rate >= target else "NOT met"
+def verdict(rate: float, target: int, raw: float | None = None) -> str:
+    """Against the target; for a disk-bound rate (`raw` given) also against the target scaled
+    to this run's disk: the targets were set where one-row commits ran at TARGET_RAW/s, and
+    this disk's rate drifts by 20% and more."""
+    out = f"target {target:,}: {'met' if rate >= target else 'NOT met'}"
+    if raw is not None:
+        scaled = target * raw / TARGET_RAW
+        out += (
+            f"; scaled to this disk ({raw:,.0f} raw commits/s against {TARGET_RAW:,}):"
+            f" {scaled:,.0f}, {'met' if rate >= scaled else 'NOT met'}"
+        )
+    return out
 
 
 def main() -> None:
@@ -134,13 +146,11 @@ def main() -> None:
         print(f"raw SQLite commits (WAL, synchronous=FULL, one row): {r:10,.0f} /s")
         print(
             f"one saga at a time ({STEPS} steps):    {one:10,.0f} steps/s  "
-            f"({cps1:.2f} commits/step; {one / r:.2f} x raw; target {TARGET_ONE:,}:"
-            f" {verdict(one, TARGET_ONE)})"
+            f"({cps1:.2f} commits/step; {one / r:.2f} x raw)\n    {verdict(one, TARGET_ONE, r)}"
         )
         print(
             f"{CONCURRENT} concurrent sagas, group commit: {many:10,.0f} steps/s  "
-            f"({cps2:.3f} commits/step; {many / r:.2f} x raw; target {TARGET_MANY:,}:"
-            f" {verdict(many, TARGET_MANY)})"
+            f"({cps2:.3f} commits/step; {many / r:.2f} x raw)\n    {verdict(many, TARGET_MANY)}"
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
