@@ -60,8 +60,12 @@ class DefinitionMismatch(ApprovalRefused):
 
 
 def new_token() -> tuple[str, str]:
-    """(token, its sha256): the token goes to a person once, the hash to the journal."""
+    """(token, its sha256): the token goes to a person once, the hash to the journal. Never
+    begins with `-`: `--token -x...`, as printed, would read as a missing value (1 token in 64
+    did)."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
+    while token.startswith("-"):
+        token = secrets.token_urlsafe(TOKEN_BYTES)
     return token, token_hash(token)
 
 

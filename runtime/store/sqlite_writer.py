@@ -2,7 +2,9 @@
 
 A store has two `Worker`s, each a thread with its own connection. The writer takes every
 queued operation, runs them in one `BEGIN IMMEDIATE` transaction (a savepoint each if one of
-them fails, so it fails alone) and commits; only then does each caller's `await` return.
+them fails, so it fails alone) and commits; only then does each caller's `await` return. A
+batch of plain appends is one multi-row INSERT outside a transaction instead, which SQLite
+commits by itself: one call, so one GIL hand-over for the writer thread.
 Appends from many concurrent sagas in one process therefore share a commit, and none of them
 acts before its own record is durable. The reader runs reads one by one; WAL lets them run
 while the writer commits. Other processes may open the same file: `busy_timeout` makes their
@@ -30,8 +32,6 @@ from .sqlite_journal import Prepared, apply_all, one_statement
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30_000
 MAX_BATCH = 2_000  # operations per group commit
-
-
 CACHED_STATEMENTS = 384  # one multi-row INSERT per size (sqlite_journal.MAX_ROWS), the rest
 MIN_SQLITE = (3, 38)  # JSON `->`/`->>` in the `steps` view (migration 5)
 

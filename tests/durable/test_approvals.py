@@ -237,3 +237,12 @@ def test_the_test_helper_injects_a_decision_without_a_person(
     report = asyncio.run(go())
     assert report.output == {"approved_by": "ci", "value": 7}
     assert [(a["actor"], a["action"]) for a in audit(db, first.run_id)] == [("ci", "inject")]
+
+
+def test_a_token_never_begins_with_a_dash_so_the_printed_command_works() -> None:
+    """`--token -x...` reads as a missing value: one urlsafe token in 64 began with `-`, and the
+    command `sagac run` printed then failed with a usage error."""
+    tokens = [approvals.new_token() for _ in range(5_000)]
+    assert not [t for t, _ in tokens if t.startswith("-")]
+    assert len({t for t, _ in tokens}) == 5_000
+    assert all(h == approvals.token_hash(t) for t, h in tokens[:10])
