@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import getpass
 import os
 import socket
@@ -32,12 +33,20 @@ _HELD: contextvars.ContextVar[dict[str, Lease] | None] = contextvars.ContextVar(
 
 
 def owner_id() -> str:
-    """Who holds a lease: user@host:pid/random, readable in the exit-75 message."""
+    """Who holds a lease: user@host:pid/random, readable in the exit-75 message; a new one
+    each call, so two holders in one process are two owners."""
+    return f"{_who(os.getpid())}/{uuid.uuid4().hex[:6]}"
+
+
+@functools.cache
+def _who(pid: int) -> str:
+    # Keyed by pid: a forked child is another process. The user lookup reads the password
+    # database, too slow to repeat for every run.
     try:
         user = getpass.getuser()
     except Exception:  # no user name in this environment: the pid still tells
         user = "?"
-    return f"{user}@{socket.gethostname()}:{os.getpid()}/{uuid.uuid4().hex[:6]}"
+    return f"{user}@{socket.gethostname()}:{pid}"
 
 
 def supports_leases(store: Store) -> bool:
