@@ -77,27 +77,36 @@ async def held(
         return
     s: Any = store
     await s.acquire_lease(run_id, lease.owner, ttl)
+    loop = asyncio.get_running_loop()
     task = asyncio.current_task()
-    renewer = asyncio.create_task(_renew(lease, task))
+    renewing: list[asyncio.Task[None]] = []
+
+    def start_renewing() -> None:  # a third of the ttl after taking it: two thirds are left
+        renewing.append(loop.create_task(_renew(lease, task, loop.time() + ttl * 2 / 3)))
+
+    # The renewer starts when the first renewal is due: most runs end before, with no task.
+    timer = loop.call_later(ttl / 3, start_renewing)
     token = _HELD.set({**mine, run_id: lease})
     try:
         yield lease
     finally:
         _HELD.reset(token)
-        renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewer
+        timer.cancel()
+        for renewer in renewing:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
         if not lease.lost:
             with contextlib.suppress(Exception):  # an unreleased lease just expires
                 await s.release_lease(run_id, lease.owner)
 
 
-async def _renew(lease: Lease, holder: asyncio.Task[Any] | None) -> None:
+async def _renew(lease: Lease, holder: asyncio.Task[Any] | None, valid_until: float) -> None:
+    """Renew now, then every third of the time to live; `valid_until` (loop time): when the
+    lease taken or last renewed runs out."""
     s: Any = lease.store
     loop = asyncio.get_running_loop()
-    valid_until = loop.time() + lease.ttl
     while True:
-        await asyncio.sleep(lease.ttl / 3)
         try:
             ours = await s.renew_lease(lease.run_id, lease.owner, lease.ttl)
             valid_until = loop.time() + lease.ttl
@@ -109,3 +118,4 @@ async def _renew(lease: Lease, holder: asyncio.Task[Any] | None) -> None:
             if holder is not None:
                 holder.cancel()  # stop as a crash would: nothing more is journaled
             return
+        await asyncio.sleep(lease.ttl / 3)

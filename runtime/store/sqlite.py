@@ -17,6 +17,8 @@ never sees a secret: what it is given has been redacted by the executor.
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -57,6 +59,14 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+@functools.lru_cache(maxsize=256)
+def _absolute(cwd: str, file: str) -> str:
+    """`file` (seen from `cwd`) as an absolute path when it exists, else as given: looked up
+    once per folder and file, not for every run (a few system calls each)."""
+    path = Path(cwd, file)
+    return str(path.resolve()) if path.exists() else file
 
 
 def _where(**filters: Any) -> tuple[str, list[Any]]:
@@ -134,8 +144,8 @@ class SqliteStore(Store):
         now = rfc3339(time.time())
         record.created_at = record.created_at or now
         record.updated_at = now
-        if record.file and Path(record.file).exists():
-            record.file = str(Path(record.file).resolve())  # resume works from any folder
+        if record.file:
+            record.file = _absolute(os.getcwd(), record.file)  # resume works from any folder
 
         def fn(c: sqlite3.Connection) -> None:
             try:
