@@ -20,10 +20,12 @@ _fallback = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=
 
 def dumps(value: Any) -> str:
     """`value` as compact JSON text."""
-    try:
-        return orjson.dumps(value, default=str, option=_OPTIONS).decode()
-    except orjson.JSONEncodeError:
-        return _fallback(value)
+    return _encode(value).decode()
+
+
+def size(value: Any) -> int:
+    """Bytes of `value` as JSON text (what `dumps` would store)."""
+    return len(_encode(value))
 
 
 def loads(text: str | bytes) -> Any:
@@ -34,9 +36,8 @@ def loads(text: str | bytes) -> Any:
         return json.loads(text)
 
 
-def size(value: Any) -> int:
-    """Bytes of `value` as JSON text (what `dumps` would store)."""
+def _encode(value: Any) -> bytes:
     try:
-        return len(orjson.dumps(value, default=str, option=_OPTIONS))
+        return orjson.dumps(value, default=str, option=_OPTIONS)
     except orjson.JSONEncodeError:
-        return len(_fallback(value).encode())
+        return _fallback(value).encode()

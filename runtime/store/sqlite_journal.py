@@ -14,6 +14,7 @@ agree), and never sees a secret: what it is given has been redacted by the execu
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -87,7 +88,7 @@ class Prepared:
             elif t == "saga_resumed":
                 self.status = "running"
         if report is not None:
-            self.status = report["status"]
+            self.status = report["status"]  # so apply_all's UPDATE of the run stores it
 
 
 def apply(c: sqlite3.Connection, p: Prepared, known: set[str] | None = None) -> None:
@@ -103,16 +104,11 @@ def apply_all(
     A run's row changes only when its status does (then `updated_at` says when); `known`
     caches run ids seen to exist (runs are never deleted)."""
     for p in appends:
-        if p.report is not None:
+        if p.status is not None:
             cur = c.execute(
-                "UPDATE runs SET updated_at = ?, status = ?, report = ? WHERE run_id = ?",
+                "UPDATE runs SET updated_at = ?, status = ?, report = COALESCE(?, report)"
+                " WHERE run_id = ?",
                 (p.at, p.status, p.report, p.run_id),
-            )
-            exists = cur.rowcount == 1
-        elif p.status is not None:
-            cur = c.execute(
-                "UPDATE runs SET updated_at = ?, status = ? WHERE run_id = ?",
-                (p.at, p.status, p.run_id),
             )
             exists = cur.rowcount == 1
         elif known is not None and p.run_id in known:
@@ -125,10 +121,9 @@ def apply_all(
             known.add(p.run_id)
         if p.release is not None:
             c.execute("DELETE FROM leases WHERE run_id = ? AND owner = ?", (p.run_id, p.release))
-    if len(appends) == 1:
-        _execute_rows(c, _EVENT_ROWS, appends[0].rows)
-    else:
-        _execute_rows(c, _EVENT_ROWS, [row for p in appends for row in p.rows])
+    rows = appends[0].rows if len(appends) == 1 else [row for p in appends for row in p.rows]
+    for i in range(0, len(rows), MAX_ROWS):
+        c.execute(*_insert_events(rows[i : i + MAX_ROWS]))
     for p in appends:
         for sql, params in p.statements:
             c.execute(sql, params)
@@ -137,31 +132,20 @@ def apply_all(
 MAX_ROWS = 256  # rows per INSERT: 1,536 host parameters (SQLite 3.32+ allows 32,766)
 
 
-class _Rows:
-    """An INSERT whose VALUES take many rows: its text for each number of rows up to
-    MAX_ROWS, made when first needed (the connections' statement caches hold them all)."""
-
-    __slots__ = ("head", "row", "texts")
-
-    def __init__(self, head: str, row: str) -> None:
-        self.head, self.row = head, row
-        self.texts: dict[int, str] = {}
-
-    def text(self, k: int) -> str:
-        text = self.texts.get(k)
-        if text is None:
-            text = self.texts[k] = self.head + ", ".join([self.row] * k)
-        return text
+@functools.cache
+def _insert_text(k: int) -> str:
+    """The INSERT of `k` event rows: one text per row count up to MAX_ROWS (the connections'
+    statement caches hold them all)."""
+    return "INSERT INTO events (run_id, seq, type, at, step, body) VALUES " + ", ".join(
+        ["(?, ?, ?, ?, ?, ?)"] * k
+    )
 
 
-def _execute_rows(c: sqlite3.Connection, form: _Rows, rows: Sequence[tuple[Any, ...]]) -> None:
-    """One statement per MAX_ROWS rows: each statement is a GIL hand-over on the writer."""
+def _insert_events(rows: Sequence[tuple[Any, ...]]) -> tuple[str, Sequence[Any]]:
+    """(SQL, parameters) inserting `rows` (at most MAX_ROWS) in one statement."""
     if len(rows) == 1:
-        c.execute(form.text(1), rows[0])
-        return
-    for i in range(0, len(rows), MAX_ROWS):
-        chunk = rows[i : i + MAX_ROWS]
-        c.execute(form.text(len(chunk)), [v for row in chunk for v in row])
+        return _insert_text(1), rows[0]
+    return _insert_text(len(rows)), [v for row in rows for v in row]
 
 
 def one_statement(appends: Sequence[Prepared], known: set[str]) -> tuple[str, Sequence[Any]] | None:
@@ -179,14 +163,7 @@ def one_statement(appends: Sequence[Prepared], known: set[str]) -> tuple[str, Se
         rows.extend(p.rows)
     if not rows or len(rows) > MAX_ROWS:
         return None
-    if len(rows) == 1:
-        return _EVENT_ROWS.text(1), rows[0]
-    return _EVENT_ROWS.text(len(rows)), [v for row in rows for v in row]
-
-
-_EVENT_ROWS = _Rows(
-    "INSERT INTO events (run_id, seq, type, at, step, body) VALUES ", "(?, ?, ?, ?, ?, ?)"
-)
+    return _insert_events(rows)
 
 
 def _append(c: sqlite3.Connection, run_id: str, events: Sequence[Event]) -> None:

@@ -204,8 +204,8 @@ class Worker:
 
     def _transaction(self, conn: sqlite3.Connection, batch: list[_Op], savepoints: bool) -> bool:
         """Run `batch` in one transaction and commit. Without savepoints, consecutive journal
-        appends are written together (`apply_all`: a few multi-row statements instead of a
-        few per event, each a GIL hand-over on this thread) and any failure rolls back the
+        appends are written together (`apply_all`: one multi-row INSERT of their events instead of
+        one per event, each a GIL hand-over on this thread) and any failure rolls back the
         whole batch: False, so that the caller runs it again with a savepoint per operation
         (a batch of one simply fails)."""
         if not savepoints and self._one_statement(conn, batch):
