@@ -5,12 +5,16 @@ table) carries a random single-use token, kept only as its sha256: the clear tok
 whoever started the run, once. A decision is accepted only when, in one write transaction:
 the gate is pending, its deadline (a stored timestamp, so restarts do not reset the clock) has
 not passed, the token matches, the user is a listed approver (a name, or `group:NAME` whose
-members come from `SAGAC_GROUPS`), and the definition is still the one the request was made
-under. The accepted decision, its `approval_decided` event and its audit entry commit together;
-a refusal commits only its audit entry and raises `ApprovalRefused` (exit 77).
+members are kept in the store and changed only by `sagac groups`, audited), and the definition
+is still the one the request was made under. The accepted decision, its `approval_decided`
+event and its audit entry commit together; a refusal commits only its audit entry and raises
+`ApprovalRefused` (exit 77). Every audit entry records the operating-system user of the process
+next to the claimed `--as USER`.
 
-Groups: `SAGAC_GROUPS="finance=alice,bob;ops=carol"`. `--as USER` is an assertion of identity;
-the token is the credential. This module never stores or logs a clear token.
+`--as USER` is a claim, for local administration, not authentication: the token is the
+credential. Group membership never comes from the deciding process's environment (the old
+`SAGAC_GROUPS` variable is ignored, and a refusal says so). This module never stores or logs a
+clear token.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sagac.compiler.errors import UsageError
@@ -29,8 +33,10 @@ from sagac.runtime.clock import rfc3339
 from sagac.runtime.errors import ApprovalRefused, RunNotFound
 
 from .store.base import Event, Store
-from .store.sqlite import add_audit, append_external, get_approval, get_run_sync
+from .store.sqlite import add_audit, append_external, get_approval, get_run_sync, group_members
 
+# No longer read: named in refusals and in `sagac groups` so that a user who still sets it
+# learns where groups live now.
 GROUPS_ENV = "SAGAC_GROUPS"
 TOKEN_BYTES = 24
 
@@ -73,26 +79,35 @@ def token_hash(token: str) -> str:
     return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
-def groups(env: Mapping[str, str] | None = None) -> dict[str, set[str]]:
-    """Group members from SAGAC_GROUPS (`finance=alice,bob;ops=carol`)."""
-    text = (os.environ if env is None else env).get(GROUPS_ENV, "")
-    out: dict[str, set[str]] = {}
-    for part in text.split(";"):
-        if not part.strip():
-            continue
-        name, sep, members = part.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(
-                f"{GROUPS_ENV} has a malformed entry {part.strip()!r}",
-                hint=f'write it as {GROUPS_ENV}="finance=alice,bob;ops=carol"',
-            )
-        out.setdefault(name.strip(), set()).update(
-            m.strip() for m in members.split(",") if m.strip()
+def check_group_name(name: str) -> str:
+    """A group's name as `sagac groups` takes it (`finance`, or `group:finance` as written in a
+    gate's approvers); a usage error when it could not be written in an approvers list."""
+    bare = name.removeprefix("group:")
+    if not bare or not all(ch.isalnum() or ch in "_.-" for ch in bare):
+        raise UsageError(
+            f"{name!r} is not a group name",
+            hint="use letters, digits, `_`, `.` and `-` (written `group:NAME` in approvers)",
         )
+    return bare
+
+
+def check_user_names(users: Sequence[str]) -> list[str]:
+    for user in users:
+        if not user or user != user.strip() or any(ch.isspace() for ch in user):
+            raise UsageError(f"{user!r} is not a user name", hint="user names have no spaces")
+    return list(users)
+
+
+def _members(c: sqlite3.Connection, approvers: list[str]) -> dict[str, list[str]]:
+    """The members of the groups among `approvers`, as the store has them now."""
+    out: dict[str, list[str]] = {}
+    for a in approvers:
+        if a.startswith("group:"):
+            out.update(group_members(c, a[len("group:") :]))
     return out
 
 
-def may_decide(user: str, approvers: list[str], members: Mapping[str, set[str]]) -> bool:
+def may_decide(user: str, approvers: list[str], members: Mapping[str, list[str]]) -> bool:
     for a in approvers:
         if a.startswith("group:"):
             if user in members.get(a[len("group:") :], ()):
@@ -123,21 +138,19 @@ async def decide(
     value: Any = None,
     definition_hash: str | None = None,
     owner: str | None = None,
-    env: Mapping[str, str] | None = None,
 ) -> Event:
     """Record an approval (or rejection) of `gate`; returns its `approval_decided` event.
     Raises ApprovalRefused (audited) when the decision is not permitted, RunBusy (exit 75) when
     a live process holds the run. `definition_hash`: the hash of the definition the decider is
     looking at (refused when it is not the one the request was made under)."""
     s = _durable(store)
-    members = groups(env)
     action = "approve" if approved else "reject"
 
     def fn(c: sqlite3.Connection) -> Event | ApprovalRefused:
         get_run_sync(c, run_id)  # RunNotFound
         row = get_approval(c, run_id, gate)
         try:
-            _verify(c, row, run_id, gate, by, token, members, definition_hash)
+            _verify(c, row, run_id, gate, by, token, definition_hash)
         except ApprovalRefused as refusal:
             add_audit(
                 c,
@@ -196,7 +209,6 @@ def _verify(
     gate: str,
     by: str,
     token: str,
-    members: Mapping[str, set[str]],
     definition_hash: str | None,
 ) -> None:
     if row is None:
@@ -221,14 +233,16 @@ def _verify(
         )
     if not matches:
         raise BadToken(f"the token is not the one issued for gate {gate!r} of run {run_id}")
-    if not may_decide(by, row["approvers"], members):
+    if not may_decide(by, row["approvers"], _members(c, row["approvers"])):
+        groups = [a for a in row["approvers"] if a.startswith("group:")]
+        hint = None
+        if groups:
+            hint = f"group members are kept in the journal: sagac groups add {groups[0][6:]} USER"
+            if os.environ.get(GROUPS_ENV):
+                hint = f"{GROUPS_ENV} is no longer read; {hint}"
         raise NotAnApprover(
-            f"{by} may not decide gate {gate!r}: approvers are {', '.join(row['approvers'])}"
-            + (
-                f" (groups from {GROUPS_ENV})"
-                if any("group:" in a for a in row["approvers"])
-                else ""
-            )
+            f"{by} may not decide gate {gate!r}: approvers are {', '.join(row['approvers'])}",
+            hint=hint,
         )
     current = get_run_sync(c, run_id).definition_hash
     for h in (definition_hash, current):

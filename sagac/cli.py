@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from sagac.compiler.errors import SagacError, UsageError
 
 # Each module exposes `register(subparsers)`; the sub-parser's `func(args) -> int` runs it.
-COMMAND_MODULES = ("compile", "run", "durable", "inspect", "diagram")
+COMMAND_MODULES = ("compile", "run", "durable", "groups", "inspect", "diagram")
 
 EXIT_USAGE = 64
 

@@ -69,6 +69,20 @@ class Store(ABC):
     ) -> list[RunRecord]:
         """Runs, newest first, optionally filtered by saga and status."""
 
+    @abstractmethod
+    async def add_group_members(self, group: str, users: Sequence[str]) -> list[str]:
+        """Make `users` members of the approver group `group` (`group:NAME` in a gate's
+        approvers); returns those who were not members yet. Audited where the store keeps an
+        audit log, with the operating-system user of this process."""
+
+    @abstractmethod
+    async def remove_group_members(self, group: str, users: Sequence[str]) -> list[str]:
+        """Take `users` out of `group`; returns those who were members. Audited like `add`."""
+
+    @abstractmethod
+    async def group_members(self, group: str | None = None) -> dict[str, list[str]]:
+        """Approver groups (or the one named) and their members, sorted by name."""
+
     # A store that commits many appends at once (SQLite's writer queue) sets this: the
     # journal then lets events that no action waits for share the next commit.
     group_commit = False

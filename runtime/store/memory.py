@@ -22,6 +22,7 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
         self._events: dict[str, list[Event]] = {}
+        self._groups: dict[str, set[str]] = {}
 
     async def create_run(self, record: RunRecord) -> None:
         if record.run_id in self._runs:
@@ -74,3 +75,24 @@ class MemoryStore(Store):
             if (saga is None or r.saga == saga) and (status is None or r.status == status)
         ]
         return runs[:limit]
+
+    async def add_group_members(self, group: str, users: Sequence[str]) -> list[str]:
+        members = self._groups.setdefault(group, set())
+        added = [u for u in dict.fromkeys(users) if u not in members]
+        members.update(added)
+        return added
+
+    async def remove_group_members(self, group: str, users: Sequence[str]) -> list[str]:
+        members = self._groups.get(group, set())
+        removed = [u for u in dict.fromkeys(users) if u in members]
+        members.difference_update(removed)
+        if not members:
+            self._groups.pop(group, None)
+        return removed
+
+    async def group_members(self, group: str | None = None) -> dict[str, list[str]]:
+        return {
+            name: sorted(members)
+            for name, members in sorted(self._groups.items())
+            if group is None or name == group
+        }

@@ -260,12 +260,32 @@ def _v5_steps_view(c: sqlite3.Connection) -> None:
     )
 
 
+def _v6_approver_groups(c: sqlite3.Connection) -> None:
+    """Approver groups (`group:NAME` in a gate's approvers) kept in the journal, changed only by
+    `sagac groups` (audited), instead of read from the deciding process's environment; and the
+    operating-system user of the process that wrote each audit entry, next to the claimed actor."""
+    _script(
+        c,
+        """
+        CREATE TABLE approver_groups (
+            name TEXT NOT NULL,
+            member TEXT NOT NULL,
+            added_at TEXT NOT NULL,
+            added_by TEXT,
+            PRIMARY KEY (name, member)
+        ) WITHOUT ROWID;
+        ALTER TABLE audit ADD COLUMN os_user TEXT
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_journal,
     _v2_approvals_and_audit,
     _v3_leases_cancel_keys,
     _v4_steps_by_run,
     _v5_steps_view,
+    _v6_approver_groups,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -42,7 +42,9 @@ from .sqlite_rows import (
     dumps,
     get_approval,
     get_run_sync,
+    group_members,
     loads,
+    os_user,
     run_record,
 )
 from .sqlite_writer import Worker, connect
@@ -76,6 +78,21 @@ def _where(**filters: Any) -> tuple[str, list[Any]]:
     if not given:
         return "", []
     return " WHERE " + " AND ".join(f"{column} = ?" for column, _ in given), [v for _, v in given]
+
+
+def _audit_group_change(
+    c: sqlite3.Connection, action: str, group: str, asked: Sequence[str], changed: list[str]
+) -> None:
+    """The audit entry of a `sagac groups` change: the group, who was asked for and who
+    changed (a repeated change is audited too, as `unchanged`). The actor is the OS user."""
+    add_audit(
+        c,
+        actor=os_user(),
+        action=action,
+        outcome="accepted" if changed else "unchanged",
+        message=f"group:{group} {'+' if action == 'group_add' else '-'} {', '.join(asked)}",
+        detail={"group": group, "users": list(asked), "changed": changed},
+    )
 
 
 class SqliteStore(Store):
@@ -440,6 +457,41 @@ class SqliteStore(Store):
 
         return await self.read(fn)
 
+    # approver groups
+
+    async def add_group_members(self, group: str, users: Sequence[str]) -> list[str]:
+        def fn(c: sqlite3.Connection) -> list[str]:
+            now, by = rfc3339(time.time()), os_user()
+            added = [
+                user
+                for user in dict.fromkeys(users)
+                if c.execute(
+                    "INSERT INTO approver_groups VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (group, user, now, by),
+                ).rowcount
+            ]
+            _audit_group_change(c, "group_add", group, users, added)
+            return added
+
+        return await self.write(fn)
+
+    async def remove_group_members(self, group: str, users: Sequence[str]) -> list[str]:
+        def fn(c: sqlite3.Connection) -> list[str]:
+            removed = [
+                user
+                for user in dict.fromkeys(users)
+                if c.execute(
+                    "DELETE FROM approver_groups WHERE name = ? AND member = ?", (group, user)
+                ).rowcount
+            ]
+            _audit_group_change(c, "group_remove", group, users, removed)
+            return removed
+
+        return await self.write(fn)
+
+    async def group_members(self, group: str | None = None) -> dict[str, list[str]]:
+        return await self.read(partial(group_members, name=group))
+
     # approvals and audit
 
     async def approvals(
@@ -462,14 +514,14 @@ class SqliteStore(Store):
 
     async def audit_log(self, run_id: str | None = None) -> list[dict[str, Any]]:
         def fn(c: sqlite3.Connection) -> list[dict[str, Any]]:
-            sql = "SELECT id, at, run_id, gate, actor, action, outcome, code, message, detail"
+            sql = "SELECT id, at, run_id, gate, actor, os_user, action, outcome, code, message,"
             where, args = _where(run_id=run_id)
-            sql += f" FROM audit{where} ORDER BY id"
-            keys = ("id", "at", "run_id", "gate", "actor", "action", "outcome", "code")
+            sql += f" detail FROM audit{where} ORDER BY id"
+            keys = ("id", "at", "run_id", "gate", "actor", "os_user", "action", "outcome", "code")
             out = []
             for r in c.execute(sql, args):
-                entry = dict(zip(keys, r[:8], strict=True))
-                entry["message"], entry["detail"] = r[8], loads(r[9])
+                entry = dict(zip(keys, r[:9], strict=True))
+                entry["message"], entry["detail"] = r[9], loads(r[10])
                 out.append(entry)
             return out
 

@@ -9,6 +9,8 @@ a secret: what it is given has been redacted by the executor.
 
 from __future__ import annotations
 
+import functools
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -91,6 +93,34 @@ def get_approval(c: sqlite3.Connection, run_id: str, gate: str) -> dict[str, Any
     return approval_row(row) if row else None
 
 
+def os_user() -> str:
+    """The operating-system user this process runs as (its effective uid): what the audit can
+    vouch for, unlike `--as` or `$USER`, which the caller chooses."""
+    return _user_name(os.geteuid())
+
+
+@functools.cache
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # a uid with no passwd entry (containers)
+        return f"uid:{uid}"
+
+
+def group_members(c: sqlite3.Connection, name: str | None = None) -> dict[str, list[str]]:
+    """Approver groups and their members, sorted (one group when `name` is given)."""
+    sql = "SELECT name, member FROM approver_groups"
+    args: tuple[str, ...] = ()
+    if name is not None:
+        sql, args = sql + " WHERE name = ?", (name,)
+    out: dict[str, list[str]] = {}
+    for group, member in c.execute(sql + " ORDER BY name, member", args):
+        out.setdefault(group, []).append(member)
+    return out
+
+
 def add_audit(
     c: sqlite3.Connection,
     *,
@@ -103,9 +133,10 @@ def add_audit(
     message: str | None = None,
     detail: Any = None,
 ) -> None:
+    """One audit entry, stamped with the time and the operating-system user of this process."""
     c.execute(
-        "INSERT INTO audit (at, run_id, gate, actor, action, outcome, code, message, detail)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit (at, run_id, gate, actor, action, outcome, code, message, detail,"
+        " os_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             rfc3339(time.time()),
             run_id,
@@ -116,5 +147,6 @@ def add_audit(
             code,
             message,
             None if detail is None else dumps(detail),
+            os_user(),
         ),
     )

@@ -190,5 +190,8 @@ def audit(args: argparse.Namespace) -> int:
         where = " ".join(x for x in (a["run_id"], a["gate"]) if x)
         code = f" [{a['code']}]" if a["code"] else ""
         msg = f": {a['message']}" if a["message"] else ""
-        print(f"{a['at']} {a['actor'] or '-'} {a['action']} {a['outcome']}{code} {where}{msg}")
+        actor = a["actor"] or "-"
+        if a.get("os_user") and a["os_user"] != a["actor"]:
+            actor += f" (os user {a['os_user']})"  # `--as` is a claim; this is who ran it
+        print(f"{a['at']} {actor} {a['action']} {a['outcome']}{code}{' ' + where if where else ''}{msg}")
     return 0

@@ -123,7 +123,15 @@ def test_every_refusal_is_refused_and_audited(tmp_path: Path, monkeypatch: Any) 
     other = start(db, saga, "o2", ledger, monkeypatch)
     assert first.status == other.status == "waiting_approval"
     token, other_token = first.approval_tokens["sign_off"], other.approval_tokens["sign_off"]
-    monkeypatch.setenv("SAGAC_GROUPS", "finance=bob,carol;ops=dave")
+    async def add_members() -> None:
+        store = SqliteStore(db)
+        try:
+            await store.add_group_members("finance", ["bob", "carol"])
+            await store.add_group_members("ops", ["dave"])
+        finally:
+            await store.close()
+
+    asyncio.run(add_members())
 
     def decide(by: str, tok: str, gate: str = "sign_off", **kw: Any) -> Any:
         async def go() -> Any:
