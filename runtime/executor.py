@@ -111,6 +111,7 @@ class Executor:
         self.saga_timed_out = False
         self.cancel_seen: dict[str, Any] | None = None  # a cancel request, once seen
         self.approval_tokens: dict[str, str] = {}  # gate -> clear token, never journaled
+        self.gate_requests: dict[str, dict[str, Any]] = {}  # gate -> its request, for the report
         self.comp_failed = any(c["status"] != "ok" for c in self.comp_log)
         self.items: dict[str, list[Any]] = {}  # foreach id -> its rendered items
         self.started_wall = self.clock.now()

@@ -55,6 +55,9 @@ async def finish(ex: Executor, status: str, output: Any) -> RunReport:
             "started_at": rfc3339(ex.started_wall),
             "finished_at": None if waiting else rfc3339(ex.clock.now()),
             "definition_hash": ex.plan.hash,
+            "waiting": [_waiting(ex.gate_requests[g]) for g in sorted(ex.waiting)]
+            if waiting
+            else [],
         }
     )
     stored = report.to_json_dict()
@@ -79,3 +82,14 @@ async def finish(ex: Executor, status: str, output: Any) -> RunReport:
 def _fields(data: dict[str, Any], model: type[Any]) -> dict[str, Any]:
     names = model.model_fields
     return {k: v for k, v in data.items() if k in names}
+
+
+def _waiting(request: dict[str, Any]) -> dict[str, Any]:
+    """A waiting gate of the report, from its (redacted) `approval_requested` fields."""
+    return {
+        "id": request["step"],
+        "key": request.get("key"),
+        "message": request.get("message"),
+        "approvers": request.get("approvers") or [],
+        "deadline": request.get("deadline"),
+    }

@@ -73,21 +73,22 @@ async def run_gate(ex: Executor, gate: ir.ApprovalGate, scope: Mapping[str, Any]
         # A single-use token for whoever decides: only its hash is journaled; the clear
         # token goes to the caller once (`RunReport.approval_tokens`).
         token, digest = approvals.new_token()
-        await ex.emit(
-            "approval_requested",
-            {
-                **ex._where(nid),
-                "key": ex.redact(key),
-                "message": ex.redact(message),
-                "context": ex.redact(approvals.message_context(gate.message, scope)),
-                "approvers": list(gate.approvers),
-                "deadline": rfc3339(now + gate.timeout) if gate.timeout else None,
-                "on_timeout": gate.on_timeout,
-                "definition_hash": ex.plan.hash,
-                "token_sha256": digest,
-            },
-        )
+        request = {
+            **ex._where(nid),
+            "key": ex.redact(key),
+            "message": ex.redact(message),
+            "context": ex.redact(approvals.message_context(gate.message, scope)),
+            "approvers": list(gate.approvers),
+            "deadline": rfc3339(now + gate.timeout) if gate.timeout else None,
+            "on_timeout": gate.on_timeout,
+            "definition_hash": ex.plan.hash,
+            "token_sha256": digest,
+        }
+        await ex.emit("approval_requested", request)
         ex.approval_tokens[nid] = token
+    else:  # requested by an earlier process: its token was handed out then
+        request = ex.state.approvals_requested[nid]
+    ex.gate_requests[nid] = request
     ex.halting = True
     ex.waiting.add(nid)
     return HALTED

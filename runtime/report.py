@@ -62,6 +62,21 @@ class CompensationInfo(_Model):
     error: ErrorInfo | None = None
 
 
+class WaitingGate(_Model):
+    """An approval gate the run waits at: what a program needs to route the decision."""
+
+    id: str = Field(description="The gate's id (`--gate ID`)")
+    key: str | None = Field(None, description="The gate's rendered key")
+    message: str | None = Field(None, description="The rendered message for the decider")
+    approvers: list[str] = Field(default_factory=list, description='Names and "group:NAME"')
+    deadline: str | None = Field(None, description="RFC 3339 UTC; null: no timeout")
+    token: str | None = Field(
+        None,
+        description="The single-use token (`--token T`), only in the output of the run or "
+        "resume that reached the gate; null in stored reports and later outputs",
+    )
+
+
 class RunReport(_Model):
     """What a run did and how it ended."""
 
@@ -82,6 +97,10 @@ class RunReport(_Model):
     started_at: str = Field(description="RFC 3339 UTC")
     finished_at: str | None = Field(None, description="RFC 3339 UTC; null while waiting")
     definition_hash: str
+    waiting: list[WaitingGate] = Field(
+        default_factory=list,
+        description="The gates the run waits at; in the JSON only when status is waiting_approval",
+    )
 
     # Clear approval tokens of the gates this run just reached (gate id -> token): handed to
     # the caller once, never serialised, stored or journaled (the journal keeps a sha256).
@@ -95,5 +114,13 @@ class RunReport(_Model):
     def exit_code(self) -> int:
         return EXIT_CODES[self.status]
 
-    def to_json_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+    def to_json_dict(self, tokens: bool = False) -> dict[str, Any]:
+        """The report as JSON data; with `tokens`, each waiting gate carries the clear token
+        this process got for it (for the caller's output only: never store that form)."""
+        data = self.model_dump(mode="json")
+        if not data["waiting"]:
+            del data["waiting"]  # only a waiting run has gates to show
+        elif tokens:
+            for gate in data["waiting"]:
+                gate["token"] = self._approval_tokens.get(gate["id"])
+        return data

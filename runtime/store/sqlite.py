@@ -56,6 +56,7 @@ __all__ = [
     "append_external",
     "get_approval",
     "get_run_sync",
+    "group_members",
     "next_seq",
     "owner_alive",
 ]

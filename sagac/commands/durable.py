@@ -70,7 +70,7 @@ def _print_report(report: Any, as_json: bool) -> None:
     from .run import print_table
 
     if as_json:
-        print(json.dumps(report.to_json_dict(), indent=2))
+        print(json.dumps(report.to_json_dict(tokens=True), indent=2))
     else:
         print_table(report, sys.stdout)
     if report.status == "waiting_approval":

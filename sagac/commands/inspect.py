@@ -187,11 +187,11 @@ def audit(args: argparse.Namespace) -> int:
         print(json.dumps(entries, indent=2, default=str))
         return 0
     for a in entries:
-        where = " ".join(x for x in (a["run_id"], a["gate"]) if x)
+        where = "".join(f" {x}" for x in (a["run_id"], a["gate"]) if x)
         code = f" [{a['code']}]" if a["code"] else ""
         msg = f": {a['message']}" if a["message"] else ""
         actor = a["actor"] or "-"
         if a.get("os_user") and a["os_user"] != a["actor"]:
             actor += f" (os user {a['os_user']})"  # `--as` is a claim; this is who ran it
-        print(f"{a['at']} {actor} {a['action']} {a['outcome']}{code}{' ' + where if where else ''}{msg}")
+        print(f"{a['at']} {actor} {a['action']} {a['outcome']}{code}{where}{msg}")
     return 0

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  - {problem}", file=sys.stderr)
         return EXIT_INVALID_INPUT
     if args.json:
-        print(json.dumps(report.to_json_dict(), indent=2))
+        print(json.dumps(report.to_json_dict(tokens=True), indent=2))
     else:
         print_table(report, sys.stdout)
     if report.status == "waiting_approval":

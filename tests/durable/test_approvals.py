@@ -123,6 +123,7 @@ def test_every_refusal_is_refused_and_audited(tmp_path: Path, monkeypatch: Any) 
     other = start(db, saga, "o2", ledger, monkeypatch)
     assert first.status == other.status == "waiting_approval"
     token, other_token = first.approval_tokens["sign_off"], other.approval_tokens["sign_off"]
+
     async def add_members() -> None:
         store = SqliteStore(db)
         try:
@@ -254,3 +255,37 @@ def test_a_token_never_begins_with_a_dash_so_the_printed_command_works() -> None
     assert not [t for t, _ in tokens if t.startswith("-")]
     assert len({t for t, _ in tokens}) == 5_000
     assert all(h == approvals.token_hash(t) for t, h in tokens[:10])
+
+
+def test_json_report_of_a_waiting_run_carries_the_gate_and_its_token_once(tmp_path: Path) -> None:
+    saga, db, ledger = gated_saga(tmp_path), tmp_path / "j.db", tmp_path / "l.jsonl"
+    env, store = {"SAGAC_TEST_LEDGER": str(ledger)}, f"sqlite:///{db}"
+    ran = sagac(
+        "run", str(saga), "--input", '{"order_id": "o7", "amount": 30}', "--json",
+        "--store", store, env=env,
+    )  # fmt: skip
+    assert ran.returncode == 3, ran.stderr
+    report = json.loads(ran.stdout)
+    (gate,) = report["waiting"]
+    token = gate.pop("token")
+    assert token and f"--token {token}" in ran.stderr  # the one the terminal shows
+    deadline = gate.pop("deadline")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", deadline)
+    assert gate == {
+        "id": "sign_off",
+        "key": f"gated:{report['run_id']}:sign_off",
+        "message": "Ship order o7 for 30 EUR?",
+        "approvers": ["alice", "group:finance"],
+    }
+    # Shown once: the journal keeps a hash; later outputs show the gate without the token.
+    for f in tmp_path.glob("j.db*"):
+        assert token.encode() not in f.read_bytes()
+    shown = sagac("show", report["run_id"], "--json", "--store", store)
+    assert shown.returncode == 0 and token not in shown.stdout
+    assert json.loads(shown.stdout)["report"]["waiting"][0]["token"] is None
+    again = sagac("resume", report["run_id"], "--json", "--store", store, env=env)
+    assert again.returncode == 3 and token not in again.stdout + again.stderr
+    assert json.loads(again.stdout)["waiting"][0]["id"] == "sign_off"
+    page = tmp_path / "r.html"
+    assert sagac("report", report["run_id"], "-o", str(page), "--store", store).returncode == 0
+    assert token not in page.read_text()
