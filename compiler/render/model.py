@@ -174,7 +174,9 @@ def run_line(run: NodeRun) -> str:
     parts = [head]
     if run.attempts > 1:
         parts.append(_plural(run.attempts, "attempt"))
-    if run.duration_ms is not None:
+    if run.waited_ms is not None:
+        parts.append(f"waited {_duration(run.waited_ms)}")
+    elif run.duration_ms is not None:
         parts.append(_duration(run.duration_ms))
     if run.items_total is not None:
         items = f"{run.items_processed or 0}/{run.items_total} items"

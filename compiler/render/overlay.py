@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Literal, get_args
 
 Status = Literal[
@@ -41,6 +42,19 @@ class NodeRun:
     items_total: int | None = None  # foreach only
     items_processed: int | None = None
     items_failed: int | None = None
+    asked_at: datetime | None = None  # an approval gate: when it was requested
+    waited_ms: float | None = None  # and how long it waited for the decision
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 time with its zone (`...Z`), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo else None
 
 
 def error_code(error: Any) -> str | None:
@@ -86,6 +100,8 @@ def _fold(run: NodeRun, event: Mapping[str, Any]) -> NodeRun:
         status: Status = "completed"
         if kind == "group_completed" and event.get("status") in STATUSES:
             status = event["status"]
+        if run.waited_ms is not None:  # a decided gate: its time is the wait, not this 0 ms
+            duration = None
         return replace(
             run,
             status=status,
@@ -103,15 +119,20 @@ def _fold(run: NodeRun, event: Mapping[str, Any]) -> NodeRun:
     if kind == "step_skipped":
         return replace(run, status="skipped")
     if kind == "approval_requested":
-        return replace(run, status="waiting")
+        return replace(run, status="waiting", asked_at=parse_time(event.get("at")))
     if kind == "approval_decided":
         approved = _approved(event)
         if approved is None:
             return run
+        decided = parse_time(event.get("decided_at")) or parse_time(event.get("at"))
+        waited = None
+        if run.asked_at is not None and decided is not None:
+            waited = max((decided - run.asked_at).total_seconds() * 1000, 0.0)
         return replace(
             run,
             status="completed" if approved else "failed",
             error=None if approved else (code or "APPROVAL_REJECTED"),
+            waited_ms=waited,
         )
     if kind == "compensation_started":
         return replace(

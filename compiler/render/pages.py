@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC
 from typing import Any
 
 from ..durations import format_duration
@@ -20,7 +21,7 @@ from ..plan import Plan
 from . import styles
 from .diagrams import inline_svg, render_svg
 from .model import _action, run_line
-from .overlay import NodeRun, error_code, overlay_from_events
+from .overlay import NodeRun, error_code, overlay_from_events, parse_time
 from .templating import render
 from .timeline import build_timeline, format_ms, layout
 
@@ -36,11 +37,13 @@ RUN_STATUS_STYLE = {
     "waiting_approval": "waiting",
     "cancelled": "cancelled",
 }
-APPROVAL_COLUMNS = (
-    "gate", "step", "key", "status", "decision", "approved", "by", "approver", "approvers",
-    "requested_at", "decided_at", "at", "comment", "reason", "message",
-)  # fmt: skip
-AUDIT_COLUMNS = ("at", "seq", "event", "action", "type", "actor", "by", "step", "key", "outcome")
+# How a decision reads, from the store's `status` or an event-like `decision`/`approved`.
+DECISION_WORDS = {
+    "approved": ("approved", "completed"),
+    "rejected": ("rejected", "failed"),
+    "timed_out": ("timed out", "failed"),
+    "pending": ("waiting", "waiting"),
+}
 
 
 def cell(value: Any) -> str:
@@ -62,6 +65,91 @@ def table(records: Iterable[Any], preferred: Sequence[str] = ()) -> dict[str, An
         seen.extend(str(k) for k in r if str(k) not in seen)
     columns = [c for c in preferred if c in seen] + [c for c in seen if c not in preferred]
     return {"columns": columns, "rows": [[cell(r.get(c)) for c in columns] for r in rows]}
+
+
+def when(value: Any) -> str:
+    """An RFC 3339 time as a person reads it (`2026-12-03 10:21:15 UTC`); else as given."""
+    at = parse_time(value)
+    if at is None:
+        return cell(value)
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _decision(row: Mapping[str, Any]) -> str:
+    status = row.get("status") or row.get("decision")
+    if isinstance(status, str) and status in DECISION_WORDS:
+        return status
+    approved = row.get("approved")
+    if isinstance(approved, bool):
+        return "approved" if approved else "rejected"
+    if isinstance(status, str):
+        return "approved" if status.lower() in ("approve", "accepted") else status.lower()
+    return "pending" if not row.get("decided_at") else "approved"
+
+
+def approval_rows(approvals: Iterable[Any]) -> list[dict[str, Any]]:
+    """One row per gate: what was asked (and of whom), the decision, who took it and when,
+    how long the gate waited, and the comment (with the approver's value). Rows are the
+    store's approval requests or event-like dicts (`decision`, `by`)."""
+    out = []
+    for row in approvals:
+        if not isinstance(row, Mapping):
+            continue
+        decision = _decision(row)
+        word, style = DECISION_WORDS.get(decision, (decision.replace("_", " "), "pending"))
+        asked, decided = row.get("requested_at"), row.get("decided_at")
+        start, end = parse_time(asked), parse_time(decided)
+        waited = (end - start).total_seconds() * 1000 if start and end else None
+        approvers = row.get("approvers")
+        value = row.get("value")
+        code = row.get("decision_code")
+        out.append(
+            {
+                "gate": cell(row.get("gate") or row.get("step")) or "?",
+                "key": cell(row.get("key")),
+                "message": cell(row.get("message")),
+                "approvers": ", ".join(map(cell, approvers))
+                if isinstance(approvers, list)
+                else cell(approvers),
+                "decision": word,
+                "style": style,
+                "code": cell(code) if code and code != "APPROVAL_REJECTED" else "",
+                "by": cell(row.get("decided_by") or row.get("by")),
+                "asked": when(asked),
+                "decided": when(decided),
+                "deadline": when(row.get("deadline")) if decision == "pending" else "",
+                "waited": format_ms(max(waited, 0.0)) if waited is not None else "",
+                "comment": cell(row.get("comment") or row.get("reason")),
+                "value": cell(value) if value is not None else "",
+            }
+        )
+    return out
+
+
+def audit_rows(entries: Iterable[Any]) -> list[dict[str, str]]:
+    """One row per audit entry: when, who claimed to act and the OS user who ran it, what
+    (action, outcome, code, gate), and the message; ids and JSON details are left out."""
+    out = []
+    for a in entries:
+        if not isinstance(a, Mapping):
+            continue
+        actor = cell(a.get("actor") or a.get("by")) or "-"
+        os_user = cell(a.get("os_user"))
+        out.append(
+            {
+                "at": when(a.get("at")),
+                "actor": actor,
+                "os_user": os_user if os_user and os_user != actor else "",
+                "action": cell(a.get("action") or a.get("event") or a.get("type")).replace(
+                    "_", " "
+                ),
+                "outcome": cell(a.get("outcome")),
+                "code": cell(a.get("code")),
+                "gate": cell(a.get("gate") or a.get("step")),
+                "message": cell(a.get("message") or a.get("reason")),
+            }
+        )
+    return out
 
 
 def node_rows(plan: Plan, overlay: Overlay | None = None) -> list[dict[str, str]]:
@@ -211,8 +299,8 @@ def render_report_html(
             for i, c in enumerate(compensations)
         ],
         needs_attention=[cell(s) for s in report.get("needs_attention") or ()],
-        approvals=table(approvals, APPROVAL_COLUMNS),
-        audit=table(audit, AUDIT_COLUMNS),
+        approvals=approval_rows(approvals),
+        audit=audit_rows(audit),
         output=json.dumps(output, indent=2, sort_keys=True, default=str)[:8000]
         if output is not None
         else "",

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from .model import short
-from .overlay import error_code
+from .overlay import error_code, parse_time
 
 BarKind = Literal["attempt", "wait", "approval", "group", "compensation"]
 
@@ -46,16 +46,6 @@ class Timeline:
     rows: list[tuple[str, str]] = field(default_factory=list)  # (key, label), top to bottom
     bars: list[Bar] = field(default_factory=list)
     marks: list[Mark] = field(default_factory=list)
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        at = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return at if at.tzinfo else None
 
 
 def _ms(value: Any) -> float | None:

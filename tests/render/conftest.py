@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import html as html_module
+import json
 import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sagac.compiler.pipeline import load
@@ -78,3 +81,43 @@ def open_in_chromium(page: Path, tmp_path: Path) -> BrowserView:
         [line for line in shown.stderr.splitlines() if CONSOLE_ERROR.search(line)],
         re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom)),
     )
+
+
+# Measures the laid-out page: the test's copy drops the CSP (which forbids any script) and
+# appends this script, whose findings `--dump-dom` then prints as a <pre id="measured">.
+_MEASURE = """<script>
+const out = {page: [document.documentElement.scrollWidth, window.innerWidth], panels: {},
+             tables: {}};
+for (const s of document.querySelectorAll("section.panel")) {
+  if (s.id) out.panels[s.id] = [s.scrollWidth, s.clientWidth];
+  const t = s.querySelector("table");
+  if (s.id && t) out.tables[s.id] = {
+    heads: [...t.querySelectorAll("thead th")].map(th => th.textContent.trim()),
+    rows: [...t.querySelectorAll("tbody tr")].map(
+      tr => [...tr.querySelectorAll("td")].map(td => td.innerText.trim())),
+  };
+}
+const pre = document.createElement("pre");
+pre.id = "measured";
+pre.textContent = JSON.stringify(out);
+document.body.appendChild(pre);
+</script>"""
+
+
+def measure_in_chromium(page: Path, tmp_path: Path, width: int, height: int) -> dict[str, Any]:
+    """The page laid out by headless Chromium at `width` x `height`: `page` [scroll width,
+    viewport width], `panels` {id: [scroll width, client width]}, and `tables` {panel id:
+    {heads, rows of cell texts}}."""
+    chromium = need_binary("chromium", "chromium")
+    html = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page.read_text())
+    probe = tmp_path / f"{page.stem}.measured.html"
+    probe.write_text(html.replace("</body>", _MEASURE + "</body>"), encoding="utf-8")
+    dom = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+         f"--window-size={width},{height}", "--dump-dom", probe.as_uri()],
+        capture_output=True, timeout=120, text=True,
+    ).stdout  # fmt: skip
+    found = re.search(r'<pre id="measured">(.*?)</pre>', dom, re.S)
+    assert found, dom[-2000:]
+    measured: dict[str, Any] = json.loads(html_module.unescape(found.group(1)))
+    return measured

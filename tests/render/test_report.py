@@ -94,3 +94,54 @@ def test_report_in_headless_chromium(report_html: str, tmp_path: Path) -> None:
     assert "Compensations" in text
     for step in ("per_item", "race_x", "left_a", "reserve"):
         assert re.search(rf"\b{step}\b\s+ok\b", re.sub(r"\s+", " ", text)), step
+
+
+def test_a_gate_shows_its_wait_and_each_decision_reads_as_words() -> None:
+    """A gate that waited 12 s reads `completed · waited 12 s`, not the 0 ms of its completion
+    event; approval rows (the store's shape) say who, when, what, the wait and the comment."""
+    need_binary("dot", "graphviz")
+    events = [
+        {"type": "approval_requested", "seq": 1, "at": "2026-01-05T09:00:00.000Z",
+         "step": "sign_off"},
+        {"type": "approval_decided", "seq": 2, "at": "2026-01-05T09:00:12.500Z",
+         "decided_at": "2026-01-05T09:00:12.000Z", "step": "sign_off", "approved": True,
+         "by": "bob"},
+        {"type": "step_completed", "seq": 3, "at": "2026-01-05T09:00:13.000Z",
+         "step": "sign_off", "attempt": 1, "duration_ms": 0},
+    ]  # fmt: skip
+    row = {
+        "run_id": "r3", "gate": "sign_off", "key": "k-1", "message": "Please approve",
+        "approvers": ["alice", "group:ops"], "context": {"input.x": 1},
+        "deadline": "2026-01-07T09:00:00.000Z", "deadline_epoch": 1767776400.0,
+        "on_timeout": "reject", "definition_hash": "sha256:" + "ab" * 32,
+        "status": "approved", "requested_at": "2026-01-05T09:00:00.000Z", "requested_seq": 1,
+        "decided_by": "bob", "decided_at": "2026-01-05T09:00:12.000Z", "comment": "ok <b>",
+        "value": {"priority": 2}, "decision_code": None,
+    }  # fmt: skip
+    html = render_report_html(plan_of(PLAN), {"run_id": "r3", "status": "running"}, events, [row])
+    assert "completed · waited 12 s" in html and "completed · 0 ms" not in html
+    section = html[html.index('id="approvals"') : html.index('id="audit"')]
+    for shown in ("sign_off", "k-1", "Please approve", "approvers: alice, group:ops", "bob",
+                  "2026-01-05 09:00:12 UTC", "asked 2026-01-05 09:00:00 UTC", "12 s",
+                  "ok &lt;b&gt;", 'value {&#34;priority&#34;: 2}', ">approved<"):  # fmt: skip
+        assert shown in section, shown
+    for raw in ("1767776400", "sha256:", "deadline_epoch", "input.x", "2026-01-05T09"):
+        assert raw not in section, raw  # no epochs, hashes, JSON columns or raw timestamps
+
+    from sagac.compiler.render.pages import approval_rows
+
+    words = [
+        (r["decision"], r["code"], r["deadline"])
+        for r in approval_rows(
+            [
+                {**row, "status": "rejected", "decision_code": "APPROVAL_REJECTED"},
+                {**row, "status": "timed_out", "decision_code": "APPROVAL_TIMEOUT"},
+                {**row, "status": "pending", "decided_by": None, "decided_at": None},
+            ]
+        )
+    ]
+    assert words == [
+        ("rejected", "", ""),
+        ("timed out", "APPROVAL_TIMEOUT", ""),
+        ("waiting", "", "2026-01-07 09:00:00 UTC"),
+    ]
