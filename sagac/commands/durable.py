@@ -43,7 +43,13 @@ def register(sub: Any) -> None:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("run_id", metavar="RUN_ID")
         p.add_argument("--gate", required=True, metavar="ID", help="the approval gate's id")
-        p.add_argument("--as", dest="user", required=True, metavar="USER", help="who decides")
+        p.add_argument(
+            "--as",
+            dest="user",
+            required=True,
+            metavar="USER",
+            help="who decides: a claim, audited with your OS user (the token is the credential)",
+        )
         p.add_argument(
             "--token",
             required=True,

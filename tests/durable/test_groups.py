@@ -10,7 +10,9 @@ import pwd
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sagac.runtime import resume as durable
+from sagac.runtime.store import open_store
 from sagac.runtime.store.sqlite import SqliteStore
 
 from .durable_support import gated_saga, sagac
@@ -100,3 +102,33 @@ def test_group_command_mistakes_are_usage_errors(tmp_path: Path) -> None:
     assert json.loads(listed.stdout) == {"finance": ["alice", "bob"]}
     unknown = sagac("groups", "list", "ops", "--store", store)
     assert unknown.returncode == 64 and "no group 'ops'" in unknown.stderr
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_every_store_keeps_groups_the_same_way(kind: str, tmp_path: Path) -> None:
+    async def go() -> list[Any]:
+        store = open_store("memory" if kind == "memory" else f"sqlite:///{tmp_path / 'j.db'}")
+        try:
+            return [
+                await store.add_group_members("finance", ["bob", "alice", "bob"]),
+                await store.add_group_members("finance", ["alice", "carol"]),
+                await store.add_group_members("ops", ["dave"]),
+                await store.remove_group_members("finance", ["carol", "zed"]),
+                await store.group_members(),
+                await store.group_members("ops"),
+                await store.remove_group_members("ops", ["dave"]),
+                await store.group_members("ops"),
+            ]
+        finally:
+            await store.close()
+
+    assert asyncio.run(go()) == [
+        ["bob", "alice"],
+        ["carol"],
+        ["dave"],
+        ["carol"],
+        {"finance": ["alice", "bob"], "ops": ["dave"]},
+        {"ops": ["dave"]},
+        ["dave"],
+        {},
+    ]
