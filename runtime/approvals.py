@@ -35,8 +35,8 @@ from sagac.runtime.errors import ApprovalRefused, RunNotFound
 from .store.base import Event, Store
 from .store.sqlite import add_audit, append_external, get_approval, get_run_sync, group_members
 
-# No longer read: named in refusals and in `sagac groups` so that a user who still sets it
-# learns where groups live now.
+# No longer read: named in a refusal, so that a user who still sets it learns where groups
+# live now (`sagac groups`).
 GROUPS_ENV = "SAGAC_GROUPS"
 TOKEN_BYTES = 24
 
@@ -92,6 +92,7 @@ def check_group_name(name: str) -> str:
 
 
 def check_user_names(users: Sequence[str]) -> list[str]:
+    """The users as given; a usage error for an empty name or one with spaces."""
     for user in users:
         if not user or user != user.strip() or any(ch.isspace() for ch in user):
             raise UsageError(f"{user!r} is not a user name", hint="user names have no spaces")

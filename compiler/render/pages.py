@@ -4,7 +4,8 @@ Both are one self-contained file: inline CSS, the diagram as inline SVG (laid ou
 `dot`), the timeline as inline SVG generated here; no script, no external resource, and a
 Content-Security-Policy that forbids fetching anything. Run data comes in as plain dicts shaped
 as the spec's report and events (section 7); this module never imports the runtime and reads
-those dicts tolerantly (missing keys are shown as absent, unknown keys as extra columns).
+those dicts tolerantly (missing keys are shown as absent; the errors table shows unknown keys
+as extra columns, the approvals and audit tables only what a person reads).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def _decision(row: Mapping[str, Any]) -> str:
         return "approved" if approved else "rejected"
     if isinstance(status, str):
         return "approved" if status.lower() in ("approve", "accepted") else status.lower()
-    return "pending" if not row.get("decided_at") else "approved"
+    return "decided" if row.get("decided_at") else "pending"
 
 
 def approval_rows(approvals: Iterable[Any]) -> list[dict[str, Any]]:
