@@ -206,13 +206,15 @@ class Executor:
             await self.emit("saga_compensating", {"failure": self.failure})
         await compensate(self, self.undo)
         await run_on_failure(self)
+        return await finish(self, self.failed_status(), None)
+
+    def failed_status(self) -> str:
+        """The status of a failed run once compensation is over."""
         if self.comp_failed:
-            status = "compensation_failed"
-        elif any(c["status"] == "ok" for c in self.comp_log):
-            status = "compensated"
-        else:
-            status = "failed"
-        return await finish(self, status, None)
+            return "compensation_failed"
+        if any(c["status"] == "ok" for c in self.comp_log):
+            return "compensated"
+        return "failed"
 
     def fail_run(self, error: dict[str, Any], attempts: int = 0) -> None:
         if self.failure is None:

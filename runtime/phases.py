@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from .finish import build_report
 from .outcomes import NodeFailed
 from .store.base import Store
 
@@ -77,15 +78,9 @@ async def run_steps(ex: Executor) -> None:
 async def run_on_failure(ex: Executor) -> None:
     if not ex.saga.on_failure:
         return
-    report = {
-        "run_id": ex.run_id,
-        "saga": ex.plan.saga,
-        "status": "compensation_failed" if ex.comp_failed else "compensated",
-        "failure": ex.failure,
-        "errors": list(ex.errors),
-        "compensations": list(ex.comp_log),
-    }
-    extra = {"failure": ex.failure, "report": ex.redact(report)}
+    # The whole report as it stands after compensation (spec 2.6), not yet finished.
+    report = build_report(ex, ex.failed_status(), None, finished=False).to_json_dict()
+    extra = {"failure": ex.failure, "report": report}
     ex.halting = False  # a gate left waiting by the failed run does not hold these back
     saved = ex.saga_deadline_at
     ex.saga_deadline_at = None  # on_failure runs after the deadline too
