@@ -115,6 +115,10 @@ class Executor:
         self.items: dict[str, list[Any]] = {}  # foreach id -> its rendered items
         self.started_wall = self.clock.now()
         self.t0 = self.clock.monotonic()
+        # The saga `timeout` counts active time: what earlier processes used (from the
+        # journal), plus this process's time since `t_active`.
+        self.active_before = state.active_seconds if state else 0.0
+        self.t_active = self.t0
 
     # -- events -------------------------------------------------------------------------
 
@@ -181,7 +185,10 @@ class Executor:
             self.started_wall = _epoch(state.started_at) or self.started_wall
             self.t0 -= max(self.clock.now() - self.started_wall, 0.0)
             await self.store.update_run(self.run_id, "running")
-            await self.emit("saga_resumed", {"from_seq": state.last_seq})
+            await self.emit(
+                "saga_resumed",
+                {"from_seq": state.last_seq, "active_ms": int(self.active_before * 1000)},
+            )
             restore(self, state)
 
         if state is not None and state.failure is not None:
@@ -215,6 +222,10 @@ class Executor:
         if any(c["status"] == "ok" for c in self.comp_log):
             return "compensated"
         return "failed"
+
+    def active_ms(self) -> int:
+        """Active time used so far (journaled when the run parks at a gate)."""
+        return int((self.active_before + self.clock.monotonic() - self.t_active) * 1000)
 
     def fail_run(self, error: dict[str, Any], attempts: int = 0) -> None:
         if self.failure is None:

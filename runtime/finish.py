@@ -27,7 +27,12 @@ async def finish(ex: Executor, status: str, output: Any) -> RunReport:
     waiting = status == "waiting_approval"
     stored = report.to_json_dict()
     if waiting:
-        await ex.emit("saga_waiting", {"status": status, "waiting": sorted(ex.waiting)}, stored)
+        fields: dict[str, Any] = {
+            "status": status,
+            "waiting": sorted(ex.waiting),
+            "active_ms": ex.active_ms(),
+        }
+        await ex.emit("saga_waiting", fields, stored)
     elif status == "succeeded":
         fields = {"status": status, "output": shown_output, "duration_ms": duration}
         await ex.emit("saga_completed", fields, stored)

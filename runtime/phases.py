@@ -27,9 +27,8 @@ CANCEL_POLL_SECONDS = 0.2  # how often a running saga looks for a `sagac cancel`
 
 
 async def run_steps(ex: Executor) -> None:
-    if ex.saga.timeout is not None:
-        remaining = ex.saga.timeout - (ex.clock.now() - ex.started_wall)
-        ex.saga_deadline_at = ex.clock.monotonic() + remaining
+    if ex.saga.timeout is not None:  # active time: what earlier processes used counts
+        ex.saga_deadline_at = ex.t_active + ex.saga.timeout - ex.active_before
     if ex.state is not None:  # a cancel asked for while nothing ran the run
         request = await ex.store.cancel_request(ex.run_id)
         if request is not None:
