@@ -22,7 +22,7 @@ EventCallback = Callable[[Event], Awaitable[None] | None]
 # Each event type and the fields it carries beyond type, run_id, seq and at (optional ones in
 # brackets). `docs/runtime.md` documents the same table.
 EVENT_FIELDS: dict[str, str] = {
-    "saga_started": "saga, version, definition_hash, input, [resumed]",
+    "saga_started": "saga, version, definition_hash, input, [resumed], [simulate], [fail]",
     "saga_resumed": "from_seq, active_ms",
     "step_started": "step, attempt, idempotency_key, [branch], [item_index], [kind]",
     "step_retrying": "step, attempt, max_attempts, delay_ms, error, [branch], [item_index],"

@@ -172,15 +172,19 @@ class Executor:
                     )
                 )
             # Deferred: it shares the commit of the first event an action waits for.
-            await self.emit(
-                "saga_started",
-                {
-                    "saga": self.plan.saga,
-                    "version": self.plan.version,
-                    "definition_hash": self.plan.hash,
-                    "input": self.redact(self.input),
-                },
-            )
+            started = {
+                "saga": self.plan.saga,
+                "version": self.plan.version,
+                "definition_hash": self.plan.hash,
+                "input": self.redact(self.input),
+            }
+            # The test switches are journaled so that a resume (after a gate, a crash) keeps
+            # them: a simulated run must never call a real action, not even once resumed.
+            if self.simulate:
+                started["simulate"] = True
+            if self.overrides:
+                started["fail"] = {k: v.fail for k, v in self.overrides.items()}
+            await self.emit("saga_started", started)
         else:
             self.started_wall = _epoch(state.started_at) or self.started_wall
             self.t0 -= max(self.clock.now() - self.started_wall, 0.0)
@@ -375,6 +379,8 @@ class Executor:
         item: Any = None,
     ) -> NoReturn:
         """Journal a node's final failure and raise NodeFailed."""
+        if self.simulate and exc.code == "TEMPLATE_ERROR":
+            exc = StepError(exc.code, exc.message + _SIMULATE_HINT, exc.detail)
         err = self.redact(error_dict(exc))
         fields = self._where(nid, item_index)
         fields.update(
@@ -437,6 +443,12 @@ class Executor:
         except StepError as e:
             await self._fail_node(nid, e, 0, t0)
         spec = self.action_of(nid, node.action.spec)
+        if self.simulate and node.has_simulate and nid not in self.overrides:
+            try:  # the step's declared stand-in result, shaped like what the saga reads
+                simulated = self.engine.render(node.simulate, {**scope, "args": args})
+            except StepError as e:
+                await self._fail_node(nid, e, 0, t0)
+            spec = ir.MockAction(result=simulated)
         comp = node.compensate
         try:
             result, _, _ = await run_attempts(
@@ -467,6 +479,10 @@ class Executor:
 
 
 _SIMULATED = ir.MockAction(result={})
+_SIMULATE_HINT = (
+    " (a simulated run: a step returns {} unless it declares the result to use, e.g."
+    " `simulate: {ok: true}`)"
+)
 
 
 def _epoch(text: str | None) -> float | None:

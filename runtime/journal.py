@@ -69,6 +69,8 @@ class RunState:
     failure: dict[str, Any] | None = None  # set once the run entered compensation
     status: str = "running"  # last known: running | waiting_approval | a final status
     final_event: Event | None = None
+    simulate: bool = False  # started with `--simulate`: a resume simulates too
+    fail: dict[str, str] = field(default_factory=dict)  # started with `--fail STEP=CODE`
     # Active time (what the saga `timeout` counts): `active_base` seconds journaled by the last
     # `saga_waiting` or `saga_resumed`, then the open stretch of a process that ran the run,
     # from `active_since` to the last event it wrote (`active_until`; a crash writes no end).
@@ -113,6 +115,7 @@ def replay(events: Iterable[Event]) -> RunState:
             s.saga, s.version = e["saga"], e["version"]
             s.definition_hash, s.input = e["definition_hash"], e.get("input")
             s.started_at = s.active_since = e["at"]
+            s.simulate, s.fail = bool(e.get("simulate")), dict(e.get("fail") or {})
         elif t == "saga_resumed":
             if "active_ms" in e:
                 s.active_base = e["active_ms"] / 1000
