@@ -28,11 +28,14 @@ GATE
     with: {amount: "{{ steps.quote.result.amount }}"}
 output: {amount: "{{ steps.quote.result.amount }}"}
 """
-GATED = SAGA.replace("GATE\n", '''  - approval:
+GATED = SAGA.replace(
+    "GATE\n",
+    """  - approval:
       id: check
       when: "{{ steps.quote.result.amount > 1000 }}"
       approvers: [alice]
-''')
+""",
+)
 SAGA = SAGA.replace("GATE\n", "")
 
 ACTIONS = """
@@ -72,7 +75,9 @@ def test_a_simulated_run_is_still_simulated_after_its_gate(tmp_path):
             first = await durable.start(plan, {}, store=store, simulate=True, fail=["pay=DOWN"])
             assert first.status == "waiting_approval"
             token = first.approval_tokens["check"]
-            await approvals.decide(store, first.run_id, "check", approved=True, by="alice", token=token)  # fmt: skip
+            await approvals.decide(
+                store, first.run_id, "check", approved=True, by="alice", token=token
+            )
             return await durable.resume(first.run_id, store=store, plan=plan)
         finally:
             await store.close()

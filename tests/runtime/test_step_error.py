@@ -78,8 +78,9 @@ def test_a_malformed_step_error_is_unexpected_with_a_clear_message(tmp_path):
     assert proc.returncode == 1
     failure = report["failure"]
     assert failure["code"] == "UNEXPECTED"
-    assert "the second argument is the detail (a mapping) or the message (text)" in (
-        failure["message"]
+    assert (
+        "the second argument is the detail (a mapping) or the message (text)"
+        in (failure["message"])
     )
 
 
@@ -98,5 +99,3 @@ def test_the_constructor_forms() -> None:
     ):
         with pytest.raises(TypeError):
             bad()
-
-
