@@ -196,3 +196,17 @@ def test_the_readme_python_example_runs(tmp_path: Path) -> None:
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     assert "succeeded" in ran.stdout
+
+
+def test_make_bench_runs_every_benchmark_in_quick_mode() -> None:
+    """`make bench` runs every script in bench/ (the README says so), each with `--quick`."""
+    makefile = (ROOT / "Makefile").read_text()
+    (listed,) = re.findall(r"^BENCHES := (.*)$", makefile, re.M)
+    scripts = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "bench").glob("*.py"))
+    assert sorted(listed.split()) == scripts
+    assert re.search(r"^bench: .*\n\t.*\$\(BENCHES\).*--quick", makefile, re.M)
+    for script in scripts:
+        ran = subprocess.run(
+            [sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True
+        )
+        assert ran.returncode == 0 and "--quick" in ran.stdout, script
