@@ -61,7 +61,7 @@ async def run_steps(ex: Executor) -> None:
                 "branch": None,
                 "item_index": None,
                 "code": "SAGA_TIMEOUT",
-                "message": f"the saga's deadline of {ex.saga.timeout:g}s passed",
+                "message": f"the saga's timeout of {ex.saga.timeout:g}s (active time) passed",
             }
         )
     finally:
