@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SAGAC := $(VENV)/bin/sagac
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench schema-check clean
+.PHONY: demo test lint typecheck unit bench bench-full schema-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,15 @@ typecheck: $(STAMP)
 unit: $(STAMP) system-deps
 	$(PY) -m pytest -q
 
+# Every benchmark, in quick mode (small sizes, one round: about a minute); `bench-full` runs
+# them at the sizes the docs quote (many minutes). Neither is part of `make test`.
+BENCHES := bench/compile.py bench/runtime.py bench/journal.py bench/batch.py
+
 bench: $(STAMP)
-	$(PY) bench/compile.py
+	@set -e; for b in $(BENCHES); do echo "== $$b --quick"; $(PY) $$b --quick; done
+
+bench-full: $(STAMP)
+	@set -e; for b in $(BENCHES); do echo "== $$b"; $(PY) $$b; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .sagac

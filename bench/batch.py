@@ -1,6 +1,7 @@
 """Batch benchmark: a foreach of no-op items against a plain asyncio loop, in the same run.
 
-Run with `.venv/bin/python bench/batch.py [--items 50000] [--memory-items 50000 200000]`.
+Run with `.venv/bin/python bench/batch.py [--items 50000] [--memory-items 50000 200000]
+[--quick]` (`--quick`: 5,000 items, once).
 
 - throughput: N no-op items (an async python action) at concurrency 10, batches of 100, with a
   `checkpoint` cursor, journaled in memory and durably (SQLite, WAL, synchronous=FULL), against
@@ -156,7 +157,14 @@ def main() -> None:
     p.add_argument("--items", type=int, default=50_000)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--memory-items", type=int, nargs="*", default=[50_000, 200_000])
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes, one round: what `make bench` runs (seconds, not minutes)",
+    )
     args = p.parse_args()
+    if args.quick:
+        args.items, args.repeat, args.memory_items = 5_000, 1, [5_000]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "bench_batch_actions.py").write_text(ACTIONS)

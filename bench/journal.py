@@ -1,6 +1,7 @@
 """Journal benchmark: steps per second with the durable SQLite journal.
 
-Run with `.venv/bin/python bench/journal.py [--rounds N] [--seconds S] [--dir DIR]`. Measures,
+Run with `.venv/bin/python bench/journal.py [--rounds N] [--seconds S] [--dir DIR] [--quick]`
+(`--quick`: one round of 0.5 s measurements). Measures,
 on one disk (DIR, default .sagac/bench) and in rounds that interleave the three measurements
 (the disk and the shared CPU drift by 20% within minutes here): the raw rate of one-row SQLite
 commits in WAL mode with synchronous=FULL, once the WAL has been written through and is reused
@@ -108,7 +109,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
     parser.add_argument("--dir", default=".sagac/bench", help="where the journal files go")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes, one round: what `make bench` runs (seconds, not minutes)",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.seconds = 1, min(args.seconds, 0.5)
     folder = Path(args.dir)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

@@ -1,6 +1,7 @@
 """Runtime benchmark: the executor's overhead against plain asyncio, measured in the same run.
 
-Run with `.venv/bin/python bench/runtime.py [--profile linear|compensate]`. Three cases:
+Run with `.venv/bin/python bench/runtime.py [--profile linear|compensate] [--quick]` (`--quick`:
+20 repeats instead of 200). Three cases:
 
 - linear: a saga of 100 no-op steps (mock actions) vs 100 awaited no-op coroutines;
   target: at most 10 us of overhead per step. A mock without delay takes the executor's
@@ -172,7 +173,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--profile", choices=("linear", "compensate"))
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes, one round: what `make bench` runs (seconds, not minutes)",
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.repeat = min(args.repeat, 20)
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

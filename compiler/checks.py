@@ -557,6 +557,9 @@ def template_sites(saga: ir.Saga) -> Iterator[Site]:
                 yield Site(path, text, "node", n, item)
             if n.idempotency_key is not None:
                 yield Site((*n.path, "idempotency_key"), n.idempotency_key, "node", n, item)
+            if isinstance(n, ir.TaskStep) and n.has_simulate:
+                for path, text in _strings(n.simulate, (*n.path, "simulate")):
+                    yield Site(path, text, "node", n, args=True)
             if n.action.name is None:
                 for path, text in _action_strings(n.action.spec, n.action.path):
                     yield Site(path, text, "node", n, item, args=True)

@@ -113,6 +113,10 @@ class TaskStep(NodeBase):
     keep: tuple[str, ...] | None = None
     irreversible: bool = False
     compensate: Compensation | None = None
+    # What a simulated run (`--simulate`) returns instead of calling the action (templates,
+    # with `args` in scope); `has_simulate` tells `simulate: null` from no `simulate:`.
+    simulate: JSON = None
+    has_simulate: bool = False
 
 
 class BatchSpec(_Model):

@@ -170,6 +170,8 @@ class _Lowerer:
             return ir.FailNode(**self.common(x, xpath), code=x["code"], message=x.get("message"))
         fields = self.common(raw, path) | self.effect(raw, path)
         fields["irreversible"] = bool(raw.get("irreversible", False))
+        if "simulate" in raw:
+            fields["simulate"], fields["has_simulate"] = raw["simulate"], True
         return ir.TaskStep.model_validate(fields)
 
     def nodes(self, raw: list[dict[str, Any]], path: Path) -> tuple[ir.AnyNode, ...]:

@@ -167,6 +167,8 @@ async def aresume(
         on_event=on_event,
         secrets=found,
         env=env,
+        overrides=fail_overrides(plan, state.fail),  # the run's own test switches, journaled
+        simulate=state.simulate,
         state=state,
     )
     async with held(executor.store, executor.run_id):  # one driver per run (durable stores)

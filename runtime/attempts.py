@@ -248,7 +248,9 @@ def timeout_error(
     saga_timeout: float | None,
 ) -> StepError:
     if binding == "saga":
-        return StepError("SAGA_TIMEOUT", f"the saga's deadline of {saga_timeout:g}s passed")
+        return StepError(
+            "SAGA_TIMEOUT", f"the saga's timeout of {saga_timeout:g}s (active time) passed"
+        )
     if binding == "deadline":
         return StepError("TIMEOUT", f"the step's deadline of {deadline:g}s passed")
     return StepError("TIMEOUT", f"the attempt took longer than {timeout:g}s")

@@ -22,8 +22,8 @@ EventCallback = Callable[[Event], Awaitable[None] | None]
 # Each event type and the fields it carries beyond type, run_id, seq and at (optional ones in
 # brackets). `docs/runtime.md` documents the same table.
 EVENT_FIELDS: dict[str, str] = {
-    "saga_started": "saga, version, definition_hash, input, [resumed]",
-    "saga_resumed": "from_seq",
+    "saga_started": "saga, version, definition_hash, input, [resumed], [simulate], [fail]",
+    "saga_resumed": "from_seq, active_ms",
     "step_started": "step, attempt, idempotency_key, [branch], [item_index], [kind]",
     "step_retrying": "step, attempt, max_attempts, delay_ms, error, [branch], [item_index],"
     " [cursor]",
@@ -41,7 +41,7 @@ EVENT_FIELDS: dict[str, str] = {
     "compensation_started": "step, attempt, idempotency_key, [item_index]",
     "compensation_completed": "step, attempt, duration_ms, [item_index]",
     "compensation_failed": "step, attempt, duration_ms, error, final, [delay_ms], [item_index]",
-    "saga_waiting": "status, waiting",
+    "saga_waiting": "status, waiting, active_ms",
     "saga_completed": "status, output, duration_ms",
     "saga_failed": "status, failure, needs_attention, duration_ms",
 }

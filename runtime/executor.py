@@ -116,6 +116,10 @@ class Executor:
         self.items: dict[str, list[Any]] = {}  # foreach id -> its rendered items
         self.started_wall = self.clock.now()
         self.t0 = self.clock.monotonic()
+        # The saga `timeout` counts active time: what earlier processes used (from the
+        # journal), plus this process's time since `t_active`.
+        self.active_before = state.active_seconds if state else 0.0
+        self.t_active = self.t0
 
     # -- events -------------------------------------------------------------------------
 
@@ -169,20 +173,27 @@ class Executor:
                     )
                 )
             # Deferred: it shares the commit of the first event an action waits for.
-            await self.emit(
-                "saga_started",
-                {
-                    "saga": self.plan.saga,
-                    "version": self.plan.version,
-                    "definition_hash": self.plan.hash,
-                    "input": self.redact(self.input),
-                },
-            )
+            started = {
+                "saga": self.plan.saga,
+                "version": self.plan.version,
+                "definition_hash": self.plan.hash,
+                "input": self.redact(self.input),
+            }
+            # The test switches are journaled so that a resume (after a gate, a crash) keeps
+            # them: a simulated run must never call a real action, not even once resumed.
+            if self.simulate:
+                started["simulate"] = True
+            if self.overrides:
+                started["fail"] = {k: v.fail for k, v in self.overrides.items()}
+            await self.emit("saga_started", started)
         else:
             self.started_wall = _epoch(state.started_at) or self.started_wall
             self.t0 -= max(self.clock.now() - self.started_wall, 0.0)
             await self.store.update_run(self.run_id, "running")
-            await self.emit("saga_resumed", {"from_seq": state.last_seq})
+            await self.emit(
+                "saga_resumed",
+                {"from_seq": state.last_seq, "active_ms": int(self.active_before * 1000)},
+            )
             restore(self, state)
 
         if state is not None and state.failure is not None:
@@ -207,13 +218,19 @@ class Executor:
             await self.emit("saga_compensating", {"failure": self.failure})
         await compensate(self, self.undo)
         await run_on_failure(self)
+        return await finish(self, self.failed_status(), None)
+
+    def failed_status(self) -> str:
+        """The status of a failed run once compensation is over."""
         if self.comp_failed:
-            status = "compensation_failed"
-        elif any(c["status"] == "ok" for c in self.comp_log):
-            status = "compensated"
-        else:
-            status = "failed"
-        return await finish(self, status, None)
+            return "compensation_failed"
+        if any(c["status"] == "ok" for c in self.comp_log):
+            return "compensated"
+        return "failed"
+
+    def active_ms(self) -> int:
+        """Active time used so far (journaled when the run parks at a gate)."""
+        return int((self.active_before + self.clock.monotonic() - self.t_active) * 1000)
 
     def fail_run(self, error: dict[str, Any], attempts: int = 0) -> None:
         if self.failure is None:
@@ -363,6 +380,8 @@ class Executor:
         item: Any = None,
     ) -> NoReturn:
         """Journal a node's final failure and raise NodeFailed."""
+        if self.simulate and exc.code == "TEMPLATE_ERROR":
+            exc = StepError(exc.code, exc.message + _SIMULATE_HINT, exc.detail)
         err = self.redact(error_dict(exc))
         fields = self._where(nid, item_index)
         fields.update(
@@ -425,6 +444,12 @@ class Executor:
         except StepError as e:
             await self._fail_node(nid, e, 0, t0)
         spec = self.action_of(nid, node.action.spec)
+        if self.simulate and node.has_simulate and nid not in self.overrides:
+            try:  # the step's declared stand-in result, shaped like what the saga reads
+                simulated = self.engine.render(node.simulate, {**scope, "args": args})
+            except StepError as e:
+                await self._fail_node(nid, e, 0, t0)
+            spec = ir.MockAction(result=simulated)
         comp = node.compensate
         try:
             result, _, _ = await run_attempts(
@@ -455,6 +480,10 @@ class Executor:
 
 
 _SIMULATED = ir.MockAction(result={})
+_SIMULATE_HINT = (
+    " (a simulated run: a step returns {} unless it declares the result to use, e.g."
+    " `simulate: {ok: true}`)"
+)
 
 
 def _epoch(text: str | None) -> float | None:

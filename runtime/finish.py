@@ -21,17 +21,46 @@ if TYPE_CHECKING:
 
 
 async def finish(ex: Executor, status: str, output: Any) -> RunReport:
+    report = build_report(ex, status, output)
+    needs, duration = report.needs_attention, report.duration_ms
+    shown_failure, shown_output = ex.redact(ex.failure), ex.redact(output)
+    waiting = status == "waiting_approval"
+    stored = report.to_json_dict()
+    if waiting:
+        fields: dict[str, Any] = {
+            "status": status,
+            "waiting": sorted(ex.waiting),
+            "active_ms": ex.active_ms(),
+        }
+        await ex.emit("saga_waiting", fields, stored)
+    elif status == "succeeded":
+        fields = {"status": status, "output": shown_output, "duration_ms": duration}
+        await ex.emit("saga_completed", fields, stored)
+    else:
+        fields = {
+            "status": status,
+            "failure": shown_failure,
+            "needs_attention": needs,
+            "duration_ms": duration,
+        }
+        await ex.emit("saga_failed", fields, stored)
+    if ex.approval_tokens:  # never stored: only returned
+        report.approval_tokens.update(ex.approval_tokens)
+    return report
+
+
+def build_report(ex: Executor, status: str, output: Any, finished: bool = True) -> RunReport:
+    """The run's report as it stands (redacted): the last event's, or, with `finished` False,
+    what `on_failure` nodes see as `report` (no `finished_at` yet)."""
     failure = ex.failure
     needs = []
     for c in ex.comp_log:
         if c["status"] != "ok" and c["step"] not in needs:
             needs.append(c["step"])
-    waiting = status == "waiting_approval"
-    duration = ex.ms(ex.t0)
     redact = ex.redact
-    shown_failure, shown_output = redact(failure), redact(output)
+    shown_failure = redact(failure)
     # One validation of plain data: cheaper than building the nested models one by one.
-    report = RunReport.model_validate(
+    return RunReport.model_validate(
         {
             "run_id": ex.run_id,
             "saga": ex.plan.saga,
@@ -50,33 +79,18 @@ async def finish(ex: Executor, status: str, output: Any) -> RunReport:
                 for c in ex.comp_log
             ],
             "needs_attention": needs,
-            "output": shown_output,
-            "duration_ms": duration,
+            "output": redact(output),
+            "duration_ms": ex.ms(ex.t0),
             "started_at": rfc3339(ex.started_wall),
-            "finished_at": None if waiting else rfc3339(ex.clock.now()),
+            "finished_at": rfc3339(ex.clock.now())
+            if finished and status != "waiting_approval"
+            else None,
             "definition_hash": ex.plan.hash,
             "waiting": [_waiting(ex.gate_requests[g]) for g in sorted(ex.waiting)]
             if waiting
             else [],
         }
     )
-    stored = report.to_json_dict()
-    if waiting:
-        await ex.emit("saga_waiting", {"status": status, "waiting": sorted(ex.waiting)}, stored)
-    elif status == "succeeded":
-        fields = {"status": status, "output": shown_output, "duration_ms": duration}
-        await ex.emit("saga_completed", fields, stored)
-    else:
-        fields = {
-            "status": status,
-            "failure": shown_failure,
-            "needs_attention": needs,
-            "duration_ms": duration,
-        }
-        await ex.emit("saga_failed", fields, stored)
-    if ex.approval_tokens:  # never stored: only returned
-        report.approval_tokens.update(ex.approval_tokens)
-    return report
 
 
 def _fields(data: dict[str, Any], model: type[Any]) -> dict[str, Any]:

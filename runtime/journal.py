@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .checkpoints import ItemsDone, fold
@@ -68,6 +69,22 @@ class RunState:
     failure: dict[str, Any] | None = None  # set once the run entered compensation
     status: str = "running"  # last known: running | waiting_approval | a final status
     final_event: Event | None = None
+    simulate: bool = False  # started with `--simulate`: a resume simulates too
+    fail: dict[str, str] = field(default_factory=dict)  # started with `--fail STEP=CODE`
+    # Active time (what the saga `timeout` counts): `active_base` seconds journaled by the last
+    # `saga_waiting` or `saga_resumed`, then the open stretch of a process that ran the run,
+    # from `active_since` to the last event it wrote (`active_until`; a crash writes no end).
+    active_base: float = 0.0
+    active_since: str | None = None
+    active_until: str | None = None
+
+    @property
+    def active_seconds(self) -> float:
+        """Active time the run used before now: time parked at an approval gate (between its
+        `saga_waiting` and the next `saga_resumed`) and time no process ran it do not count."""
+        if self.active_since is None or self.active_until is None:
+            return self.active_base
+        return self.active_base + max(_epoch(self.active_until) - _epoch(self.active_since), 0.0)
 
     @property
     def finished(self) -> bool:
@@ -92,10 +109,19 @@ def replay(events: Iterable[Event]) -> RunState:
         t = e["type"]
         s.last_seq = e["seq"]
         s.run_id = e["run_id"]
+        if t != "approval_decided":  # written by whoever decided, not by a run's process
+            s.active_until = e["at"]
         if t == "saga_started":
             s.saga, s.version = e["saga"], e["version"]
             s.definition_hash, s.input = e["definition_hash"], e.get("input")
-            s.started_at = e["at"]
+            s.started_at = s.active_since = e["at"]
+            s.simulate, s.fail = bool(e.get("simulate")), dict(e.get("fail") or {})
+        elif t == "saga_resumed":
+            if "active_ms" in e:
+                s.active_base = e["active_ms"] / 1000
+            elif s.started_at is not None:  # journaled before active time was: wall time
+                s.active_base = _epoch(e["at"]) - _epoch(s.started_at)
+            s.active_since = e["at"]
         elif t == "step_started":
             key = _key(e)
             prev = s.steps.get(key)
@@ -173,10 +199,17 @@ def replay(events: Iterable[Event]) -> RunState:
             )
         elif t == "saga_waiting":
             s.status = "waiting_approval"
+            if "active_ms" in e:
+                s.active_base, s.active_since = e["active_ms"] / 1000, None
         elif t in ("saga_completed", "saga_failed"):
             s.status = e["status"]
             s.final_event = e
     return s
+
+
+def _epoch(text: str) -> float:
+    """Epoch seconds of an event's `at` (RFC 3339, UTC)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def _error_of(e: Event, phase: str | None = None) -> dict[str, Any]:

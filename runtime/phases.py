@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from .finish import build_report
 from .outcomes import NodeFailed
 from .store.base import Store
 
@@ -26,9 +27,8 @@ CANCEL_POLL_SECONDS = 0.2  # how often a running saga looks for a `sagac cancel`
 
 
 async def run_steps(ex: Executor) -> None:
-    if ex.saga.timeout is not None:
-        remaining = ex.saga.timeout - (ex.clock.now() - ex.started_wall)
-        ex.saga_deadline_at = ex.clock.monotonic() + remaining
+    if ex.saga.timeout is not None:  # active time: what earlier processes used counts
+        ex.saga_deadline_at = ex.t_active + ex.saga.timeout - ex.active_before
     if ex.state is not None:  # a cancel asked for while nothing ran the run
         request = await ex.store.cancel_request(ex.run_id)
         if request is not None:
@@ -61,7 +61,7 @@ async def run_steps(ex: Executor) -> None:
                 "branch": None,
                 "item_index": None,
                 "code": "SAGA_TIMEOUT",
-                "message": f"the saga's deadline of {ex.saga.timeout:g}s passed",
+                "message": f"the saga's timeout of {ex.saga.timeout:g}s (active time) passed",
             }
         )
     finally:
@@ -77,15 +77,9 @@ async def run_steps(ex: Executor) -> None:
 async def run_on_failure(ex: Executor) -> None:
     if not ex.saga.on_failure:
         return
-    report = {
-        "run_id": ex.run_id,
-        "saga": ex.plan.saga,
-        "status": "compensation_failed" if ex.comp_failed else "compensated",
-        "failure": ex.failure,
-        "errors": list(ex.errors),
-        "compensations": list(ex.comp_log),
-    }
-    extra = {"failure": ex.failure, "report": ex.redact(report)}
+    # The whole report as it stands after compensation (spec 2.6), not yet finished.
+    report = build_report(ex, ex.failed_status(), None, finished=False).to_json_dict()
+    extra = {"failure": ex.failure, "report": report}
     ex.halting = False  # a gate left waiting by the failed run does not hold these back
     saved = ex.saga_deadline_at
     ex.saga_deadline_at = None  # on_failure runs after the deadline too

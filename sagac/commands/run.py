@@ -53,7 +53,9 @@ def register(sub: Any) -> None:
         help="make STEP fail with CODE (default UNEXPECTED) instead of calling its action",
     )
     p.add_argument(
-        "--simulate", action="store_true", help="replace every action by a mock returning {}"
+        "--simulate",
+        action="store_true",
+        help="call no action: each step returns its `simulate:` result, or {}",
     )
     p.set_defaults(func=run)
 
@@ -194,7 +196,8 @@ def describe(e: dict[str, Any]) -> str | None:
         step = f"{step}[{e['item_index']}]"
     err = e.get("error") or {}
     if t == "saga_started":
-        return f"▶ {e['saga']} v{e['version']} run {e['run_id']}"
+        simulated = " (simulated: no action is called)" if e.get("simulate") else ""
+        return f"▶ {e['saga']} v{e['version']} run {e['run_id']}{simulated}"
     if t == "step_started":
         return f"  … {step} (attempt {e.get('attempt', 1)})"
     if t == "step_completed":

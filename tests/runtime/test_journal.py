@@ -346,3 +346,26 @@ def test_resume_refuses_a_changed_definition(factory):
     report, _ = run(plan, {"n": 9}, store=store)
     with pytest.raises(sagac.SagacError, match="definition"):
         _resume(other, report.run_id, store)
+
+
+def _ev(seq, type_, at, **fields):
+    return {"type": type_, "run_id": "r", "seq": seq, "at": f"2026-01-01T00:{at}Z", **fields}
+
+
+def test_replay_counts_active_time_only():
+    """Parked time (saga_waiting to saga_resumed) and a decision written by another process do
+    not count; a crashed stretch counts up to its last event; a journal from before active time
+    was journaled counts wall time up to its resume."""
+    started = _ev(1, "saga_started", "00:00.000", saga="s", version=1, definition_hash="h")
+    parked = [
+        started,
+        _ev(2, "saga_waiting", "00:02.000", status="waiting_approval", active_ms=1500),
+        _ev(3, "approval_decided", "50:00.000", step="g", approved=True),
+    ]
+    assert replay(parked).active_seconds == 1.5
+    resumed = [*parked, _ev(4, "saga_resumed", "59:00.000", from_seq=3, active_ms=1500)]
+    crashed = [*resumed, _ev(5, "step_started", "59:03.250", step="x", attempt=1)]
+    assert replay(crashed).active_seconds == 4.75
+    old = [started, _ev(2, "saga_waiting", "00:02.000", status="waiting_approval")]
+    old.append(_ev(3, "saga_resumed", "10:00.000", from_seq=2))
+    assert replay(old).active_seconds == 600.0
