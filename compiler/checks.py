@@ -75,8 +75,19 @@ def _walk(saga: ir.Saga) -> list[ir.AnyNode]:
 
 
 def _retried(policies: tuple[ir.RetryPolicy, ...]) -> int:
-    """The most attempts any policy allows (1: not retried)."""
-    return max((p.max_attempts for p in policies), default=1)
+    """The most attempts a list of policies allows in all (1: not retried).
+
+    As in `runtime/retry.py`, an error uses the first policy whose `on` names its code, and each
+    policy counts its own retries: a policy with `max_attempts: N` adds N - 1 retries, unless
+    every code it names is taken by an earlier policy (it can then never apply).
+    """
+    taken: set[str] = set()
+    attempts = 1
+    for p in policies:
+        if not set(p.on) <= taken:
+            attempts += max(p.max_attempts - 1, 0)
+        taken.update(p.on)
+    return attempts
 
 
 def _own(policies: tuple[ir.RetryPolicy, ...]) -> tuple[ir.RetryPolicy, ...]:
@@ -253,7 +264,8 @@ def _compensation_can_raise(n: ir.Effectful, code: str) -> bool:
     spec = n.compensate.action.spec if n.compensate else None
     if isinstance(spec, ir.HttpAction) and HTTP_CODE.match(code):
         return True
-    return code in EFFECT or code in action_codes(spec)
+    own = n.compensate.errors if n.compensate else ()
+    return code in EFFECT or code in own or code in action_codes(spec)
 
 
 def _retry_code_hint(n: ir.Effectful, code: str, compensation: bool) -> str:
@@ -263,8 +275,8 @@ def _retry_code_hint(n: ir.Effectful, code: str, compensation: bool) -> str:
         return "COMMAND_FAILED comes only from command actions; remove it from `on`"
     if compensation:
         return (
-            "a compensation raises the built-in codes (TIMEOUT, UNAVAILABLE, UNEXPECTED, ...) and "
-            "its action's own; remove it from `on`"
+            f"if the undo returns {code}, list it under `errors:` of the `compensate` of "
+            f"{n.id!r} (a compensation does not inherit the step's `errors`); else remove it"
         )
     return f"if the action returns {code}, list it under `errors:` of {n.id!r}; else remove it"
 

@@ -212,6 +212,15 @@ def test_named_actions_are_checked_where_they_are_used() -> None:
             "- {id: a, action: stub, errors: [X], compensate: {action: stub, retry: {on: [X]}}}",
             ["E020"],
         ),
+        # A compensation declares its own domain codes (it does not inherit the step's).
+        (
+            "- {id: a, action: stub, compensate: {action: stub, errors: [X], retry: {on: [X]}}}",
+            [],
+        ),
+        (
+            "- {id: a, action: stub, compensate: {action: stub, errors: [X], retry: {on: [Y]}}}",
+            ["E020"],
+        ),
     ],
 )
 def test_retry_codes(steps: str, codes: list[str]) -> None:
@@ -335,3 +344,35 @@ def test_input_schema_must_be_a_json_schema() -> None:
     assert [(d.code, d.line) for d in diags] == [("E023", 12)]
     good = HEAD.replace("steps:\n", "input: {type: object, required: [a]}\nsteps:\n")
     assert compile_text(good + USE_ALL).diagnostics == []
+
+
+def test_compensation_errors_are_in_the_ir_and_the_hint() -> None:
+    text = HEAD + _steps(
+        "- {id: a, action: stub, compensate: {action: stub, errors: [HELD], retry: {on: [HELD]}}}\n"
+        "- {id: b, action: stub, errors: [HELD], compensate: {action: stub, retry: {on: [HELD]}}}"
+    )
+    c = compile_text(text + USE_ALL)
+    assert [d.code for d in c.diagnostics] == ["E020"]
+    assert "`errors:` of the `compensate` of 'b'" in (c.diagnostics[0].hint or "")
+    assert c.saga is not None
+    step = c.saga.steps[0]
+    assert step.kind == "task" and step.compensate is not None
+    assert step.compensate.errors == ("HELD",)
+
+
+@pytest.mark.parametrize(
+    ("retry", "attempts"),
+    [
+        ("{max_attempts: 3}", 3),
+        # Each policy counts its own retries (runtime/retry.py): 1 + 6 + 3 attempts in all.
+        ("[{on: [HTTP_429], max_attempts: 7}, {max_attempts: 4}]", 10),
+        # A policy whose codes are all taken by an earlier one never applies.
+        ("[{on: [TIMEOUT], max_attempts: 5}, {on: [TIMEOUT], max_attempts: 9}]", 5),
+        ("[{on: [TIMEOUT], max_attempts: 1}, {on: [UNAVAILABLE], max_attempts: 2}]", 2),
+    ],
+)
+def test_w101_counts_the_attempts_of_a_retry_list(retry: str, attempts: int) -> None:
+    c = compile_text(HEAD + _steps(f"- {{id: a, action: create, retry: {retry}}}") + USE_ALL)
+    w101 = [d for d in c.diagnostics if d.code == "W101"]
+    assert len(w101) == 1
+    assert f"(up to {attempts} attempts)" in w101[0].message
