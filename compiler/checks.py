@@ -9,6 +9,7 @@ mistake, and they stay linear in the size of the saga: ancestry questions go to 
 from __future__ import annotations
 
 import difflib
+import re
 import weakref
 from collections import Counter
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from .diagnostics import Diagnostic
 from .errorcodes import EFFECT, HTTP_CODE, action_codes, can_raise, node_codes
 from .graph import ON_FAILURE, SagaGraph
 from .loader import Document
-from .templates import Read, analyze
+from .templates import Read, analyze, is_template
 
 Where = Literal["node", "compensate", "action", "output"]
 
@@ -200,6 +201,86 @@ def check_unknown_actions(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
                 else "declare it under a top-level `actions:` mapping"
             )
             out.append(_diag(doc, "E014", f"unknown action {ref.name!r}", ref.path, hint))
+    return out
+
+
+_TEMPLATE_PIECE = re.compile(r"(\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\})", re.DOTALL)
+DESTINATION_NAMES = ("env", "secrets")  # set by whoever runs sagac, never by a run's input
+
+
+def _authority_templates(url: str) -> list[str]:
+    """The template pieces of `url` that can change its scheme or host (userinfo included).
+
+    The authority ends at the first literal `/`, `?` or `#` after the scheme; a template after
+    a literal `:` there is the port, which may stay templated, unless a literal `@` follows
+    (then it was a password, and the host comes after it).
+    """
+    checked: list[str] = []
+    port: list[str] = []
+    in_port = False
+    for piece in _TEMPLATE_PIECE.split(url):
+        if _TEMPLATE_PIECE.fullmatch(piece):
+            (port if in_port else checked).append(piece)
+            continue
+        i = 0
+        while i < len(piece):
+            if piece.startswith("://", i):
+                i += 3
+                continue
+            c = piece[i]
+            if c in "/?#":
+                return checked
+            if c == ":":
+                in_port = True
+            elif c == "@":
+                checked += port
+                port, in_port = [], False
+            i += 1
+    return checked
+
+
+def check_fixed_destinations(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
+    """E025: a run's input must never choose what runs or where: a command's `argv[0]` and the
+    scheme and host of an http url are literal (the host may read `env` or `secrets`)."""
+    specs: list[tuple[ir.Action | None, ir.Path]] = [
+        (spec, ("actions", name)) for name, spec in saga.actions.items()
+    ]
+    specs += [(ref.spec, ref.path) for _, ref, _ in _refs(saga) if ref.name is None]
+    out = []
+    for spec, base in specs:
+        if isinstance(spec, ir.CommandAction) and spec.argv and is_template(spec.argv[0]):
+            out.append(
+                _diag(
+                    doc,
+                    "E025",
+                    f"`argv[0]` of this command is a template ({spec.argv[0]!r}): what a run "
+                    "renders into it would choose the executable",
+                    (*base, "command", 0),
+                    "name the executable literally; pass the choice as an argument, e.g. "
+                    '["./bin/notify", "{{ args.channel }}"]',
+                )
+            )
+        elif isinstance(spec, ir.HttpAction) and is_template(spec.url):
+            reads = sorted(
+                {
+                    ".".join(str(k) for k in (read.root, *read.chain[:1]))
+                    for piece in _authority_templates(spec.url)
+                    for read in analyze(piece).reads
+                    if read.root not in DESTINATION_NAMES
+                }
+            )
+            if reads:
+                out.append(
+                    _diag(
+                        doc,
+                        "E025",
+                        f"the scheme or host of this url reads `{reads[0]}`: what a run renders "
+                        "into it would choose where the request goes",
+                        (*base, "http", "url"),
+                        "write the scheme and host literally (the port and path may stay "
+                        "templated), or read them from `env.<NAME>` listed under `env:`",
+                    )
+                )
     return out
 
 
@@ -543,6 +624,8 @@ def _action_strings(spec: ir.Action | None, base: ir.Path) -> Iterator[tuple[ir.
         yield (*base, "http", "url"), spec.url
         yield from _strings(spec.headers, (*base, "http", "headers"))
         yield from _strings(spec.json_body, (*base, "http", "json"))
+    elif isinstance(spec, ir.CommandAction):
+        yield from _strings(spec.argv, (*base, "command"))
 
 
 def template_sites(saga: ir.Saga) -> Iterator[Site]:
@@ -839,6 +922,7 @@ def check_semantics(saga: ir.Saga, graph: SagaGraph, doc: Document) -> list[Diag
     return [
         *check_unknown_actions(saga, doc),
         *check_irreversible_compensate(saga, doc),
+        *check_fixed_destinations(saga, doc),
         *check_retry_codes(saga, doc),
         *check_input_schema(saga, doc),
         *check_templates(saga, facts, doc),

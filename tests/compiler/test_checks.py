@@ -376,3 +376,54 @@ def test_w101_counts_the_attempts_of_a_retry_list(retry: str, attempts: int) -> 
     w101 = [d for d in c.diagnostics if d.code == "W101"]
     assert len(w101) == 1
     assert f"(up to {attempts} attempts)" in w101[0].message
+
+
+@pytest.mark.parametrize(
+    ("action", "codes"),
+    [
+        ('{command: ["./bin/x", "{{ args.mode }}", "{{ input.file }}"]}', []),
+        ('{command: ["{{ args.prog }}", "--x"]}', ["E025"]),
+        ('{command: ["{{ env.SHOP_URL }}"]}', ["E025"]),  # the executable is always literal
+        ('{http: {url: "https://shop.test/items/{{ args.id }}?q={{ input.q }}"}}', []),
+        ('{http: {url: "http://127.0.0.1:{{ args.port }}/x"}}', []),  # the port may vary
+        ('{http: {url: "{{ env.SHOP_URL }}/items"}}', []),  # the operator's choice
+        ('{http: {url: "https://user:{{ secrets.API_TOKEN }}@shop.test/"}}', []),
+        ('{http: {url: "https://{{ input.host }}/x"}}', ["E025"]),
+        ('{http: {url: "{{ args.scheme }}://shop.test/x"}}', ["E025"]),
+        ('{http: {url: "https://shop.{{ args.tld }}/x"}}', ["E025"]),
+        # A "password" followed by `@` can move the host: https://evil.test/?@shop.test/
+        ('{http: {url: "https://u:{{ args.pw }}@shop.test/"}}', ["E025"]),
+        # Whatever follows a templated base before a literal `/` still extends the host.
+        ('{http: {url: "{{ env.SHOP_URL }}{{ args.rest }}"}}', ["E025"]),
+    ],
+)
+def test_input_never_chooses_the_executable_or_the_host(action: str, codes: list[str]) -> None:
+    assert _codes(f"- {{id: a, action: {action}, with: {{id: 1}}}}") == codes
+
+
+def test_destinations_are_checked_in_every_action_spec() -> None:
+    text = HEAD.replace(
+        "  stub: {mock: {result: {id: 1}}}\n",
+        '  stub: {mock: {result: {id: 1}}}\n  pick: {command: ["{{ args.p }}"]}\n',
+    )
+    steps = """\
+    - {id: a, action: pick}
+    - id: b
+      action: stub
+      compensate: {action: {http: {url: "http://{{ result.host }}/undo"}}, retry: {max_attempts: 1}}
+    - foreach: {id: c, items: "{{ input.xs }}", as: x, action: {command: ["{{ x }}"]}}
+    """
+    tail = """\
+    on_failure:
+      - {id: d, action: {http: {method: GET, url: "{{ failure.message }}"}}}
+    """
+    source = text + _steps(steps) + USE_ALL + textwrap.dedent(tail)
+    c = compile_text(source)
+    lines = source.splitlines()
+    found = [(d.code, lines[d.line - 1].strip()[:14]) for d in c.diagnostics]
+    assert found == [
+        ("E025", "pick: {command"),  # a named action
+        ("E025", "compensate: {a"),  # an inline compensation
+        ("E025", "- foreach: {id"),  # a foreach
+        ("E025", "- {id: d, acti"),  # an on_failure node
+    ]
