@@ -24,7 +24,7 @@ from .diagnostics import Diagnostic
 from .errorcodes import EFFECT, HTTP_CODE, action_codes, can_raise, node_codes
 from .graph import ON_FAILURE, SagaGraph
 from .loader import Document
-from .templates import Read, analyze, is_template
+from .templates import Read, TemplateInfo, analyze, is_template
 
 Where = Literal["node", "compensate", "action", "output"]
 
@@ -677,6 +677,7 @@ class _TemplateChecker:
         self.saga, self.facts, self.doc = saga, facts, doc
         self.nodes = facts.graph.nodes
         self.out: list[Diagnostic] = []
+        self.info = TemplateInfo()  # the analysis of the template being checked
         # Named actions are checked as if written in each step that uses them.
         self.users: dict[str, list[tuple[ir.Effectful, bool]]] = {}
         for n, ref, compensation in _refs(saga):
@@ -695,6 +696,7 @@ class _TemplateChecker:
                     'templates are Jinja2 expressions, e.g. "order-{{ input.order_id }}"',
                 )
                 continue
+            self.info = info
             reads = info.reads
             for read in dict.fromkeys(reads) if len(reads) > 1 else reads:
                 self.read(site, read)
@@ -816,25 +818,27 @@ class _TemplateChecker:
                 _did_you_mean(str(chain[1]), STEP_FIELDS).strip() or None,
             )
             return
-        self.ordering(site, target)
+        if self.ordering(site, target) and len(chain) > 2 and chain[1] == "result":
+            self.conditional(site, target, chain)
         if len(chain) > 2 and chain[1] == "result" and isinstance(chain[2], str):
             self.keep(site, self.nodes[target], chain[2], f"steps.{target}.result")
 
-    def ordering(self, site: Site, target: str) -> None:
-        """E017: a template may read only steps certain to have completed before it runs."""
-        if self.in_on_failure(site):
-            return
-        if site.where == "output":
-            self.output_read(site, target)
-            return
-        readers: list[tuple[ir.AnyNode, bool]]
+    def readers(self, site: Site) -> list[tuple[ir.AnyNode, bool]]:
+        """The nodes a template runs in: (node, whether in its `compensate`)."""
         if site.action is not None:
-            readers = [(n, c) for n, c in self.users.get(site.action, [])]
-        elif site.node is not None:
-            readers = [(site.node, site.where == "compensate")]
-        else:
-            readers = []
-        for reader, compensation in readers:
+            return list(self.users.get(site.action, []))
+        if site.node is not None:
+            return [(site.node, site.where == "compensate")]
+        return []
+
+    def ordering(self, site: Site, target: str) -> bool:
+        """E017: a template may read only steps certain to have completed before it runs.
+        Whether the read passed (and is to be checked further)."""
+        if self.in_on_failure(site):
+            return False
+        if site.where == "output":
+            return self.output_read(site, target)
+        for reader, compensation in self.readers(site):
             if reader.id in self.facts.in_on_failure:
                 continue
             if reader.id == target:
@@ -847,7 +851,7 @@ class _TemplateChecker:
                     "completed yet",
                     "inside `compensate`, the step's result is `result`",
                 )
-                return
+                return False
             if not self.facts.ancestry.is_ancestor(target, reader.id):
                 via = f" (through action {site.action!r})" if site.action else ""
                 self.report(
@@ -857,7 +861,8 @@ class _TemplateChecker:
                     f"have completed before {reader.id!r} starts",
                     self.ordering_hint(reader, target),
                 )
-                return
+                return False
+        return True
 
     def ordering_hint(self, reader: ir.AnyNode, target: str) -> str:
         scope_of = self.facts.graph.scope_of
@@ -879,7 +884,7 @@ class _TemplateChecker:
             "enclosing groups), never a node of another branch"
         )
 
-    def output_read(self, site: Site, target: str) -> None:
+    def output_read(self, site: Site, target: str) -> bool:
         if target in self.facts.in_on_failure:
             hint = f"{target!r} is an `on_failure` node: it runs only after the saga failed"
         elif target in self.facts.in_any_branch:
@@ -889,7 +894,7 @@ class _TemplateChecker:
                 "(the winning branch's last result)"
             )
         else:
-            return
+            return True
         self.report(
             site,
             "E017",
@@ -897,6 +902,74 @@ class _TemplateChecker:
             "saga succeeds",
             hint,
         )
+        return False
+
+    def enclosing(self, node_id: str) -> list[str]:
+        """The parallel groups whose branches hold `node_id`, innermost first."""
+        out = []
+        group = self.facts.group_of.get(node_id)
+        while group is not None:
+            out.append(group)
+            group = self.facts.group_of.get(group)
+        return out
+
+    def conditional(self, site: Site, target: str, chain: tuple[str | int, ...]) -> None:
+        """E017: a step with `when` (or inside a group with `when`) may have been skipped: its
+        result is null, and reading a field of it fails. The read needs a guard: the template
+        also reads `steps.<target>.status`, the read is the operand of `| default(...)` (one
+        field below `result`), or the reading node's `when` (or an enclosing group's) reads
+        `steps.<target>.status`."""
+        status = Read("steps", (target, "status"))
+        if status in self.info.reads:
+            return
+        read = Read("steps", chain)
+        if len(chain) == 3 and read in self.info.defaulted:
+            return
+        skippers = [target, *self.enclosing(target)]
+        candidates: list[ir.AnyNode | None] = (
+            [None] if site.where == "output" else [r for r, _ in self.readers(site)]
+        )
+        for reader in candidates:
+            if reader is not None and (
+                reader.id == target or reader.id in self.facts.in_on_failure
+            ):
+                continue
+            around = set(self.enclosing(reader.id)) if reader is not None else set()
+            # A group skipped together with the reader does not count: neither runs.
+            maybe = [s for s in skippers if s not in around and self.nodes[s].when is not None]
+            if not maybe:
+                continue
+            if reader is not None and self.when_tests(reader, status):
+                continue
+            spelled = "steps." + ".".join(str(k) for k in chain[:3])
+            why = (
+                f"{target!r} has a `when`"
+                if maybe[0] == target
+                else f"{target!r} is inside {maybe[0]!r}, which has a `when`"
+            )
+            when = f"before {reader.id!r} runs" if reader is not None else "when the saga succeeds"
+            test = f"steps.{target}.status == 'completed'"
+            hint = f"guard the read: `{{{{ {spelled} if {test} else none }}}}`"
+            if len(chain) == 3:
+                hint += f", or `{{{{ {spelled} | default(none) }}}}`"
+            if reader is not None:
+                hint += f', or give {reader.id!r} `when: "{{{{ {test} }}}}"`'
+            self.report(
+                site,
+                "E017",
+                f"{site.field} reads `{spelled}`, but {why}: it may have been skipped (its result "
+                f"is null) {when}",
+                hint,
+            )
+            return
+
+    def when_tests(self, reader: ir.AnyNode, status: Read) -> bool:
+        """Whether the `when` of `reader` or of a group around it reads `status`."""
+        for nid in (reader.id, *self.enclosing(reader.id)):
+            when = self.nodes[nid].when
+            if when is not None and status in analyze(when).reads:
+                return True
+        return False
 
     def keep(self, site: Site, node: ir.AnyNode, field: str, spelled: str) -> None:
         """E021: only the fields a step keeps are journaled, so only they can be read."""

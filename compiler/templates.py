@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import Any
 
@@ -118,6 +118,9 @@ class TemplateInfo:
     reads: tuple[Read, ...] = ()
     error: str | None = None
     error_line: int = 1
+    # Reads that occur only as the operand of `| default(...)` (`a.b | default(0)`): a missing
+    # last key there renders the default instead of failing.
+    defaulted: frozenset[Read] = field(default=frozenset(), compare=False)
 
 
 _NOT = re.compile(r"\s*not\s+")
@@ -179,6 +182,8 @@ class _Reads:
         env = environment()
         self.bound: set[str] = set(env.globals)
         self.reads: list[Read] = []
+        self.bare: set[Read] = set()  # reads that occur outside a `default` operand too
+        self._defaulting: nodes.Node | None = None  # the operand of the `default` being visited
         self.problems: list[tuple[str, int]] = []
         for n in tree.find_all((nodes.Name, nodes.For, nodes.Macro, nodes.CallBlock)):
             if isinstance(n, nodes.Name) and n.ctx in ("store", "param"):
@@ -200,6 +205,17 @@ class _Reads:
         self.visit(tree)
 
     def visit(self, node: nodes.Node) -> None:
+        if isinstance(node, nodes.Filter) and node.name in ("default", "d") and node.node:
+            outer, self._defaulting = self._defaulting, node.node
+            self.visit(node.node)
+            self._defaulting = outer
+            for child in (*node.args, *node.kwargs):
+                self.visit(child)
+            if node.dyn_args is not None:
+                self.visit(node.dyn_args)
+            if node.dyn_kwargs is not None:
+                self.visit(node.dyn_kwargs)
+            return
         if isinstance(node, (nodes.Getattr, nodes.Getitem)):
             chain: list[Key] = []
             cur: nodes.Node = node
@@ -217,7 +233,7 @@ class _Reads:
                     break
                 cur = cur.node
             if isinstance(cur, nodes.Name):
-                self.name(cur, tuple(reversed(chain)))
+                self.name(cur, tuple(reversed(chain)), defaulted=node is self._defaulting)
             elif isinstance(cur, nodes.Getitem):  # a dynamic key: the chain stops before it
                 self.visit(cur.node)
                 self.visit(cur.arg)
@@ -230,9 +246,12 @@ class _Reads:
         for child in node.iter_child_nodes():
             self.visit(child)
 
-    def name(self, node: nodes.Name, chain: tuple[Key, ...]) -> None:
+    def name(self, node: nodes.Name, chain: tuple[Key, ...], *, defaulted: bool = False) -> None:
         if node.ctx == "load" and node.name not in self.bound:
-            self.reads.append(Read(node.name, chain))
+            read = Read(node.name, chain)
+            self.reads.append(read)
+            if not defaulted:
+                self.bare.add(read)
 
 
 @lru_cache(maxsize=65536)
@@ -258,4 +277,5 @@ def analyze(text: str) -> TemplateInfo:
     if walker.problems:
         message, line = walker.problems[0]
         return TemplateInfo(error=message, error_line=line)
-    return TemplateInfo(tuple(dict.fromkeys(walker.reads)))
+    reads = tuple(dict.fromkeys(walker.reads))
+    return TemplateInfo(reads, defaulted=frozenset(reads) - walker.bare)

@@ -427,3 +427,50 @@ def test_destinations_are_checked_in_every_action_spec() -> None:
         ("E025", "- foreach: {id"),  # a foreach
         ("E025", "- {id: d, acti"),  # an on_failure node
     ]
+
+
+WHEN = """\
+- {id: a, action: stub, when: "{{ input.go }}"}
+- parallel:
+    id: g
+    when: "{{ input.g }}"
+    branches:
+      - [{id: g1, action: stub}, {id: g2, action: stub, with: {x: "{{ steps.g1.result.id }}"}}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("reader", "codes"),
+    [
+        ('with: {x: "{{ steps.a.result.id }}"}', ["E017"]),
+        ('with: {x: "{{ steps.a.result[0] }}"}', ["E017"]),
+        ('with: {x: "{{ steps.g1.result.id }}"}', ["E017"]),  # inside a group with `when`
+        ('with: {x: "{{ steps.g.result[0].id }}"}', ["E017"]),
+        ('with: {x: "{{ steps.a.result.id > 1 }}"}', ["E017"]),
+        # Guards: a status test in the template, `| default`, or the reader's own `when`.
+        ("with: {x: \"{{ steps.a.result.id if steps.a.status == 'completed' else 0 }}\"}", []),
+        ('with: {x: "{{ steps.a.result.id | default(0) }}"}', []),
+        (
+            'when: "{{ steps.a.status == \'completed\' }}"\n  with: {x: "{{ steps.a.result.id }}"}',
+            [],
+        ),
+        # `default` guards one field below `result`: deeper, the missing field itself fails.
+        ('with: {x: "{{ steps.a.result.x.y | default(0) }}"}', ["E017"]),
+        # The whole result (null when skipped) and the status are always readable.
+        ('with: {x: "{{ steps.a.result }}", y: "{{ steps.a.status }}"}', []),
+    ],
+)
+def test_reading_a_step_that_may_have_been_skipped(reader: str, codes: list[str]) -> None:
+    assert _codes(WHEN + f"- id: r\n  action: stub\n  {reader}\n") == codes
+
+
+def test_skipped_reads_in_output_and_named_actions() -> None:
+    follow = '  follow: {http: {url: "https://x.test/{{ steps.a.result.id }}"}}\n'
+    text = HEAD.replace("steps:\n", follow + "steps:\n")
+    steps = "- {id: a, action: stub, when: '{{ input.go }}'}\n- {id: b, action: follow}\n"
+    tail = 'output: {id: "{{ steps.a.result.id }}", ok: "{{ steps.a.result.id | default(0) }}"}\n'
+    diags = compile_text(text + _steps(steps) + USE_ALL + tail).diagnostics
+    assert [d.code for d in diags] == ["E017", "E017"]
+    assert "before 'b' runs" in diags[0].message
+    assert "when the saga succeeds" in diags[1].message
+    assert "steps.a.status == 'completed'" in (diags[1].hint or "")

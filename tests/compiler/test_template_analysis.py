@@ -108,3 +108,17 @@ def test_fast_path_agrees_with_jinja_on_conditions(parts: list[tuple[str, str]])
     assert TemplateInfo(tuple(dict.fromkeys(info.reads)), info.error, info.error_line) == (
         _jinja_analysis(text)
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "defaulted"),
+    [
+        ("{{ steps.a.result.id | default(0) }}", {Read("steps", ("a", "result", "id"))}),
+        ("{{ (steps.a.result.id | d(1)) + 2 }}", {Read("steps", ("a", "result", "id"))}),
+        # Also read outside the operand, or only in the default's argument: not defaulted.
+        ("{{ steps.a.result.id | default(0) }} {{ steps.a.result.id }}", set()),
+        ("{{ input.x | default(steps.a.result.id) }}", {Read("input", ("x",))}),
+    ],
+)
+def test_reads_under_default(text: str, defaulted: set[Read]) -> None:
+    assert analyze(text).defaulted == defaulted
