@@ -125,12 +125,18 @@ class TemplateInfo:
 
 _NOT = re.compile(r"\s*not\s+")
 _TEST = re.compile(rf"\s+is\s+(?:not\s+)?({_NAME})\s*\Z")
+# `| default(<literal>)`: the common guard of a read that may be missing (no other filter).
+_DEFAULT = re.compile(
+    r"\s*\|\s*(?:default|d)\s*\(\s*(?:none|None|true|false|-?[0-9]+(?:\.[0-9]+)?"
+    r"|'[^'\\{}]*'|\"[^\"\\{}]*\")\s*\)\s*\Z"
+)
 
 
 @lru_cache(maxsize=65536)
-def _simple_chain(expr: str) -> Read | None:
+def _simple_chain(expr: str) -> tuple[Read, bool] | None:
     """The read of `expr` when it is a chain of constants (`a.b[0]`), optionally negated
-    (`not a.b`) or tested without arguments (`a.b is not none`); else None.
+    (`not a.b`), tested without arguments (`a.b is not none`) or given a literal default
+    (`a.b | default(0)`: then the flag is true); else None.
 
     A test is accepted only when the environment has it: an unknown one is left to Jinja's
     parse, which reports it.
@@ -150,14 +156,18 @@ def _simple_chain(expr: str) -> Read | None:
             key = seg.group(2)
             chain.append(int(key) if key[0].isdigit() else key[1:-1])
         pos = seg.end()
+    defaulted = False
     if expr[pos:].strip():
-        test = _TEST.match(expr, pos)
-        if test is None or test.group(1) not in environment().tests:
-            return None
-    return Read(m.group(1), tuple(chain))
+        if not neg and _DEFAULT.match(expr, pos):
+            defaulted = True
+        else:
+            test = _TEST.match(expr, pos)
+            if test is None or test.group(1) not in environment().tests:
+                return None
+    return Read(m.group(1), tuple(chain)), defaulted
 
 
-def _fast_reads(text: str) -> tuple[Read, ...] | None:
+def _fast_reads(text: str) -> tuple[tuple[Read, ...], frozenset[Read]] | None:
     """The reads of a template made only of `{{ <simple chain> }}` blocks and plain text, else
     None (anything else goes to Jinja's parser)."""
     if "{%" in text or "{#" in text:
@@ -167,12 +177,16 @@ def _fast_reads(text: str) -> tuple[Read, ...] | None:
     if text.count("{{") != len(blocks):
         return None
     reads: list[Read] = []
+    defaulted: set[Read] = set()
+    bare: set[Read] = set()
     for block in blocks:
-        read = _simple_chain(block)
-        if read is None:
+        found = _simple_chain(block)
+        if found is None:
             return None
+        read, default = found
         reads.append(read)
-    return tuple(reads)
+        (defaulted if default else bare).add(read)
+    return tuple(reads), frozenset(defaulted - bare)
 
 
 class _Reads:
@@ -241,7 +255,7 @@ class _Reads:
                 self.visit(cur)
             return
         if isinstance(node, nodes.Name):
-            self.name(node, ())
+            self.name(node, (), defaulted=node is self._defaulting)
             return
         for child in node.iter_child_nodes():
             self.visit(child)
@@ -266,7 +280,7 @@ def analyze(text: str) -> TemplateInfo:
         return TemplateInfo()
     fast = _fast_reads(text)
     if fast is not None:
-        return TemplateInfo(fast)
+        return TemplateInfo(fast[0], defaulted=fast[1])
     try:
         tree = parse(text)
         walker = _Reads(tree)

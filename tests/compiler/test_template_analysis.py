@@ -82,7 +82,8 @@ def _jinja_analysis(text: str) -> TemplateInfo:
     if walker.problems:
         message, line = walker.problems[0]
         return TemplateInfo(error=message, error_line=line)
-    return TemplateInfo(tuple(dict.fromkeys(walker.reads)))
+    reads = tuple(dict.fromkeys(walker.reads))
+    return TemplateInfo(reads, defaulted=frozenset(reads) - walker.bare)
 
 
 _CONDITION = st.tuples(
@@ -122,3 +123,26 @@ def test_fast_path_agrees_with_jinja_on_conditions(parts: list[tuple[str, str]])
 )
 def test_reads_under_default(text: str, defaulted: set[Read]) -> None:
     assert analyze(text).defaulted == defaulted
+
+
+_DEFAULTED = st.tuples(
+    st.sampled_from(["", "not "]),
+    _EXPR,
+    st.sampled_from(
+        [
+            *("", " | default(0)", "|d(none)", " | default('x')", ' | default("-1.5")'),
+            *(" | default(a.b)", " | default(0) | int", " | default(0, true)", " | upper"),
+        ]
+    ),
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.text("ab- \n", max_size=3), _DEFAULTED), min_size=1, max_size=3))
+def test_fast_path_agrees_with_jinja_on_defaults(parts: list[tuple[str, str]]) -> None:
+    """`x | default(<literal>)`, the usual guard of a step that may be skipped, is recognised
+    without Jinja, with the same reads and the same defaulted reads."""
+    text = "".join(f"{prefix}{{{{ {expr} }}}}" for prefix, expr in parts)
+    info, slow = analyze(text), _jinja_analysis(text)
+    assert (tuple(dict.fromkeys(info.reads)), info.error) == (slow.reads, slow.error)
+    assert info.defaulted == slow.defaulted
