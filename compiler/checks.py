@@ -9,6 +9,7 @@ mistake, and they stay linear in the size of the saga: ancestry questions go to 
 from __future__ import annotations
 
 import difflib
+import re
 import weakref
 from collections import Counter
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from .diagnostics import Diagnostic
 from .errorcodes import EFFECT, HTTP_CODE, action_codes, can_raise, node_codes
 from .graph import ON_FAILURE, SagaGraph
 from .loader import Document
-from .templates import Read, analyze
+from .templates import Read, TemplateInfo, analyze, is_template
 
 Where = Literal["node", "compensate", "action", "output"]
 
@@ -75,8 +76,19 @@ def _walk(saga: ir.Saga) -> list[ir.AnyNode]:
 
 
 def _retried(policies: tuple[ir.RetryPolicy, ...]) -> int:
-    """The most attempts any policy allows (1: not retried)."""
-    return max((p.max_attempts for p in policies), default=1)
+    """The most attempts a list of policies allows in all (1: not retried).
+
+    As in `runtime/retry.py`, an error uses the first policy whose `on` names its code, and each
+    policy counts its own retries: a policy with `max_attempts: N` adds N - 1 retries, unless
+    every code it names is taken by an earlier policy (it can then never apply).
+    """
+    taken: set[str] = set()
+    attempts = 1
+    for p in policies:
+        if not set(p.on) <= taken:
+            attempts += max(p.max_attempts - 1, 0)
+        taken.update(p.on)
+    return attempts
 
 
 def _own(policies: tuple[ir.RetryPolicy, ...]) -> tuple[ir.RetryPolicy, ...]:
@@ -192,6 +204,86 @@ def check_unknown_actions(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
     return out
 
 
+_TEMPLATE_PIECE = re.compile(r"(\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\})", re.DOTALL)
+DESTINATION_NAMES = ("env", "secrets")  # set by whoever runs sagac, never by a run's input
+
+
+def _authority_templates(url: str) -> list[str]:
+    """The template pieces of `url` that can change its scheme or host (userinfo included).
+
+    The authority ends at the first literal `/`, `?` or `#` after the scheme; a template after
+    a literal `:` there is the port, which may stay templated, unless a literal `@` follows
+    (then it was a password, and the host comes after it).
+    """
+    checked: list[str] = []
+    port: list[str] = []
+    in_port = False
+    for piece in _TEMPLATE_PIECE.split(url):
+        if _TEMPLATE_PIECE.fullmatch(piece):
+            (port if in_port else checked).append(piece)
+            continue
+        i = 0
+        while i < len(piece):
+            if piece.startswith("://", i):
+                i += 3
+                continue
+            c = piece[i]
+            if c in "/?#":
+                return checked
+            if c == ":":
+                in_port = True
+            elif c == "@":
+                checked += port
+                port, in_port = [], False
+            i += 1
+    return checked
+
+
+def check_fixed_destinations(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
+    """E025: a run's input must never choose what runs or where: a command's `argv[0]` and the
+    scheme and host of an http url are literal (the host may read `env` or `secrets`)."""
+    specs: list[tuple[ir.Action | None, ir.Path]] = [
+        (spec, ("actions", name)) for name, spec in saga.actions.items()
+    ]
+    specs += [(ref.spec, ref.path) for _, ref, _ in _refs(saga) if ref.name is None]
+    out = []
+    for spec, base in specs:
+        if isinstance(spec, ir.CommandAction) and spec.argv and is_template(spec.argv[0]):
+            out.append(
+                _diag(
+                    doc,
+                    "E025",
+                    f"`argv[0]` of this command is a template ({spec.argv[0]!r}): what a run "
+                    "renders into it would choose the executable",
+                    (*base, "command", 0),
+                    "name the executable literally; pass the choice as an argument, e.g. "
+                    '["./bin/notify", "{{ args.channel }}"]',
+                )
+            )
+        elif isinstance(spec, ir.HttpAction) and is_template(spec.url):
+            reads = sorted(
+                {
+                    ".".join(str(k) for k in (read.root, *read.chain[:1]))
+                    for piece in _authority_templates(spec.url)
+                    for read in analyze(piece).reads
+                    if read.root not in DESTINATION_NAMES
+                }
+            )
+            if reads:
+                out.append(
+                    _diag(
+                        doc,
+                        "E025",
+                        f"the scheme or host of this url reads `{reads[0]}`: what a run renders "
+                        "into it would choose where the request goes",
+                        (*base, "http", "url"),
+                        "write the scheme and host literally (the port and path may stay "
+                        "templated), or read them from `env.<NAME>` listed under `env:`",
+                    )
+                )
+    return out
+
+
 def check_unused_actions(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
     """W105: a declared action that no step or compensation uses."""
     used = {ref.name for _, ref, _ in _refs(saga)}
@@ -253,7 +345,8 @@ def _compensation_can_raise(n: ir.Effectful, code: str) -> bool:
     spec = n.compensate.action.spec if n.compensate else None
     if isinstance(spec, ir.HttpAction) and HTTP_CODE.match(code):
         return True
-    return code in EFFECT or code in action_codes(spec)
+    own = n.compensate.errors if n.compensate else ()
+    return code in EFFECT or code in own or code in action_codes(spec)
 
 
 def _retry_code_hint(n: ir.Effectful, code: str, compensation: bool) -> str:
@@ -263,8 +356,8 @@ def _retry_code_hint(n: ir.Effectful, code: str, compensation: bool) -> str:
         return "COMMAND_FAILED comes only from command actions; remove it from `on`"
     if compensation:
         return (
-            "a compensation raises the built-in codes (TIMEOUT, UNAVAILABLE, UNEXPECTED, ...) and "
-            "its action's own; remove it from `on`"
+            f"if the undo returns {code}, list it under `errors:` of the `compensate` of "
+            f"{n.id!r} (a compensation does not inherit the step's `errors`); else remove it"
         )
     return f"if the action returns {code}, list it under `errors:` of {n.id!r}; else remove it"
 
@@ -531,6 +624,8 @@ def _action_strings(spec: ir.Action | None, base: ir.Path) -> Iterator[tuple[ir.
         yield (*base, "http", "url"), spec.url
         yield from _strings(spec.headers, (*base, "http", "headers"))
         yield from _strings(spec.json_body, (*base, "http", "json"))
+    elif isinstance(spec, ir.CommandAction):
+        yield from _strings(spec.argv, (*base, "command"))
 
 
 def template_sites(saga: ir.Saga) -> Iterator[Site]:
@@ -585,6 +680,7 @@ class _TemplateChecker:
         self.saga, self.facts, self.doc = saga, facts, doc
         self.nodes = facts.graph.nodes
         self.out: list[Diagnostic] = []
+        self.info = TemplateInfo()  # the analysis of the template being checked
         # Named actions are checked as if written in each step that uses them.
         self.users: dict[str, list[tuple[ir.Effectful, bool]]] = {}
         for n, ref, compensation in _refs(saga):
@@ -603,6 +699,7 @@ class _TemplateChecker:
                     'templates are Jinja2 expressions, e.g. "order-{{ input.order_id }}"',
                 )
                 continue
+            self.info = info
             reads = info.reads
             for read in dict.fromkeys(reads) if len(reads) > 1 else reads:
                 self.read(site, read)
@@ -724,25 +821,27 @@ class _TemplateChecker:
                 _did_you_mean(str(chain[1]), STEP_FIELDS).strip() or None,
             )
             return
-        self.ordering(site, target)
+        if self.ordering(site, target) and len(chain) > 2 and chain[1] == "result":
+            self.conditional(site, target, chain)
         if len(chain) > 2 and chain[1] == "result" and isinstance(chain[2], str):
             self.keep(site, self.nodes[target], chain[2], f"steps.{target}.result")
 
-    def ordering(self, site: Site, target: str) -> None:
-        """E017: a template may read only steps certain to have completed before it runs."""
-        if self.in_on_failure(site):
-            return
-        if site.where == "output":
-            self.output_read(site, target)
-            return
-        readers: list[tuple[ir.AnyNode, bool]]
+    def readers(self, site: Site) -> list[tuple[ir.AnyNode, bool]]:
+        """The nodes a template runs in: (node, whether in its `compensate`)."""
         if site.action is not None:
-            readers = [(n, c) for n, c in self.users.get(site.action, [])]
-        elif site.node is not None:
-            readers = [(site.node, site.where == "compensate")]
-        else:
-            readers = []
-        for reader, compensation in readers:
+            return list(self.users.get(site.action, []))
+        if site.node is not None:
+            return [(site.node, site.where == "compensate")]
+        return []
+
+    def ordering(self, site: Site, target: str) -> bool:
+        """E017: a template may read only steps certain to have completed before it runs.
+        Whether the read passed (and is to be checked further)."""
+        if self.in_on_failure(site):
+            return False
+        if site.where == "output":
+            return self.output_read(site, target)
+        for reader, compensation in self.readers(site):
             if reader.id in self.facts.in_on_failure:
                 continue
             if reader.id == target:
@@ -755,7 +854,7 @@ class _TemplateChecker:
                     "completed yet",
                     "inside `compensate`, the step's result is `result`",
                 )
-                return
+                return False
             if not self.facts.ancestry.is_ancestor(target, reader.id):
                 via = f" (through action {site.action!r})" if site.action else ""
                 self.report(
@@ -765,7 +864,8 @@ class _TemplateChecker:
                     f"have completed before {reader.id!r} starts",
                     self.ordering_hint(reader, target),
                 )
-                return
+                return False
+        return True
 
     def ordering_hint(self, reader: ir.AnyNode, target: str) -> str:
         scope_of = self.facts.graph.scope_of
@@ -787,7 +887,7 @@ class _TemplateChecker:
             "enclosing groups), never a node of another branch"
         )
 
-    def output_read(self, site: Site, target: str) -> None:
+    def output_read(self, site: Site, target: str) -> bool:
         if target in self.facts.in_on_failure:
             hint = f"{target!r} is an `on_failure` node: it runs only after the saga failed"
         elif target in self.facts.in_any_branch:
@@ -797,7 +897,7 @@ class _TemplateChecker:
                 "(the winning branch's last result)"
             )
         else:
-            return
+            return True
         self.report(
             site,
             "E017",
@@ -805,6 +905,74 @@ class _TemplateChecker:
             "saga succeeds",
             hint,
         )
+        return False
+
+    def enclosing(self, node_id: str) -> list[str]:
+        """The parallel groups whose branches hold `node_id`, innermost first."""
+        out = []
+        group = self.facts.group_of.get(node_id)
+        while group is not None:
+            out.append(group)
+            group = self.facts.group_of.get(group)
+        return out
+
+    def conditional(self, site: Site, target: str, chain: tuple[str | int, ...]) -> None:
+        """E017: a step with `when` (or inside a group with `when`) may have been skipped: its
+        result is null, and reading a field of it fails. The read needs a guard: the template
+        also reads `steps.<target>.status`, the read is the operand of `| default(...)` (one
+        field below `result`), or the reading node's `when` (or an enclosing group's) reads
+        `steps.<target>.status`."""
+        status = Read("steps", (target, "status"))
+        if status in self.info.reads:
+            return
+        read = Read("steps", chain)
+        if len(chain) == 3 and read in self.info.defaulted:
+            return
+        skippers = [target, *self.enclosing(target)]
+        candidates: list[ir.AnyNode | None] = (
+            [None] if site.where == "output" else [r for r, _ in self.readers(site)]
+        )
+        for reader in candidates:
+            if reader is not None and (
+                reader.id == target or reader.id in self.facts.in_on_failure
+            ):
+                continue
+            around = set(self.enclosing(reader.id)) if reader is not None else set()
+            # A group skipped together with the reader does not count: neither runs.
+            maybe = [s for s in skippers if s not in around and self.nodes[s].when is not None]
+            if not maybe:
+                continue
+            if reader is not None and self.when_tests(reader, status):
+                continue
+            spelled = "steps." + ".".join(str(k) for k in chain[:3])
+            why = (
+                f"{target!r} has a `when`"
+                if maybe[0] == target
+                else f"{target!r} is inside {maybe[0]!r}, which has a `when`"
+            )
+            when = f"before {reader.id!r} runs" if reader is not None else "when the saga succeeds"
+            test = f"steps.{target}.status == 'completed'"
+            hint = f"guard the read: `{{{{ {spelled} if {test} else none }}}}`"
+            if len(chain) == 3:
+                hint += f", or `{{{{ {spelled} | default(none) }}}}`"
+            if reader is not None:
+                hint += f', or give {reader.id!r} `when: "{{{{ {test} }}}}"`'
+            self.report(
+                site,
+                "E017",
+                f"{site.field} reads `{spelled}`, but {why}: it may have been skipped (its result "
+                f"is null) {when}",
+                hint,
+            )
+            return
+
+    def when_tests(self, reader: ir.AnyNode, status: Read) -> bool:
+        """Whether the `when` of `reader` or of a group around it reads `status`."""
+        for nid in (reader.id, *self.enclosing(reader.id)):
+            when = self.nodes[nid].when
+            if when is not None and status in analyze(when).reads:
+                return True
+        return False
 
     def keep(self, site: Site, node: ir.AnyNode, field: str, spelled: str) -> None:
         """E021: only the fields a step keeps are journaled, so only they can be read."""
@@ -830,6 +998,7 @@ def check_semantics(saga: ir.Saga, graph: SagaGraph, doc: Document) -> list[Diag
     return [
         *check_unknown_actions(saga, doc),
         *check_irreversible_compensate(saga, doc),
+        *check_fixed_destinations(saga, doc),
         *check_retry_codes(saga, doc),
         *check_input_schema(saga, doc),
         *check_templates(saga, facts, doc),

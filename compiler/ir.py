@@ -82,6 +82,7 @@ class Compensation(_Model):
     action: ActionRef
     with_: dict[str, JSON] = Field(default_factory=dict, alias="with")
     idempotency_key: str | None = None
+    errors: tuple[str, ...] = ()  # the domain codes the undo may return (for retry `on`)
     retry: tuple[RetryPolicy, ...] = ()
     retry_declared: bool = False  # the author (or `defaults`) gave a retry
     timeout: float | None = None

@@ -89,6 +89,7 @@ class _Lowerer:
             "action": self.action_ref(raw["action"], (*path, "action")),
             "with_": raw.get("with") or {},
             "idempotency_key": raw.get("idempotency_key"),
+            "errors": tuple(raw.get("errors", ())),
             "retry": own or self.default_retry,
             "retry_declared": bool(own or self.default_retry),
             "timeout": _dur(raw.get("timeout")) or self.default_timeout,

@@ -58,15 +58,17 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _compile(doc: Document | None, diags: list[Diagnostic], file: str) -> Compilation:
+def _compile(
+    doc: Document | None, diags: list[Diagnostic], file: str, imports: Path | None = None
+) -> Compilation:
     c = Compilation(file, doc, diagnostics=list(diags))
     if doc is not None:
-        _stages(c, doc, file)
+        _stages(c, doc, file, imports)
     c.diagnostics.sort(key=lambda d: (d.line, d.column, d.code))
     return c
 
 
-def _stages(c: Compilation, doc: Document, file: str) -> None:
+def _stages(c: Compilation, doc: Document, file: str, imports: Path | None) -> None:
     c.diagnostics.extend(check_schema(doc))
     if c.errors():
         return
@@ -85,6 +87,10 @@ def _stages(c: Compilation, doc: Document, file: str) -> None:
     c.graph, graph_diags = build_graph(c.saga, doc)
     c.diagnostics.extend(graph_diags)
     c.diagnostics.extend(check_semantics(c.saga, c.graph, doc))
+    if imports is not None:
+        from .targets import check_python_targets  # runs user code: only when asked
+
+        c.diagnostics.extend(check_python_targets(c.saga, doc, imports))
     if not c.errors():
         c.plan = build_plan(c.saga, c.graph, doc.data, file)
 
@@ -95,15 +101,17 @@ def compile_text(text: str, file: str = "<string>") -> Compilation:
         return _compile(doc, diags, file)
 
 
-def compile_file(path: str | Path) -> Compilation:
+def compile_file(path: str | Path, *, imports: bool = False) -> Compilation:
+    """Compile the saga in `path`. With `imports`, python action targets are imported from the
+    saga's folder and checked against their uses (E026): that runs the modules' code."""
     with paused_gc():
         doc, diags = load_file(path)
-        return _compile(doc, diags, str(path))
+        return _compile(doc, diags, str(path), Path(path).parent if imports else None)
 
 
-def load(path: str | Path, *, strict: bool = False) -> Plan:
+def load(path: str | Path, *, strict: bool = False, imports: bool = False) -> Plan:
     """The plan of the saga in `path`; raises `DefinitionError` listing every diagnostic."""
-    c = compile_file(path)
+    c = compile_file(path, imports=imports)
     if c.plan is None or not c.ok(strict=strict):
         raise DefinitionError(c.diagnostics)
     return c.plan

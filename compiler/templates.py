@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import Any
 
@@ -118,16 +118,25 @@ class TemplateInfo:
     reads: tuple[Read, ...] = ()
     error: str | None = None
     error_line: int = 1
+    # Reads that occur only as the operand of `| default(...)` (`a.b | default(0)`): a missing
+    # last key there renders the default instead of failing.
+    defaulted: frozenset[Read] = field(default=frozenset(), compare=False)
 
 
 _NOT = re.compile(r"\s*not\s+")
 _TEST = re.compile(rf"\s+is\s+(?:not\s+)?({_NAME})\s*\Z")
+# `| default(<literal>)`: the common guard of a read that may be missing (no other filter).
+_DEFAULT = re.compile(
+    r"\s*\|\s*(?:default|d)\s*\(\s*(?:none|None|true|false|-?[0-9]+(?:\.[0-9]+)?"
+    r"|'[^'\\{}]*'|\"[^\"\\{}]*\")\s*\)\s*\Z"
+)
 
 
 @lru_cache(maxsize=65536)
-def _simple_chain(expr: str) -> Read | None:
+def _simple_chain(expr: str) -> tuple[Read, bool] | None:
     """The read of `expr` when it is a chain of constants (`a.b[0]`), optionally negated
-    (`not a.b`) or tested without arguments (`a.b is not none`); else None.
+    (`not a.b`), tested without arguments (`a.b is not none`) or given a literal default
+    (`a.b | default(0)`: then the flag is true); else None.
 
     A test is accepted only when the environment has it: an unknown one is left to Jinja's
     parse, which reports it.
@@ -147,14 +156,18 @@ def _simple_chain(expr: str) -> Read | None:
             key = seg.group(2)
             chain.append(int(key) if key[0].isdigit() else key[1:-1])
         pos = seg.end()
+    defaulted = False
     if expr[pos:].strip():
-        test = _TEST.match(expr, pos)
-        if test is None or test.group(1) not in environment().tests:
-            return None
-    return Read(m.group(1), tuple(chain))
+        if not neg and _DEFAULT.match(expr, pos):
+            defaulted = True
+        else:
+            test = _TEST.match(expr, pos)
+            if test is None or test.group(1) not in environment().tests:
+                return None
+    return Read(m.group(1), tuple(chain)), defaulted
 
 
-def _fast_reads(text: str) -> tuple[Read, ...] | None:
+def _fast_reads(text: str) -> tuple[tuple[Read, ...], frozenset[Read]] | None:
     """The reads of a template made only of `{{ <simple chain> }}` blocks and plain text, else
     None (anything else goes to Jinja's parser)."""
     if "{%" in text or "{#" in text:
@@ -164,12 +177,16 @@ def _fast_reads(text: str) -> tuple[Read, ...] | None:
     if text.count("{{") != len(blocks):
         return None
     reads: list[Read] = []
+    defaulted: set[Read] = set()
+    bare: set[Read] = set()
     for block in blocks:
-        read = _simple_chain(block)
-        if read is None:
+        found = _simple_chain(block)
+        if found is None:
             return None
+        read, default = found
         reads.append(read)
-    return tuple(reads)
+        (defaulted if default else bare).add(read)
+    return tuple(reads), frozenset(defaulted - bare)
 
 
 class _Reads:
@@ -179,6 +196,8 @@ class _Reads:
         env = environment()
         self.bound: set[str] = set(env.globals)
         self.reads: list[Read] = []
+        self.bare: set[Read] = set()  # reads that occur outside a `default` operand too
+        self._defaulting: nodes.Node | None = None  # the operand of the `default` being visited
         self.problems: list[tuple[str, int]] = []
         for n in tree.find_all((nodes.Name, nodes.For, nodes.Macro, nodes.CallBlock)):
             if isinstance(n, nodes.Name) and n.ctx in ("store", "param"):
@@ -200,6 +219,17 @@ class _Reads:
         self.visit(tree)
 
     def visit(self, node: nodes.Node) -> None:
+        if isinstance(node, nodes.Filter) and node.name in ("default", "d") and node.node:
+            outer, self._defaulting = self._defaulting, node.node
+            self.visit(node.node)
+            self._defaulting = outer
+            for child in (*node.args, *node.kwargs):
+                self.visit(child)
+            if node.dyn_args is not None:
+                self.visit(node.dyn_args)
+            if node.dyn_kwargs is not None:
+                self.visit(node.dyn_kwargs)
+            return
         if isinstance(node, (nodes.Getattr, nodes.Getitem)):
             chain: list[Key] = []
             cur: nodes.Node = node
@@ -217,7 +247,7 @@ class _Reads:
                     break
                 cur = cur.node
             if isinstance(cur, nodes.Name):
-                self.name(cur, tuple(reversed(chain)))
+                self.name(cur, tuple(reversed(chain)), defaulted=node is self._defaulting)
             elif isinstance(cur, nodes.Getitem):  # a dynamic key: the chain stops before it
                 self.visit(cur.node)
                 self.visit(cur.arg)
@@ -225,14 +255,17 @@ class _Reads:
                 self.visit(cur)
             return
         if isinstance(node, nodes.Name):
-            self.name(node, ())
+            self.name(node, (), defaulted=node is self._defaulting)
             return
         for child in node.iter_child_nodes():
             self.visit(child)
 
-    def name(self, node: nodes.Name, chain: tuple[Key, ...]) -> None:
+    def name(self, node: nodes.Name, chain: tuple[Key, ...], *, defaulted: bool = False) -> None:
         if node.ctx == "load" and node.name not in self.bound:
-            self.reads.append(Read(node.name, chain))
+            read = Read(node.name, chain)
+            self.reads.append(read)
+            if not defaulted:
+                self.bare.add(read)
 
 
 @lru_cache(maxsize=65536)
@@ -247,7 +280,7 @@ def analyze(text: str) -> TemplateInfo:
         return TemplateInfo()
     fast = _fast_reads(text)
     if fast is not None:
-        return TemplateInfo(fast)
+        return TemplateInfo(fast[0], defaulted=fast[1])
     try:
         tree = parse(text)
         walker = _Reads(tree)
@@ -258,4 +291,5 @@ def analyze(text: str) -> TemplateInfo:
     if walker.problems:
         message, line = walker.problems[0]
         return TemplateInfo(error=message, error_line=line)
-    return TemplateInfo(tuple(dict.fromkeys(walker.reads)))
+    reads = tuple(dict.fromkeys(walker.reads))
+    return TemplateInfo(reads, defaulted=frozenset(reads) - walker.bare)

@@ -308,6 +308,7 @@ class Executor:
                 if rec.status == "completed":
                     return rec.result
                 if rec.status == "skipped":
+                    skip_view(self.steps_view, node)
                     return None
                 if rec.status == "failed":
                     raise NodeFailed(self._error_at(nid, rec.error or {}, rec.attempt))
@@ -318,7 +319,7 @@ class Executor:
             except StepError as e:
                 await self._fail_node(nid, e, 0, 0.0)
             if not go:
-                self.steps_view[nid] = {"result": None, "status": "skipped"}
+                skip_view(self.steps_view, node)
                 await self.emit("step_skipped", self._where(nid))
                 return None
         kind = node.kind
@@ -492,3 +493,12 @@ def _epoch(text: str | None) -> float | None:
     from datetime import datetime
 
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def skip_view(steps_view: dict[str, dict[str, Any]], node: Any) -> None:
+    """Show a skipped node, and every node inside it, as skipped to templates: a later
+    `steps.<id>.status == 'completed'` test is then false rather than an error."""
+    steps_view[node.id] = {"result": None, "status": "skipped"}
+    for branch in getattr(node, "branches", ()):
+        for child in branch:
+            skip_view(steps_view, child)

@@ -20,16 +20,28 @@ def register(sub: Any) -> None:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    add_no_import(p)
     p.set_defaults(func=validate)
 
     p = sub.add_parser("compile", help="print the execution plan of a saga as JSON")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    add_no_import(p)
     p.set_defaults(func=compile_)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the saga language")
     p.add_argument("--plan", action="store_true", help="the schema of `sagac compile` output")
     p.set_defaults(func=schema)
+
+
+def add_no_import(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-import",
+        action="store_true",
+        help="do not import python action modules to check their targets and arguments "
+        "(E026); importing runs the modules' top-level code. Use it when the modules live "
+        "elsewhere than the saga's folder and sys.path",
+    )
 
 
 def _line_text(compilations: dict[str, Compilation]) -> Any:
@@ -53,7 +65,7 @@ def _print_diagnostics(results: list[Compilation], fmt: str) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
-    results = [compile_file(f) for f in args.files]
+    results = [compile_file(f, imports=not args.no_import) for f in args.files]
     _print_diagnostics(results, args.format)
     failed = [c for c in results if not c.ok(strict=args.strict)]
     if args.format == "text":
@@ -68,7 +80,7 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def compile_(args: argparse.Namespace) -> int:
-    c = compile_file(args.file)
+    c = compile_file(args.file, imports=not args.no_import)
     if c.plan is None or not c.ok(strict=args.strict):
         _print_diagnostics([c], "text")
         return EXIT_INVALID

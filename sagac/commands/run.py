@@ -57,6 +57,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="call no action: each step returns its `simulate:` result, or {}",
     )
+    p.add_argument(
+        "--no-import",
+        action="store_true",
+        help="do not check python action targets before the run (E026): they are then "
+        "imported when their step first runs (with --simulate they never are)",
+    )
     p.set_defaults(func=run)
 
 
@@ -81,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     from .compile import _print_diagnostics
 
-    c = compile_file(args.file)
+    # Checking python targets imports them now, as the run would, but before any side effect.
+    c = compile_file(args.file, imports=not (args.no_import or args.simulate))
     if c.plan is None or not c.ok():
         _print_diagnostics([c], "text")
         return EXIT_INVALID_SAGA

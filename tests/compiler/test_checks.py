@@ -212,6 +212,15 @@ def test_named_actions_are_checked_where_they_are_used() -> None:
             "- {id: a, action: stub, errors: [X], compensate: {action: stub, retry: {on: [X]}}}",
             ["E020"],
         ),
+        # A compensation declares its own domain codes (it does not inherit the step's).
+        (
+            "- {id: a, action: stub, compensate: {action: stub, errors: [X], retry: {on: [X]}}}",
+            [],
+        ),
+        (
+            "- {id: a, action: stub, compensate: {action: stub, errors: [X], retry: {on: [Y]}}}",
+            ["E020"],
+        ),
     ],
 )
 def test_retry_codes(steps: str, codes: list[str]) -> None:
@@ -335,3 +344,133 @@ def test_input_schema_must_be_a_json_schema() -> None:
     assert [(d.code, d.line) for d in diags] == [("E023", 12)]
     good = HEAD.replace("steps:\n", "input: {type: object, required: [a]}\nsteps:\n")
     assert compile_text(good + USE_ALL).diagnostics == []
+
+
+def test_compensation_errors_are_in_the_ir_and_the_hint() -> None:
+    text = HEAD + _steps(
+        "- {id: a, action: stub, compensate: {action: stub, errors: [HELD], retry: {on: [HELD]}}}\n"
+        "- {id: b, action: stub, errors: [HELD], compensate: {action: stub, retry: {on: [HELD]}}}"
+    )
+    c = compile_text(text + USE_ALL)
+    assert [d.code for d in c.diagnostics] == ["E020"]
+    assert "`errors:` of the `compensate` of 'b'" in (c.diagnostics[0].hint or "")
+    assert c.saga is not None
+    step = c.saga.steps[0]
+    assert step.kind == "task" and step.compensate is not None
+    assert step.compensate.errors == ("HELD",)
+
+
+@pytest.mark.parametrize(
+    ("retry", "attempts"),
+    [
+        ("{max_attempts: 3}", 3),
+        # Each policy counts its own retries (runtime/retry.py): 1 + 6 + 3 attempts in all.
+        ("[{on: [HTTP_429], max_attempts: 7}, {max_attempts: 4}]", 10),
+        # A policy whose codes are all taken by an earlier one never applies.
+        ("[{on: [TIMEOUT], max_attempts: 5}, {on: [TIMEOUT], max_attempts: 9}]", 5),
+        ("[{on: [TIMEOUT], max_attempts: 1}, {on: [UNAVAILABLE], max_attempts: 2}]", 2),
+    ],
+)
+def test_w101_counts_the_attempts_of_a_retry_list(retry: str, attempts: int) -> None:
+    c = compile_text(HEAD + _steps(f"- {{id: a, action: create, retry: {retry}}}") + USE_ALL)
+    w101 = [d for d in c.diagnostics if d.code == "W101"]
+    assert len(w101) == 1
+    assert f"(up to {attempts} attempts)" in w101[0].message
+
+
+@pytest.mark.parametrize(
+    ("action", "codes"),
+    [
+        ('{command: ["./bin/x", "{{ args.mode }}", "{{ input.file }}"]}', []),
+        ('{command: ["{{ args.prog }}", "--x"]}', ["E025"]),
+        ('{command: ["{{ env.SHOP_URL }}"]}', ["E025"]),  # the executable is always literal
+        ('{http: {url: "https://shop.test/items/{{ args.id }}?q={{ input.q }}"}}', []),
+        ('{http: {url: "http://127.0.0.1:{{ args.port }}/x"}}', []),  # the port may vary
+        ('{http: {url: "{{ env.SHOP_URL }}/items"}}', []),  # the operator's choice
+        ('{http: {url: "https://user:{{ secrets.API_TOKEN }}@shop.test/"}}', []),
+        ('{http: {url: "https://{{ input.host }}/x"}}', ["E025"]),
+        ('{http: {url: "{{ args.scheme }}://shop.test/x"}}', ["E025"]),
+        ('{http: {url: "https://shop.{{ args.tld }}/x"}}', ["E025"]),
+        # A "password" followed by `@` can move the host: https://evil.test/?@shop.test/
+        ('{http: {url: "https://u:{{ args.pw }}@shop.test/"}}', ["E025"]),
+        # Whatever follows a templated base before a literal `/` still extends the host.
+        ('{http: {url: "{{ env.SHOP_URL }}{{ args.rest }}"}}', ["E025"]),
+    ],
+)
+def test_input_never_chooses_the_executable_or_the_host(action: str, codes: list[str]) -> None:
+    assert _codes(f"- {{id: a, action: {action}, with: {{id: 1}}}}") == codes
+
+
+def test_destinations_are_checked_in_every_action_spec() -> None:
+    text = HEAD.replace(
+        "  stub: {mock: {result: {id: 1}}}\n",
+        '  stub: {mock: {result: {id: 1}}}\n  pick: {command: ["{{ args.p }}"]}\n',
+    )
+    steps = """\
+    - {id: a, action: pick}
+    - id: b
+      action: stub
+      compensate: {action: {http: {url: "http://{{ result.host }}/undo"}}, retry: {max_attempts: 1}}
+    - foreach: {id: c, items: "{{ input.xs }}", as: x, action: {command: ["{{ x }}"]}}
+    """
+    tail = """\
+    on_failure:
+      - {id: d, action: {http: {method: GET, url: "{{ failure.message }}"}}}
+    """
+    source = text + _steps(steps) + USE_ALL + textwrap.dedent(tail)
+    c = compile_text(source)
+    lines = source.splitlines()
+    found = [(d.code, lines[d.line - 1].strip()[:14]) for d in c.diagnostics]
+    assert found == [
+        ("E025", "pick: {command"),  # a named action
+        ("E025", "compensate: {a"),  # an inline compensation
+        ("E025", "- foreach: {id"),  # a foreach
+        ("E025", "- {id: d, acti"),  # an on_failure node
+    ]
+
+
+WHEN = """\
+- {id: a, action: stub, when: "{{ input.go }}"}
+- parallel:
+    id: g
+    when: "{{ input.g }}"
+    branches:
+      - [{id: g1, action: stub}, {id: g2, action: stub, with: {x: "{{ steps.g1.result.id }}"}}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("reader", "codes"),
+    [
+        ('with: {x: "{{ steps.a.result.id }}"}', ["E017"]),
+        ('with: {x: "{{ steps.a.result[0] }}"}', ["E017"]),
+        ('with: {x: "{{ steps.g1.result.id }}"}', ["E017"]),  # inside a group with `when`
+        ('with: {x: "{{ steps.g.result[0].id }}"}', ["E017"]),
+        ('with: {x: "{{ steps.a.result.id > 1 }}"}', ["E017"]),
+        # Guards: a status test in the template, `| default`, or the reader's own `when`.
+        ("with: {x: \"{{ steps.a.result.id if steps.a.status == 'completed' else 0 }}\"}", []),
+        ('with: {x: "{{ steps.a.result.id | default(0) }}"}', []),
+        (
+            'when: "{{ steps.a.status == \'completed\' }}"\n  with: {x: "{{ steps.a.result.id }}"}',
+            [],
+        ),
+        # `default` guards one field below `result`: deeper, the missing field itself fails.
+        ('with: {x: "{{ steps.a.result.x.y | default(0) }}"}', ["E017"]),
+        # The whole result (null when skipped) and the status are always readable.
+        ('with: {x: "{{ steps.a.result }}", y: "{{ steps.a.status }}"}', []),
+    ],
+)
+def test_reading_a_step_that_may_have_been_skipped(reader: str, codes: list[str]) -> None:
+    assert _codes(WHEN + f"- id: r\n  action: stub\n  {reader}\n") == codes
+
+
+def test_skipped_reads_in_output_and_named_actions() -> None:
+    follow = '  follow: {http: {url: "https://x.test/{{ steps.a.result.id }}"}}\n'
+    text = HEAD.replace("steps:\n", follow + "steps:\n")
+    steps = "- {id: a, action: stub, when: '{{ input.go }}'}\n- {id: b, action: follow}\n"
+    tail = 'output: {id: "{{ steps.a.result.id }}", ok: "{{ steps.a.result.id | default(0) }}"}\n'
+    diags = compile_text(text + _steps(steps) + USE_ALL + tail).diagnostics
+    assert [d.code for d in diags] == ["E017", "E017"]
+    assert "before 'b' runs" in diags[0].message
+    assert "when the saga succeeds" in diags[1].message
+    assert "steps.a.status == 'completed'" in (diags[1].hint or "")

@@ -36,7 +36,7 @@ def _rel(path: Path) -> str:
 def test_fixture_reports_its_code_at_its_place(path: Path) -> None:
     code, line, column = _expect(path)
     assert path.name.startswith(code + "_")
-    c = compile_file(path)
+    c = compile_file(path, imports=True)
     assert [(d.code, d.line, d.column) for d in c.diagnostics] == [(code, line, column)]
     d = c.diagnostics[0]
     assert d.hint, "every fixture's diagnostic says what to do"

@@ -82,7 +82,8 @@ def _jinja_analysis(text: str) -> TemplateInfo:
     if walker.problems:
         message, line = walker.problems[0]
         return TemplateInfo(error=message, error_line=line)
-    return TemplateInfo(tuple(dict.fromkeys(walker.reads)))
+    reads = tuple(dict.fromkeys(walker.reads))
+    return TemplateInfo(reads, defaulted=frozenset(reads) - walker.bare)
 
 
 _CONDITION = st.tuples(
@@ -108,3 +109,40 @@ def test_fast_path_agrees_with_jinja_on_conditions(parts: list[tuple[str, str]])
     assert TemplateInfo(tuple(dict.fromkeys(info.reads)), info.error, info.error_line) == (
         _jinja_analysis(text)
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "defaulted"),
+    [
+        ("{{ steps.a.result.id | default(0) }}", {Read("steps", ("a", "result", "id"))}),
+        ("{{ (steps.a.result.id | d(1)) + 2 }}", {Read("steps", ("a", "result", "id"))}),
+        # Also read outside the operand, or only in the default's argument: not defaulted.
+        ("{{ steps.a.result.id | default(0) }} {{ steps.a.result.id }}", set()),
+        ("{{ input.x | default(steps.a.result.id) }}", {Read("input", ("x",))}),
+    ],
+)
+def test_reads_under_default(text: str, defaulted: set[Read]) -> None:
+    assert analyze(text).defaulted == defaulted
+
+
+_DEFAULTED = st.tuples(
+    st.sampled_from(["", "not "]),
+    _EXPR,
+    st.sampled_from(
+        [
+            *("", " | default(0)", "|d(none)", " | default('x')", ' | default("-1.5")'),
+            *(" | default(a.b)", " | default(0) | int", " | default(0, true)", " | upper"),
+        ]
+    ),
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.text("ab- \n", max_size=3), _DEFAULTED), min_size=1, max_size=3))
+def test_fast_path_agrees_with_jinja_on_defaults(parts: list[tuple[str, str]]) -> None:
+    """`x | default(<literal>)`, the usual guard of a step that may be skipped, is recognised
+    without Jinja, with the same reads and the same defaulted reads."""
+    text = "".join(f"{prefix}{{{{ {expr} }}}}" for prefix, expr in parts)
+    info, slow = analyze(text), _jinja_analysis(text)
+    assert (tuple(dict.fromkeys(info.reads)), info.error) == (slow.reads, slow.error)
+    assert info.defaulted == slow.defaulted

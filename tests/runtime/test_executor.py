@@ -465,3 +465,32 @@ steps:
     report, rec = run(plan)
     assert report.status == "succeeded"
     assert rec.steps("step_completed") == ["b", "c", "a", "d"]
+
+
+def test_nodes_inside_a_skipped_group_read_as_skipped(tmp_path):
+    # A guard on a nested step's status (what E017 asks for) must work when its group was
+    # skipped: the step reads as skipped, not as a missing name (TEMPLATE_ERROR).
+    path = tmp_path / "skip.yaml"
+    path.write_text(
+        """\
+saga: skip_nested
+steps:
+  - parallel:
+      id: g
+      when: "{{ input.g }}"
+      branches:
+        - [{id: g1, action: {mock: {result: {id: 7}}}}]
+  - id: after
+    action: {mock: {result: 1}}
+    with: {x: "{{ steps.g1.result.id if steps.g1.status == 'completed' else 0 }}"}
+output:
+  status: "{{ steps.g1.status }}"
+  id: "{{ steps.g1.result.id | default(0) }}"
+"""
+    )
+    import sagac
+
+    report, rec = run(sagac.load(path), {"g": False})
+    assert report.status == "succeeded"
+    assert report.output == {"status": "skipped", "id": 0}
+    assert rec.steps("step_skipped") == ["g"]
