@@ -242,19 +242,28 @@ class SqliteStore(Store):
 
     # -- more than the interface: what durability needs -----------------------------------
 
-    async def claim_key(self, key: str, run_id: str, input_hash: str) -> tuple[str, str]:
-        """Claim a run-level idempotency key for `run_id`; returns the (run_id, input_hash) the
-        key belongs to: ours when it was free, the first claimant's otherwise."""
+    async def claim_key(self, saga: str, key: str, run_id: str, input_hash: str) -> tuple[str, str]:
+        """Claim saga `saga`'s run-level idempotency key for `run_id`; returns the (run_id,
+        input_hash) the key belongs to: ours when it was free, the first claimant's otherwise.
+        Keys are scoped to the saga's name: another saga's use of the same key is no claim."""
 
         def fn(c: sqlite3.Connection) -> tuple[str, str]:
             row = c.execute(
-                "SELECT run_id, input_hash FROM idempotency_keys WHERE key = ?", (key,)
+                "SELECT run_id, input_hash FROM idempotency_keys WHERE saga = ? AND key = ?",
+                (saga, key),
             ).fetchone()
+            if row is None:  # a claim from before keys were scoped, whose run never started
+                row = c.execute(
+                    "UPDATE idempotency_keys SET saga = ? WHERE saga = '' AND key = ?"
+                    " RETURNING run_id, input_hash",
+                    (saga, key),
+                ).fetchone()
             if row is not None:
                 return row[0], row[1]
             c.execute(
-                "INSERT INTO idempotency_keys VALUES (?, ?, ?, ?)",
-                (key, run_id, input_hash, rfc3339(time.time())),
+                "INSERT INTO idempotency_keys (saga, key, run_id, input_hash, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (saga, key, run_id, input_hash, rfc3339(time.time())),
             )
             return run_id, input_hash
 

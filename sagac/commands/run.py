@@ -42,8 +42,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--idempotency-key",
         metavar="K",
-        help="start at most one run for K: the same K and input again returns (or resumes) "
-        "that run; the same K with another input is refused (exit 64)",
+        help="start at most one run of this saga for K: the same K and input again returns (or "
+        "resumes) that run; the same K with another input is refused (exit 64). Needs a "
+        "durable store: refused with --store memory (exit 64)",
     )
     p.add_argument(
         "--fail",
@@ -83,10 +84,18 @@ def run(args: argparse.Namespace) -> int:
     if c.plan is None or not c.ok():
         _print_diagnostics([c], "text")
         return EXIT_INVALID_SAGA
+    url = args.store or stores.DEFAULT_STORE
+    if args.idempotency_key is not None and url == "memory":
+        raise UsageError(
+            "--idempotency-key needs a durable store: --store memory forgets the key when"
+            " the process ends",
+            hint="drop --store memory (the default store is sqlite:///.sagac/sagac.db), or"
+            " pass --store sqlite:///PATH",
+        )
     try:
         data = read_input(args.input)
         validate_input(c.plan, data)  # before anything is opened or run
-        store = stores.open_store(args.store or getattr(stores, "DEFAULT_STORE", "memory"))
+        store = stores.open_store(url)
         progress = Progress(sys.stderr)
         events_file: IO[str] | None = None
         if args.events:
