@@ -18,6 +18,16 @@ from typing import Any
 
 Event = dict[str, Any]
 
+# Every status a run can have (`RunRecord.status`; the report's `RunStatus`).
+RUN_STATUSES = (
+    "running",
+    "waiting_approval",
+    "succeeded",
+    "compensated",
+    "compensation_failed",
+    "failed",
+)
+
 
 @dataclass(slots=True)
 class RunRecord:

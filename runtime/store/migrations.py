@@ -297,6 +297,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v6_keys_by_saga,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# The oldest schema this sagac's read queries work on as it is: a read-only store (the
+# inspection commands) reads such a file without upgrading it. Raise it when a read query
+# comes to need a table or column of a later migration.
+READS_FROM = 5
 
 
 def current_version(c: sqlite3.Connection) -> int:
