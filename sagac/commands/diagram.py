@@ -157,10 +157,10 @@ def _write(text: str, output: str | None) -> None:
 def _check_events(plan: Any, events: list[dict[str, Any]], path: str) -> None:
     """Refuse events of another saga (they would colour nothing, or the wrong steps); warn
     when they come from another definition of this one."""
-    started = next((e for e in events if e.get("type") == "saga_started"), None)
-    if started is not None and started.get("saga") != plan.saga:
+    started = next((e for e in events if e.get("type") == "saga_started"), {})
+    if started.get("saga") not in (None, plan.saga):
         raise UsageError(
-            f"--events {path} holds a run of saga {started.get('saga')!r}, not {plan.saga!r}",
+            f"--events {path} holds a run of saga {started['saga']!r}, not {plan.saga!r}",
             hint="pass the saga that run belongs to, or that saga's events",
         )
     ids = {n.id for n in plan.definition.walk()}
@@ -170,7 +170,7 @@ def _check_events(plan: Any, events: list[dict[str, Any]], path: str) -> None:
             f"--events {path} names steps {plan.saga!r} does not have: {', '.join(unknown)}",
             hint="pass the saga that run belongs to, or that saga's events",
         )
-    if started is not None and started.get("definition_hash") not in (None, plan.hash):
+    if started.get("definition_hash") not in (None, plan.hash):
         print(
             f"sagac: warning: the events in {path} come from another definition of"
             f" {plan.saga!r}; drawing them on the definition as it is now",

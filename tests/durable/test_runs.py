@@ -97,7 +97,7 @@ def test_cancel_of_a_waiting_run_is_carried_out_by_the_resume(tmp_path: Path) ->
     run_id = json.loads(sagac("runs", "--json", "--store", store).stdout)[0]["run_id"]
     out = sagac("cancel", run_id, "--store", store, "--resume", "--json", env=env)
     assert out.returncode == 1, out.stderr
-    report = json.loads(out.stdout[out.stdout.index("{") :])
+    report = json.loads(out.stdout)  # with --json, stdout is the report alone
     assert report["status"] == "compensated" and report["failure"]["code"] == "CANCELLED"
     assert [x["action"] for x in read_ledger(ledger)] == ["charge", "refund"]
 
