@@ -151,14 +151,14 @@ class Journal:
             **fields,
         }
         if not self._defer:
-            batch = (event,)
+            alone = [event]
             try:
-                await self.store.append(self.run_id, batch, report)
+                await self.store.append(self.run_id, alone, report)
             except BaseException:
-                self._settle(batch, None)
+                self._settle(alone, None)
                 raise
             if self._callback is not None:
-                await self._publish(batch)
+                await self._publish(alone)
             return event
         if self._error is not None:
             raise self._error

@@ -2,8 +2,10 @@
 
 Thin drivers over `sagac.runtime.resume` and `sagac.runtime.approvals`. Exit codes beyond the
 run's own (0/1/2/3): 64 usage (unknown run, bad arguments, reused idempotency key), 65 changed
-definition (resume without --force), 75 the run is held by another process (its lease),
-77 a decision was refused (and audited).
+definition (resume without --force), 70 the journal could not be written (the run is named
+with its resume command), 73 the --events file cannot be written, 75 the run is held by
+another process (its lease), 77 a decision was refused (and audited). With --json, stdout is
+the JSON alone; lines for people go to stderr.
 """
 
 from __future__ import annotations
