@@ -155,7 +155,7 @@ class Journal:
             try:
                 await self.store.append(self.run_id, alone, report)
             except BaseException:
-                self._settle(alone, None)
+                self._settle(alone, skip=True)
                 raise
             if self._callback is not None:
                 await self._publish(alone)
@@ -176,7 +176,7 @@ class Journal:
         try:
             await committed
         except BaseException:
-            self._settle(batch, None)
+            self._settle(batch, skip=True)
             raise
         await self._publish(batch)
         return event
@@ -199,16 +199,16 @@ class Journal:
         error = None if committed.cancelled() else committed.exception()
         if committed.cancelled() or error is not None:
             self._error = error or asyncio.CancelledError()
-            self._settle(batch, None)
+            self._settle(batch, skip=True)
             return
         try:
-            self._settle(batch, batch)
+            self._settle(batch)
         except Exception as e:  # an on_event that failed: surfaces at the run's next emit
             self._error = e
 
     async def _publish(self, batch: Sequence[Event]) -> None:
         """Publish `batch` (durable now) once every event before it is published or settled."""
-        drainer = self._settle(batch, batch)
+        drainer = self._settle(batch)
         if drainer is not None:
             await asyncio.shield(drainer)  # an async on_event is awaited, as before
         last = batch[-1]["seq"]
@@ -217,20 +217,14 @@ class Journal:
             self._waiters.append(waiter)
             await waiter
 
-    def _settle(
-        self, batch: Sequence[Event], landed: Sequence[Event] | None
-    ) -> asyncio.Future[None] | None:
-        """Put `batch` in the reorder buffer (`landed` None: to be skipped) and publish what is
-        next in order; the future of the rest when an async on_event holds it up."""
+    def _settle(self, batch: Sequence[Event], skip: bool = False) -> asyncio.Future[None] | None:
+        """Put `batch` in the reorder buffer (`skip`: as never to be published) and publish
+        what is next in order; the future of the rest when an async on_event holds it up."""
         if self._callback is None:
             return None
         ready = self._ready
-        if landed is None:
-            for event in batch:
-                ready[event["seq"]] = None
-        else:
-            for event in landed:
-                ready[event["seq"]] = event
+        for event in batch:
+            ready[event["seq"]] = None if skip else event
         if self._draining is not None:
             return self._draining
         out = self._drain()

@@ -103,3 +103,47 @@ def test_on_event_is_called_in_seq_order_with_sqlite(tmp_path: Path, kind: str) 
 
     for seqs in asyncio.run(main()).values():
         assert_in_seq_order(seqs)
+
+
+FAILING = """
+saga: failing_fanout
+actions:
+  m: {mock: {result: {ok: true}}}
+  bad: {mock: {fail: BOOM}}
+steps:
+  - parallel:
+      id: fan
+      mode: all
+      branches:
+BRANCHES
+"""
+
+
+def test_a_branch_cancelled_mid_commit_holds_back_no_later_event(tmp_path: Path) -> None:
+    """A failing branch cancels its siblings while their appends are in flight: whatever they
+    had not seen committed is never published, and every later event still is, in order, up
+    to the run's last."""
+    branches = "\n".join(
+        f"        - - {{id: b{i}a, action: m}}\n          - {{id: b{i}b, action: m}}"
+        for i in range(6)
+    )
+    text = FAILING.replace("BRANCHES", branches + "\n        - - {id: boom, action: bad}")
+    plan = compile_text(text, "failing.yaml").plan
+    assert plan is not None
+    seen: list[dict[str, Any]] = []
+
+    async def main() -> dict[str, int]:
+        store = SqliteStore(tmp_path / "j.db")
+        try:
+            reports = await asyncio.gather(
+                *(arun(plan, {}, store=store, on_event=seen.append) for _ in range(3))
+            )
+            assert {r.status for r in reports} == {"failed"}
+            return {r.run_id: len(await store.load_events(r.run_id)) for r in reports}
+        finally:
+            await store.close()
+
+    for run_id, length in asyncio.run(main()).items():
+        published = [e["seq"] for e in seen if e["run_id"] == run_id]
+        assert published == sorted(set(published))  # strictly increasing
+        assert published[-1] == length  # the run's last event was published
