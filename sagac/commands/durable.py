@@ -156,15 +156,22 @@ def resume(args: argparse.Namespace) -> int:
     if not args.all:
         _print_report(report, args.json)
         return int(report.exit_code)
-    worst = 0
+    worst, rows = 0, []
     for run_id, out in outcomes:
         if isinstance(out, Exception):
             code = getattr(out, "exit_code", 1)
-            print(f"{run_id}  error[{getattr(out, 'code', 'ERROR')}] {out}")
+            error = getattr(out, "code", "ERROR")
+            rows.append({"run_id": run_id, "error": error, "message": str(out)})
+            line = f"{run_id}  error[{error}] {out}"
         else:
             code = out.exit_code
-            print(f"{run_id}  {out.status}")
+            rows.append({"run_id": run_id, "status": out.status})
+            line = f"{run_id}  {out.status}"
+        if not args.json:
+            print(line)
         worst = max(worst, code)
+    if args.json:
+        print(json.dumps(rows, indent=2))
     if not outcomes:
         print("nothing to resume", file=sys.stderr)
     return worst
