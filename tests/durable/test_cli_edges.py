@@ -112,6 +112,8 @@ def test_resume_and_approve_write_events(tmp_path: Path) -> None:
     assert approved.returncode == 0, approved.stderr
     types = [json.loads(line)["type"] for line in approve_events.read_text().splitlines()]
     assert "step_completed" in types and types[-1] == "saga_completed"
+    nothing = sagac("resume", "--all", "--json", "--store", store2, env=env2)
+    assert nothing.returncode == 0 and json.loads(nothing.stdout) == []  # JSON even when empty
 
 
 # -- output files -------------------------------------------------------------------------
