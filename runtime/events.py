@@ -9,6 +9,7 @@ What goes into an event has been redacted by the caller: this module never sees 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -92,17 +93,22 @@ class Journal:
     """Numbers, stamps, stores and publishes the events of one run.
 
     With a group-committing store (`store.group_commit`), DEFERRABLE events wait to share the
-    next commit; every event is still published only after it is durable, and in `seq`
-    order."""
+    next commit. Every event is published only after it is durable, and in `seq` order: the
+    branches of a run commit concurrently and their commits land in any order, so what has
+    landed waits in a small reorder buffer (`_ready`) until the events before it are published.
+    An event whose write did not return (its emitter was cancelled, or the store failed) is
+    never published; the events after it are."""
 
     __slots__ = (
         "_callback",
         "_defer",
+        "_draining",
         "_error",
-        "_is_async",
+        "_next",
         "_pending",
+        "_ready",
         "_scheduled",
-        "_tail",
+        "_waiters",
         "clock",
         "run_id",
         "seq",
@@ -122,12 +128,14 @@ class Journal:
         self.clock = clock
         self.seq = seq
         self._callback = on_event
-        self._is_async = on_event is not None and inspect.iscoroutinefunction(on_event)
         self._defer = bool(getattr(store, "group_commit", False))
         self._pending: list[Event] = []
         self._scheduled = False
-        self._tail: asyncio.Future[None] | None = None  # the last batch's publication
         self._error: BaseException | None = None
+        self._next = seq + 1  # the seq to publish next
+        self._ready: dict[int, Event | None] = {}  # landed, by seq; None: never to be published
+        self._draining: asyncio.Future[None] | None = None  # awaiting an async on_event
+        self._waiters: list[asyncio.Future[None]] = []  # emits waiting for earlier events
 
     async def emit(
         self, type_: str, fields: dict[str, Any], report: dict[str, Any] | None = None
@@ -143,9 +151,14 @@ class Journal:
             **fields,
         }
         if not self._defer:
-            await self.store.append(self.run_id, (event,), report)
+            alone = [event]
+            try:
+                await self.store.append(self.run_id, alone, report)
+            except BaseException:
+                self._settle(alone, skip=True)
+                raise
             if self._callback is not None:
-                await self._publish((event,))
+                await self._publish(alone)
             return event
         if self._error is not None:
             raise self._error
@@ -157,12 +170,15 @@ class Journal:
             return event
         batch, self._pending = self._pending, []
         committed = self.store.submit_append(self.run_id, batch, report)
-        prev, self._tail = self._tail, None
-        await committed
-        if prev is not None:
-            await prev
-        if self._callback is not None:
-            await self._publish(batch)
+        if self._callback is None:
+            await committed
+            return event
+        try:
+            await committed
+        except BaseException:
+            self._settle(batch, skip=True)
+            raise
+        await self._publish(batch)
         return event
 
     def _flush(self) -> None:
@@ -172,23 +188,78 @@ class Journal:
             return
         batch, self._pending = self._pending, []
         committed = self.store.submit_append(self.run_id, batch)
-        self._tail = asyncio.ensure_future(self._after(committed, batch, self._tail))
+        if committed.done():  # committed inline: publish now, ahead of anything after it
+            self._landed(batch, committed)
+        else:
+            committed.add_done_callback(functools.partial(self._landed, batch))
 
-    async def _after(
-        self, committed: Awaitable[None], batch: list[Event], prev: Awaitable[None] | None
-    ) -> None:
+    def _landed(self, batch: list[Event], committed: asyncio.Future[None]) -> None:
+        """A deferred batch's commit ended: publish it, or record why not (the run's next
+        emit raises it)."""
+        error = None if committed.cancelled() else committed.exception()
+        if committed.cancelled() or error is not None:
+            self._error = error or asyncio.CancelledError()
+            self._settle(batch, skip=True)
+            return
         try:
-            await committed
-            if prev is not None:
-                await prev
-            await self._publish(batch)
-        except BaseException as e:  # surfaces at the run's next emit
+            self._settle(batch)
+        except Exception as e:  # an on_event that failed: surfaces at the run's next emit
             self._error = e
 
-    async def _publish(self, events: Sequence[Event]) -> None:
+    async def _publish(self, batch: Sequence[Event]) -> None:
+        """Publish `batch` (durable now) once every event before it is published or settled."""
+        drainer = self._settle(batch)
+        if drainer is not None:
+            await asyncio.shield(drainer)  # an async on_event is awaited, as before
+        last = batch[-1]["seq"]
+        while self._next <= last:  # an earlier batch has not landed yet (another branch's)
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+    def _settle(self, batch: Sequence[Event], skip: bool = False) -> asyncio.Future[None] | None:
+        """Put `batch` in the reorder buffer (`skip`: as never to be published) and publish
+        what is next in order; the future of the rest when an async on_event holds it up."""
         if self._callback is None:
-            return
-        for event in events:
-            out = self._callback(event)
-            if self._is_async or inspect.isawaitable(out):
-                await out  # type: ignore[misc]
+            return None
+        ready = self._ready
+        for event in batch:
+            ready[event["seq"]] = None if skip else event
+        if self._draining is not None:
+            return self._draining
+        out = self._drain()
+        if out is None:
+            return None
+        self._draining = asyncio.ensure_future(self._drain_after(out))
+        return self._draining
+
+    def _drain(self) -> Awaitable[Any] | None:
+        """Publish buffered events in `seq` order while they are next; returns what an async
+        on_event returned (the caller awaits it before going on)."""
+        ready, callback = self._ready, self._callback
+        assert callback is not None
+        try:
+            while self._next in ready:
+                event = ready.pop(self._next)
+                self._next += 1
+                if event is not None:
+                    out = callback(event)
+                    if inspect.isawaitable(out):
+                        return out
+            return None
+        finally:
+            if self._waiters:
+                waiters, self._waiters = self._waiters, []
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    async def _drain_after(self, out: Awaitable[Any] | None) -> None:
+        try:
+            while out is not None:
+                await out
+                out = self._drain()
+        except Exception as e:  # an on_event that failed: surfaces at the run's next emit
+            self._error = e
+        finally:
+            self._draining = None

@@ -25,7 +25,7 @@ from .store.base import Store
 from .store.sqlite import LeaseHeld
 
 LEASE_TTL = 30.0  # seconds; renewed every LEASE_TTL / 3
-RunBusy = LeaseHeld  # exit 75: "run ... is being resumed by OWNER until TIME"
+RunBusy = LeaseHeld  # exit 75: "run ... is in progress in another process: OWNER holds it ..."
 # The leases the current task holds (run id -> Lease): holding one again re-uses it.
 _HELD: contextvars.ContextVar[dict[str, Lease] | None] = contextvars.ContextVar(
     "sagac_leases", default=None

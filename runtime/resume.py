@@ -50,16 +50,17 @@ def input_hash(data: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-_MEMORY_KEYS: WeakKeyDictionary[Store, dict[str, tuple[str, str]]] = WeakKeyDictionary()
+_MEMORY_KEYS: WeakKeyDictionary[Store, dict[tuple[str, str], tuple[str, str]]] = WeakKeyDictionary()
 
 
-async def _claim(store: Store, key: str, run_id: str, digest: str) -> tuple[str, str]:
+async def _claim(store: Store, saga: str, key: str, run_id: str, digest: str) -> tuple[str, str]:
+    """Claim `key` of saga `saga` (keys are scoped to the saga's name) for `run_id`."""
     claim = getattr(store, "claim_key", None)
     if claim is not None:
-        out: tuple[str, str] = await claim(key, run_id, digest)
+        out: tuple[str, str] = await claim(saga, key, run_id, digest)
         return out
     keys = _MEMORY_KEYS.setdefault(store, {})  # one process: a dict is the whole truth
-    return keys.setdefault(key, (run_id, digest))
+    return keys.setdefault((saga, key), (run_id, digest))
 
 
 async def start(
@@ -72,19 +73,19 @@ async def start(
     run_id: str | None = None,
     **run_kwargs: Any,
 ) -> RunReport:
-    """Run a saga under its lease. With `idempotency_key`, at most one run per key: a second
-    call with the same input returns the first run's report (resuming it if it is unfinished);
-    with a different input it raises IdempotencyConflict."""
+    """Run a saga under its lease. With `idempotency_key`, at most one run of this saga (by
+    name) per key: a second call with the same input returns the first run's report (resuming
+    it if it is unfinished); with a different input it raises IdempotencyConflict."""
     plan = as_plan(plan_or_path)
     validate_input(plan, input)  # invalid input changes nothing, not even a key claim
     run_id = run_id or new_run_id()
     if idempotency_key is not None:
         digest = input_hash(input)
-        owner_run, owner_digest = await _claim(store, idempotency_key, run_id, digest)
+        owner_run, owner_digest = await _claim(store, plan.saga, idempotency_key, run_id, digest)
         if owner_digest != digest:
             raise IdempotencyConflict(
-                f"idempotency key {idempotency_key!r} was first used by run {owner_run} with "
-                "a different input",
+                f"idempotency key {idempotency_key!r} of saga {plan.saga!r} was first used by"
+                f" run {owner_run} with a different input",
                 hint="use a new key for a different request, or repeat the original input",
             )
         if owner_run != run_id:

@@ -19,14 +19,23 @@ DEFAULT_STORE = "sqlite:///.sagac/sagac.db"
 SQLITE_PREFIX = "sqlite:///"
 
 
-def open_store(url: str) -> Store:
-    """The store at `url` (`memory`, or `sqlite:///PATH`)."""
+def open_store(url: str, *, readonly: bool = False) -> Store:
+    """The store at `url` (`memory`, or `sqlite:///PATH`). `readonly`: open an existing
+    journal only to read it (never created, migrated or written; see `SqliteStore`)."""
     if url == "memory":
         return MemoryStore()
     if url.startswith(SQLITE_PREFIX) and len(url) > len(SQLITE_PREFIX):
+        from pathlib import Path
+
         from .sqlite import SqliteStore
 
-        return SqliteStore(url[len(SQLITE_PREFIX) :])
+        path = url[len(SQLITE_PREFIX) :]
+        if Path(path).exists() and not Path(path).is_file():  # /dev/null, a folder, a FIFO
+            raise UsageError(
+                f"store {url!r}: {path} is not a regular file",
+                hint="point --store at a journal file: sqlite:///PATH",
+            )
+        return SqliteStore(path, readonly=readonly)
     raise UsageError(
         f"unknown store {url!r}",
         hint="use `memory` or `sqlite:///PATH` (e.g. sqlite:///.sagac/sagac.db)",

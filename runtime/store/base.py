@@ -12,11 +12,21 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 Event = dict[str, Any]
+
+# Every status a run can have (`RunRecord.status`; the report's `RunStatus`).
+RUN_STATUSES = (
+    "running",
+    "waiting_approval",
+    "succeeded",
+    "compensated",
+    "compensation_failed",
+    "failed",
+)
 
 
 @dataclass(slots=True)
@@ -89,7 +99,7 @@ class Store(ABC):
 
     def submit_append(
         self, run_id: str, events: Sequence[Event], report: dict[str, Any] | None = None
-    ) -> Awaitable[None]:
+    ) -> asyncio.Future[None]:
         """Start an append now, in call order; awaiting the result waits for durability."""
         return asyncio.ensure_future(self.append(run_id, events, report))
 

@@ -279,6 +279,34 @@ def _v6_approver_groups(c: sqlite3.Connection) -> None:
     )
 
 
+def _v7_keys_by_saga(c: sqlite3.Connection) -> None:
+    """Run-level idempotency keys are scoped to the saga's name: the same key given to two
+    sagas starts two runs (it used to return the first saga's report to the second). A key
+    already claimed belongs to the saga of its run; a claim whose run never started (its
+    claimant died first) gets the saga `''` and is adopted by the first saga to claim the key
+    again (`SqliteStore.claim_key`), as it would have been before."""
+    _script(
+        c,
+        """
+        CREATE TABLE idempotency_keys_v6 (
+            saga TEXT NOT NULL,
+            key TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            input_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (saga, key)
+        );
+        INSERT INTO idempotency_keys_v6 (saga, key, run_id, input_hash, created_at)
+            SELECT COALESCE((SELECT r.saga FROM runs r WHERE r.run_id = k.run_id), ''),
+                k.key, k.run_id, k.input_hash, k.created_at
+            FROM idempotency_keys k;
+        DROP TABLE idempotency_keys;
+        ALTER TABLE idempotency_keys_v6 RENAME TO idempotency_keys;
+        CREATE INDEX idempotency_keys_by_run ON idempotency_keys (run_id)
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_journal,
     _v2_approvals_and_audit,
@@ -286,8 +314,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v4_steps_by_run,
     _v5_steps_view,
     _v6_approver_groups,
+    _v7_keys_by_saga,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# The oldest schema this sagac's read queries work on as it is: a read-only store (the
+# inspection commands) reads such a file without upgrading it. Raise it when a read query
+# comes to need a table or column of a later migration.
+READS_FROM = 6
 
 
 def current_version(c: sqlite3.Connection) -> int:

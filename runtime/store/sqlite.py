@@ -31,7 +31,7 @@ from sagac.runtime.clock import rfc3339
 from sagac.runtime.errors import RunNotFound, StoreError
 
 from .base import Event, RunRecord, Store
-from .migrations import migrate
+from .migrations import READS_FROM, SCHEMA_VERSION, current_version, migrate
 from .sqlite_journal import Prepared, append_external, apply, next_seq
 from .sqlite_leases import LeaseHeld, check_lease, owner_alive
 from .sqlite_rows import (
@@ -101,25 +101,63 @@ class SqliteStore(Store):
 
     group_commit = True
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
+        self.readonly = readonly
+        if readonly:
+            self.migrated_from = self._check_schema()
+        else:
+            if self.path != ":memory:":
+                try:
+                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise StoreError(
+                        f"cannot create the folder of {self.path}: {e.strerror}"
+                    ) from None
+            c = connect(self.path)
             try:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise StoreError(f"cannot create the folder of {self.path}: {e.strerror}") from None
-        c = connect(self.path)
+                self.migrated_from = migrate(c, self.path)
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"{self.path} is not a sagac journal: {e}") from None
+            finally:
+                c.close()
+        self._leased: dict[str, str] = {}  # run id -> owner: the leases this store holds
+        self._last_writer: str | None = None  # of appends: for writers without a lease
+        self._ended: set[tuple[str, str]] = set()  # (run id, owner): ended by a final append
+        self._writer = Worker(self.path, writer=True, readonly=readonly)
+        self._reader = Worker(self.path, writer=False, readonly=readonly)
+
+    def _check_schema(self) -> int:
+        """A read-only store reads an existing journal as it is (from schema `READS_FROM`
+        on): it neither creates nor upgrades one (an inspection never changes a journal)."""
+        if not Path(self.path).is_file():
+            raise StoreError(f"there is no journal at {self.path}")
+        c = connect(self.path, readonly=True)
         try:
-            self.migrated_from = migrate(c, self.path)
+            version = current_version(c)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path} is not a sagac journal: {e}") from None
         finally:
             c.close()
-        self._leased: dict[str, str] = {}  # run id -> owner: the leases this store holds
-        self._last_writer: str | None = None  # of appends: for writers without a lease
-        self._ended: set[tuple[str, str]] = set()  # (run id, owner): ended by a final append
-        self._writer = Worker(self.path, writer=True)
-        self._reader = Worker(self.path, writer=False)
+        if version == 0:
+            raise StoreError(
+                f"{self.path} is not a sagac journal (it has no journal tables)",
+                hint="point --store at the journal `sagac run` wrote (default .sagac/sagac.db)",
+            )
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has journal schema version {version}, newer than this sagac"
+                f" knows ({SCHEMA_VERSION})",
+                hint="upgrade sagac, or point --store at another file",
+            )
+        if version < READS_FROM:
+            raise StoreError(
+                f"{self.path} has journal schema version {version}, too old to read as it is"
+                f" (this sagac reads {READS_FROM} to {SCHEMA_VERSION}); reading never upgrades it",
+                hint="the next command that writes to it (run, resume, cancel, approve,"
+                " reject) upgrades it in place",
+            )
+        return version
 
     @property
     def url(self) -> str:
@@ -260,19 +298,28 @@ class SqliteStore(Store):
 
     # -- more than the interface: what durability needs -----------------------------------
 
-    async def claim_key(self, key: str, run_id: str, input_hash: str) -> tuple[str, str]:
-        """Claim a run-level idempotency key for `run_id`; returns the (run_id, input_hash) the
-        key belongs to: ours when it was free, the first claimant's otherwise."""
+    async def claim_key(self, saga: str, key: str, run_id: str, input_hash: str) -> tuple[str, str]:
+        """Claim saga `saga`'s run-level idempotency key for `run_id`; returns the (run_id,
+        input_hash) the key belongs to: ours when it was free, the first claimant's otherwise.
+        Keys are scoped to the saga's name: another saga's use of the same key is no claim."""
 
         def fn(c: sqlite3.Connection) -> tuple[str, str]:
             row = c.execute(
-                "SELECT run_id, input_hash FROM idempotency_keys WHERE key = ?", (key,)
+                "SELECT run_id, input_hash FROM idempotency_keys WHERE saga = ? AND key = ?",
+                (saga, key),
             ).fetchone()
+            if row is None:  # a claim from before keys were scoped, whose run never started
+                row = c.execute(
+                    "UPDATE idempotency_keys SET saga = ? WHERE saga = '' AND key = ?"
+                    " RETURNING run_id, input_hash",
+                    (saga, key),
+                ).fetchone()
             if row is not None:
                 return row[0], row[1]
             c.execute(
-                "INSERT INTO idempotency_keys VALUES (?, ?, ?, ?)",
-                (key, run_id, input_hash, rfc3339(time.time())),
+                "INSERT INTO idempotency_keys (saga, key, run_id, input_hash, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (saga, key, run_id, input_hash, rfc3339(time.time())),
             )
             return run_id, input_hash
 

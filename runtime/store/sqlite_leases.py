@@ -25,7 +25,9 @@ class LeaseHeld(StoreError):
 
     def __init__(self, run_id: str, owner: str, expires_at: float) -> None:
         super().__init__(
-            f"run {run_id} is being resumed by {owner} until {rfc3339(expires_at)}",
+            # The holder may be the run's first process or a resumer: say neither.
+            f"run {run_id} is in progress in another process: {owner} holds it until"
+            f" {rfc3339(expires_at)}",
             hint="wait for it to finish, or retry after that time if its owner died",
         )
         self.run_id, self.owner, self.expires_at = run_id, owner, expires_at

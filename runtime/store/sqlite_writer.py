@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -36,13 +38,19 @@ CACHED_STATEMENTS = 384  # one multi-row INSERT per size (sqlite_journal.MAX_ROW
 MIN_SQLITE = (3, 38)  # JSON `->`/`->>` in the `steps` view (migration 5)
 
 
-def connect(path: str) -> sqlite3.Connection:
+def connect(path: str, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to the journal at `path`. `readonly`: opened with `mode=ro`, so that
+    nothing (no WAL setting, no checkpoint) is ever written; when even that cannot open the
+    file (the folder is not writable, so no `-shm` file can be made), it is read as an
+    immutable snapshot."""
     if sqlite3.sqlite_version_info < MIN_SQLITE:
         raise StoreError(
             f"the journal needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer; this Python"
             f" uses {sqlite3.sqlite_version}",
             hint="use a Python linked with a newer SQLite, or --store memory",
         )
+    if readonly:
+        return _connect_readonly(path)
     try:
         c = sqlite3.connect(
             path,
@@ -59,6 +67,25 @@ def connect(path: str) -> sqlite3.Connection:
     if str(mode).lower() != "wal":
         raise StoreError(f"cannot put the journal {path} in WAL mode (got {mode})")
     return c
+
+
+def _connect_readonly(path: str) -> sqlite3.Connection:
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path))
+    error: sqlite3.Error | None = None
+    for options in ("?mode=ro", "?mode=ro&immutable=1"):
+        try:
+            c = sqlite3.connect(
+                uri + options,
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+            c.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens the file now
+            return c
+        except sqlite3.Error as e:
+            error = e
+    raise StoreError(f"cannot open the journal {path} to read it: {error}") from None
 
 
 class _Op:
@@ -102,9 +129,10 @@ class Worker:
     run is writing (`SqliteStore.submit_append`), so concurrent runs still share commits.
     """
 
-    def __init__(self, path: str, *, writer: bool) -> None:
+    def __init__(self, path: str, *, writer: bool, readonly: bool = False) -> None:
         self.path = path
         self.writer = writer
+        self.readonly = readonly
         self.queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
@@ -125,7 +153,7 @@ class Worker:
         if self.thread is None:
             with self.lock:
                 if self.thread is None:
-                    self.conn = connect(self.path)
+                    self.conn = connect(self.path, self.readonly)
                     name = "sagac-journal-" + ("writer" if self.writer else "reader")
                     self.thread = threading.Thread(target=self._main, name=name, daemon=True)
                     self.thread.start()

@@ -22,21 +22,67 @@ def add_store_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def open_existing(url: str) -> Any:
-    """The durable store at `url`; a missing file is a usage error, not a new empty journal."""
+def open_existing(url: str, *, readonly: bool = False) -> Any:
+    """The durable store at `url`; a missing file is a usage error, not a new empty journal.
+    `readonly` (the inspection commands): opened only to read, never created, upgraded or
+    written, so that a read-only journal can be inspected."""
     from sagac.runtime.store import SQLITE_PREFIX, open_store
 
-    if not url.startswith(SQLITE_PREFIX):
+    if url == "memory":
         raise UsageError(
-            f"{url!r} keeps nothing between processes", hint="use --store sqlite:///PATH"
+            "--store memory keeps nothing between processes: there are no runs to read",
+            hint="use --store sqlite:///PATH",
         )
+    if not url.startswith(SQLITE_PREFIX):
+        return open_store(url)  # UsageError: unknown store
     path = Path(url[len(SQLITE_PREFIX) :])
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(
             f"there is no journal at {path}",
             hint="run a saga first (`sagac run` writes .sagac/sagac.db), or pass --store",
         )
-    return open_store(url)
+    return open_store(url, readonly=readonly)
+
+
+def explain_interruption(error: Any, run_id: str, url: str, started: bool = True) -> Any:
+    """`error` (a StoreError that stopped a run) with a hint naming the run and how to go on:
+    the journal keeps everything up to the failed write. `started`: whether the run is known
+    to be in the journal (else it is looked up). A run held by another process (RUN_BUSY) was
+    not interrupted: that error is returned as it is."""
+    from sagac.runtime.store import DEFAULT_STORE
+    from sagac.runtime.store.sqlite import LeaseHeld
+
+    if isinstance(error, LeaseHeld):
+        return error
+    store = "" if url == DEFAULT_STORE else f" --store {url}"
+    if started or _recorded(url, run_id):
+        error.hint = (
+            f"run {run_id} stopped: its journal could not be written. Once it can be (free"
+            f" space, permissions), continue the run with: sagac resume {run_id}{store}"
+        )
+    else:
+        error.hint = "no run was recorded: run the command again once the journal can be written"
+    return error
+
+
+def _recorded(url: str, run_id: str) -> bool:
+    """Whether run `run_id` is in the journal at `url` (read only; False when unreadable)."""
+    import asyncio
+
+    from sagac.compiler.errors import SagacError
+
+    async def find() -> bool:
+        store = open_existing(url, readonly=True)
+        try:
+            await store.get_run(run_id)
+            return True
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(find())
+    except SagacError:
+        return False
 
 
 def current_user() -> str:

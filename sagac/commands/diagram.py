@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sagac.commands._files import write_output
 from sagac.commands._store import add_store_option, open_existing
 from sagac.compiler.errors import UsageError
 from sagac.compiler.formatting import format_text
@@ -39,7 +40,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("file", metavar="FILE", nargs="?", help="the saga (default: the run's own)")
     p.add_argument("--format", "-f", choices=FORMATS, default="mermaid")
-    p.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
+    p.add_argument(
+        "-o", "--output", metavar="OUT", help="write here instead of stdout (exit 73: cannot)"
+    )
     p.add_argument(
         "--events",
         metavar="EVENTS",
@@ -56,7 +59,13 @@ def register(sub: Any) -> None:
         "every attempt, retry and compensation, the errors, approvals and audit entries.",
     )
     p.add_argument("run_id", metavar="RUN_ID")
-    p.add_argument("-o", "--output", metavar="OUT", help="default: sagac-report-<RUN_ID>.html")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="the file, or a folder for sagac-report-<RUN_ID>.html (the default, here);"
+        " exit 73: cannot write it",
+    )
     add_store_option(p)
     p.set_defaults(func=report)
 
@@ -87,7 +96,7 @@ class _Run:
 
 
 def _read_run(url: str, run_id: str) -> _Run:
-    store = open_existing(url)
+    store = open_existing(url, readonly=True)
 
     async def go() -> _Run:
         try:
@@ -140,9 +149,33 @@ def _run_plan(run: _Run, file: str | None) -> Compilation | None:
 
 def _write(text: str, output: str | None) -> None:
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        write_output(output, text, "the diagram")  # whole or not at all; exit 73 if it cannot
     else:
         sys.stdout.write(text)
+
+
+def _check_events(plan: Any, events: list[dict[str, Any]], path: str) -> None:
+    """Refuse events of another saga (they would colour nothing, or the wrong steps); warn
+    when they come from another definition of this one."""
+    started = next((e for e in events if e.get("type") == "saga_started"), {})
+    if started.get("saga") not in (None, plan.saga):
+        raise UsageError(
+            f"--events {path} holds a run of saga {started['saga']!r}, not {plan.saga!r}",
+            hint="pass the saga that run belongs to, or that saga's events",
+        )
+    ids = {n.id for n in plan.definition.walk()}
+    unknown = sorted({e["step"] for e in events if e.get("step") and e["step"] not in ids})
+    if unknown:
+        raise UsageError(
+            f"--events {path} names steps {plan.saga!r} does not have: {', '.join(unknown)}",
+            hint="pass the saga that run belongs to, or that saga's events",
+        )
+    if started.get("definition_hash") not in (None, plan.hash):
+        print(
+            f"sagac: warning: the events in {path} come from another definition of"
+            f" {plan.saga!r}; drawing them on the definition as it is now",
+            file=sys.stderr,
+        )
 
 
 def diagram(args: argparse.Namespace) -> int:
@@ -161,7 +194,11 @@ def diagram(args: argparse.Namespace) -> int:
     c = _compile(args.file)
     if c is None or c.plan is None:
         return EXIT_INVALID
-    overlay = overlay_from_events(read_events(args.events)) if args.events else None
+    overlay = None
+    if args.events:
+        events = read_events(args.events)
+        _check_events(c.plan, events, args.events)
+        overlay = overlay_from_events(events)
     _write(render(c.plan, args.format, overlay), args.output)
     return EXIT_OK
 
@@ -172,7 +209,10 @@ def report(args: argparse.Namespace) -> int:
     if c is None or c.plan is None:
         return EXIT_INVALID
     html = render_report_html(c.plan, run.report, run.events, run.approvals, run.audit)
-    out = args.output or f"sagac-report-{args.run_id}.html"
-    Path(out).write_text(html, encoding="utf-8")
+    name = f"sagac-report-{args.run_id}.html"
+    out = Path(args.output or name)
+    if out.is_dir():  # -o FOLDER: the report under its default name in that folder
+        out = out / name
+    write_output(out, html, "the report")  # whole or not at all; exit 73 if it cannot
     print(f"wrote {out}")
     return EXIT_OK

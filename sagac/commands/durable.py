@@ -2,8 +2,10 @@
 
 Thin drivers over `sagac.runtime.resume` and `sagac.runtime.approvals`. Exit codes beyond the
 run's own (0/1/2/3): 64 usage (unknown run, bad arguments, reused idempotency key), 65 changed
-definition (resume without --force), 75 the run is held by another process (its lease),
-77 a decision was refused (and audited).
+definition (resume without --force), 70 the journal could not be written (the run is named
+with its resume command), 73 the --events file cannot be written, 75 the run is held by
+another process (its lease), 77 a decision was refused (and audited). With --json, stdout is
+the JSON alone; lines for people go to stderr.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from sagac.compiler.errors import SagacError, UsageError
 
-from ._store import add_store_option, current_user, open_existing
+from ._store import add_store_option, current_user, explain_interruption, open_existing
 
 
 def register(sub: Any) -> None:
@@ -69,7 +71,39 @@ def register(sub: Any) -> None:
 
 def _report_options(p: argparse.ArgumentParser) -> None:
     add_store_option(p)
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report (or the decision) as JSON on stdout; other lines go to stderr",
+    )
+    p.add_argument(
+        "--events",
+        metavar="FILE",
+        help="write every event of this process's run as JSON lines (exit 73: cannot)",
+    )
+
+
+def _driving(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The `on_event` of a command that may run a saga (progress lines, `--events`), and the
+    events file to close after it."""
+    from ._files import EventsFile
+    from .run import Progress, event_sink
+
+    events = EventsFile(args.events) if args.events else None
+    return event_sink(Progress(sys.stderr), events), events
+
+
+def _drive(args: argparse.Namespace, store: Any, coro: Any, driving: set[str]) -> Any:
+    """Run `coro`, then close the store. A journal that cannot be written while `coro` drives
+    a run (its id in `driving`) names the run and how to continue it."""
+    from sagac.runtime.errors import StoreError
+
+    try:
+        return asyncio.run(_closing(store, coro))
+    except StoreError as e:
+        if not driving:
+            raise
+        raise explain_interruption(e, next(iter(driving)), args.store) from None
 
 
 def _print_report(report: Any, as_json: bool) -> None:
@@ -104,41 +138,49 @@ def resume(args: argparse.Namespace) -> int:
     from sagac.runtime.resume import resume as aresume
     from sagac.runtime.resume import resume_all
 
-    from .run import Progress
-
     if bool(args.run_id) == bool(args.all):
         raise UsageError("give either RUN_ID or --all", hint="sagac resume RUN_ID | --all")
     store = open_existing(args.store)
-    progress = Progress(sys.stderr)
-    if args.all:
-        outcomes = asyncio.run(
-            _closing(
-                store,
-                resume_all(store, force=args.force, on_event=progress.show),
+    on_event, events = _driving(args)
+    try:
+        if args.all:
+            outcomes = _drive(
+                args, store, resume_all(store, force=args.force, on_event=on_event), set()
             )
-        )
-        worst = 0
-        for run_id, out in outcomes:
-            if isinstance(out, Exception):
-                code = getattr(out, "exit_code", 1)
-                print(f"{run_id}  error[{getattr(out, 'code', 'ERROR')}] {out}")
-            else:
-                code = out.exit_code
-                print(f"{run_id}  {out.status}")
-            worst = max(worst, code)
-        if not outcomes:
-            print("nothing to resume", file=sys.stderr)
-        return worst
-    report = asyncio.run(
-        _closing(
-            store,
-            aresume(
-                args.run_id, store=store, plan=args.file, force=args.force, on_event=progress.show
-            ),
-        )
-    )
-    _print_report(report, args.json)
-    return int(report.exit_code)
+        else:
+            report = _drive(
+                args,
+                store,
+                aresume(
+                    args.run_id, store=store, plan=args.file, force=args.force, on_event=on_event
+                ),
+                {args.run_id},
+            )
+    finally:
+        if events is not None:
+            events.close()
+    if not args.all:
+        _print_report(report, args.json)
+        return int(report.exit_code)
+    worst, rows = 0, []
+    for run_id, out in outcomes:
+        if isinstance(out, Exception):
+            code = getattr(out, "exit_code", 1)
+            error = getattr(out, "code", "ERROR")
+            rows.append({"run_id": run_id, "error": error, "message": str(out)})
+            line = f"{run_id}  error[{error}] {out}"
+        else:
+            code = out.exit_code
+            rows.append({"run_id": run_id, "status": out.status})
+            line = f"{run_id}  {out.status}"
+        if not args.json:
+            print(line)
+        worst = max(worst, code)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    if not outcomes:
+        print("nothing to resume", file=sys.stderr)
+    return worst
 
 
 def cancel(args: argparse.Namespace) -> int:
@@ -147,29 +189,44 @@ def cancel(args: argparse.Namespace) -> int:
 
     store = open_existing(args.store)
     by = args.user or current_user()
+    info = sys.stderr if args.json else sys.stdout  # with --json, stdout is the JSON alone
+    on_event, events = _driving(args)
 
     async def go() -> Any:
         first = await acancel(store, args.run_id, by=by, reason=args.reason)
         record = await store.get_run(args.run_id)
         note = "recorded" if first else "was already recorded"
-        print(f"cancel request for run {args.run_id} {note} (status {record.status})")
+        print(f"cancel request for run {args.run_id} {note} (status {record.status})", file=info)
         if record.status in ("succeeded", "compensated", "compensation_failed", "failed"):
             print("the run has already finished: nothing to cancel", file=sys.stderr)
-            return None
+            return record
         lease = await store.get_lease(args.run_id)
         if lease is not None:
             print(f"the process running it ({lease[0]}) stops and compensates", file=sys.stderr)
-            return None
+            return record
         if not args.resume:
-            print(f"nothing runs it now: `sagac resume {args.run_id}` carries it out")
-            return None
-        return await aresume(args.run_id, store=store)
+            print(f"nothing runs it now: `sagac resume {args.run_id}` carries it out", file=info)
+            return record
+        driving.add(args.run_id)
+        return await aresume(args.run_id, store=store, on_event=on_event)
 
-    report = asyncio.run(_closing(store, go()))
-    if report is None:
+    driving: set[str] = set()
+    try:
+        out = _drive(args, store, go(), driving)
+    finally:
+        if events is not None:
+            events.close()
+    if not hasattr(out, "exit_code"):  # a RunRecord: the request is recorded, nothing ran
+        if args.json:
+            print(
+                json.dumps(
+                    {"run_id": args.run_id, "cancel_requested": True, "status": out.status},
+                    indent=2,
+                )
+            )
         return 0
-    _print_report(report, args.json)
-    return int(report.exit_code)
+    _print_report(out, args.json)
+    return int(out.exit_code)
 
 
 def decide(args: argparse.Namespace) -> int:
@@ -185,12 +242,14 @@ def decide(args: argparse.Namespace) -> int:
             value = json.loads(args.value)
         except json.JSONDecodeError as e:
             raise UsageError(f"--value is not JSON: {e}") from None
+    info = sys.stderr if args.json else sys.stdout  # with --json, stdout is the JSON alone
+    on_event, events = _driving(args)
 
     async def go() -> Any:
         record = await store.get_run(args.run_id)
         rows = [r for r in await store.approvals(args.run_id) if r["gate"] == args.gate]
         if rows:  # what is being decided, before anything is recorded
-            print("\n".join(approvals.describe_request(rows[0])))
+            print("\n".join(approvals.describe_request(rows[0])), file=info)
         definition_hash = None
         # A file that is gone or broken cannot be compared; the stored hashes still bind.
         with contextlib.suppress(SagacError):
@@ -207,17 +266,31 @@ def decide(args: argparse.Namespace) -> int:
             definition_hash=definition_hash,
         )
         verdict = "approved" if event["approved"] else "rejected"
-        print(f"{verdict}: gate {args.gate} of run {args.run_id} by {args.user}")
+        print(f"{verdict}: gate {args.gate} of run {args.run_id} by {args.user}", file=info)
         if not args.resume:
-            print(f"continue the run with: sagac resume {args.run_id}")
-            return None
-        return await aresume(args.run_id, store=store, plan=args.file)
+            print(f"continue the run with: sagac resume {args.run_id}", file=info)
+            return event
+        driving.add(args.run_id)
+        return await aresume(args.run_id, store=store, plan=args.file, on_event=on_event)
 
-    report = asyncio.run(_closing(store, go()))
-    if report is None:
+    driving: set[str] = set()
+    try:
+        out = _drive(args, store, go(), driving)
+    finally:
+        if events is not None:
+            events.close()
+    if isinstance(out, dict):  # the decision is recorded; the run was not continued
+        if args.json:
+            print(
+                json.dumps(
+                    {"run_id": args.run_id, "gate": args.gate, "decision": out},
+                    indent=2,
+                    default=str,
+                )
+            )
         return 0
-    _print_report(report, args.json)
-    return int(report.exit_code)
+    _print_report(out, args.json)
+    return int(out.exit_code)
 
 
 async def _closing(store: Any, coro: Any) -> Any:

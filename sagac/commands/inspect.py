@@ -8,14 +8,23 @@ import json
 import sys
 from typing import Any
 
+from sagac.compiler.errors import UsageError
+
 from ._store import add_store_option, open_existing
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("runs", help="list runs in the journal, newest first")
-    p.add_argument("--status", metavar="S", help="only runs with this status")
+    p.add_argument(
+        "--status",
+        metavar="S",
+        help="only runs with this status: running, waiting_approval, succeeded, compensated,"
+        " compensation_failed or failed",
+    )
     p.add_argument("--saga", metavar="NAME", help="only runs of this saga")
-    p.add_argument("--limit", type=int, default=50, metavar="N")
+    p.add_argument(
+        "--limit", type=_positive, default=50, metavar="N", help="at most N runs (default 50)"
+    )
     _options(p)
     p.set_defaults(func=runs)
 
@@ -35,13 +44,24 @@ def register(sub: Any) -> None:
     p.set_defaults(func=audit)
 
 
+def _positive(text: str) -> int:
+    """--limit N: a whole number of 1 or more (a negative LIMIT would list everything)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, not {text!r}")
+    return n
+
+
 def _options(p: argparse.ArgumentParser) -> None:
     add_store_option(p)
     p.add_argument("--json", action="store_true", help="JSON instead of text")
 
 
 def _read(args: argparse.Namespace, fn: Any) -> Any:
-    store = open_existing(args.store)
+    store = open_existing(args.store, readonly=True)
 
     async def go() -> Any:
         try:
@@ -53,6 +73,12 @@ def _read(args: argparse.Namespace, fn: Any) -> Any:
 
 
 def runs(args: argparse.Namespace) -> int:
+    from sagac.runtime.store.base import RUN_STATUSES
+
+    if args.status is not None and args.status not in RUN_STATUSES:
+        raise UsageError(
+            f"--status {args.status!r} is not a run status: use one of {', '.join(RUN_STATUSES)}"
+        )
     records = _read(
         args, lambda s: s.list_runs(saga=args.saga, status=args.status, limit=args.limit)
     )
@@ -182,7 +208,13 @@ def events(args: argparse.Namespace) -> int:
 
 
 def audit(args: argparse.Namespace) -> int:
-    entries = _read(args, lambda s: s.audit_log(args.run_id))
+    async def fetch(s: Any) -> list[dict[str, Any]]:
+        if args.run_id is not None:
+            await s.get_run(args.run_id)  # RunNotFound (exit 64), not an empty log
+        entries: list[dict[str, Any]] = await s.audit_log(args.run_id)
+        return entries
+
+    entries = _read(args, fetch)
     if args.json:
         print(json.dumps(entries, indent=2, default=str))
         return 0

@@ -18,6 +18,8 @@ from typing import IO, Any
 
 from sagac.compiler.errors import InputError, UsageError
 
+from ._files import EventsFile
+
 EXIT_INVALID_INPUT, EXIT_INVALID_SAGA = 4, 65
 
 
@@ -31,7 +33,9 @@ def register(sub: Any) -> None:
         help="the run's input: JSON text, or @path to a JSON file",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--events", metavar="FILE", help="write every event as JSON lines")
+    p.add_argument(
+        "--events", metavar="FILE", help="write every event as JSON lines (exit 73: cannot)"
+    )
     p.add_argument(
         "--store",
         metavar="URL",
@@ -42,8 +46,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--idempotency-key",
         metavar="K",
-        help="start at most one run for K: the same K and input again returns (or resumes) "
-        "that run; the same K with another input is refused (exit 64)",
+        help="start at most one run of this saga for K: the same K and input again returns (or "
+        "resumes) that run; the same K with another input is refused (exit 64). Needs a "
+        "durable store: refused with --store memory (exit 64)",
     )
     p.add_argument(
         "--fail",
@@ -83,8 +88,11 @@ def run(args: argparse.Namespace) -> int:
     from sagac.compiler.pipeline import compile_file
     from sagac.runtime import store as stores
     from sagac.runtime.api import validate_input
+    from sagac.runtime.clock import new_run_id
+    from sagac.runtime.errors import StoreError
     from sagac.runtime.resume import start
 
+    from ._store import explain_interruption
     from .compile import _print_diagnostics
 
     # Checking python targets imports them now, as the run would, but before any side effect.
@@ -92,31 +100,32 @@ def run(args: argparse.Namespace) -> int:
     if c.plan is None or not c.ok():
         _print_diagnostics([c], "text")
         return EXIT_INVALID_SAGA
+    url = args.store or stores.DEFAULT_STORE
+    if args.idempotency_key is not None and url == "memory":
+        raise UsageError(
+            "--idempotency-key needs a durable store: --store memory forgets the key when"
+            " the process ends",
+            hint="drop --store memory (the default store is sqlite:///.sagac/sagac.db), or"
+            " pass --store sqlite:///PATH",
+        )
+    run_id = new_run_id()
+    seen: list[str] = []  # the run's id once an event says it (a keyed call may resume another)
     try:
         data = read_input(args.input)
         validate_input(c.plan, data)  # before anything is opened or run
-        store = stores.open_store(args.store or getattr(stores, "DEFAULT_STORE", "memory"))
-        progress = Progress(sys.stderr)
-        events_file: IO[str] | None = None
-        if args.events:
-            try:
-                events_file = open(args.events, "w", encoding="utf-8")  # noqa: SIM115
-            except OSError as e:
-                raise UsageError(f"cannot write events to {args.events}: {e.strerror}") from None
-
-        def on_event(event: dict[str, Any]) -> None:
-            if events_file is not None:
-                events_file.write(json.dumps(event, default=str) + "\n")
-            progress.show(event)
-
+        events = EventsFile(args.events) if args.events else None
+        store = stores.open_store(url)
+        on_event = event_sink(Progress(sys.stderr), events, seen)
         try:
-            begin = functools.partial(start, idempotency_key=args.idempotency_key)
+            begin = functools.partial(start, idempotency_key=args.idempotency_key, run_id=run_id)
             report = asyncio.run(
                 _run(begin, c.plan, data, store, on_event, args.fail, args.simulate)
             )
+        except StoreError as e:
+            raise explain_interruption(e, seen[0] if seen else run_id, url, bool(seen)) from None
         finally:
-            if events_file is not None:
-                events_file.close()
+            if events is not None:
+                events.close()
     except InputError as e:
         head = e.message.split(": ", 1)[0] if e.problems else e.message
         print(f"sagac: error[{e.code}]: {head}", file=sys.stderr)
@@ -134,6 +143,20 @@ def run(args: argparse.Namespace) -> int:
             print_decision_help(report.run_id, gate, token, sys.stderr)
     code: int = report.exit_code
     return code
+
+
+def event_sink(progress: Progress, events: EventsFile | None, seen: list[str] | None = None) -> Any:
+    """The `on_event` of a command that runs a saga: the `--events` file, then the progress
+    lines; `seen` gets the run's id from its first event."""
+
+    def on_event(event: dict[str, Any]) -> None:
+        if seen is not None and not seen:
+            seen.append(event["run_id"])
+        if events is not None:
+            events.write(event)
+        progress.show(event)
+
+    return on_event
 
 
 async def _run(

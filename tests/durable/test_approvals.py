@@ -92,9 +92,9 @@ def test_round_trip_through_the_cli(tmp_path: Path) -> None:
         env=env,
     )
     assert ok.returncode == 0, ok.stderr
-    shown, _, rest = ok.stdout.partition("approved: gate sign_off")
+    shown, _, _ = ok.stderr.partition("approved: gate sign_off")  # with --json: on stderr
     assert "Ship order o1 for 12 EUR?" in shown and "input.order_id = 'o1'" in shown
-    report = json.loads(rest[rest.index("{") :])
+    report = json.loads(ok.stdout)  # stdout is the report alone
     assert report["status"] == "succeeded"
     assert report["output"] == {"approved_by": "alice", "value": {"priority": 2}}
     assert [x["action"] for x in read_ledger(ledger)] == ["charge", "ship"]

@@ -42,7 +42,7 @@ def test_two_processes_resume_one_run_one_wins(driver: Any, tmp_path: Path) -> N
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, 75], outs
     loser = outs[[p.returncode for p in procs].index(75)][1]
-    assert "run r is being resumed by" in loser and " until 20" in loser, loser
+    assert "run r is in progress in another process: " in loser and " until 20" in loser, loser
     assert "error[RUN_BUSY]" in loser
     calls = [(c["action"], c["effective"]) for c in read_ledger(ledger)]
     assert calls == [("slow", True), ("charge", True)]  # each action ran exactly once

@@ -97,7 +97,7 @@ def test_cancel_of_a_waiting_run_is_carried_out_by_the_resume(tmp_path: Path) ->
     run_id = json.loads(sagac("runs", "--json", "--store", store).stdout)[0]["run_id"]
     out = sagac("cancel", run_id, "--store", store, "--resume", "--json", env=env)
     assert out.returncode == 1, out.stderr
-    report = json.loads(out.stdout[out.stdout.index("{") :])
+    report = json.loads(out.stdout)  # with --json, stdout is the report alone
     assert report["status"] == "compensated" and report["failure"]["code"] == "CANCELLED"
     assert [x["action"] for x in read_ledger(ledger)] == ["charge", "refund"]
 
@@ -114,6 +114,41 @@ def test_one_run_per_idempotency_key(tmp_path: Path) -> None:
     clash = sagac(*args, "--input", '{"order_id": "o8"}', env=env)
     assert clash.returncode == 64 and "error[IDEMPOTENCY_CONFLICT]" in clash.stderr
     assert "was first used by run" in clash.stderr
+
+
+def test_idempotency_keys_are_scoped_to_the_saga(tmp_path: Path) -> None:
+    db, ledger = tmp_path / "j.db", tmp_path / "l.jsonl"
+    env, store = {"SAGAC_TEST_LEDGER": str(ledger)}, f"sqlite:///{db}"
+    other = tmp_path / "other_checkout.yaml"
+    (tmp_path / "ledger_shop.py").write_text((SAGAS / "ledger_shop.py").read_text())
+    other.write_text(LEDGER_SAGA.read_text().replace("saga: ledger_checkout", "saga: other"))
+    common = ("--store", store, "--json", "--idempotency-key", "k", "--input", '{"order_id": "o"}')
+    first = sagac("run", str(LEDGER_SAGA), *common, env=env)
+    second = sagac("run", str(other), *common, env=env)
+    assert first.returncode == second.returncode == 0, second.stderr
+    a, b = json.loads(first.stdout), json.loads(second.stdout)
+    assert (a["saga"], b["saga"]) == ("ledger_checkout", "other")  # not the first saga's report
+    assert a["run_id"] != b["run_id"]
+    again = sagac("run", str(other), *common, env=env)
+    assert json.loads(again.stdout)["run_id"] == b["run_id"]  # still one run per saga and key
+
+
+def test_an_idempotency_key_with_the_memory_store_is_a_usage_error(tmp_path: Path) -> None:
+    ledger = tmp_path / "l.jsonl"
+    r = sagac(
+        "run",
+        str(LEDGER_SAGA),
+        "--store",
+        "memory",
+        "--idempotency-key",
+        "k",
+        "--input",
+        '{"order_id": "o"}',
+        env={"SAGAC_TEST_LEDGER": str(ledger)},
+    )
+    assert r.returncode == 64
+    assert "--idempotency-key" in r.stderr and "--store memory" in r.stderr
+    assert "Traceback" not in r.stderr and not ledger.exists()  # nothing ran
 
 
 def test_a_crashed_keyed_run_is_resumed_by_the_same_call(driver: Any, tmp_path: Path) -> None:
@@ -133,7 +168,11 @@ def test_a_crashed_keyed_run_is_resumed_by_the_same_call(driver: Any, tmp_path: 
 
     digest = "sha256:" + hashlib.sha256(b'{"order_id":"k1"}').hexdigest()
     with sqlite3.connect(db) as c:
-        c.execute("INSERT INTO idempotency_keys VALUES ('key-k1', 'r', ?, 'now')", (digest,))
+        c.execute(
+            "INSERT INTO idempotency_keys (saga, key, run_id, input_hash, created_at)"
+            " VALUES ('ledger_checkout', 'key-k1', 'r', ?, 'now')",
+            (digest,),
+        )
     again = sagac(
         "run",
         str(LEDGER_SAGA),

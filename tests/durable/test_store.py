@@ -19,7 +19,7 @@ from sagac.runtime.clock import new_run_id
 from sagac.runtime.errors import RunNotFound, StoreError
 from sagac.runtime.store import MemoryStore, open_store
 from sagac.runtime.store.base import RunRecord
-from sagac.runtime.store.migrations import SCHEMA_VERSION
+from sagac.runtime.store.migrations import SCHEMA_VERSION, migrate
 from sagac.runtime.store.sqlite import SqliteStore
 
 
@@ -325,7 +325,7 @@ def test_an_older_schema_is_migrated_and_its_data_kept(db: Path) -> None:
         assert (step["idempotency_key"], step["started_seq"]) == ("k", 2)
         assert step["compensation_attempt"] == 0  # a column added by migration 2
         await store.acquire_lease("old", "me@h:1/x", 5)  # tables added by migration 3
-        assert await store.claim_key("k", "old", "sha256:i") == ("old", "sha256:i")
+        assert await store.claim_key("s", "k", "old", "sha256:i") == ("old", "sha256:i")
         assert await store.request_cancel("old", "me", "because")
         await store.close()
 
@@ -430,3 +430,32 @@ def test_a_sqlite_without_json_arrows_is_refused_with_a_hint(
     monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
     with pytest.raises(StoreError, match=r"needs SQLite 3\.38 or newer; this Python uses 3\.31\.1"):
         SqliteStore(db)
+
+
+def test_keys_claimed_before_they_were_scoped_keep_their_runs(db: Path) -> None:
+    """A journal of schema 5 (keys global): each claimed key moves to its run's saga; a claim
+    whose run never started is adopted by the first saga to claim the key again."""
+    c = sqlite3.connect(db, isolation_level=None)
+    migrate(c, str(db), target=5)
+    c.execute(
+        "INSERT INTO runs (run_id, saga, version, definition_hash, input, status, created_at,"
+        " updated_at) VALUES ('r1', 'checkout', 1, 'sha256:h', '{}', 'succeeded', 't', 't')"
+    )
+    c.execute("INSERT INTO idempotency_keys VALUES ('k1', 'r1', 'sha256:a', 't')")
+    c.execute("INSERT INTO idempotency_keys VALUES ('k2', 'never-started', 'sha256:b', 't')")
+    c.close()
+    store = SqliteStore(db)
+    assert store.migrated_from == 5
+
+    async def go() -> None:
+        try:
+            assert await store.claim_key("checkout", "k1", "new", "sha256:a") == ("r1", "sha256:a")
+            assert await store.claim_key("other", "k1", "new", "sha256:a") == ("new", "sha256:a")
+            adopted = await store.claim_key("refund", "k2", "x", "sha256:b")
+            assert adopted == ("never-started", "sha256:b")
+            assert await store.claim_key("other", "k2", "y", "sha256:b") == ("y", "sha256:b")
+            assert (await store.get_run("r1")).meta["idempotency_key"] == "k1"
+        finally:
+            await store.close()
+
+    run(go())
