@@ -87,7 +87,7 @@ def build_report(ex: Executor, status: str, output: Any, finished: bool = True) 
             else None,
             "definition_hash": ex.plan.hash,
             "waiting": [_waiting(ex.gate_requests[g]) for g in sorted(ex.waiting)]
-            if waiting
+            if status == "waiting_approval"
             else [],
         }
     )

@@ -29,7 +29,7 @@ steps:
     compensate: {action: refund, with: {payment_id: x}, idempotency_key: c1-refund}
   - id: wait
     action: slow
-    with: {order_id: c1, seconds: 5}
+    with: {order_id: c1, seconds: 60}
     idempotency_key: c1-slow
   - id: never
     action: charge
@@ -71,8 +71,9 @@ def test_cancel_stops_a_running_process_and_compensates(tmp_path: Path) -> None:
     asked = time.monotonic()
     cancel = sagac("cancel", run_id, "--reason", "customer called", "--as", "ops", "--store", store)
     assert cancel.returncode == 0 and "recorded" in cancel.stdout
-    out, err = proc.communicate(timeout=20)
-    assert time.monotonic() - asked < 4, "the in-flight step was not cancelled"
+    # The step sleeps 60 s, so even a slow machine's CLI start-up cannot let it finish first.
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - asked < 10, "the in-flight step was not cancelled"
     assert proc.returncode == 1, err
     report = json.loads(out)
     assert report["status"] == "compensated"
