@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import errno
 import functools
 import json
 import os
@@ -96,8 +98,12 @@ def run(args: argparse.Namespace) -> int:
                 raise UsageError(f"cannot write events to {args.events}: {e.strerror}") from None
 
         def on_event(event: dict[str, Any]) -> None:
+            nonlocal events_file
             if events_file is not None:
-                events_file.write(json.dumps(event, default=str) + "\n")
+                try:
+                    events_file.write(json.dumps(event, default=str) + "\n")
+                except OSError as e:  # output never ends a run: the journal has every event
+                    events_file = _drop_events(events_file, args.events, e)
             progress.show(event)
 
         try:
@@ -107,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
             )
         finally:
             if events_file is not None:
-                events_file.close()
+                with contextlib.suppress(OSError):
+                    events_file.close()
     except InputError as e:
         head = e.message.split(": ", 1)[0] if e.problems else e.message
         print(f"sagac: error[{e.code}]: {head}", file=sys.stderr)
@@ -137,6 +144,18 @@ async def _run(
     finally:
         await aclose_clients()
         await store.close()
+
+
+def _drop_events(file: IO[str], name: str, error: OSError) -> None:
+    """Stop writing `--events` after a failed write (a reader that left, a full disk)."""
+    with contextlib.suppress(OSError):
+        file.close()
+    if error.errno != errno.EPIPE:
+        print(
+            f"sagac: warning: cannot write events to {name} ({error.strerror}): stopped "
+            "writing them; the run goes on (`sagac events RUN_ID` shows its journal)",
+            file=sys.stderr,
+        )
 
 
 def _fancy(stream: IO[str]) -> bool:
