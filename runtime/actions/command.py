@@ -10,6 +10,10 @@ Exit 0: stdout parsed as JSON, or `{"stdout": "<text>"}` when it is not JSON (em
 null). Any other exit, a signal, or an executable that cannot be started is `COMMAND_FAILED`
 with `detail = {"exit_code": N, "stderr_tail": "..."}`.
 
+Output is read as it comes, never whole: stdout up to `READ_LIMIT` (8 MiB; past it the process
+group is stopped and the attempt fails with RESULT_TOO_LARGE), and only the last few KB of
+stderr, so an attempt's memory stays bounded whatever the command prints.
+
 Cancellation (the executor's timeout, a cancelled run): the process and everything it started
 (it leads its own process group) get SIGTERM, then SIGKILL after `KILL_GRACE` seconds, and are
 reaped before the CancelledError goes on.
@@ -27,12 +31,14 @@ from typing import Any
 
 from sagac.compiler.ir import CommandAction
 from sagac.runtime.actions.context import StepContext
+from sagac.runtime.actions.limits import READ_LIMIT, too_large
 from sagac.runtime.errors import StepError
 
 __all__ = ["KILL_GRACE", "run_command"]
 
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on cancellation
 STDERR_TAIL = 2000  # characters of stderr kept for the report
+CHUNK = 64 * 1024  # bytes read from a pipe at a time
 _POSIX = os.name == "posix"
 
 
@@ -65,14 +71,9 @@ async def run_command(spec: CommandAction, args: Any, ctx: StepContext) -> Any:
             {"exit_code": None, "stderr_tail": ""},
         ) from None
 
-    try:
-        stdout, stderr = await proc.communicate(stdin)
-    except BaseException:
-        await _stop(proc)
-        raise
-
+    stdout, stderr = await _collect(proc, stdin, spec.argv[0])
     code = proc.returncode
-    assert code is not None  # communicate() waited for the exit
+    assert code is not None  # _collect waited for the exit
     if code != 0:
         tail = _tail(stderr.decode(errors="replace"))
         how = f"exit {code}" if code > 0 else f"killed by {_signal_name(-code)}"
@@ -89,6 +90,64 @@ async def run_command(spec: CommandAction, args: Any, ctx: StepContext) -> Any:
         return json.loads(text)
     except ValueError:
         return {"stdout": text}
+
+
+async def _collect(
+    proc: asyncio.subprocess.Process, stdin: bytes, name: str
+) -> tuple[bytes, bytes]:
+    """Feed stdin, read stdout (up to READ_LIMIT) and the tail of stderr as they come, and wait
+    for the exit. Past the limit, or on cancellation, the process group is stopped first."""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    tasks = [
+        asyncio.ensure_future(_read_limited(proc.stdout, READ_LIMIT)),
+        asyncio.ensure_future(_read_tail(proc.stderr, STDERR_TAIL * 4)),
+        asyncio.ensure_future(_feed(proc.stdin, stdin)),
+    ]
+    try:
+        stdout = await tasks[0]
+        if stdout is None:
+            await _stop(proc)
+            raise too_large(
+                f"the stdout of {name}", "print only what later steps need (the result is stdout)"
+            )
+        stderr = await tasks[1]
+        await tasks[2]
+        await proc.wait()
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await _stop(proc)
+        raise
+    return stdout, stderr
+
+
+async def _read_limited(stream: asyncio.StreamReader, limit: int) -> bytes | None:
+    """Everything up to EOF, or None as soon as it is more than `limit` bytes."""
+    out = bytearray()
+    while chunk := await stream.read(CHUNK):
+        if len(out) + len(chunk) > limit:
+            return None
+        out += chunk
+    return bytes(out)
+
+
+async def _read_tail(stream: asyncio.StreamReader, keep: int) -> bytes:
+    """The last `keep` bytes up to EOF (stderr: only its end is reported)."""
+    tail = bytearray()
+    while chunk := await stream.read(CHUNK):
+        tail += chunk
+        del tail[:-keep]
+    return bytes(tail)
+
+
+async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
+    """Write the arguments; a process that exits without reading them is not an error."""
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        stdin.write(data)
+        await stdin.drain()
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        stdin.close()
 
 
 def _executable(program: str, base_dir: Path | None) -> str:
