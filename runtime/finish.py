@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 
 async def finish(ex: Executor, status: str, output: Any) -> RunReport:
+    ex.ending = True
     failure = ex.failure
     needs = []
     for c in ex.comp_log:

@@ -66,7 +66,8 @@ class RunState:
     batches: dict[str, int] = field(default_factory=dict)  # foreach id -> last batch done
     items_done: dict[str, ItemsDone] = field(default_factory=dict)  # foreach id -> checkpoints
     failure: dict[str, Any] | None = None  # set once the run entered compensation
-    status: str = "running"  # last known: running | waiting_approval | a final status
+    processes: list[Event] = field(default_factory=list)  # process_started: groups to end
+    status: str = "running"  # last known: running | interrupted | waiting_approval | final
     final_event: Event | None = None
 
     @property
@@ -171,6 +172,10 @@ def replay(events: Iterable[Event]) -> RunState:
                     "error": err,
                 }
             )
+        elif t == "process_started":
+            s.processes.append(e)
+        elif t == "saga_interrupted":
+            s.status = "interrupted"
         elif t == "saga_waiting":
             s.status = "waiting_approval"
         elif t in ("saga_completed", "saga_failed"):

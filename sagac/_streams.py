@@ -69,7 +69,7 @@ def guarded_output() -> Iterator[None]:
     """`sys.stdout` and `sys.stderr` guarded for the block; flushed (guarded) on the way out."""
     saved = sys.stdout, sys.stderr
     out, err = GuardedStream(saved[0], "stdout"), GuardedStream(saved[1], "stderr")
-    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+    sys.stdout, sys.stderr = out, err
     try:
         yield
     finally:

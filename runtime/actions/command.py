@@ -16,7 +16,9 @@ stderr, so an attempt's memory stays bounded whatever the command prints.
 
 Cancellation (the executor's timeout, a cancelled run): the process and everything it started
 (it leads its own process group) get SIGTERM, then SIGKILL after `KILL_GRACE` seconds, and are
-reaped before the CancelledError goes on.
+reaped before the CancelledError goes on. The group's id is handed to `StepContext.on_process`
+as soon as it started: the executor journals it (`process_started`), so that a resume after
+sagac itself was killed ends a group left behind before running the step again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import json
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +74,7 @@ async def run_command(spec: CommandAction, args: Any, ctx: StepContext) -> Any:
             {"exit_code": None, "stderr_tail": ""},
         ) from None
 
-    stdout, stderr = await _collect(proc, stdin, spec.argv[0])
+    stdout, stderr = await _collect(proc, stdin, spec.argv[0], ctx.on_process)
     code = proc.returncode
     assert code is not None  # _collect waited for the exit
     if code != 0:
@@ -93,25 +96,30 @@ async def run_command(spec: CommandAction, args: Any, ctx: StepContext) -> Any:
 
 
 async def _collect(
-    proc: asyncio.subprocess.Process, stdin: bytes, name: str
+    proc: asyncio.subprocess.Process,
+    stdin: bytes,
+    name: str,
+    on_process: Callable[[int], Awaitable[None]] | None,
 ) -> tuple[bytes, bytes]:
-    """Feed stdin, read stdout (up to READ_LIMIT) and the tail of stderr as they come, and wait
-    for the exit. Past the limit, or on cancellation, the process group is stopped first."""
+    """Report the process group (`on_process`), feed stdin, read stdout (up to READ_LIMIT) and
+    the tail of stderr as they come, and wait for the exit. Past the limit, when the report
+    fails, or on cancellation, the process group is stopped first."""
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    tasks = [
-        asyncio.ensure_future(_read_limited(proc.stdout, READ_LIMIT)),
-        asyncio.ensure_future(_read_tail(proc.stderr, STDERR_TAIL * 4)),
-        asyncio.ensure_future(_feed(proc.stdin, stdin)),
-    ]
+    out_task = asyncio.ensure_future(_read_limited(proc.stdout, READ_LIMIT))
+    err_task = asyncio.ensure_future(_read_tail(proc.stderr, STDERR_TAIL * 4))
+    feed_task = asyncio.ensure_future(_feed(proc.stdin, stdin))
+    tasks: list[asyncio.Future[Any]] = [out_task, err_task, feed_task]
     try:
-        stdout = await tasks[0]
+        if on_process is not None:
+            await on_process(proc.pid)  # it leads its own group: the group id is its pid
+        stdout = await out_task
         if stdout is None:
             await _stop(proc)
             raise too_large(
                 f"the stdout of {name}", "print only what later steps need (the result is stdout)"
             )
-        stderr = await tasks[1]
-        await tasks[2]
+        stderr = await err_task
+        await feed_task
         await proc.wait()
     except BaseException:
         for t in tasks:

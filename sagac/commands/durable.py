@@ -111,6 +111,9 @@ def resume(args: argparse.Namespace) -> int:
                 resume_all(store, force=args.force, on_event=progress.show),
             )
         )
+        stopped = interrupted(outcomes)
+        if stopped is not None:
+            return stopped
         worst = 0
         for run_id, out in outcomes:
             if isinstance(out, Exception):
@@ -131,6 +134,9 @@ def resume(args: argparse.Namespace) -> int:
             ),
         )
     )
+    stopped = interrupted(report)
+    if stopped is not None:
+        return stopped
     _print_report(report, args.json)
     return int(report.exit_code)
 
@@ -162,6 +168,9 @@ def cancel(args: argparse.Namespace) -> int:
     report = asyncio.run(_closing(store, go()))
     if report is None:
         return 0
+    stopped = interrupted(report)
+    if stopped is not None:
+        return stopped
     _print_report(report, args.json)
     return int(report.exit_code)
 
@@ -210,15 +219,48 @@ def decide(args: argparse.Namespace) -> int:
     report = asyncio.run(_closing(store, go()))
     if report is None:
         return 0
+    stopped = interrupted(report)
+    if stopped is not None:
+        return stopped
     _print_report(report, args.json)
     return int(report.exit_code)
 
 
 async def _closing(store: Any, coro: Any) -> Any:
+    """Await `coro` (which drives runs) and close what it used. A SIGINT or SIGTERM stops it
+    cleanly (see `sagac.runtime.interrupts`); then the `Interrupt` is returned instead."""
     from sagac.runtime.actions import aclose_clients
+    from sagac.runtime.interrupts import stop_on_signals
 
     try:
-        return await coro
+        with stop_on_signals() as interrupt:
+            try:
+                return await coro
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if interrupt.signal is None or task is None:
+                    raise
+                task.uncancel()
+                return interrupt
     finally:
         await aclose_clients()
         await store.close()
+
+
+def interrupted(outcome: Any) -> int | None:
+    """When a signal stopped the command: say which runs it left resumable and how to go
+    on; the exit code (128 + the signal's number). None for any other outcome."""
+    from sagac.runtime.interrupts import Interrupt
+
+    if not isinstance(outcome, Interrupt):
+        return None
+    for run_id in outcome.runs:
+        print(
+            f"sagac: run {run_id} stopped by {outcome.name}: its work in flight was stopped, "
+            f"nothing was undone, and it is resumable (status interrupted). Continue it with:\n"
+            f"  sagac resume {run_id}",
+            file=sys.stderr,
+        )
+    if not outcome.runs:
+        print(f"sagac: stopped by {outcome.name}", file=sys.stderr)
+    return outcome.exit_code

@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     events_file.write(json.dumps(event, default=str) + "\n")
                 except OSError as e:  # output never ends a run: the journal has every event
-                    events_file = _drop_events(events_file, args.events, e)
+                    _drop_events(events_file, args.events, e)
+                    events_file = None
             progress.show(event)
 
         try:
@@ -115,6 +116,12 @@ def run(args: argparse.Namespace) -> int:
             if events_file is not None:
                 with contextlib.suppress(OSError):
                     events_file.close()
+        from .durable import interrupted
+
+        stopped = interrupted(report)
+        if stopped is not None:
+            progress.batches.close()
+            return stopped
     except InputError as e:
         head = e.message.split(": ", 1)[0] if e.problems else e.message
         print(f"sagac: error[{e.code}]: {head}", file=sys.stderr)
@@ -137,13 +144,10 @@ def run(args: argparse.Namespace) -> int:
 async def _run(
     arun: Any, plan: Any, data: Any, store: Any, on_event: Any, fail: Any, simulate: bool
 ) -> Any:
-    from sagac.runtime.actions import aclose_clients
+    from .durable import _closing
 
-    try:
-        return await arun(plan, data, store=store, on_event=on_event, fail=fail, simulate=simulate)
-    finally:
-        await aclose_clients()
-        await store.close()
+    started = arun(plan, data, store=store, on_event=on_event, fail=fail, simulate=simulate)
+    return await _closing(store, started)
 
 
 def _drop_events(file: IO[str], name: str, error: OSError) -> None:
@@ -240,6 +244,14 @@ def describe(e: dict[str, Any]) -> str | None:
         return f"  ✗ undo of {step} failed: {err.get('code')}: {err.get('message', '')}"
     if t in ("saga_completed", "saga_failed", "saga_waiting"):
         return f"■ {e['status']}"
+    if t == "saga_interrupted":
+        return f"■ interrupted by {e['signal']}"
+    if t == "saga_resumed" and e.get("ended_processes"):
+        return "\n".join(
+            f"  ⊘ ended process group {p['pgid']} left running by {p['step']} "
+            f"(attempt {p.get('attempt')}): pids {', '.join(map(str, p['pids']))}"
+            for p in e["ended_processes"]
+        )
     return None
 
 
