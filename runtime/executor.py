@@ -206,7 +206,7 @@ class Executor:
             self.started_wall = _epoch(state.started_at) or self.started_wall
             self.t0 -= max(self.clock.now() - self.started_wall, 0.0)
             # Process groups a killed driver left running: ended before anything runs again.
-            ended = await end_orphans(self.run_id, state.processes) if state.processes else []
+            ended = await end_orphans(self.run_id, list(state.processes.values()))
             await self.store.update_run(self.run_id, "running")
             resumed: dict[str, Any] = {"from_seq": state.last_seq}
             if ended:

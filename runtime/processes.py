@@ -1,10 +1,12 @@
 """Process groups of command actions: journaled when they start, ended on resume if left behind.
 
 A command action runs in its own process group (it leads a new session), so a cancelled attempt
-can stop it and everything it started. When sagac itself is killed (SIGKILL, a power cut of the
-parent only, the OOM killer), nothing stops the group: it goes on while a resume re-runs its
+can stop it and everything it started. When sagac itself is killed (SIGKILL, the OOM killer),
+nothing stops the group: it goes on while a resume re-runs its
 step. So each group is journaled when it starts (`process_started`: `identity(pid)`), and a
-resume first ends the groups its journal names (`end_orphans`), before anything runs again.
+resume first ends the groups of attempts its journal never saw end (`end_orphans`), before
+anything runs again. A group of an attempt that ended is left alone: what a command that
+completed left running in the background is its own business.
 
 A process group id is a process id, and ids are reused. A process is signalled only when all of
 these hold (Linux, via /proc): it is on the host and in the boot the group was recorded on; its
@@ -128,7 +130,7 @@ async def end_orphans(run_id: str, records: Iterable[Mapping[str, Any]]) -> list
     """End the process groups of `records` (`process_started` events) that are still alive and
     provably this run's: SIGTERM, then SIGKILL after GRACE. Returns, per group ended, its step,
     attempt, group id and the pids signalled."""
-    if not os.path.isdir(f"{PROC}/self"):
+    if not records or not os.path.isdir(f"{PROC}/self"):
         return []
     host, boot = socket.gethostname(), _boot_id()
     marker = b"SAGAC_RUN_ID=" + run_id.encode()

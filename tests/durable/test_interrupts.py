@@ -47,11 +47,12 @@ child.kill()
 print(json.dumps({"alive_before": [p for p in earlier if alive(p)]}))
 """
 
+# `first` completes, leaving a process in the background (in its group): never ended.
 SAGA = """\
 saga: stoppable
 actions:
   tool: {{command: ["{python}", "{tool}", "{here}"]}}
-  quick: {{mock: {{result: {{ok: true}}}}}}
+  quick: {{command: ["sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $! > {here}/bg; echo {{}}"]}}
 steps:
   - {{id: first, action: quick}}
   - {{id: work, action: tool, after: [first]}}
@@ -79,6 +80,18 @@ def setup(tmp_path: Path) -> tuple[Path, str]:
     saga = tmp_path / "stoppable.yaml"
     saga.write_text(SAGA.format(python=sys.executable, tool=tool, here=tmp_path))
     return saga, f"sqlite:///{tmp_path / 'journal.db'}"
+
+
+@pytest.fixture(autouse=True)
+def _background(tmp_path: Path) -> Any:
+    """`first`'s background process: alive after the test (it was never the run's to end),
+    then stopped."""
+    yield
+    bg = tmp_path / "bg"
+    if bg.exists():
+        pid = int(bg.read_text())
+        assert alive(pid)
+        os.kill(pid, signal.SIGKILL)
 
 
 def start(saga: Path, store: str) -> subprocess.Popen[str]:
