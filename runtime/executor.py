@@ -41,7 +41,7 @@ from .gates import run_gate
 from .groups import run_group
 from .interrupts import received
 from .journal import RunState
-from .leases import lease_lost
+from .leases import lease_lost, supports_leases
 from .outcomes import HALTED, NodeFailed, Undo, error_dict
 from .phases import run_on_failure, run_steps
 from .prepared import prepared
@@ -176,7 +176,8 @@ class Executor:
             await self.store.update_run(self.run_id, "interrupted")
         except Exception:  # the journal stays as a crash leaves it: resumable all the same
             return
-        interrupt.runs.append(self.run_id)
+        if supports_leases(self.store):  # a store another process can resume it from
+            interrupt.runs.append(self.run_id)
 
     async def _run(self) -> RunReport:
         state = self.state

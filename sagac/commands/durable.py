@@ -262,5 +262,8 @@ def interrupted(outcome: Any) -> int | None:
             file=sys.stderr,
         )
     if not outcome.runs:
-        print(f"sagac: stopped by {outcome.name}", file=sys.stderr)
+        print(
+            f"sagac: stopped by {outcome.name} (no run in a durable journal to resume)",
+            file=sys.stderr,
+        )
     return outcome.exit_code
