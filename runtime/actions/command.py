@@ -124,8 +124,10 @@ async def _collect(
     except BaseException:
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await _stop(proc)
+        try:
+            await _stop(proc)  # first: a second cancellation must not skip it
+        finally:
+            await asyncio.gather(*tasks, return_exceptions=True)
         raise
     return stdout, stderr
 
