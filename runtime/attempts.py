@@ -13,6 +13,7 @@ the node that called it does both, once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import sys
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ from sagac.runtime.errors import StepError
 
 from .clock import Clock
 from .outcomes import Undo, error_dict
+from .processes import identity
 from .retry import RetryState
 
 if TYPE_CHECKING:
@@ -108,7 +110,7 @@ async def run_attempts(
                     raise TimeoutError
                 result = instant(attempt)
             else:
-                ctx = step_context(ex, nid, attempt, key, limit, item_index)
+                ctx = step_context(ex, nid, attempt, key, limit, item_index, spec=spec)
                 result = await call_action(ex, spec, args, ctx, limit, scope)
             exc: StepError | None = None
             if isinstance(result, StepError):
@@ -176,9 +178,14 @@ def step_context(
     limit: float | None,
     item_index: int | None,
     compensating: bool = False,
+    spec: Any = None,
 ) -> StepContext:
-    """What an action sees of its attempt; `limit` seconds from now is its deadline."""
+    """What an action sees of its attempt; `limit` seconds from now is its deadline. A command
+    action (`spec`) also gets the hook that journals its process group."""
     deadline = None if limit is None else ex.clock.now() + limit
+    hook = None
+    if isinstance(spec, ir.CommandAction):
+        hook = functools.partial(_process_started, ex, nid, attempt, item_index, compensating)
     return StepContext(
         ex.run_id,
         ex.plan.saga,
@@ -189,7 +196,20 @@ def step_context(
         item_index,
         compensating,
         ex.prep.base_dir,
+        hook,
     )
+
+
+async def _process_started(
+    ex: Executor, nid: str, attempt: int, item_index: int | None, compensating: bool, pgid: int
+) -> None:
+    """Journal a command's process group (durable before its output is read): a resume after
+    sagac was killed ends it before the step runs again (`processes.end_orphans`)."""
+    fields = {**ex._where(nid, item_index), "attempt": attempt}
+    if compensating:
+        fields["compensation"] = True
+    fields.update(identity(pgid))
+    await ex.journal.emit("process_started", fields)
 
 
 def attempt_limit(

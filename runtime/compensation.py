@@ -158,7 +158,7 @@ async def compensate_one(ex: Executor, u: Undo) -> bool:
                     raise TimeoutError
                 result = instant(attempt)
             else:
-                ctx = step_context(ex, u.step, attempt, key, comp.timeout, u.item_index, True)
+                ctx = step_context(ex, u.step, attempt, key, comp.timeout, u.item_index, True, spec)
                 result = await call_action(ex, spec, args, ctx, comp.timeout, scope)
             if isinstance(result, StepError):
                 raise result

@@ -24,7 +24,10 @@ EventCallback = Callable[[Event], Awaitable[None] | None]
 # brackets). `docs/runtime.md` documents the same table.
 EVENT_FIELDS: dict[str, str] = {
     "saga_started": "saga, version, definition_hash, input, [resumed], [simulate], [fail]",
-    "saga_resumed": "from_seq, active_ms",
+    "saga_resumed": "from_seq, active_ms, [ended_processes]",
+    "saga_interrupted": "signal",
+    "process_started": "step, attempt, pgid, host, boot, start, [branch], [item_index],"
+    " [compensation]",
     "step_started": "step, attempt, idempotency_key, [branch], [item_index], [kind]",
     "step_retrying": "step, attempt, max_attempts, delay_ms, error, [branch], [item_index],"
     " [cursor]",

@@ -39,10 +39,13 @@ from .finish import finish
 from .foreach import run_foreach
 from .gates import run_gate
 from .groups import run_group
+from .interrupts import received
 from .journal import RunState
+from .leases import lease_lost, supports_leases
 from .outcomes import HALTED, NodeFailed, Undo, error_dict
 from .phases import run_on_failure, run_steps
 from .prepared import prepared
+from .processes import end_orphans
 from .report import RunReport
 from .restore import restore
 from .store.base import RunRecord, Store
@@ -106,6 +109,7 @@ class Executor:
         self.halting = False
         self.waiting: set[str] = set()
         self.aborting = False
+        self.ending = False  # the run's last event is being written: a signal changes nothing
         self.internal: set[asyncio.Task[Any]] = set()
         self.saga_deadline_at: float | None = None
         self.saga_timed_out = False
@@ -159,6 +163,28 @@ class Executor:
     # -- the run ------------------------------------------------------------------------
 
     async def run(self) -> RunReport:
+        try:
+            return await self._run()
+        except asyncio.CancelledError:
+            await self._interrupted()
+            raise
+
+    async def _interrupted(self) -> None:
+        """Cancelled from outside: when a signal did it (`interrupts.stop_on_signals`), the run
+        still holds its lease and has not begun to end, journal `saga_interrupted` and mark the
+        run `interrupted` (resumable). Anything else (a lost lease, a crash) writes nothing."""
+        interrupt = received()
+        if interrupt is None or self.ending or lease_lost(self.run_id):
+            return
+        try:
+            await self.emit("saga_interrupted", {"signal": interrupt.name})
+            await self.store.update_run(self.run_id, "interrupted")
+        except Exception:  # the journal stays as a crash leaves it: resumable all the same
+            return
+        if supports_leases(self.store):  # a store another process can resume it from
+            interrupt.runs.append(self.run_id)
+
+    async def _run(self) -> RunReport:
         state = self.state
         if state is None or not state.last_seq:  # new, or it crashed before its first commit
             if state is None:
@@ -189,11 +215,16 @@ class Executor:
         else:
             self.started_wall = _epoch(state.started_at) or self.started_wall
             self.t0 -= max(self.clock.now() - self.started_wall, 0.0)
+            # Process groups a killed driver left running: ended before anything runs again.
+            ended = await end_orphans(self.run_id, list(state.processes.values()))
             await self.store.update_run(self.run_id, "running")
-            await self.emit(
-                "saga_resumed",
-                {"from_seq": state.last_seq, "active_ms": int(self.active_before * 1000)},
-            )
+            resumed: dict[str, Any] = {
+                "from_seq": state.last_seq,
+                "active_ms": int(self.active_before * 1000),
+            }
+            if ended:
+                resumed["ended_processes"] = ended
+            await self.emit("saga_resumed", resumed)
             restore(self, state)
 
         if state is not None and state.failure is not None:

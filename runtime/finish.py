@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 
 async def finish(ex: Executor, status: str, output: Any) -> RunReport:
+    ex.ending = True
     report = build_report(ex, status, output)
     needs, duration = report.needs_attention, report.duration_ms
     shown_failure, shown_output = ex.redact(ex.failure), ex.redact(output)

@@ -335,7 +335,7 @@ async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, An
             started = clock.monotonic()
             saga_at = ex.saga_deadline_at
             limit, binding = attempt_limit(started, node.timeout, deadline_at, saga_at)
-            ctx = step_context(ex, nid, attempt, key, limit, i)
+            ctx = step_context(ex, nid, attempt, key, limit, i, spec=spec)
             try:
                 result = await call_action(ex, spec, args, ctx, limit, iscope)
                 exc: StepError | None = result if isinstance(result, StepError) else None

@@ -67,7 +67,10 @@ class RunState:
     batches: dict[str, int] = field(default_factory=dict)  # foreach id -> last batch done
     items_done: dict[str, ItemsDone] = field(default_factory=dict)  # foreach id -> checkpoints
     failure: dict[str, Any] | None = None  # set once the run entered compensation
-    status: str = "running"  # last known: running | waiting_approval | a final status
+    # Command attempts whose process group started and that never ended (process_started
+    # without a later end of the same attempt): what a resume ends if they are still alive.
+    processes: dict[tuple[str, int | None, int, bool], Event] = field(default_factory=dict)
+    status: str = "running"  # last known: running | interrupted | waiting_approval | final
     final_event: Event | None = None
     simulate: bool = False  # started with `--simulate`: a resume simulates too
     fail: dict[str, str] = field(default_factory=dict)  # started with `--fail STEP=CODE`
@@ -108,6 +111,8 @@ def replay(events: Iterable[Event]) -> RunState:
     for e in events:
         t = e["type"]
         s.last_seq = e["seq"]
+        if s.processes and t in _ATTEMPT_ENDS:
+            _attempt_ended(s.processes, e, t)
         s.run_id = e["run_id"]
         if t != "approval_decided":  # written by whoever decided, not by a run's process
             s.active_until = e["at"]
@@ -197,6 +202,10 @@ def replay(events: Iterable[Event]) -> RunState:
                     "error": err,
                 }
             )
+        elif t == "process_started":
+            s.processes[_attempt(e, bool(e.get("compensation")))] = e
+        elif t == "saga_interrupted":
+            s.status = "interrupted"
         elif t == "saga_waiting":
             s.status = "waiting_approval"
             if "active_ms" in e:
@@ -210,6 +219,35 @@ def replay(events: Iterable[Event]) -> RunState:
 def _epoch(text: str) -> float:
     """Epoch seconds of an event's `at` (RFC 3339, UTC)."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+_ATTEMPT_ENDS = frozenset(
+    {
+        "step_completed",
+        "step_failed",
+        "step_retrying",
+        "compensation_completed",
+        "compensation_failed",
+        "batch_progress",
+    }
+)
+
+
+def _attempt(e: Event, compensation: bool) -> tuple[str, int | None, int, bool]:
+    return (e["step"], e.get("item_index"), e.get("attempt", 0), compensation)
+
+
+def _attempt_ended(
+    processes: dict[tuple[str, int | None, int, bool], Event], e: Event, t: str
+) -> None:
+    """Forget the process groups of attempts that `e` says ended (a foreach item's completion
+    is in its batch_progress, by index)."""
+    if t == "batch_progress":
+        done = set(e.get("completed") or ())
+        for key in [k for k in processes if k[0] == e["step"] and k[1] in done and not k[3]]:
+            del processes[key]
+    else:
+        processes.pop(_attempt(e, t.startswith("compensation")), None)
 
 
 def _error_of(e: Event, phase: str | None = None) -> dict[str, Any]:

@@ -49,6 +49,12 @@ def _who(pid: int) -> str:
     return f"{user}@{socket.gethostname()}:{pid}"
 
 
+def lease_lost(run_id: str) -> bool:
+    """Whether the current task held `run_id`'s lease and lost it: then it must write nothing."""
+    lease = (_HELD.get() or {}).get(run_id)
+    return lease is not None and lease.lost
+
+
 def supports_leases(store: Store) -> bool:
     return hasattr(store, "acquire_lease")
 

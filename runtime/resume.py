@@ -214,10 +214,11 @@ def _only(data: Mapping[str, Any], model: Any) -> dict[str, Any]:
 
 
 async def runnable(store: Store) -> list[RunRecord]:
-    """Unfinished runs that a resume would move on: running ones (crashed, or interrupted),
-    and waiting ones with a decision, an overdue gate or a cancel request."""
+    """Unfinished runs that a resume would move on: running ones (crashed), interrupted ones
+    (stopped by a signal), and waiting ones with a decision, an overdue gate or a cancel
+    request."""
     out = []
-    for status in ("running", "waiting_approval"):
+    for status in ("running", "interrupted", "waiting_approval"):
         for record in await store.list_runs(status=status, limit=1_000_000):
             if status == "waiting_approval" and not await _has_news(store, record):
                 continue

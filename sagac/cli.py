@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 failed and compensated, 2 compensation failed, "
         "3 waiting for approval, 4 invalid input, 64 usage, 65 invalid or changed saga, "
         "70 journal store error, 73 cannot write an output file, 75 run held by another "
-        "process, 77 not permitted.",
+        "process, 77 not permitted, 130/143 stopped by SIGINT/SIGTERM (the run is resumable).",
     )
     parser.add_argument("--version", action="version", version=f"sagac {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from sagac._streams import guarded_output
+
+    with guarded_output():  # a closed stdout or stderr drops output, never ends a run
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -66,8 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sagac: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

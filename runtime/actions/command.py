@@ -10,9 +10,15 @@ Exit 0: stdout parsed as JSON, or `{"stdout": "<text>"}` when it is not JSON (em
 null). Any other exit, a signal, or an executable that cannot be started is `COMMAND_FAILED`
 with `detail = {"exit_code": N, "stderr_tail": "..."}`.
 
+Output is read as it comes, never whole: stdout up to `READ_LIMIT` (8 MiB; past it the process
+group is stopped and the attempt fails with RESULT_TOO_LARGE), and only the last few KB of
+stderr, so an attempt's memory stays bounded whatever the command prints.
+
 Cancellation (the executor's timeout, a cancelled run): the process and everything it started
 (it leads its own process group) get SIGTERM, then SIGKILL after `KILL_GRACE` seconds, and are
-reaped before the CancelledError goes on.
+reaped before the CancelledError goes on. The group's id is handed to `StepContext.on_process`
+as soon as it started: the executor journals it (`process_started`), so that a resume after
+sagac itself was killed ends a group left behind before running the step again.
 """
 
 from __future__ import annotations
@@ -22,17 +28,20 @@ import contextlib
 import json
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from sagac.compiler.ir import CommandAction
 from sagac.runtime.actions.context import StepContext
+from sagac.runtime.actions.limits import READ_LIMIT, too_large
 from sagac.runtime.errors import StepError
 
 __all__ = ["KILL_GRACE", "run_command"]
 
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on cancellation
 STDERR_TAIL = 2000  # characters of stderr kept for the report
+CHUNK = 64 * 1024  # bytes read from a pipe at a time
 _POSIX = os.name == "posix"
 
 
@@ -65,14 +74,9 @@ async def run_command(spec: CommandAction, args: Any, ctx: StepContext) -> Any:
             {"exit_code": None, "stderr_tail": ""},
         ) from None
 
-    try:
-        stdout, stderr = await proc.communicate(stdin)
-    except BaseException:
-        await _stop(proc)
-        raise
-
+    stdout, stderr = await _collect(proc, stdin, spec.argv[0], ctx.on_process)
     code = proc.returncode
-    assert code is not None  # communicate() waited for the exit
+    assert code is not None  # _collect waited for the exit
     if code != 0:
         tail = _tail(stderr.decode(errors="replace"))
         how = f"exit {code}" if code > 0 else f"killed by {_signal_name(-code)}"
@@ -89,6 +93,71 @@ async def run_command(spec: CommandAction, args: Any, ctx: StepContext) -> Any:
         return json.loads(text)
     except ValueError:
         return {"stdout": text}
+
+
+async def _collect(
+    proc: asyncio.subprocess.Process,
+    stdin: bytes,
+    name: str,
+    on_process: Callable[[int], Awaitable[None]] | None,
+) -> tuple[bytes, bytes]:
+    """Report the process group (`on_process`), feed stdin, read stdout (up to READ_LIMIT) and
+    the tail of stderr as they come, and wait for the exit. Past the limit, when the report
+    fails, or on cancellation, the process group is stopped first."""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    out_task = asyncio.ensure_future(_read_limited(proc.stdout, READ_LIMIT))
+    err_task = asyncio.ensure_future(_read_tail(proc.stderr, STDERR_TAIL * 4))
+    feed_task = asyncio.ensure_future(_feed(proc.stdin, stdin))
+    tasks: list[asyncio.Future[Any]] = [out_task, err_task, feed_task]
+    try:
+        if on_process is not None:
+            await on_process(proc.pid)  # it leads its own group: the group id is its pid
+        stdout = await out_task
+        if stdout is None:
+            await _stop(proc)
+            raise too_large(
+                f"the stdout of {name}", "print only what later steps need (the result is stdout)"
+            )
+        stderr = await err_task
+        await feed_task
+        await proc.wait()
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        try:
+            await _stop(proc)  # first: a second cancellation must not skip it
+        finally:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return stdout, stderr
+
+
+async def _read_limited(stream: asyncio.StreamReader, limit: int) -> bytes | None:
+    """Everything up to EOF, or None as soon as it is more than `limit` bytes."""
+    out = bytearray()
+    while chunk := await stream.read(CHUNK):
+        if len(out) + len(chunk) > limit:
+            return None
+        out += chunk
+    return bytes(out)
+
+
+async def _read_tail(stream: asyncio.StreamReader, keep: int) -> bytes:
+    """The last `keep` bytes up to EOF (stderr: only its end is reported)."""
+    tail = bytearray()
+    while chunk := await stream.read(CHUNK):
+        tail += chunk
+        del tail[:-keep]
+    return bytes(tail)
+
+
+async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
+    """Write the arguments; a process that exits without reading them is not an error."""
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        stdin.write(data)
+        await stdin.drain()
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        stdin.close()
 
 
 def _executable(program: str, base_dir: Path | None) -> str:

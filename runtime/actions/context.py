@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,3 +20,6 @@ class StepContext:
     item_index: int | None = None  # inside a foreach
     compensation: bool = False  # True when this call undoes the step
     base_dir: Path | None = None  # the saga file's folder: python actions import from here
+    # Called by a command action with its process group's id once it started, before its
+    # output is read: the executor journals the group, so a resume after a crash can end it.
+    on_process: Callable[[int], Awaitable[None]] | None = None

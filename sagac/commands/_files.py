@@ -9,6 +9,7 @@ message naming the path, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -89,7 +90,8 @@ class EventsFile:
             self.file.close()
         except OSError as e:
             self.error = self.error or e
-        if self.error is not None:
+        # A reader that went away (a closed pipe) is not worth a warning: the journal has it all.
+        if self.error is not None and self.error.errno != errno.EPIPE:
             print(
                 f"sagac: warning: the events file {self.path} is incomplete: {_reason(self.error)}",
                 file=sys.stderr,

@@ -159,6 +159,9 @@ def resume(args: argparse.Namespace) -> int:
     finally:
         if events is not None:
             events.close()
+    stopped = interrupted(outcomes if args.all else report)
+    if stopped is not None:
+        return stopped
     if not args.all:
         _print_report(report, args.json)
         return int(report.exit_code)
@@ -225,6 +228,9 @@ def cancel(args: argparse.Namespace) -> int:
                 )
             )
         return 0
+    stopped = interrupted(out)
+    if stopped is not None:
+        return stopped
     _print_report(out, args.json)
     return int(out.exit_code)
 
@@ -289,15 +295,51 @@ def decide(args: argparse.Namespace) -> int:
                 )
             )
         return 0
+    stopped = interrupted(out)
+    if stopped is not None:
+        return stopped
     _print_report(out, args.json)
     return int(out.exit_code)
 
 
 async def _closing(store: Any, coro: Any) -> Any:
+    """Await `coro` (which drives runs) and close what it used. A SIGINT or SIGTERM stops it
+    cleanly (see `sagac.runtime.interrupts`); then the `Interrupt` is returned instead."""
     from sagac.runtime.actions import aclose_clients
+    from sagac.runtime.interrupts import stop_on_signals
 
     try:
-        return await coro
+        with stop_on_signals() as interrupt:
+            try:
+                return await coro
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if interrupt.signal is None or task is None:
+                    raise
+                task.uncancel()
+                return interrupt
     finally:
         await aclose_clients()
         await store.close()
+
+
+def interrupted(outcome: Any) -> int | None:
+    """When a signal stopped the command: say which runs it left resumable and how to go
+    on; the exit code (128 + the signal's number). None for any other outcome."""
+    from sagac.runtime.interrupts import Interrupt
+
+    if not isinstance(outcome, Interrupt):
+        return None
+    for run_id in outcome.runs:
+        print(
+            f"sagac: run {run_id} stopped by {outcome.name}: its work in flight was stopped, "
+            f"nothing was undone, and it is resumable (status interrupted). Continue it with:\n"
+            f"  sagac resume {run_id}",
+            file=sys.stderr,
+        )
+    if not outcome.runs:
+        print(
+            f"sagac: stopped by {outcome.name} (no run in a durable journal to resume)",
+            file=sys.stderr,
+        )
+    return outcome.exit_code

@@ -115,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         validate_input(c.plan, data)  # before anything is opened or run
         events = EventsFile(args.events) if args.events else None
         store = stores.open_store(url)
-        on_event = event_sink(Progress(sys.stderr), events, seen)
+        progress = Progress(sys.stderr)
+        on_event = event_sink(progress, events, seen)
         try:
             begin = functools.partial(start, idempotency_key=args.idempotency_key, run_id=run_id)
             report = asyncio.run(
@@ -126,6 +127,12 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if events is not None:
                 events.close()
+        from .durable import interrupted
+
+        stopped = interrupted(report)
+        if stopped is not None:
+            progress.batches.close()
+            return stopped
     except InputError as e:
         head = e.message.split(": ", 1)[0] if e.problems else e.message
         print(f"sagac: error[{e.code}]: {head}", file=sys.stderr)
@@ -162,13 +169,10 @@ def event_sink(progress: Progress, events: EventsFile | None, seen: list[str] | 
 async def _run(
     arun: Any, plan: Any, data: Any, store: Any, on_event: Any, fail: Any, simulate: bool
 ) -> Any:
-    from sagac.runtime.actions import aclose_clients
+    from .durable import _closing
 
-    try:
-        return await arun(plan, data, store=store, on_event=on_event, fail=fail, simulate=simulate)
-    finally:
-        await aclose_clients()
-        await store.close()
+    started = arun(plan, data, store=store, on_event=on_event, fail=fail, simulate=simulate)
+    return await _closing(store, started)
 
 
 def _fancy(stream: IO[str]) -> bool:
@@ -254,6 +258,14 @@ def describe(e: dict[str, Any]) -> str | None:
         return f"  ✗ undo of {step} failed: {err.get('code')}: {err.get('message', '')}"
     if t in ("saga_completed", "saga_failed", "saga_waiting"):
         return f"■ {e['status']}"
+    if t == "saga_interrupted":
+        return f"■ interrupted by {e['signal']}"
+    if t == "saga_resumed" and e.get("ended_processes"):
+        return "\n".join(
+            f"  ⊘ ended process group {p['pgid']} left running by {p['step']} "
+            f"(attempt {p.get('attempt')}): pids {', '.join(map(str, p['pids']))}"
+            for p in e["ended_processes"]
+        )
     return None
 
 

@@ -369,3 +369,29 @@ def test_replay_counts_active_time_only():
     old = [started, _ev(2, "saga_waiting", "00:02.000", status="waiting_approval")]
     old.append(_ev(3, "saga_resumed", "10:00.000", from_seq=2))
     assert replay(old).active_seconds == 600.0
+
+
+def test_replay_keeps_the_process_groups_of_attempts_that_never_ended():
+    """What a resume ends: a command attempt's group, until its attempt's end is journaled (a
+    foreach item's completion: its index in a batch_progress)."""
+
+    def ev(seq, type_, **fields):
+        return {"type": type_, "run_id": "r", "seq": seq, "at": "", **fields}
+
+    def group(seq, step, attempt, pgid, **extra):
+        return ev(seq, "process_started", step=step, attempt=attempt, pgid=pgid, **extra)
+
+    state = replay(
+        [
+            group(1, "a", 1, 101),
+            ev(2, "step_retrying", step="a", attempt=1, delay_ms=0, error={}),
+            group(3, "a", 2, 102),
+            ev(4, "step_completed", step="a", attempt=2, result=None),
+            group(5, "items", 1, 201, item_index=0),
+            group(6, "items", 1, 202, item_index=1),
+            ev(7, "batch_progress", step="items", batch=1, completed=[0]),
+            group(8, "a", 1, 301, compensation=True),
+            group(9, "b", 1, 401),
+        ]
+    )
+    assert sorted(e["pgid"] for e in state.processes.values()) == [202, 301, 401]
