@@ -72,26 +72,37 @@ async def _parallel(ex: Executor, entries: list[Undo], stop_on_failure: bool) ->
     by_step: dict[str, list[Undo]] = {}
     for u in entries:
         by_step.setdefault(u.step, []).append(u)
-    done = {s: asyncio.Event() for s in by_step}
-    # s waits for t when t depended on s (s is one of t's ancestors).
-    waits = {
-        s: [t for t in by_step if t != s and s in ex.prep.ancestors.get(t, ())] for s in by_step
-    }
+    rank = {s: i for i, s in enumerate(by_step)}  # LIFO: who starts first when both may
+    waits, waiters = ex.prep.undo_graph()
+    pending = dict(waits)
+    may_start = {s: asyncio.Event() for s in by_step}
     stopped = False
+
+    def release(cleared: list[str], ready: list[str]) -> None:
+        """The compensations of `cleared` are done (or had nothing to undo): count them off
+        their waiters; a vertex with no compensation of this run clears at once."""
+        while cleared:
+            for w in waiters.get(cleared.pop(), ()):
+                pending[w] -= 1
+                if not pending[w]:
+                    (ready if w in may_start else cleared).append(w)
+        for s in sorted(ready, key=rank.__getitem__):
+            may_start[s].set()
 
     async def undo_step(s: str) -> None:
         nonlocal stopped
         try:
-            for t in waits[s]:
-                await done[t].wait()
+            await may_start[s].wait()
             for u in _each(ex, by_step[s]):
                 if stopped:
                     _not_run(ex, u)
                 elif not await compensate_one(ex, u) and stop_on_failure:
                     stopped = True
         finally:
-            done[s].set()
+            release([s], [])
 
+    free = [v for v, n in waits.items() if not n]  # nothing depended on them
+    release([v for v in free if v not in may_start], [v for v in free if v in may_start])
     tasks = [asyncio.create_task(undo_step(s)) for s in by_step]
     try:
         await asyncio.gather(*tasks)
