@@ -13,19 +13,14 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagac.commands._store import add_store_option, open_existing
 from sagac.compiler.errors import UsageError
-from sagac.compiler.formatting import format_text
-from sagac.compiler.pipeline import Compilation, compile_file
-from sagac.compiler.render import (
-    FORMATS,
-    overlay_from_events,
-    overlay_with_report,
-    render,
-    render_report_html,
-)
+from sagac.compiler.render import FORMATS
+
+if TYPE_CHECKING:  # the compiler and renderers load when a command runs, not for `--help`
+    from sagac.compiler.pipeline import Compilation
 
 EXIT_OK, EXIT_INVALID = 0, 65
 
@@ -115,6 +110,9 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 def _compile(file: str) -> Compilation | None:
     """The compilation of `file`, printing its diagnostics; None when it has errors."""
+    from sagac.compiler.formatting import format_text
+    from sagac.compiler.pipeline import compile_file
+
     c = compile_file(file)
     if c.diagnostics and (c.plan is None or not c.ok()):
         lines = {c.file: c.document.line_text} if c.document else {}
@@ -146,6 +144,8 @@ def _write(text: str, output: str | None) -> None:
 
 
 def diagram(args: argparse.Namespace) -> int:
+    from sagac.compiler.render import overlay_from_events, overlay_with_report, render
+
     if args.run and args.events:
         raise UsageError("--run and --events both name a run; give one")
     if args.run:
@@ -167,6 +167,8 @@ def diagram(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
+    from sagac.compiler.render import render_report_html
+
     run = _read_run(args.store, args.run_id)
     c = _run_plan(run, None)
     if c is None or c.plan is None:
