@@ -7,6 +7,10 @@ interpreter alone), `sagac --help`, `sagac validate` of a small saga and `sagac 
 `python -c pass` of the same run, against the targets (`--help` under 0.1 s, `run` under
 0.35 s). Then, from `python -X importtime`, each command's heaviest imports and which of the
 heavy libraries (networkx, jinja2, jsonschema, pydantic, rich, httpx, yaml) it loaded.
+
+Bytecode is cached as an installed package has it (pip writes it): PYTHONDONTWRITEBYTECODE is
+dropped for the commands, or every module of the project would be compiled from source on
+every start.
 """
 
 from __future__ import annotations
@@ -60,9 +64,12 @@ def commands(folder: Path) -> dict[str, list[str]]:
     }
 
 
-def wall(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def wall(cmd: list[str], cwd: Path) -> float:
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stderr}")
@@ -71,7 +78,7 @@ def wall(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
 
 def import_costs(cmd: list[str], cwd: Path) -> list[tuple[int, int, str]]:
     """(cumulative us, nesting depth, module) of every import, from -X importtime."""
-    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    env = {**ENV, "PYTHONPROFILEIMPORTTIME": "1"}
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=True)
     out = []
     for line in done.stderr.splitlines():

@@ -49,6 +49,7 @@ def test_help_imports_no_heavy_library(args: list[str], tmp_path: Path) -> None:
     modules = imported(["-m", "sagac", *args], tmp_path)
     assert "sagac.cli" in modules  # the probe sees the command's imports
     assert heavy(modules) == []
+    assert "asyncio" not in modules  # a tenth of `--help`: only commands that run load it
     assert not modules & {
         "sagac.compiler.ir",
         "sagac.compiler.pipeline",

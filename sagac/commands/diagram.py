@@ -8,7 +8,6 @@ compiled again from the file the run recorded; a changed definition is drawn wit
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from dataclasses import dataclass
@@ -82,6 +81,8 @@ class _Run:
 
 
 def _read_run(url: str, run_id: str) -> _Run:
+    import asyncio
+
     store = open_existing(url)
 
     async def go() -> _Run:

@@ -9,7 +9,6 @@ definition (resume without --force), 75 the run is held by another process (its 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import sys
@@ -95,6 +94,8 @@ def print_decision_help(run_id: str, gate: str, token: str, stream: Any) -> None
 
 
 def resume(args: argparse.Namespace) -> int:
+    import asyncio
+
     from sagac.runtime.resume import resume as aresume
     from sagac.runtime.resume import resume_all
 
@@ -136,6 +137,8 @@ def resume(args: argparse.Namespace) -> int:
 
 
 def cancel(args: argparse.Namespace) -> int:
+    import asyncio
+
     from sagac.runtime.resume import cancel as acancel
     from sagac.runtime.resume import resume as aresume
 
@@ -167,6 +170,8 @@ def cancel(args: argparse.Namespace) -> int:
 
 
 def decide(args: argparse.Namespace) -> int:
+    import asyncio
+
     from sagac.runtime import approvals
     from sagac.runtime.resume import plan_of
     from sagac.runtime.resume import resume as aresume
