@@ -34,6 +34,7 @@ unit: $(STAMP) system-deps
 
 bench: $(STAMP)
 	$(PY) bench/compile.py
+	$(PY) bench/startup.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .sagac
