@@ -1,12 +1,12 @@
 """What the executor derives once per plan and shares between runs of that plan.
 
-Scopes with their dependents, each node's enclosing branches and phase, and caches filled on
-first use (constant arguments, templated specs, event locations, whether a python action is
-sync, parallel compensation's waits). Every derivation is linear in the plan's nodes and edges:
-a 20,000-step saga must cost per step what a 100-step one does, so nothing here may hold a
-pair of nodes per entry (no ancestor sets: they grow as n^2 on a chain). `prepared(plan)` keeps the last few plans' derivations. Everything here
-is a function of the plan alone: it must never hold anything of one run (input, results,
-secrets), since the next run of the same plan reads it too.
+Scopes with their dependents, each node's enclosing branches and phase, and caches filled on first
+use (constant arguments, templated specs, event locations, whether a python action is sync,
+parallel compensation's waits). Every derivation is linear in the plan's nodes and edges: a
+20,000-step saga must cost per step what a 100-step one does, so nothing here may hold a pair of
+nodes per entry (no ancestor sets: they grow as n^2 on a chain). `prepared(plan)` keeps the last
+few plans' derivations. Everything here is a function of the plan alone: it must never hold
+anything of one run (input, results, secrets), since the next run of the same plan reads it too.
 """
 
 from __future__ import annotations
