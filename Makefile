@@ -34,7 +34,7 @@ unit: $(STAMP) system-deps
 
 # Every benchmark, in quick mode (small sizes, one round: about a minute); `bench-full` runs
 # them at the sizes the docs quote (many minutes). Neither is part of `make test`.
-BENCHES := bench/compile.py bench/runtime.py bench/journal.py bench/batch.py
+BENCHES := bench/compile.py bench/runtime.py bench/journal.py bench/batch.py bench/startup.py
 
 bench: $(STAMP)
 	@set -e; for b in $(BENCHES); do echo "== $$b --quick"; $(PY) $$b --quick; done

@@ -1,7 +1,8 @@
 """Runtime benchmark: the executor's overhead against plain asyncio, measured in the same run.
 
-Run with `.venv/bin/python bench/runtime.py [--profile linear|compensate] [--quick]` (`--quick`:
-20 repeats instead of 200). Three cases:
+Run with `.venv/bin/python bench/runtime.py [--profile linear|compensate] [--sizes ...] [--quick]`
+(`--quick`: 20 repeats instead of 200, and large chains of 1,000 and 5,000 steps only). Three
+cases against asyncio, then large sagas:
 
 - linear: a saga of 100 no-op steps (mock actions) vs 100 awaited no-op coroutines;
   target: at most 10 us of overhead per step. A mock without delay takes the executor's
@@ -12,7 +13,14 @@ Run with `.venv/bin/python bench/runtime.py [--profile linear|compensate] [--qui
 - parallel: one group of 10 branches each sleeping 50 ms vs asyncio.gather of 10 sleeps;
   target: wall time within 2 ms.
 
-Every run journals to a fresh MemoryStore (what `sagac run` does), with no event callback.
+- large: chains of 1k, 10k and 20k compensable no-op steps, each size in a process of its own
+  (so its peak RSS is its own): compile time, the in-memory run (median of 3), the same saga
+  with its last step failing and `compensation: parallel` (every step undone), and the run with
+  the SQLite journal; per step, with the run's peak RSS above what the process held before it,
+  and each as a ratio to the 1k case of the same bench run. Target: flat (ratios near 1).
+
+Every run journals to a fresh MemoryStore (what `sagac run` does), with no event callback,
+unless it says SQLite.
 """
 
 from __future__ import annotations
@@ -23,15 +31,22 @@ import cProfile
 import gc
 import json
 import pstats
+import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from sagac.compiler.pipeline import compile_text
 from sagac.compiler.plan import Plan
 from sagac.runtime.executor import Executor
 from sagac.runtime.store.memory import MemoryStore
+from sagac.runtime.store.sqlite import SqliteStore
 
 
 def build(lines: list[str]) -> Plan:
@@ -74,6 +89,18 @@ def parallel_saga(n: int, delay: str) -> Plan:
         f"        - [{{id: b{i}, action: {{mock: {{result: {{}}, delay: {delay}}}}}}}]"
         for i in range(n)
     ]
+    return build(lines)
+
+
+def chain_saga(n: int, fail_last: bool = False) -> Plan:
+    """n compensable no-op steps; with `fail_last`, one more that fails and every step undone
+    in parallel mode (the compensation mode that reads the most derived structure)."""
+    mode = "parallel" if fail_last else "sequential"
+    lines = [f"saga: bench_chain_{n}", f"compensation: {mode}", "actions:"]
+    lines += ["  noop: {mock: {result: {}}}", "  boom: {mock: {fail: BOOM}}", "steps:"]
+    lines += [f"  - {{id: s{i}, action: noop, compensate: {{action: noop}}}}" for i in range(n)]
+    if fail_last:
+        lines.append("  - {id: boom, action: boom}")
     return build(lines)
 
 
@@ -169,6 +196,102 @@ async def main_async(args: argparse.Namespace) -> None:
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
 
 
+def traced_peak(fn: Callable[[], Any]) -> int:
+    """Peak bytes of Python heap `fn` allocated above what was live when it started."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        fn()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def timed_once(fn: Callable[[], Any]) -> float:
+    gc.collect()
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def one_size(n: int) -> dict[str, float]:
+    """The large-saga measurements of one size (run in a process of its own): seconds, and
+    the peak heap of a second, traced run (tracemalloc slows it, so it is not timed). Each run
+    gets a copy of the plan, so it derives what a run derives once per plan (as `sagac run`
+    does in every process) instead of finding it cached by the previous run."""
+    chain_saga(1_000, fail_last=True)  # one-time costs: imports, caches, the fast validator
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    plan = chain_saga(n)
+    out["compile"] = time.perf_counter() - t0
+    failing = chain_saga(n, fail_last=True)
+
+    def memory() -> None:
+        assert asyncio.run(run_plan(plan.model_copy())) == "succeeded"
+
+    def compensate() -> None:
+        assert asyncio.run(run_plan(failing.model_copy())) == "compensated"
+
+    def durable() -> None:
+        async def go(folder: str) -> None:
+            store = SqliteStore(Path(folder) / "journal.db")
+            try:
+                report = await Executor(plan.model_copy(), {}, store=store).run()
+                assert report.status == "succeeded"
+            finally:
+                await store.close()
+
+        with tempfile.TemporaryDirectory() as folder:
+            asyncio.run(go(folder))
+
+    out["memory"] = statistics.median(timed_once(memory) for _ in range(3))
+    out["compensate"] = timed_once(compensate)
+    out["sqlite"] = timed_once(durable)
+    for key, fn in (("memory", memory), ("compensate", compensate), ("sqlite", durable)):
+        out[f"{key}_heap"] = traced_peak(fn)
+    out["process_peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return out
+
+
+def large(sizes: list[int]) -> None:
+    """Each size in a fresh process; per-step figures and their ratios to the first size."""
+    results: dict[int, dict[str, float]] = {}
+    for n in sizes:
+        cmd = [sys.executable, __file__, "--one-size", str(n)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        results[n] = json.loads(done.stdout.splitlines()[-1])
+    first = sizes[0]
+    base = results[first]
+    print(f"\nlarge chains, per step; (xR) is the ratio to {first:,} steps in this bench run:")
+    cases = [
+        ("compile", "compile"),
+        ("in-memory run", "memory"),
+        ("last fails, parallel undo", "compensate"),
+        ("SQLite journal run", "sqlite"),
+    ]
+    for label, key in cases:
+        for n in sizes:
+            r = results[n]
+            per, per0 = r[key] / n * 1e6, base[key] / first * 1e6
+            line = (
+                f"  {label:<26}{n:>7,} steps {r[key]:7.2f} s {per:7.1f} us/step (x{per / per0:.2f})"
+            )
+            heap = f"{key}_heap"
+            if heap in r:
+                kib, kib0 = r[heap] / n / 1024, base[heap] / first / 1024
+                line += f"   heap peak {r[heap] / 2**20:7.1f} MiB {kib:5.2f} KiB/step"
+                line += f" (x{kib / kib0:.2f})"
+            print(line)
+    for n in sizes:
+        mib = results[n]["process_peak"] / 2**20
+        kib = (results[n]["process_peak"] - base["process_peak"]) / 1024
+        extra = f", {kib / (n - first):.2f} KiB per step beyond {first:,}" if n > first else ""
+        print(
+            f"  peak RSS of the process (compile, all runs), {n:>7,} steps: {mib:6.1f} MiB{extra}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=200)
@@ -178,10 +301,20 @@ def main() -> None:
         action="store_true",
         help="small sizes, one round: what `make bench` runs (seconds, not minutes)",
     )
+    parser.add_argument(
+        "--sizes", type=int, nargs="*", default=[1_000, 10_000, 20_000], help="large chains"
+    )
+    parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_size:
+        print(json.dumps(one_size(args.one_size)))
+        return
     if args.quick:
         args.repeat = min(args.repeat, 20)
+        args.sizes = [n for n in args.sizes if n <= 5_000] or [1_000, 5_000]
     asyncio.run(main_async(args))
+    if args.sizes:
+        large(args.sizes)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import jsonschema
-import networkx as nx
 
 from . import ir
 from .diagnostics import Diagnostic
@@ -105,12 +104,11 @@ class Ancestry:
     """
 
     def __init__(self, graph: SagaGraph) -> None:
-        dag = graph.ancestry
+        preds = graph.ancestry
         self.index: dict[str, int] = {}
         self.masks: dict[str, int] = {}
-        try:
-            order = list(nx.topological_sort(dag))
-        except nx.NetworkXUnfeasible:  # a cycle was reported (E013): answer "unknown"
+        order = graph.topological_order()
+        if order is None:  # a cycle was reported (E013): answer "unknown"
             self.ok = False
             return
         self.ok = True
@@ -118,7 +116,7 @@ class Ancestry:
             self.index[n] = i
         for n in order:
             mask = 0
-            for p in dag.predecessors(n):
+            for p in preds[n]:
                 mask |= self.masks[p] | (1 << self.index[p])
             self.masks[n] = mask
 

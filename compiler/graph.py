@@ -1,17 +1,22 @@
-"""The saga as graphs (networkx): one small DAG per node list, and one ancestry DAG overall.
+"""The saga as graphs: one small DAG per node list, and one ancestry DAG overall.
 
 A *scope* is one list of nodes: the top-level `steps`, each branch of a parallel group, or
 `on_failure`. Inside a scope a node depends on the node before it, or on exactly the nodes its
 `after:` names, which must be in the same scope (a branch is a sub-saga: reaching into another
 branch would break the group's modes). The *ancestry* DAG links every node to what is certain
 to have completed before it starts; `checks` uses it to decide what a template may read.
+
+Both are plain dicts of predecessors. A list whose `after:` names only earlier nodes (nearly
+every list) is acyclic by construction and needs no graph library; only a list with an edge
+pointing forward is handed to networkx (imported then: it costs more than a small saga's whole
+compile), to find a cycle or, in `plan`, to order it.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
-
-import networkx as nx
+from typing import Any
 
 from . import ir
 from .diagnostics import Diagnostic
@@ -29,22 +34,67 @@ class Scope:
     owner: str | None = None  # the parallel group that holds this branch
     branch: int | None = None
     deps: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    dag: nx.DiGraph = field(default_factory=nx.DiGraph)
+    # The networkx DAG of a list with a forward `after:` (None: every edge points backward);
+    # after a cycle it lacks the edges removed to break it.
+    dag: Any = None
 
     @property
     def ids(self) -> list[str]:
         return [n.id for n in self.nodes]
+
+    def digraph(self) -> Any:
+        """This scope's dependencies as a networkx DiGraph (edge d -> n: n depends on d)."""
+        import networkx as nx
+
+        dag = nx.DiGraph()
+        for nid in self.ids:
+            dag.add_node(nid)
+            dag.add_edges_from((d, nid) for d in self.deps[nid])
+        return dag
+
+    def tails(self) -> list[str]:
+        """The nodes nothing in the scope depends on (a branch has completed after them)."""
+        if self.dag is not None:
+            return [x for x in self.ids if self.dag.out_degree(x) == 0]
+        depended = {d for deps in self.deps.values() for d in deps}
+        return [x for x in self.ids if x not in depended]
 
 
 @dataclass(slots=True)
 class SagaGraph:
     scopes: dict[str, Scope]
     scope_of: dict[str, str]  # node id -> scope key
-    ancestry: nx.DiGraph  # edge a -> b: a is certain to have completed before b starts
+    # node -> the nodes certain to have completed just before it starts (its predecessors)
+    ancestry: dict[str, list[str]]
     nodes: dict[str, ir.AnyNode]
 
     def ancestors(self, node_id: str) -> set[str]:
-        return set(nx.ancestors(self.ancestry, node_id)) if node_id in self.ancestry else set()
+        out: set[str] = set()
+        todo = list(self.ancestry.get(node_id, ()))
+        while todo:
+            a = todo.pop()
+            if a not in out:
+                out.add(a)
+                todo.extend(self.ancestry[a])
+        return out
+
+    def topological_order(self) -> list[str] | None:
+        """The ancestry's nodes, each after all its predecessors; None if it has a cycle."""
+        waiting = {n: len(preds) for n, preds in self.ancestry.items()}
+        after: dict[str, list[str]] = {}
+        for n, preds in self.ancestry.items():
+            for p in preds:
+                after.setdefault(p, []).append(n)
+        ready = deque(n for n, count in waiting.items() if not count)
+        order: list[str] = []
+        while ready:
+            n = ready.popleft()
+            order.append(n)
+            for m in after.get(n, ()):
+                waiting[m] -= 1
+                if not waiting[m]:
+                    ready.append(m)
+        return order if len(order) == len(waiting) else None
 
 
 def _at(doc: Document | None, path: ir.Path) -> Mark:
@@ -57,6 +107,8 @@ def _scope_deps(scope: Scope, doc: Document | None, all_ids: set[str]) -> list[D
     diags: list[Diagnostic] = []
     ids = set(scope.ids)
     prev: str | None = None
+    earlier: set[str] = set()
+    backward = True
     for n in scope.nodes:
         if n.after is None:
             deps: tuple[str, ...] = (prev,) if prev else ()
@@ -86,9 +138,14 @@ def _scope_deps(scope: Scope, doc: Document | None, all_ids: set[str]) -> list[D
                     )
                 )
         scope.deps[n.id] = deps
-        scope.dag.add_node(n.id)
-        scope.dag.add_edges_from((d, n.id) for d in deps)
+        backward = backward and all(d in earlier for d in deps)
+        earlier.add(n.id)
         prev = n.id
+    if backward:
+        return diags  # acyclic: every edge points to an earlier node
+    import networkx as nx
+
+    scope.dag = scope.digraph()
     if not nx.is_directed_acyclic_graph(scope.dag):
         cycle = [u for u, _ in nx.find_cycle(scope.dag)]
         path = " -> ".join([*cycle, cycle[0]])
@@ -119,7 +176,7 @@ def build_graph(saga: ir.Saga, doc: Document | None = None) -> tuple[SagaGraph, 
     all_ids = set(nodes)
     scopes: dict[str, Scope] = {}
     scope_of: dict[str, str] = {}
-    ancestry = nx.DiGraph()
+    ancestry: dict[str, list[str]] = {}
     diags: list[Diagnostic] = []
 
     def visit(
@@ -134,16 +191,13 @@ def build_graph(saga: ir.Saga, doc: Document | None = None) -> tuple[SagaGraph, 
         diags.extend(_scope_deps(scope, doc, all_ids))
         for n in members:
             scope_of.setdefault(n.id, key)
-            ancestry.add_node(n.id)
             before = scope.deps[n.id] or entry
-            ancestry.add_edges_from((d, n.id) for d in before)
+            preds = ancestry[n.id] = list(dict.fromkeys(before))
             if isinstance(n, ir.ParallelGroup):
                 for i, b in enumerate(n.branches):
                     visit(f"{n.id}/{i}", b, before, n.id, i)
                     if n.mode != "any" and b:
-                        sub = scopes[f"{n.id}/{i}"]
-                        tails = [x for x in sub.ids if sub.dag.out_degree(x) == 0]
-                        ancestry.add_edges_from((t, n.id) for t in tails)
+                        preds.extend(scopes[f"{n.id}/{i}"].tails())
 
     visit(TOP, saga.steps, ())
     visit(ON_FAILURE, saga.on_failure, ())

@@ -12,7 +12,6 @@ import hashlib
 import json
 from typing import Any, Literal
 
-import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import ir
@@ -83,25 +82,26 @@ def _order_and_layers(scope: Scope) -> tuple[list[str], list[list[str]]]:
 
     Most scopes only ever depend backwards (no `after:`, or `after:` naming earlier nodes):
     then declaration order is the order, and a node's layer is one more than its deepest
-    dependency's, found in one pass. Anything else goes to networkx.
+    dependency's, found in one pass. Anything else goes to networkx (imported only then).
     """
     ids = scope.ids
     layer_of: dict[str, int] = {}
-    edges = 0
     for nid in ids:
         deps = scope.deps[nid]
         if not all(d in layer_of for d in deps):  # a dependency further down: general case
             break
-        edges += len(deps)
         layer_of[nid] = max([layer_of[d] + 1 for d in deps], default=0)
-    if len(layer_of) == len(ids) and edges == scope.dag.number_of_edges():
+    if len(layer_of) == len(ids):
         layers: list[list[str]] = [[] for _ in range(max(layer_of.values(), default=-1) + 1)]
         for nid in ids:
             layers[layer_of[nid]].append(nid)
         return ids, layers
+    import networkx as nx
+
+    dag = scope.dag if scope.dag is not None else scope.digraph()
     index = {nid: i for i, nid in enumerate(ids)}
-    order = list(nx.lexicographical_topological_sort(scope.dag, key=index.__getitem__))
-    return order, [sorted(g, key=index.__getitem__) for g in nx.topological_generations(scope.dag)]
+    order = list(nx.lexicographical_topological_sort(dag, key=index.__getitem__))
+    return order, [sorted(g, key=index.__getitem__) for g in nx.topological_generations(dag)]
 
 
 def _sorted_codes(found: frozenset[str], memo: dict[frozenset[str], list[str]]) -> list[str]:

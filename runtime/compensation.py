@@ -69,36 +69,63 @@ async def compensate(ex: Executor, undo: list[Undo], *, sequential: bool = False
 
 
 async def _parallel(ex: Executor, entries: list[Undo], stop_on_failure: bool) -> None:
+    """Each step's compensations in a task started once every compensation it waits for has
+    ended: a task per step that may run now, not one per step waiting (a long chain would
+    keep thousands of idle tasks alive, and the collector walking them)."""
     by_step: dict[str, list[Undo]] = {}
     for u in entries:
         by_step.setdefault(u.step, []).append(u)
-    done = {s: asyncio.Event() for s in by_step}
-    # s waits for t when t depended on s (s is one of t's ancestors).
-    waits = {
-        s: [t for t in by_step if t != s and s in ex.prep.ancestors.get(t, ())] for s in by_step
-    }
+    rank = {s: i for i, s in enumerate(by_step)}  # LIFO: who starts first when both may
+    waits, waiters = ex.prep.undo_graph()
+    pending = dict(waits)
+    running: set[asyncio.Task[None]] = set()
+    finished = asyncio.get_running_loop().create_future()
     stopped = False
+
+    def release(cleared: list[str], ready: list[str]) -> None:
+        """The compensations of `cleared` are done (or had nothing to undo): count them off
+        their waiters; a vertex with no compensation of this run clears at once."""
+        while cleared:
+            for w in waiters.get(cleared.pop(), ()):
+                pending[w] -= 1
+                if not pending[w]:
+                    (ready if w in by_step else cleared).append(w)
+        for s in sorted(ready, key=rank.__getitem__):
+            task = asyncio.create_task(undo_step(s))
+            running.add(task)
+            task.add_done_callback(ended)
+
+    def ended(task: asyncio.Task[None]) -> None:
+        running.discard(task)
+        if finished.done():
+            return
+        error = asyncio.CancelledError() if task.cancelled() else task.exception()
+        if error is not None:
+            finished.set_exception(error)
+        elif not running:  # a task releases its waiters before it ends: nothing is left
+            finished.set_result(None)
 
     async def undo_step(s: str) -> None:
         nonlocal stopped
         try:
-            for t in waits[s]:
-                await done[t].wait()
             for u in _each(ex, by_step[s]):
                 if stopped:
                     _not_run(ex, u)
                 elif not await compensate_one(ex, u) and stop_on_failure:
                     stopped = True
         finally:
-            done[s].set()
+            if not finished.done():
+                release([s], [])
 
-    tasks = [asyncio.create_task(undo_step(s)) for s in by_step]
+    free = [v for v, n in waits.items() if not n]  # nothing depended on them
+    release([v for v in free if v not in by_step], [v for v in free if v in by_step])
     try:
-        await asyncio.gather(*tasks)
+        await finished
     except BaseException:
-        for t in tasks:
+        for t in running:
             t.cancel()
-        await asyncio.wait(tasks)
+        if running:
+            await asyncio.wait(running)
         raise
 
 

@@ -1,10 +1,12 @@
 """What the executor derives once per plan and shares between runs of that plan.
 
-Scopes with their dependents, each node's enclosing branches and phase, ancestors across scopes,
-and caches filled on first use (constant arguments, templated specs, event locations, whether a
-python action is sync). `prepared(plan)` keeps the last few plans' derivations. Everything here
-is a function of the plan alone: it must never hold anything of one run (input, results,
-secrets), since the next run of the same plan reads it too.
+Scopes with their dependents, each node's enclosing branches and phase, and caches filled on first
+use (constant arguments, templated specs, event locations, whether a python action is sync,
+parallel compensation's waits). Every derivation is linear in the plan's nodes and edges: a
+20,000-step saga must cost per step what a 100-step one does, so nothing here may hold a pair of
+nodes per entry (no ancestor sets: they grow as n^2 on a chain). `prepared(plan)` keeps the last
+few plans' derivations. Everything here is a function of the plan alone: it must never hold
+anything of one run (input, results, secrets), since the next run of the same plan reads it too.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class Prepared:
         self.spec_templated: dict[int, bool] = {}
         self.where: dict[str, dict[str, Any]] = {}
         self.sync_python: dict[int, bool] = {}
-        self.ancestors = _ancestors(self)
+        self._undo_graph: tuple[dict[str, int], dict[str, list[str]]] | None = None
         self.base_dir = Path(plan.file).resolve().parent if plan.file else None
 
     def constant(self, value: Any) -> tuple[bool, Any]:
@@ -64,6 +66,44 @@ class Prepared:
             hit = (not has_template(value), value)
             self.const_args[key] = hit
         return hit
+
+    def undo_graph(self) -> tuple[dict[str, int], dict[str, list[str]]]:
+        """Parallel compensation's waits, built on first use: how many vertices each vertex
+        waits for, and who waits for each.
+
+        A node's compensation waits for those of everything that depended on it, directly or
+        not: its dependents in its scope and, for a group, the nodes of its branches. A node in
+        a branch of group G also waits for whatever depended on G (and on the groups around
+        G), through one vertex per group, `G/`, that waits for G's dependents and the vertex of
+        the group around it. Edges are only these direct ones (O(nodes + edges)); the waits
+        compose transitively when the executor releases a vertex once all its waits are done.
+        """
+        if self._undo_graph is None:
+            waits: dict[str, int] = {}
+            waiters: dict[str, list[str]] = {}
+
+            def wait(x: str, y: str) -> None:
+                waits[x] += 1
+                waiters.setdefault(y, []).append(x)
+
+            for key, (order, _, dependents) in self.scopes.items():
+                around = key.rsplit("/", 1)[0] + "/" if "/" in key else None
+                for nid in order:
+                    waits[nid] = 0
+                    after = nid  # the vertex that waits for whatever depended on nid
+                    if nid in self.branch_keys:
+                        after = f"{nid}/"
+                        waits[after] = 0
+                        wait(nid, after)
+                        for bkey in self.branch_keys[nid]:
+                            for member in self.scopes[bkey][0]:
+                                wait(nid, member)
+                    for t in dependents[nid]:
+                        wait(after, t)
+                    if around is not None:
+                        wait(after, around)
+            self._undo_graph = (waits, waiters)
+        return self._undo_graph
 
 
 _PREPARED: dict[int, tuple[Plan, Prepared]] = {}
@@ -78,41 +118,3 @@ def prepared(plan: Plan) -> Prepared:
     prep = Prepared(plan)
     _PREPARED[id(plan)] = (plan, prep)
     return prep
-
-
-def _ancestors(prep: Prepared) -> dict[str, frozenset[str]]:
-    """Every node's ancestors across scopes: what certainly completed before it started."""
-    memo: dict[str, frozenset[str]] = {}
-    scope_of = {nid: key for key, (order, _, _) in prep.scopes.items() for nid in order}
-    inside: dict[str, set[str]] = {}
-
-    def descendants(gid: str) -> set[str]:
-        if gid not in inside:
-            out: set[str] = set()
-            for key in prep.branch_keys.get(gid, ()):
-                for nid in prep.scopes[key][0]:
-                    out.add(nid)
-                    out |= descendants(nid)
-            inside[gid] = out
-        return inside[gid]
-
-    def anc(nid: str) -> frozenset[str]:
-        if nid in memo:
-            return memo[nid]
-        out: set[str] = set()
-        key = scope_of[nid]
-        for d in prep.scopes[key][1][nid]:
-            out.add(d)
-            out |= descendants(d)
-            out |= anc(d)
-        chain = prep.chain.get(nid, ())
-        if chain:
-            owner = chain[-1].rsplit("/", 1)[0]
-            out.add(owner)
-            out |= anc(owner)
-        memo[nid] = frozenset(out)
-        return memo[nid]
-
-    for nid in scope_of:
-        anc(nid)
-    return memo

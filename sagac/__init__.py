@@ -43,3 +43,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'sagac' has no attribute {name!r}")
     module, _, attr = module.partition(":")  # "module:attr" when the name differs there
     return getattr(importlib.import_module(module), attr or name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -7,19 +7,38 @@ SVG and HTML need Graphviz `dot` and raise `GraphvizMissing` (exit 69) without i
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from ..plan import Plan
-from .diagrams import (
-    GraphvizFailed,
-    GraphvizMissing,
-    dot_binary,
-    render_dot,
-    render_mermaid,
-    render_svg,
-)
-from .overlay import NodeRun, overlay_from_events
-from .pages import overlay_with_report, render_html, render_report_html
+if TYPE_CHECKING:
+    from ..plan import Plan
+    from .diagrams import (
+        GraphvizFailed,
+        GraphvizMissing,
+        dot_binary,
+        render_dot,
+        render_mermaid,
+        render_svg,
+    )
+    from .overlay import NodeRun, overlay_from_events
+    from .pages import overlay_with_report, render_html, render_report_html
+
+# Loaded on first use (jinja2 and the templates cost more than most commands take in all):
+# `sagac diagram --help` and everything that only needs FORMATS import none of them.
+_EXPORTS = {
+    "GraphvizFailed": "diagrams",
+    "GraphvizMissing": "diagrams",
+    "dot_binary": "diagrams",
+    "render_dot": "diagrams",
+    "render_mermaid": "diagrams",
+    "render_svg": "diagrams",
+    "NodeRun": "overlay",
+    "overlay_from_events": "overlay",
+    "overlay_with_report": "pages",
+    "render_html": "pages",
+    "render_report_html": "pages",
+}
 
 FORMATS = ("mermaid", "dot", "svg", "html")
 
@@ -40,8 +59,18 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
 def render(plan: Plan, fmt: str, overlay: Mapping[str, NodeRun] | None = None) -> str:
     """The diagram of `plan` in `fmt` (one of `FORMATS`)."""
+    from .diagrams import render_dot, render_mermaid, render_svg
+    from .pages import render_html
+
     renderers = {
         "mermaid": render_mermaid,
         "dot": render_dot,

@@ -31,8 +31,10 @@ before the loop ends.
 from __future__ import annotations
 
 import json
+import sys
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from math import isfinite
 from typing import Any, TypeAlias
 
@@ -40,7 +42,6 @@ from sagac.compiler.ir import CommandAction, HttpAction, MockAction, PythonActio
 from sagac.compiler.templates import is_template
 from sagac.runtime.actions.command import run_command
 from sagac.runtime.actions.context import StepContext
-from sagac.runtime.actions.http import aclose_clients, http_clients, run_http
 from sagac.runtime.actions.mock import immediate, run_mock
 from sagac.runtime.actions.python import run_python, runs_in_thread
 from sagac.runtime.errors import StepError
@@ -61,6 +62,31 @@ __all__ = [
 ActionSpec: TypeAlias = PythonAction | HttpAction | CommandAction | MockAction
 
 _STRICT_JSON = json.JSONEncoder(allow_nan=False).encode  # json.dumps builds one per call
+
+
+async def run_http(spec: HttpAction, args: Any, ctx: StepContext) -> Any:
+    """`http.run_http`, imported on the first http action: httpx costs a run without one
+    more than the rest of its imports together."""
+    from sagac.runtime.actions.http import run_http
+
+    return await run_http(spec, args, ctx)
+
+
+async def aclose_clients() -> None:
+    """Close the running loop's pooled http client (none unless an http action ran)."""
+    http = sys.modules.get("sagac.runtime.actions.http")
+    if http is not None:
+        await http.aclose_clients()
+
+
+@asynccontextmanager
+async def http_clients() -> AsyncIterator[None]:
+    """Scope for a run: http actions inside share connections, closed on the way out."""
+    try:
+        yield
+    finally:
+        await aclose_clients()
+
 
 _RUNNERS: dict[str, Callable[[Any, Any, StepContext], Awaitable[Any]]] = {
     "python": run_python,

@@ -9,20 +9,38 @@ uses when `--store` is not given.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from sagac.compiler.errors import UsageError
 
-from .base import Event, RunRecord, Store
-from .memory import MemoryStore
+if TYPE_CHECKING:
+    from .base import Event, RunRecord, Store
+    from .memory import MemoryStore
 
 STORES = ("memory", "sqlite:///PATH")
 DEFAULT_STORE = "sqlite:///.sagac/sagac.db"
 SQLITE_PREFIX = "sqlite:///"
 
 
+def __getattr__(name: str) -> Any:
+    """The classes load on first use: `sagac --help` reads DEFAULT_STORE and needs no asyncio."""
+    if name == "MemoryStore":
+        from .memory import MemoryStore
+
+        return MemoryStore
+    if name in ("Event", "RunRecord", "Store"):
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def open_store(url: str, *, readonly: bool = False) -> Store:
     """The store at `url` (`memory`, or `sqlite:///PATH`). `readonly`: open an existing
     journal only to read it (never created, migrated or written; see `SqliteStore`)."""
     if url == "memory":
+        from .memory import MemoryStore
+
         return MemoryStore()
     if url.startswith(SQLITE_PREFIX) and len(url) > len(SQLITE_PREFIX):
         from pathlib import Path

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sagac.compiler.diagnostics import Severity
-from sagac.compiler.formatting import format_json, format_sarif, format_text
-from sagac.compiler.pipeline import Compilation, compile_file
-from sagac.compiler.schema import saga_schema
+if TYPE_CHECKING:  # the compiler loads when a command runs, not for `--help`
+    from sagac.compiler.pipeline import Compilation
 
 EXIT_OK, EXIT_INVALID = 0, 65
 
@@ -53,6 +51,8 @@ def _line_text(compilations: dict[str, Compilation]) -> Any:
 
 
 def _print_diagnostics(results: list[Compilation], fmt: str) -> None:
+    from sagac.compiler.formatting import format_json, format_sarif, format_text
+
     diags = [d for c in results for d in c.diagnostics]
     if fmt == "json":
         print(format_json(diags))
@@ -65,6 +65,9 @@ def _print_diagnostics(results: list[Compilation], fmt: str) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
+    from sagac.compiler.diagnostics import Severity
+    from sagac.compiler.pipeline import compile_file
+
     results = [compile_file(f, imports=not args.no_import) for f in args.files]
     _print_diagnostics(results, args.format)
     failed = [c for c in results if not c.ok(strict=args.strict)]
@@ -80,6 +83,8 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def compile_(args: argparse.Namespace) -> int:
+    from sagac.compiler.pipeline import compile_file
+
     c = compile_file(args.file, imports=not args.no_import)
     if c.plan is None or not c.ok(strict=args.strict):
         _print_diagnostics([c], "text")
@@ -96,5 +101,7 @@ def schema(args: argparse.Namespace) -> int:
 
         print(json.dumps(Plan.model_json_schema(by_alias=True), indent=2))
     else:
+        from sagac.compiler.schema import saga_schema
+
         print(json.dumps(saga_schema(), indent=2))
     return EXIT_OK

@@ -8,25 +8,19 @@ compiled again from the file the run recorded; a changed definition is drawn wit
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagac.commands._files import write_output
 from sagac.commands._store import add_store_option, open_existing
 from sagac.compiler.errors import UsageError
-from sagac.compiler.formatting import format_text
-from sagac.compiler.pipeline import Compilation, compile_file
-from sagac.compiler.render import (
-    FORMATS,
-    overlay_from_events,
-    overlay_with_report,
-    render,
-    render_report_html,
-)
+from sagac.compiler.render import FORMATS
+
+if TYPE_CHECKING:  # the compiler and renderers load when a command runs, not for `--help`
+    from sagac.compiler.pipeline import Compilation
 
 EXIT_OK, EXIT_INVALID = 0, 65
 
@@ -96,6 +90,8 @@ class _Run:
 
 
 def _read_run(url: str, run_id: str) -> _Run:
+    import asyncio
+
     store = open_existing(url, readonly=True)
 
     async def go() -> _Run:
@@ -124,6 +120,9 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 def _compile(file: str) -> Compilation | None:
     """The compilation of `file`, printing its diagnostics; None when it has errors."""
+    from sagac.compiler.formatting import format_text
+    from sagac.compiler.pipeline import compile_file
+
     c = compile_file(file)
     if c.diagnostics and (c.plan is None or not c.ok()):
         lines = {c.file: c.document.line_text} if c.document else {}
@@ -179,6 +178,8 @@ def _check_events(plan: Any, events: list[dict[str, Any]], path: str) -> None:
 
 
 def diagram(args: argparse.Namespace) -> int:
+    from sagac.compiler.render import overlay_from_events, overlay_with_report, render
+
     if args.run and args.events:
         raise UsageError("--run and --events both name a run; give one")
     if args.run:
@@ -204,6 +205,8 @@ def diagram(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
+    from sagac.compiler.render import render_report_html
+
     run = _read_run(args.store, args.run_id)
     c = _run_plan(run, None)
     if c is None or c.plan is None:

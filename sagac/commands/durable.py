@@ -11,7 +11,6 @@ the JSON alone; lines for people go to stderr.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import sys
@@ -96,6 +95,8 @@ def _driving(args: argparse.Namespace) -> tuple[Any, Any]:
 def _drive(args: argparse.Namespace, store: Any, coro: Any, driving: set[str]) -> Any:
     """Run `coro`, then close the store. A journal that cannot be written while `coro` drives
     a run (its id in `driving`) names the run and how to continue it."""
+    import asyncio
+
     from sagac.runtime.errors import StoreError
 
     try:
@@ -135,6 +136,7 @@ def print_decision_help(run_id: str, gate: str, token: str, stream: Any) -> None
 
 
 def resume(args: argparse.Namespace) -> int:
+
     from sagac.runtime.resume import resume as aresume
     from sagac.runtime.resume import resume_all
 
@@ -187,6 +189,7 @@ def resume(args: argparse.Namespace) -> int:
 
 
 def cancel(args: argparse.Namespace) -> int:
+
     from sagac.runtime.resume import cancel as acancel
     from sagac.runtime.resume import resume as aresume
 
@@ -236,6 +239,7 @@ def cancel(args: argparse.Namespace) -> int:
 
 
 def decide(args: argparse.Namespace) -> int:
+
     from sagac.runtime import approvals
     from sagac.runtime.resume import plan_of
     from sagac.runtime.resume import resume as aresume
@@ -305,6 +309,8 @@ def decide(args: argparse.Namespace) -> int:
 async def _closing(store: Any, coro: Any) -> Any:
     """Await `coro` (which drives runs) and close what it used. A SIGINT or SIGTERM stops it
     cleanly (see `sagac.runtime.interrupts`); then the `Interrupt` is returned instead."""
+    import asyncio
+
     from sagac.runtime.actions import aclose_clients
     from sagac.runtime.interrupts import stop_on_signals
 

@@ -8,7 +8,6 @@ Exit codes: 0 done, 64 usage (a bad name, no journal, an unknown group to list),
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from typing import Any
@@ -48,6 +47,8 @@ def _open(url: str, create: bool) -> Any:
 
 
 def _closing(store: Any, fn: Any) -> Any:
+    import asyncio
+
     async def go() -> Any:
         try:
             return await fn(store)

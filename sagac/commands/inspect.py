@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from typing import Any
@@ -61,6 +60,8 @@ def _options(p: argparse.ArgumentParser) -> None:
 
 
 def _read(args: argparse.Namespace, fn: Any) -> Any:
+    import asyncio
+
     store = open_existing(args.store, readonly=True)
 
     async def go() -> Any:

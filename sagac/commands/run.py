@@ -8,7 +8,6 @@ in a terminal; plain lines when stderr is not a TTY or NO_COLOR is set) on stder
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import json
 import os
@@ -85,6 +84,8 @@ def read_input(text: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from sagac.compiler.pipeline import compile_file
     from sagac.runtime import store as stores
     from sagac.runtime.api import validate_input
