@@ -49,6 +49,7 @@ CODES: dict[str, Code] = {
         Code("E021", _E, "template reads a result field the step does not `keep`"),
         Code("E022", _E, "template reads an unknown name"),
         Code("E023", _E, "invalid input schema"),
+        Code("E024", _E, "idempotency key reads `secrets`"),
         Code("W101", _W, "retried step with a side effect has no `idempotency_key`"),
         Code("W102", _W, "step can fail after an irreversible step (pivot) has completed"),
         Code("W103", _W, "approval gate without `timeout`"),
