@@ -30,7 +30,14 @@ from typing import Any
 
 from jinja2 import nodes
 from jinja2.runtime import Context, Undefined
-from sagac.compiler.templates import analyze, environment, is_template, single_expression
+from sagac.compiler.templates import (
+    analyze,
+    bounded_text,
+    budget,
+    environment,
+    is_template,
+    single_expression,
+)
 from sagac.runtime.errors import StepError
 from sagac.runtime.redaction import MIN_SECRET_LENGTH, Redactor
 
@@ -235,6 +242,7 @@ class TemplateEngine:
             if value is not _MISSING:
                 return value
         try:
+            budget.start()
             context = Context(self._env, parent, None, compiled.blocks, self._globals)
             for _ in compiled.root(context):
                 pass
@@ -259,8 +267,9 @@ class TemplateEngine:
             else:
                 return "".join(out)
         try:
+            budget.start()
             context = Context(self._env, parent, None, compiled.blocks, self._globals)
-            return "".join(compiled.root(context))
+            return bounded_text(compiled.root(context))
         except Exception as exc:
             raise self._error(source, exc) from None
 
