@@ -47,7 +47,8 @@ NESTED_LOOPS = (
     [
         NESTED_LOOPS,  # no output at all: only the loops count
         "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
-        "{% for i in range(100000) %}{{ range(1000) | list | length }}{% endfor %}",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% set k = j | string %}"
+        "{% endfor %}{% endfor %}",
     ],
 )
 def test_endless_loops_run_out_of_operations(source: str) -> None:
