@@ -30,7 +30,7 @@ _SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 MAX_SIZE = 1_000_000  # items or characters one operation (`*`, `~`, a filter, a method) may build
 MAX_POWER_BITS = 4096  # bits of an integer `**` may build
 MAX_OUTPUT = 1_000_000  # characters one template may render
-MAX_OPERATIONS = 1_000_000  # loop iterations, calls, attribute reads and filters in one render
+MAX_OPERATIONS = 1_000_000  # loop iterations and calls in one render
 MAX_RENDER_SECONDS = 2.0  # wall time of one render, checked every _CLOCK_EVERY operations
 _CLOCK_EVERY = 1024
 
@@ -87,11 +87,13 @@ def _checked(value: Any, what: str) -> Any:
     return value
 
 
-# Filters and string methods whose arguments say how much they build.
+# Filters and string methods whose arguments say how much they build (or, for `slice`, how
+# long they loop); a number above MAX_SIZE is refused only as one of the `_WIDTHS`.
 _SIZED = frozenset(
     {"indent", "center", "ljust", "rjust", "zfill", "expandtabs", "format", "format_map"}
-    | {"replace", "join", "wordwrap", "truncate", "batch", "slice"}
+    | {"replace", "join", "wordwrap", "slice"}
 )
+_WIDTHS = frozenset({"indent", "center", "ljust", "rjust", "zfill", "expandtabs", "slice"})
 
 
 def _big_int(args: Any) -> bool:
@@ -103,7 +105,7 @@ def _estimate(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, An
     that `'x' | indent(10**9)` is refused before the gigabyte is allocated."""
     if name not in _SIZED:
         return 0
-    if _big_int((*args, *kwargs.values())):
+    if name in _WIDTHS and _big_int((*args, *kwargs.values())):
         return MAX_SIZE + 1
     if not isinstance(value, str):
         if name == "join" and isinstance(value, (list, tuple)):
@@ -122,9 +124,10 @@ def _estimate(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, An
     if name == "replace" and len(args) >= 2:
         old, new = str(args[0]), str(args[1])
         return len(value) + (len(value) // max(len(old), 1) + 1) * len(new)
-    if name in ("format", "format_map"):
-        wide = _WIDE_PERCENT if name == "format" and "%" in value else _WIDE_FORMAT
-        return MAX_SIZE + 1 if wide.search(value) else 0
+    if name == "format":  # the filter: printf-style
+        return MAX_SIZE + 1 if _WIDE_PERCENT.search(value) else 0
+    if name == "format_map":  # str.format and str.format_map
+        return MAX_SIZE + 1 if _WIDE_FORMAT.search(value) else 0
     if name == "join" and args and isinstance(args[0], (list, tuple)):
         parts = args[0]
         return sum(len(v) if isinstance(v, str) else 24 for v in parts) + len(value) * len(parts)
@@ -276,8 +279,7 @@ class SagaEnvironment(ImmutableSandboxedEnvironment):
             return left + right
         if operator == "%":
             if isinstance(left, str):
-                values = right if isinstance(right, tuple) else (right,)
-                if _WIDE_PERCENT.search(left) or _big_int(values):
+                if _WIDE_PERCENT.search(left):
                     raise _too_big("`%`")
                 return _checked(left % right, "`%`")
             return left % right
@@ -290,8 +292,11 @@ class SagaEnvironment(ImmutableSandboxedEnvironment):
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         budget.tick()
         method = _str_method(__obj)
-        if method is not None and _estimate(method[1], method[0], args, kwargs) > MAX_SIZE:
-            raise _too_big(f"str.{method[1]}")
+        if method is not None:
+            text, name = method
+            spec = "format_map" if name == "format" else name  # not the printf-style filter
+            if _estimate(spec, text, args, kwargs) > MAX_SIZE:
+                raise _too_big(f"str.{name}")
         result = super().call(__context, __obj, *args, **kwargs)
         return _checked(result, "the call") if method is not None else result
 

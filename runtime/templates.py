@@ -15,6 +15,10 @@ rendered again. The scope is a plain mapping of names (`input`, `steps`, `run`, 
 `id -> {"result": ..., "status": ...}`, and mapping keys win over attributes (`input.items` is
 the key). Every failure (an undefined name, a sandbox violation, a type error) raises
 `StepError("TEMPLATE_ERROR", "<template>: <reason>")` with secrets masked; nothing else escapes.
+Each Jinja render starts a fresh budget (operations, time) and its text is bounded in size
+(`sagac.compiler.templates`: going past a limit is a TEMPLATE_ERROR too). In a run with secrets,
+what a template reading `secrets` (or `args` that hold one) renders is registered with the
+redactor as a secret of the run: `{{ secrets.K | upper }}` is masked like `K` itself.
 
 Compiled templates are cached by source text in one process-wide table: templates come from
 definitions, never from data, so the table is bounded by the definitions loaded. A template
@@ -72,7 +76,8 @@ class _Compiled:
         self.blocks = blocks
         self.native = native
         self.simple = simple
-        reads = {r.root for r in analyze(source).reads} if "s" in source else set()
+        named = "secrets" in source or "args" in source
+        reads = {r.root for r in analyze(source).reads} if named else set()
         self.secret = "secrets" in reads
         self.args = "args" in reads
 

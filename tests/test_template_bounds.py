@@ -77,6 +77,8 @@ def test_endless_loops_run_out_of_operations(source: str) -> None:
         "{{ '%*s' | format(10**9, 'x') }}",
         "{{ '%.999999999f' % 1.5 }}",
         "{{ '{:>999999999}'.format(1) }}",
+        "{{ '{:>99999999} %'.format(1) }}",
+        "{{ [1, 2] | slice(10**9) | list }}",
         "{{ 'x'.ljust(10**9) }}",
         "{{ 'x'.zfill(10**9) }}",
         "{{ ('x' * 999999).replace('x', 'yy') }}",
@@ -109,6 +111,8 @@ def test_templates_cannot_build_huge_values(source: str) -> None:
             "000110112021",
         ),
         ("{{ 12345678 | default(0) }}{{ 12345678 | string | length }}", "123456788"),
+        ("{{ '%d' % 12345678 }} {{ '%d' | format(12345678) }}", "12345678 12345678"),
+        ("{{ '{} %'.format(12345678) }}", "12345678 %"),
         ("{{ range(100000) | map('string') | join | length }}", "488890"),
     ],
 )
