@@ -734,6 +734,8 @@ class _TemplateChecker:
             if first is not None:
                 self.step_read(site, first, chain)
         elif root in ("env", "secrets"):
+            if root == "secrets" and site.path[-1] == "idempotency_key":
+                self.secret_key(site)
             self.env_read(site, root, first)
         elif root == "run":
             if first is not None and first not in RUN_FIELDS:
@@ -787,6 +789,18 @@ class _TemplateChecker:
                 f"{site.field} reads unknown name `{root}`",
                 _did_you_mean(root, allowed) + f"names in scope here: {', '.join(allowed)}",
             )
+
+    def secret_key(self, site: Site) -> None:
+        """E024: a key is sent to other systems and journaled verbatim (a resume must send the
+        same one), so it may not carry a secret; a redacted key would change on resume."""
+        self.report(
+            site,
+            "E024",
+            f"{site.field} reads `secrets`: an idempotency key is journaled verbatim and sent "
+            "to other systems",
+            "build the key from the run and its input, e.g. "
+            '"{{ run.id }}-charge" or "charge-{{ input.order_id }}"',
+        )
 
     def env_read(self, site: Site, root: str, name: str | None) -> None:
         listed = self.saga.env if root == "env" else self.saga.secrets
@@ -986,7 +1000,7 @@ class _TemplateChecker:
 
 
 def check_templates(saga: ir.Saga, facts: Facts, doc: Document) -> list[Diagnostic]:
-    """E016, E017, E018, E021, E022: template syntax and what each template may read."""
+    """E016, E017, E018, E021, E022, E024: template syntax and what each template may read."""
     return _TemplateChecker(saga, facts, doc).run()
 
 

@@ -49,6 +49,7 @@ CODES: dict[str, Code] = {
         Code("E021", _E, "template reads a result field the step does not `keep`"),
         Code("E022", _E, "template reads an unknown name"),
         Code("E023", _E, "invalid input schema"),
+        Code("E024", _E, "idempotency key reads `secrets`"),
         Code("E025", _E, "a template chooses the executable or the host"),
         Code("E026", _E, "python action target cannot be imported or called with its `with`"),
         Code("W101", _W, "retried step with a side effect has no `idempotency_key`"),

@@ -9,31 +9,262 @@ mappings `a.b` reads the key `b` before any attribute (`input.items` is the key,
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache, lru_cache, wraps
+from itertools import islice
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import Environment, StrictUndefined, Template, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 _SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 
 
-MAX_SIZE = 1_000_000  # items or characters one `*` may build
+MAX_SIZE = 1_000_000  # items or characters one operation (`*`, `~`, a filter, a method) may build
 MAX_POWER_BITS = 4096  # bits of an integer `**` may build
+MAX_OUTPUT = 1_000_000  # characters one template may render
+MAX_OPERATIONS = 1_000_000  # loop iterations and calls in one render
+MAX_RENDER_SECONDS = 2.0  # wall time of one render, checked every _CLOCK_EVERY operations
+_CLOCK_EVERY = 1024
+
+# A width or precision of 7 digits or more in a `%` or `str.format` spec (a 1 MB field at least).
+_WIDE_PERCENT = re.compile(r"%[-#0 +]*(?:\d{7,}|\*)|%[-#0 +]*\d*\.(?:\d{7,}|\*)")
+_WIDE_FORMAT = re.compile(r"\{[^{}]*:[^{}]*\d{7,}[^{}]*\}")
+
+
+class RenderBudget:
+    """What one render may still spend: operations, and time until its deadline. Reset before
+    every render (`start`); each operation of the sandbox `tick`s it. One process-wide budget,
+    not one per thread (a thread-local costs 3x per operation): sagac renders on one thread,
+    the event loop's, and a render never awaits."""
+
+    __slots__ = ("deadline", "ops")
+
+    def __init__(self) -> None:
+        self.ops = MAX_OPERATIONS
+        self.deadline = math.inf
+
+    def start(self) -> None:
+        self.ops = MAX_OPERATIONS
+        self.deadline = 0.0  # set at the first check: most renders end long before it
+
+    def tick(self) -> None:
+        ops = self.ops - 1
+        self.ops = ops
+        if ops % _CLOCK_EVERY == 0:
+            self.check()
+
+    def check(self) -> None:
+        if self.ops < 0:
+            raise SecurityError(
+                f"the template did more than {MAX_OPERATIONS:,} operations "
+                "(loop iterations and calls)"
+            )
+        now = time.monotonic()
+        if not self.deadline:
+            self.deadline = now + MAX_RENDER_SECONDS
+        elif now > self.deadline:
+            raise SecurityError(f"the template ran longer than {MAX_RENDER_SECONDS:g}s")
+
+
+budget = RenderBudget()
+
+
+def _too_big(what: str) -> SecurityError:
+    return SecurityError(f"{what} would build more than {MAX_SIZE:,} characters or items")
+
+
+def _checked(value: Any, what: str) -> Any:
+    if isinstance(value, (str, list, tuple)) and len(value) > MAX_SIZE:
+        raise _too_big(what)
+    return value
+
+
+# Filters and string methods whose arguments say how much they build (or, for `slice`, how
+# long they loop); a number above MAX_SIZE is refused only as one of the `_WIDTHS`.
+_SIZED = frozenset(
+    {"indent", "center", "ljust", "rjust", "zfill", "expandtabs", "format", "format_map"}
+    | {"replace", "join", "wordwrap", "slice"}
+)
+_WIDTHS = frozenset({"indent", "center", "ljust", "rjust", "zfill", "expandtabs", "slice"})
+
+
+def _big_int(args: Any) -> bool:
+    return any(isinstance(a, int) and not isinstance(a, bool) and a > MAX_SIZE for a in args)
+
+
+def _estimate(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """An upper bound of the size a string filter or method would build (0: no concern), so
+    that `'x' | indent(10**9)` is refused before the gigabyte is allocated."""
+    if name not in _SIZED:
+        return 0
+    if name in _WIDTHS and _big_int((*args, *kwargs.values())):
+        return MAX_SIZE + 1
+    if not isinstance(value, str):
+        if name == "join" and isinstance(value, (list, tuple)):
+            sep = args[0] if args and isinstance(args[0], str) else ""
+            return sum(len(v) if isinstance(v, str) else 24 for v in value) + len(sep) * len(value)
+        return 0
+    if name == "indent":
+        width = args[0] if args else kwargs.get("width", 4)
+        step = len(width) if isinstance(width, str) else int(width)
+        return len(value) + step * (value.count("\n") + 1)
+    if name in ("center", "ljust", "rjust", "zfill"):
+        return max([len(value), *(a for a in args[:1] if isinstance(a, int))])
+    if name == "expandtabs":
+        size = args[0] if args and isinstance(args[0], int) else 8
+        return len(value) + size * value.count("\t")
+    if name == "replace" and len(args) >= 2:
+        old, new = str(args[0]), str(args[1])
+        return len(value) + (len(value) // max(len(old), 1) + 1) * len(new)
+    if name == "format":  # the filter: printf-style
+        return MAX_SIZE + 1 if _WIDE_PERCENT.search(value) else 0
+    if name == "format_map":  # str.format and str.format_map
+        return MAX_SIZE + 1 if _WIDE_FORMAT.search(value) else 0
+    if name == "join" and args and isinstance(args[0], (list, tuple)):
+        parts = args[0]
+        return sum(len(v) if isinstance(v, str) else 24 for v in parts) + len(value) * len(parts)
+    return 0
+
+
+def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """`func` refused when it would build too much, and its result checked (the
+    `pass_context`-style marker is kept by `wraps`)."""
+    skip = 1 if hasattr(func, "jinja_pass_arg") else 0
+
+    @wraps(func)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        value, rest = (args[skip], args[skip + 1 :]) if len(args) > skip else (None, ())
+        if _estimate(name, value, rest, kwargs) > MAX_SIZE:
+            raise _too_big(f"the filter {name!r}")
+        return _checked(func(*args, **kwargs), f"the filter {name!r}")
+
+    return bounded
+
+
+def _str_method(obj: Any) -> tuple[str, str] | None:
+    """(the string, the method's name) when `obj` is a method of a string (the sandbox wraps
+    `str.format` in a function that keeps the method as `__wrapped__`)."""
+    method = getattr(obj, "__wrapped__", obj)
+    owner = getattr(method, "__self__", None)
+    if isinstance(owner, str) and isinstance(getattr(method, "__name__", None), str):
+        return owner, method.__name__
+    return None
+
+
+class _Guards(NodeTransformer):
+    """Routes every `{% for %}` through the `_sagac_loop` filter (its iterations charged to the
+    budget) and every `~` through `_sagac_concat` (bounded in size). Filters, because Jinja
+    calls a filter directly, where a call goes through the sandbox's checks (4x the cost)."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+
+    def _filter(self, name: str, value: Any, lineno: int) -> nodes.Filter:
+        node = nodes.Filter(value, name, [], [], None, None, lineno=lineno)
+        node.set_environment(self.env)
+        return node
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = self._filter("_sagac_loop", node.iter, node.lineno)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        parts = nodes.Tuple(list(node.nodes), "load", lineno=node.lineno)
+        return self._filter("_sagac_concat", parts, node.lineno)
+
+
+def _loop(iterable: Any) -> Any:
+    """A loop's iterable, its iterations charged to the budget: all at once when it has a
+    length (no cost per iteration), else one by one."""
+    try:
+        n = len(iterable)
+    except TypeError:
+        return _counted(iterable)
+    budget.ops -= n
+    budget.check()
+    return iterable
+
+
+def _counted(iterable: Any) -> Iterator[Any]:
+    spend = budget  # `tick` inlined: this is the innermost loop of a template
+    for item in iterable:
+        ops = spend.ops - 1
+        spend.ops = ops
+        if ops % _CLOCK_EVERY == 0:
+            spend.check()
+        yield item
+
+
+def _concat(parts: tuple[Any, ...]) -> str:
+    budget.tick()
+    texts = [p if isinstance(p, str) else str(p) for p in parts]
+    if sum(map(len, texts)) > MAX_SIZE:
+        raise _too_big("`~`")
+    return "".join(texts)
+
+
+def bounded_text(chunks: Iterable[str]) -> str:
+    """The rendered chunks joined, refused as soon as they pass MAX_OUTPUT characters."""
+    # In batches: a Python loop per chunk would double the cost of rendering a loop.
+    it = iter(chunks)
+    out: list[str] = []
+    size = 0
+    while batch := list(islice(it, 64)):
+        size += sum(map(len, batch))
+        if size > MAX_OUTPUT:
+            raise SecurityError(f"the template renders more than {MAX_OUTPUT:,} characters")
+        out += batch
+    return "".join(out)
+
+
+class SagaTemplate(Template):
+    """`render` with a fresh budget and a bounded output (the runtime calls render functions
+    itself, and does the same there)."""
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        budget.start()
+        context = self.new_context(dict(*args, **kwargs))
+        try:
+            return bounded_text(self.root_render_func(context))
+        except Exception:
+            self.environment.handle_exception()
 
 
 class SagaEnvironment(ImmutableSandboxedEnvironment):
-    """Sandboxed, strict, reading mapping keys before attributes, and bounded in arithmetic.
+    """Sandboxed, strict, reading mapping keys before attributes, and bounded.
 
-    Jinja's sandbox stops attribute escapes but not `'a' * 10**10` or `10**10**10`: `*` and `**`
-    are intercepted here so that one template cannot exhaust memory or hang the runtime.
+    Jinja's sandbox stops attribute escapes but not `'a' * 10**10`, `10**10**10`, nested loops
+    over `range(100000)` or `'x' | indent(10**9)`: here every loop iteration and call (what
+    repeats work: everything else runs once per iteration) is an operation of the render's
+    `budget` (at most MAX_OPERATIONS, and MAX_RENDER_SECONDS), and `*`, `**`, `+`, `%`, `~`,
+    sized filters and string methods refuse to build more than MAX_SIZE items or characters,
+    before they build it.
     """
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    template_class = SagaTemplate
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Only the filters whose arguments say how much they build: every other one is
+        # bounded by its input, and repeated only by loops, which are counted.
+        for name in _SIZED & self.filters.keys():
+            self.filters[name] = _bounded_filter(name, self.filters[name])
+        self.filters["_sagac_loop"] = _loop
+        self.filters["_sagac_concat"] = _concat
+
+    def _generate(self, source: nodes.Template, *args: Any, **kwargs: Any) -> str:
+        return super()._generate(_Guards(self).visit(source), *args, **kwargs)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
@@ -41,11 +272,33 @@ class SagaEnvironment(ImmutableSandboxedEnvironment):
             if big and max(left.bit_length(), 1) * right > MAX_POWER_BITS:
                 raise SecurityError(f"{left} ** {right} is too large")
             return left**right
+        if operator == "+":
+            sized = isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple))
+            if sized and len(left) + len(right) > MAX_SIZE:
+                raise _too_big("`+`")
+            return left + right
+        if operator == "%":
+            if isinstance(left, str):
+                if _WIDE_PERCENT.search(left):
+                    raise _too_big("`%`")
+                return _checked(left % right, "`%`")
+            return left % right
         for seq, n in ((left, right), (right, left)):
             sized = isinstance(seq, (str, list, tuple)) and isinstance(n, int)
             if sized and len(seq) * n > MAX_SIZE:
                 raise SecurityError(f"repeating a sequence {n} times is too large")
         return left * right
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        budget.tick()
+        method = _str_method(__obj)
+        if method is not None:
+            text, name = method
+            spec = "format_map" if name == "format" else name  # not the printf-style filter
+            if _estimate(spec, text, args, kwargs) > MAX_SIZE:
+                raise _too_big(f"str.{name}")
+        result = super().call(__context, __obj, *args, **kwargs)
+        return _checked(result, "the call") if method is not None else result
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping):

@@ -25,6 +25,7 @@ from .events import EventCallback
 from .executor import Executor
 from .journal import replay
 from .leases import held
+from .redaction import check_secrets
 from .report import RunReport
 from .store.base import Store
 from .store.memory import MemoryStore
@@ -93,11 +94,13 @@ def environment(
     plan: Plan, secrets: Mapping[str, str] | None
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(env, secrets): the listed `env:` names from the process, and the secrets given (or,
-    for names listed under `secrets:` and not given, from the process environment)."""
+    for names listed under `secrets:` and not given, from the process environment). A secret
+    too short to be masked safely is refused (InputError) before anything runs."""
     saga = plan.definition
     env = {k: os.environ[k] for k in saga.env if k in os.environ}
     found = {k: os.environ[k] for k in saga.secrets if k in os.environ}
     found.update(secrets or {})
+    check_secrets(found)
     return env, found
 
 

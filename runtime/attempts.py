@@ -96,11 +96,10 @@ async def run_attempts(
     if where is None:
         where = ex._where(nid, item_index)
     emit = ex.journal.emit
-    redacted_key = ex.redact(key)
     instant = immediate_action(spec)  # a mock without delay: no coroutine, no context
     while True:
         attempt += 1
-        await emit("step_started", {**where, "attempt": attempt, "idempotency_key": redacted_key})
+        await emit("step_started", {**where, "attempt": attempt, "idempotency_key": key})
         started = clock.monotonic()
         saga_at = ex.saga_deadline_at
         limit, binding = attempt_limit(started, timeout, deadline_at, saga_at)

@@ -170,14 +170,11 @@ async def compensate_one(ex: Executor, u: Undo) -> bool:
         return False
     spec = ex.action_of(u.step, comp.action.spec, compensation=True)
     retry = RetryState(comp.retry)
-    redacted_key = ex.redact(key)
     clock = ex.clock
     instant = immediate_action(spec)  # a mock without delay: no coroutine, no context
     while True:
         attempt += 1
-        await ex.emit(
-            "compensation_started", {**where, "attempt": attempt, "idempotency_key": redacted_key}
-        )
+        await ex.emit("compensation_started", {**where, "attempt": attempt, "idempotency_key": key})
         started = clock.monotonic()
         try:
             if instant is not None:

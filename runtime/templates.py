@@ -15,6 +15,10 @@ rendered again. The scope is a plain mapping of names (`input`, `steps`, `run`, 
 `id -> {"result": ..., "status": ...}`, and mapping keys win over attributes (`input.items` is
 the key). Every failure (an undefined name, a sandbox violation, a type error) raises
 `StepError("TEMPLATE_ERROR", "<template>: <reason>")` with secrets masked; nothing else escapes.
+Each Jinja render starts a fresh budget (operations, time) and its text is bounded in size
+(`sagac.compiler.templates`: going past a limit is a TEMPLATE_ERROR too). In a run with secrets,
+what a template reading `secrets` (or `args` that hold one) renders is registered with the
+redactor as a secret of the run: `{{ secrets.K | upper }}` is masked like `K` itself.
 
 Compiled templates are cached by source text in one process-wide table: templates come from
 definitions, never from data, so the table is bounded by the definitions loaded. A template
@@ -30,9 +34,16 @@ from typing import Any
 
 from jinja2 import nodes
 from jinja2.runtime import Context, Undefined
-from sagac.compiler.templates import environment, is_template, single_expression
+from sagac.compiler.templates import (
+    analyze,
+    bounded_text,
+    budget,
+    environment,
+    is_template,
+    single_expression,
+)
 from sagac.runtime.errors import StepError
-from sagac.runtime.redaction import Redactor
+from sagac.runtime.redaction import MIN_SECRET_LENGTH, Redactor
 
 __all__ = ["TemplateEngine", "has_template"]
 
@@ -46,13 +57,16 @@ _MISSING: Any = object()
 
 
 class _Compiled:
-    """One template: its render function, whether it yields a native value, and its parts when
-    it is only literal text and dotted names (`simple`: text, or a path to look up)."""
+    """One template: its render function, whether it yields a native value, its parts when
+    it is only literal text and dotted names (`simple`: text, or a path to look up), and
+    whether it reads `secrets` (or `args`, which may carry them): what it renders may then be
+    derived from a secret."""
 
-    __slots__ = ("blocks", "native", "root", "simple")
+    __slots__ = ("args", "blocks", "native", "root", "secret", "simple")
 
     def __init__(
         self,
+        source: str,
         root: Callable[[Context], Iterator[str]],
         blocks: Any,
         native: bool,
@@ -62,6 +76,10 @@ class _Compiled:
         self.blocks = blocks
         self.native = native
         self.simple = simple
+        named = "secrets" in source or "args" in source
+        reads = {r.root for r in analyze(source).reads} if named else set()
+        self.secret = "secrets" in reads
+        self.args = "args" in reads
 
 
 def _simple(body: list[nodes.Node]) -> tuple[str | Path, ...] | None:
@@ -111,10 +129,10 @@ def _compile(source: str) -> _Compiled | None:
         expression = env.compile_expression(expr, undefined_to_none=False)
         template = expression._template
         simple = _simple(env.parse("{{" + expr + "}}").body)
-        return _Compiled(template.root_render_func, template.blocks, True, simple)
+        return _Compiled(source, template.root_render_func, template.blocks, True, simple)
     template = env.from_string(source)
     simple = _simple(env.parse(source).body)
-    return _Compiled(template.root_render_func, template.blocks, False, simple)
+    return _Compiled(source, template.root_render_func, template.blocks, False, simple)
 
 
 def _compiled(source: str) -> _Compiled | None:
@@ -147,6 +165,8 @@ class TemplateEngine:
     def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
         self.secrets: dict[str, str] = {k: str(v) for k, v in (secrets or {}).items()}
         self.redactor = Redactor(self.secrets.values())
+        # Only a run with secrets has values derived from them to register (see `_derived`).
+        self.tainting = bool(self.secrets)
         self._env = environment()
         self._globals: dict[str, Any] = dict(self._env.globals)
 
@@ -168,8 +188,12 @@ class TemplateEngine:
         parent = self._parent(scope)
         if compiled.native:
             result = self._native(value, compiled, parent)
-            return result if isinstance(result, str) else _text_of(result)
-        return self._text(value, compiled, parent)
+            text = result if isinstance(result, str) else _text_of(result)
+        else:
+            text = self._text(value, compiled, parent)
+        if self.tainting and (compiled.secret or compiled.args):
+            self._derived(compiled, parent, text)
+        return text
 
     def _parent(self, scope: Mapping[str, Any]) -> dict[str, Any]:
         # One context parent per render call, shared by every string in the value: the sandbox
@@ -185,13 +209,30 @@ class TemplateEngine:
             if compiled is None:
                 return value
             if compiled.native:
-                return self._native(value, compiled, parent)
-            return self._text(value, compiled, parent)
+                out = self._native(value, compiled, parent)
+            else:
+                out = self._text(value, compiled, parent)
+            if self.tainting and (compiled.secret or compiled.args):
+                self._derived(compiled, parent, out)
+            return out
         if isinstance(value, Mapping):
             return {k: self._walk(v, parent) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self._walk(v, parent) for v in value]
         return value
+
+    def _derived(self, compiled: _Compiled, parent: Mapping[str, Any], value: Any) -> None:
+        """Register what a template made from a secret as a secret of the run, whole: the
+        redactor then masks `{{ secrets.K | upper }}` or `Bearer {{ secrets.K[::-1] }}` wherever
+        it appears. A template that reads `args` counts when the args hold a secret. Strings
+        shorter than MIN_SECRET_LENGTH are not registered: they would mask ordinary text."""
+        if not compiled.secret and not self.redactor.contains(parent.get("args")):
+            return
+        found: list[str] = []
+        _strings_in(value, found)
+        fresh = [t for t in found if len(t) >= MIN_SECRET_LENGTH and not self.redactor.knows(t)]
+        if fresh:
+            self.redactor.add(fresh)
 
     def _compiled(self, source: str) -> _Compiled | None:
         try:
@@ -206,6 +247,7 @@ class TemplateEngine:
             if value is not _MISSING:
                 return value
         try:
+            budget.start()
             context = Context(self._env, parent, None, compiled.blocks, self._globals)
             for _ in compiled.root(context):
                 pass
@@ -230,8 +272,9 @@ class TemplateEngine:
             else:
                 return "".join(out)
         try:
+            budget.start()
             context = Context(self._env, parent, None, compiled.blocks, self._globals)
-            return "".join(compiled.root(context))
+            return bounded_text(compiled.root(context))
         except Exception as exc:
             raise self._error(source, exc) from None
 
@@ -253,6 +296,17 @@ class TemplateEngine:
         """`text` with every secret value masked as `***`."""
         masked: str = self.redactor.redact_text(text)
         return masked
+
+
+def _strings_in(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            _strings_in(v, out)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _strings_in(v, out)
 
 
 def _describe(exc: BaseException) -> str:

@@ -121,6 +121,41 @@ def test_the_baseline_is_clean() -> None:
             """,
             ["E021", "E021"],
         ),
+        # An idempotency key is journaled verbatim and sent elsewhere: it never reads secrets
+        # (a step's, a compensation's or a foreach's key), though other fields may.
+        ("- {id: a, action: stub, idempotency_key: 'k-{{ secrets.API_TOKEN }}'}", ["E024"]),
+        ("- {id: a, action: stub, idempotency_key: '{{ secrets | length }}'}", ["E024"]),
+        (
+            """\
+            - id: a
+              action: stub
+              compensate:
+                action: stub
+                retry: {max_attempts: 2}
+                idempotency_key: "u-{{ secrets.API_TOKEN | upper }}"
+            """,
+            ["E024"],
+        ),
+        (
+            """\
+            - foreach:
+                id: each
+                items: "{{ input.items }}"
+                as: it
+                action: stub
+                idempotency_key: "{% set t = secrets.API_TOKEN %}{{ t }}-{{ it.id }}"
+            """,
+            ["E024"],
+        ),
+        (
+            """\
+            - id: a
+              action: stub
+              with: {token: "{{ secrets.API_TOKEN }}"}
+              idempotency_key: "k-{{ run.id }}-{{ input.id }}"
+            """,
+            [],
+        ),
         ("- {id: a, action: stub, with: {x: '{{ input.a | nosuchfilter }}'}}", ["E016"]),
         ("- {id: a, action: stub, with: {x: \"{% include 'x.j2' %}\"}}", ["E016"]),
         ("- {id: a, action: stub, with: {x: '{{ input.a.}}'}}", ["E016"]),

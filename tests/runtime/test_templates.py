@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -208,13 +209,13 @@ def test_secrets_are_in_scope_by_default_and_rendered_where_asked() -> None:
     assert engine.render("{{ secrets.API_TOKEN }}", {**SCOPE, "secrets": {"API_TOKEN": "x"}}) == "x"
 
 
-def test_redact_masks_every_secret_everywhere() -> None:
-    engine = TemplateEngine({"A": "sk_live_42", "B": "pw", "EMPTY": ""})
+def test_redact_masks_every_secret_in_values_never_in_keys() -> None:
+    engine = TemplateEngine({"A": "sk_live_42", "B": "pass", "EMPTY": ""})
     value = {
         "token": "sk_live_42",
         "header": "Bearer sk_live_42; again sk_live_42",
-        "list": [("pw", 1), {"nested": "xpwx"}],
-        "sk_live_42": "as a key",
+        "list": [("pass", 1), {"nested": "xpassx"}],
+        "password": "kept: a key is structure, not data",
         "n": 42,
         "none": None,
     }
@@ -222,7 +223,7 @@ def test_redact_masks_every_secret_everywhere() -> None:
         "token": "***",
         "header": "Bearer ***; again ***",
         "list": [["***", 1], {"nested": "x***x"}],
-        "***": "as a key",
+        "password": "kept: a key is structure, not data",
         "n": 42,
         "none": None,
     }
@@ -230,9 +231,57 @@ def test_redact_masks_every_secret_everywhere() -> None:
 
 
 def test_redaction_prefers_the_longest_secret_and_its_json_spelling() -> None:
-    redactor = Redactor(["abc", "abcdef", 'quo"te\\'])
-    assert redactor.redact_text("xabcdefx abc") == "x***x ***"
+    redactor = Redactor(["abcd", "abcdef", 'quo"te\\'])
+    assert redactor.redact_text("xabcdefx abcd") == "x***x ***"
     assert redactor.redact_text('{"v": "quo\\"te\\\\"}') == '{"v": "***"}'
+
+
+def test_redaction_masks_url_encoded_spellings() -> None:
+    secret = 'open sesame "42"/+é'
+    redactor = Redactor([secret])
+    for spelled in (
+        "open%20sesame%20%2242%22%2F%2B%C3%A9",  # quote(safe="")
+        "open%20sesame%20%2242%22/%2B%C3%A9",  # quote()
+        "open+sesame+%2242%22%2F%2B%C3%A9",  # quote_plus, a form body
+        "open%20sesame%20%2242%22/+%C3%A9",  # httpx's path and query encoding
+    ):
+        assert redactor.redact_text(f"GET /x/{spelled}?a=1") == "GET /x/***?a=1", spelled
+
+
+def test_values_derived_from_a_secret_are_secret_as_a_whole() -> None:
+    engine = TemplateEngine({"KEY": "hunter2-abc"})
+    derived = {
+        "upper": "{{ secrets.KEY | upper }}",
+        "reversed": "{{ secrets.KEY[::-1] }}",
+        "joined": "{{ secrets.KEY | list | join('-') }}",
+        "text": "Basic {{ secrets.KEY | title }}!",
+        "native": "{{ [secrets.KEY | replace('-', '_')] }}",
+    }
+    out = engine.render(derived, SCOPE)
+    assert out["upper"] == "HUNTER2-ABC" and out["joined"].startswith("h-u-n")
+    leaked = json.dumps(out)
+    assert engine.redact(out) == {
+        "upper": "***",
+        "reversed": "***",
+        "joined": "***",
+        "text": "***",
+        "native": ["***"],
+    }
+    assert "HUNTER" not in engine.redact_text(f"error body: {leaked}")
+    # An action spec reading `args` that carry a secret-derived value makes a secret too.
+    args = {"token": out["upper"]}
+    url = engine.render_text(
+        "https://h/{{ args.token | lower | replace('-', '') }}", {"args": args}
+    )
+    assert engine.redact_text(url) == "***"
+
+
+def test_derived_values_are_registered_only_from_templates_that_read_secrets() -> None:
+    engine = TemplateEngine({"KEY": "hunter2-abc"})
+    assert engine.render("{{ input.word | upper }}", {"input": {"word": "echo"}}) == "ECHO"
+    engine.render("{{ secrets.KEY[:2] }}", SCOPE)  # shorter than the minimum: not registered
+    assert engine.redact({"echo": "ECHO hu"}) == {"echo": "ECHO hu"}
+    assert not TemplateEngine().tainting
 
 
 def test_without_secrets_redact_returns_the_value_itself() -> None:
