@@ -42,13 +42,13 @@ steps:
 ECHOED_URL = """\
 saga: echoed
 secrets: [API_TOKEN]
-input: {type: object, properties: {base: {type: string}}}
+env: [ECHO_BASE]
 steps:
   - id: fetch
     action:
       http:
         method: GET
-        url: "{{ input.base }}/items/{{ secrets.API_TOKEN }}?t={{ secrets.API_TOKEN }}"
+        url: "{{ env.ECHO_BASE }}/items/{{ secrets.API_TOKEN }}?t={{ secrets.API_TOKEN }}"
 """
 
 
@@ -119,9 +119,7 @@ def test_an_http_error_body_echoing_the_url_encoded_secret_is_masked(
     texts = _everything(
         tmp_path,
         ECHOED_URL,
-        {"API_TOKEN": secret},
-        "--input",
-        json.dumps({"base": http_server.url("")}),
+        {"API_TOKEN": secret, "ECHO_BASE": http_server.url("")},
     )
     assert "HTTP_404" in texts[0]
     encoded = "open%20sesame%20%224711%22"
