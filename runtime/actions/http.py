@@ -19,7 +19,7 @@ read, to quote them.
 
 Clients: one client per event loop, created on first use, so connections are reused across
 steps. Close it with `await aclose_clients()` before the loop ends, or run inside
-`async with http_clients():`.
+`async with sagac.runtime.actions.http_clients():`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ import asyncio
 import json
 import weakref
 import zlib
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -38,7 +37,7 @@ from sagac.runtime.actions.context import StepContext
 from sagac.runtime.actions.limits import READ_LIMIT, too_large
 from sagac.runtime.errors import StepError
 
-__all__ = ["aclose_clients", "http_clients", "run_http"]
+__all__ = ["aclose_clients", "run_http"]
 
 BODYLESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 TEXT_LIMIT = 4096  # characters of a non-JSON body kept in the result
@@ -69,15 +68,6 @@ async def aclose_clients() -> None:
     shared = _clients.pop(asyncio.get_running_loop(), None)
     if shared is not None:
         await shared.aclose()
-
-
-@asynccontextmanager
-async def http_clients() -> AsyncIterator[None]:
-    """Scope for a run: http actions inside share connections, closed on the way out."""
-    try:
-        yield
-    finally:
-        await aclose_clients()
 
 
 async def run_http(spec: HttpAction, args: Any, ctx: StepContext) -> Any:

@@ -65,6 +65,19 @@ def explain_interruption(error: Any, run_id: str, url: str, started: bool = True
     return error
 
 
+def using(store: Any, fn: Any) -> Any:
+    """`await fn(store)` in a fresh event loop, then close the store whatever happened."""
+    import asyncio
+
+    async def go() -> Any:
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
 def _recorded(url: str, run_id: str) -> bool:
     """Whether run `run_id` is in the journal at `url` (read only; False when unreadable)."""
     import asyncio

@@ -14,7 +14,7 @@ from typing import Any
 
 from sagac.compiler.errors import UsageError
 
-from ._store import add_store_option, open_existing
+from ._store import add_store_option, open_existing, using
 
 
 def register(sub: Any) -> None:
@@ -46,18 +46,6 @@ def _open(url: str, create: bool) -> Any:
     return open_existing(url)
 
 
-def _closing(store: Any, fn: Any) -> Any:
-    import asyncio
-
-    async def go() -> Any:
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
-
-
 def change(args: argparse.Namespace) -> int:
     from sagac.runtime.approvals import check_group_name, check_user_names
 
@@ -65,10 +53,10 @@ def change(args: argparse.Namespace) -> int:
     users = check_user_names(args.users)
     store = _open(args.store, create=args.adding)
     if args.adding:
-        done = _closing(store, lambda s: s.add_group_members(group, users))
+        done = using(store, lambda s: s.add_group_members(group, users))
         verb, already = "added to", "already in"
     else:
-        done = _closing(store, lambda s: s.remove_group_members(group, users))
+        done = using(store, lambda s: s.remove_group_members(group, users))
         verb, already = "removed from", "not in"
     if done:
         print(f"{', '.join(done)} {verb} group:{group}")
@@ -82,7 +70,7 @@ def list_groups(args: argparse.Namespace) -> int:
     from sagac.runtime.approvals import check_group_name
 
     group = check_group_name(args.group) if args.group else None
-    groups = _closing(open_existing(args.store), lambda s: s.group_members(group))
+    groups = using(open_existing(args.store), lambda s: s.group_members(group))
     if group is not None and not groups:
         raise UsageError(
             f"no group {group!r} in this journal", hint=f"sagac groups add {group} USER"

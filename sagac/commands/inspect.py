@@ -9,7 +9,7 @@ from typing import Any
 
 from sagac.compiler.errors import UsageError
 
-from ._store import add_store_option, open_existing
+from ._store import add_store_option, open_existing, using
 
 
 def register(sub: Any) -> None:
@@ -60,17 +60,7 @@ def _options(p: argparse.ArgumentParser) -> None:
 
 
 def _read(args: argparse.Namespace, fn: Any) -> Any:
-    import asyncio
-
-    store = open_existing(args.store, readonly=True)
-
-    async def go() -> Any:
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
+    return using(open_existing(args.store, readonly=True), fn)
 
 
 def runs(args: argparse.Namespace) -> int:
