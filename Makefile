@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SAGAC := $(VENV)/bin/sagac
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-full schema-check clean
+.PHONY: demo test lint typecheck unit bench bench-full clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -41,6 +41,7 @@ EVENT_FIELDS: dict[str, str] = {
     "approval_decided": "step, approved, by, at, comment, value",
     "batch_progress": "step, batch, total_batches, processed, total, percent, failed, rate,"
     " [completed], [cursors], [results]",  # the items' checkpoint: docs/batches.md
+    "saga_compensating": "failure",
     "cancel_requested": "by, reason",
     "compensation_started": "step, attempt, idempotency_key, [item_index]",
     "compensation_completed": "step, attempt, duration_ms, [item_index]",

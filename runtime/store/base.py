@@ -5,7 +5,7 @@ an append-only list of events (the run's state is whatever `journal.replay` make
 The executor writes every state change through `append` and never starts an action before the
 append that precedes it has returned: `append` is durable when it returns, and it must keep the
 order of calls (one writer per run; a store with real I/O serialises its writes per run).
-Implementations: `memory` (this package); SQLite and Postgres stores implement the same ABC.
+Implementations: `memory.py` and `sqlite.py` (with its `sqlite_*` parts) in this package.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """An in-process store: runs and journals in dicts, gone when the process ends.
 
-Used by `sagac run --store memory` (the default) and by tests, including resume tests: two
-executions that share one `MemoryStore` see the same journal, as two processes would share a
-database file.
+Used by `sagac run --store memory` (the default store is a SQLite journal) and by tests,
+including resume tests: two executions that share one `MemoryStore` see the same journal, as
+two processes would share a database file.
 """
 
 from __future__ import annotations
