@@ -21,6 +21,7 @@ from sagac.compiler.pipeline import load
 from sagac.compiler.plan import Plan
 
 from .clock import Clock
+from .errors import SecretMissing
 from .events import EventCallback
 from .executor import Executor
 from .journal import replay
@@ -101,6 +102,42 @@ def environment(
     return env, found
 
 
+def secrets_read(plan: Plan) -> dict[str, list[str]]:
+    """Secret name -> where a template of the saga reads it (`charge.with.key`, `output`)."""
+    from sagac.compiler.checks import template_sites
+    from sagac.compiler.templates import analyze
+
+    out: dict[str, list[str]] = {}
+    for site in template_sites(plan.definition):
+        if "secrets" not in site.text:
+            continue
+        for read in analyze(site.text).reads:
+            if read.root == "secrets" and read.chain and isinstance(read.chain[0], str):
+                where = f"{site.field} of {site.node.id}" if site.node is not None else site.field
+                out.setdefault(read.chain[0], []).append(where)
+    return out
+
+
+def require_secrets(plan: Plan, found: Mapping[str, str]) -> None:
+    """Refuse to start (or resume) a run when a secret its templates read is not set: else the
+    run would fail half-way with a TEMPLATE_ERROR, after effects it may have to undo."""
+    unset = [name for name in plan.definition.secrets if name not in found]
+    if not unset:
+        return
+    read = secrets_read(plan)
+    missing = [name for name in unset if name in read]
+    if not missing:
+        return
+    plural = "s" if len(missing) > 1 else ""
+    where = "; ".join(f"{n} read in {', '.join(read[n][:3])}" for n in missing)
+    exports = " ".join(f"{n}=..." for n in missing)
+    raise SecretMissing(
+        f"secret{plural} {', '.join(missing)} {'are' if plural else 'is'} not set ({where})",
+        hint=f"set the environment variable{plural} of the same name before the run, e.g. "
+        f"`export {exports}` (from Python: `secrets={{...}}`); nothing has run",
+    )
+
+
 async def arun(
     plan_or_path: Plan | str | Path,
     input: Any,
@@ -118,6 +155,7 @@ async def arun(
     validate_input(plan, input)
     overrides = fail_overrides(plan, fail)
     env, found = environment(plan, secrets)
+    require_secrets(plan, found)
     executor = Executor(
         plan,
         input,
@@ -158,6 +196,7 @@ async def aresume(
     if state.finished and record.report is not None:
         return RunReport.model_validate(record.report)
     env, found = environment(plan, secrets)
+    require_secrets(plan, found)
     executor = Executor(
         plan,
         record.input,
