@@ -20,6 +20,7 @@ from .graph import SagaGraph, build_graph
 from .loader import Document, load_file, load_text
 from .lower import lower
 from .plan import Plan, build_plan
+from .recover import credible, readable_part
 from .schema import check_schema
 
 
@@ -69,6 +70,7 @@ def _compile(doc: Document | None, diags: list[Diagnostic], file: str) -> Compil
 def _stages(c: Compilation, doc: Document, file: str) -> None:
     c.diagnostics.extend(check_schema(doc))
     if c.errors():
+        _readable_stages(c, doc)
         return
     try:
         c.saga = lower(doc.data)
@@ -87,6 +89,20 @@ def _stages(c: Compilation, doc: Document, file: str) -> None:
     c.diagnostics.extend(check_semantics(c.saga, c.graph, doc))
     if not c.errors():
         c.plan = build_plan(c.saga, c.graph, doc.data, file)
+
+
+def _readable_stages(c: Compilation, doc: Document) -> None:
+    """After schema errors: the semantic checks of the part of `doc` the schema accepts, so
+    that one `validate` shows both layers; only what does not follow from a cut is kept."""
+    readable = readable_part(doc)
+    if readable is None:
+        return
+    part = Compilation(c.file, readable.document)
+    try:
+        _stages(part, readable.document, c.file)
+    except Exception:
+        return
+    c.diagnostics.extend(credible(part.diagnostics, readable))
 
 
 def compile_text(text: str, file: str = "<string>") -> Compilation:
