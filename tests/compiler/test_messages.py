@@ -138,12 +138,24 @@ def test_endless_device_is_refused_at_the_limit(device: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_huge_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+def test_huge_file_is_refused_without_reading_it(tmp_path: Path) -> None:
     big = tmp_path / "big.yaml"
     with big.open("wb") as f:
         f.truncate(2 * 1024**3)  # sparse: 2 GB that take no disk
-    doc, diags = load_file(big)
-    assert doc is None and [d.code for d in diags] == ["E002"]
+    probe = (
+        "import resource, sys\n"
+        "from sagac.cli import main\n"
+        "code = main(['validate', sys.argv[1]])\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(big)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 65
+    assert "error[E002]: file is larger than 16 MiB" in result.stderr
+    peak_kib = int(result.stderr.strip().splitlines()[-1])
+    assert peak_kib < 250 * 1024  # the interpreter and sagac's imports, not the file
 
 
 def test_file_of_exactly_the_limit_is_read(tmp_path: Path) -> None:
