@@ -21,7 +21,7 @@ from jsonschema.exceptions import ValidationError
 
 from .diagnostics import Diagnostic
 from .loader import Document, Mark, PathKey, SourceMap
-from .schema import _leaves, _unknown_keys, _validator
+from .schema import _leaves, _unknown_keys, _validator, is_valid_fast
 
 MAX_ROUNDS = 6  # each round takes out what the previous one left invalid (a parent, mostly)
 _GONE = object()
@@ -39,24 +39,23 @@ class Readable:
 class _Shifted(SourceMap):
     """The source map of the original document, read with paths of the pruned one."""
 
-    def __init__(self, base: SourceMap, gaps: dict[PathKey, list[int]]) -> None:
+    def __init__(self, base: SourceMap, kept: dict[PathKey, list[int]]) -> None:
         super().__init__(base.values, base.keys)
-        self.gaps = gaps
+        self.kept = kept
 
     def at(self, path: PathKey, *, key: bool = False) -> Mark:
-        return super().at(_original(path, self.gaps), key=key)
+        return super().at(_original(path, self.kept), key=key)
 
 
-def _original(path: PathKey, gaps: dict[PathKey, list[int]]) -> PathKey:
-    """The original path of `path` in the pruned document: list indices skip removed items."""
+def _original(path: PathKey, kept: dict[PathKey, list[int]]) -> PathKey:
+    """The original path of `path` in the pruned document: `kept[list path]` holds the original
+    indices of the items left in each list that lost some."""
     out: list[str | int] = []
     for part in path:
         if isinstance(part, int):
-            for removed in gaps.get(tuple(out), ()):
-                if removed <= part:
-                    part += 1
-                else:
-                    break
+            indices = kept.get(tuple(out))
+            if indices is not None and 0 <= part < len(indices):
+                part = indices[part]
         out.append(part)
     return tuple(out)
 
@@ -131,10 +130,12 @@ def readable_part(doc: Document) -> Readable | None:
         return None
     original: dict[str, Any] = doc.data
     cut: set[PathKey] = set()
-    gaps: dict[PathKey, list[int]] = {}
+    kept: dict[PathKey, list[int]] = {}
     data: Any = original
     validator = _validator()
-    for _ in range(MAX_ROUNDS):
+    for round_ in range(MAX_ROUNDS):
+        if round_ and is_valid_fast(data):  # the generated validator: a verdict in a blink
+            break
         errors = [leaf for top in validator.iter_errors(data) for leaf in _leaves(top)]
         if not errors:
             break
@@ -142,32 +143,34 @@ def readable_part(doc: Document) -> Readable | None:
             for path in _error_paths(err):
                 if path == () or path == ("saga",):
                     return None  # the root, or a required scalar of it: nothing to check
-                cut.add(_original(path, gaps))
+                cut.add(_original(path, kept))
         cut = {p for p in cut if not any(p[:n] in cut for n in range(len(p)))}
         prefixes = {p[:n] for p in cut for n in range(len(p))}
-        gaps = {}
+        removed: dict[PathKey, set[int]] = {}
         for p in cut:
             if isinstance(p[-1], int):
-                gaps.setdefault(p[:-1], []).append(p[-1])
-        for indices in gaps.values():
-            indices.sort()
+                removed.setdefault(p[:-1], set()).add(p[-1])
+        kept = {
+            lst: [i for i in range(len(_at(original, lst))) if i not in gone]
+            for lst, gone in removed.items()
+        }
         data = _without(original, (), cut, prefixes)
     else:
         return None
-    damaged = {_node_of(original, p) for p in cut}
+    damaged = {_node_of(original, p) for p in cut} - {()}
     source = doc.source
     tainted = {
         (m.line, m.column)
         for table in (source.values, source.keys)
         for path, m in table.items()
-        if any(path[: len(d)] == d for d in damaged if d)
+        if any(path[:n] in damaged for n in range(1, len(path) + 1))
     }
     names = {str(d[1]) for d in damaged if len(d) == 2 and d[0] == "actions"}
     for p in cut:
         names.update(_names(_at(original, p)))
         if p[-1] == "id" and isinstance(_at(original, p), str):
             names.add(_at(original, p))
-    pruned = Document(doc.file, doc.text, data, _Shifted(source, gaps))
+    pruned = Document(doc.file, doc.text, data, _Shifted(source, kept))
     return Readable(pruned, frozenset(tainted), frozenset(names))
 
 

@@ -102,19 +102,51 @@ def environment(
     return env, found
 
 
+def _secret_names(node: Any) -> set[str]:
+    """Names of `secrets.NAME` / `secrets['NAME']` reads under a Jinja AST node."""
+    from jinja2 import nodes
+
+    out: set[str] = set()
+    for n in [node, *node.find_all((nodes.Getattr, nodes.Getitem))]:  # find_all skips `node`
+        if (
+            isinstance(n, nodes.Getattr | nodes.Getitem)
+            and isinstance(n.node, nodes.Name)
+            and n.node.name == "secrets"
+        ):
+            arg = n.attr if isinstance(n, nodes.Getattr) else getattr(n.arg, "value", None)
+            if isinstance(arg, str):
+                out.add(arg)
+    return out
+
+
+def _required_secrets(text: str) -> set[str]:
+    """The secrets a template cannot render without: every one it reads, except those it also
+    guards somewhere (`secrets.X | default(...)`, `secrets.X is defined`)."""
+    from jinja2 import nodes
+    from sagac.compiler.templates import parse
+
+    try:
+        tree = parse(text)
+    except Exception:  # a syntax error: the compiler reported it, the run will say it too
+        return set()
+    guarded: set[str] = set()
+    for n in tree.find_all((nodes.Filter, nodes.Test)):
+        if n.name in ("default", "d", "defined", "undefined") and n.node is not None:
+            guarded |= _secret_names(n.node)
+    return _secret_names(tree) - guarded
+
+
 def secrets_read(plan: Plan) -> dict[str, list[str]]:
-    """Secret name -> where a template of the saga reads it (`charge.with.key`, `output`)."""
+    """Secret name -> where a template of the saga needs it (`with.key` of charge, `output`)."""
     from sagac.compiler.checks import template_sites
-    from sagac.compiler.templates import analyze
 
     out: dict[str, list[str]] = {}
     for site in template_sites(plan.definition):
         if "secrets" not in site.text:
             continue
-        for read in analyze(site.text).reads:
-            if read.root == "secrets" and read.chain and isinstance(read.chain[0], str):
-                where = f"{site.field} of {site.node.id}" if site.node is not None else site.field
-                out.setdefault(read.chain[0], []).append(where)
+        for name in sorted(_required_secrets(site.text)):
+            where = f"{site.field} of {site.node.id}" if site.node is not None else site.field
+            out.setdefault(name, []).append(where)
     return out
 
 

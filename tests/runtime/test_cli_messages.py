@@ -17,14 +17,14 @@ from sagac.cli import main
 from .fixtures_sagas import SagaFactory
 
 ACTIONS = """
-def charge(key, amount):
+def charge(key, amount, note):
     record("charge", amount=amount)
     return {"id": "pay_1"}
 """
 
 SECRET_SAGA = """
 saga: paid
-secrets: [PAY_KEY, UNUSED_KEY]
+secrets: [PAY_KEY, UNUSED_KEY, OPTIONAL_KEY]
 input:
   type: object
   required: [amount]
@@ -34,7 +34,7 @@ input:
 steps:
   - id: charge
     action: {python: "MOD:charge"}
-    with: {key: "{{ secrets.PAY_KEY }}", amount: "{{ input.amount }}"}
+    with: {key: "{{ secrets.PAY_KEY }}", amount: "{{ input.amount }}", note: "{{ secrets.OPTIONAL_KEY | default('none') }}"}
   - id: discount
     when: "{{ input.coupon }}"
     action: {mock: {}}
@@ -46,6 +46,7 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PAY_KEY", raising=False)
     monkeypatch.delenv("UNUSED_KEY", raising=False)
+    monkeypatch.delenv("OPTIONAL_KEY", raising=False)
 
 
 @pytest.fixture
@@ -79,6 +80,7 @@ def test_unset_secret_is_refused_before_anything_runs(saga, capsys) -> None:  # 
     )
     assert "export PAY_KEY=..." in err
     assert "UNUSED_KEY" not in err  # listed, never read: not needed
+    assert "OPTIONAL_KEY" not in err  # read with `| default`: optional
     assert mod.LOG == []  # type: ignore[attr-defined]
 
 
