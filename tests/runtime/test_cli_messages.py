@@ -1,5 +1,6 @@
 """Messages that say what to do (issue 10, items 6 and 19): an unset secret, a forgotten
 `--input`, a missing optional input key, and `--input` read with a limit (stdin included)."""
+# ruff: noqa: E501  (YAML sagas inline: long lines read better than split flow mappings)
 
 from __future__ import annotations
 
