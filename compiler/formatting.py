@@ -34,6 +34,7 @@ def format_json(diagnostics: Iterable[Diagnostic]) -> str:
 def format_sarif(diagnostics: list[Diagnostic], tool_version: str) -> str:
     """One SARIF run listing every rule used and every result, with regions."""
     used = sorted({d.code for d in diagnostics})
+    index = {code: i for i, code in enumerate(used)}  # one lookup per result, not a scan
     rules = [
         {
             "id": code,
@@ -47,7 +48,7 @@ def format_sarif(diagnostics: list[Diagnostic], tool_version: str) -> str:
     results = [
         {
             "ruleId": d.code,
-            "ruleIndex": used.index(d.code),
+            "ruleIndex": index[d.code],
             "level": d.level.value,
             "message": {"text": d.message + (f" (hint: {d.hint})" if d.hint else "")},
             "locations": [

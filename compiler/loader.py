@@ -10,10 +10,12 @@ instead of hanging. It must never execute or import anything named by the docume
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import yaml
 
@@ -29,6 +31,7 @@ PathKey = tuple[str | int, ...]
 MAX_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 2_000_000  # after alias expansion: what every later stage would have to walk
+_CHUNK = 1024 * 1024  # bytes per read of a stream of unknown size
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +64,11 @@ class Document:
     """A loaded file. Positions are recorded only when asked for (`source`): a valid saga
     never needs them, and recording them costs as much as parsing."""
 
-    __slots__ = ("_source", "data", "file", "text")
+    __slots__ = ("_lines", "_source", "data", "file", "text")
 
     def __init__(self, file: str, text: str, data: Any, source: SourceMap | None = None) -> None:
         self.file, self.text, self.data, self._source = file, text, data, source
+        self._lines: list[str] | None = None
 
     @property
     def source(self) -> SourceMap:
@@ -74,7 +78,11 @@ class Document:
         return self._source
 
     def line_text(self, line: int) -> str:
-        lines = self.text.splitlines()
+        """Line `line` (1-based) of the text; the lines are split once, on first use, so that
+        quoting the source under each of n diagnostics costs O(n), not O(n * size)."""
+        if self._lines is None:
+            self._lines = self.text.splitlines()
+        lines = self._lines
         return lines[line - 1] if 0 < line <= len(lines) else ""
 
 
@@ -434,41 +442,152 @@ def _key_text(value: Any) -> str:
     return str(value)
 
 
+def _too_large(file: str) -> Diagnostic:
+    return Diagnostic(
+        "E002",
+        f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB",
+        file,
+        hint="a saga file is a definition, not data: pass large data as the run's input",
+    )
+
+
+def _position(text: str, index: int) -> tuple[int, int]:
+    """The 1-based line and column of character `index` of `text` (lines end at \\n)."""
+    line_start = text.rfind("\n", 0, index) + 1
+    return text.count("\n", 0, index) + 1, index - line_start + 1
+
+
+def _tab_in_indentation(text: str, line: int) -> tuple[int, int] | None:
+    """The place of the first tab in the indentation of line `line` or the line before it
+    (where PyYAML's complaint about a tab usually lands), if there is one."""
+    lines = text.split("\n", line)
+    for n in (line - 1, line):
+        if 0 < n <= len(lines):
+            src = lines[n - 1]
+            indent = src[: len(src) - len(src.lstrip(" \t"))]
+            if "\t" in indent:
+                return n, indent.index("\t") + 1
+    return None
+
+
+def _syntax_error(e: yaml.MarkedYAMLError, text: str, file: str) -> Diagnostic:
+    m = e.problem_mark or e.context_mark
+    line, col = (m.line + 1, m.column + 1) if m else (1, 1)
+    tab = _tab_in_indentation(text, line)
+    if tab is not None or (m is not None and text[m.index : m.index + 1] == "\t"):
+        line, col = tab or (line, col)
+        return Diagnostic(
+            "E001",
+            "tab character in the indentation: YAML forbids tabs for indentation",
+            file,
+            line,
+            col,
+            "indent with spaces (configure your editor to insert spaces for the Tab key)",
+        )
+    problem = e.problem or "invalid YAML"
+    context = f" ({e.context})" if e.context else ""
+    hint = "check the indentation, quotes and brackets here and on the line before"
+    return Diagnostic("E001", f"{problem}{context}", file, line, col, hint)
+
+
 def load_text(text: str, file: str = "<string>") -> tuple[Document | None, list[Diagnostic]]:
     """Parse `text`; on failure return no document and the diagnostics saying why."""
     if len(text) > MAX_BYTES:
-        return None, [
-            Diagnostic("E002", f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB", file)
-        ]
+        return None, [_too_large(file)]
     try:
         data = _data(text)
     except _Refused as r:
         return None, [Diagnostic(r.code, r.message, file, r.mark.line, r.mark.column, r.hint)]
     except yaml.MarkedYAMLError as e:
-        m = e.problem_mark or e.context_mark
-        line, col = (m.line + 1, m.column + 1) if m else (1, 1)
-        problem = e.problem or "invalid YAML"
-        context = f" ({e.context})" if e.context else ""
-        hint = "check the indentation, quotes and brackets here and on the line before"
-        return None, [Diagnostic("E001", f"{problem}{context}", file, line, col, hint)]
-    except yaml.YAMLError as e:  # reader errors: bad encoding, control characters
+        return None, [_syntax_error(e, text, file)]
+    except yaml.reader.ReaderError as e:  # a control character, at its place
+        line, col = _position(text, e.position)
+        code = e.character if isinstance(e.character, int) else ord(str(e.character)[:1] or "?")
+        return None, [
+            Diagnostic(
+                "E001",
+                f"character #x{code:04x} is not allowed in a YAML file",
+                file,
+                line,
+                col,
+                f'remove it, or write it as an escape in a double-quoted string: "\\u{code:04x}"',
+            )
+        ]
+    except yaml.YAMLError as e:
         return None, [Diagnostic("E001", str(e).splitlines()[0], file)]
     return Document(file, text, data), []
+
+
+class TooLarge(Exception):
+    """A file or stream holds more bytes than the reader's limit."""
+
+
+def read_stream(stream: BinaryIO, limit: int) -> bytes:
+    """Every byte of `stream` up to `limit`: reads at most `limit + 1` bytes, chunk by chunk,
+    and raises `TooLarge` when there are more, whatever the source sends (/dev/zero, a pipe)."""
+    buf = bytearray()
+    while len(buf) <= limit:
+        chunk = stream.read(min(_CHUNK, limit + 1 - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    if len(buf) > limit:
+        raise TooLarge(f"more than {limit} bytes")
+    return bytes(buf)
+
+
+def read_limited(path: str | Path, limit: int) -> bytes:
+    """The bytes of the file at `path`, refusing (`TooLarge`) one of more than `limit` bytes
+    before reading it when its size is known, and after `limit + 1` bytes when it is not (a
+    device, a pipe). Opened without blocking, so that a FIFO with no writer reads as empty
+    instead of hanging. Raises OSError when the file cannot be read."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    with open(fd, "rb", buffering=0) as f:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        if stat.S_ISREG(st.st_mode) and st.st_size > limit:
+            raise TooLarge(f"{st.st_size} bytes")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return read_stream(f, limit)
+
+
+def decode(raw: bytes, file: str) -> tuple[str | None, Diagnostic | None]:
+    """UTF-8 text (a BOM is dropped), or the diagnostic placing the first bad byte at its line
+    and column (counted in characters, as an editor shows them)."""
+    try:
+        return raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError as e:
+        start = raw.rfind(b"\n", 0, e.start) + 1
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = len(raw[start : e.start].decode("utf-8-sig", errors="replace")) + 1
+        return None, Diagnostic(
+            "E001",
+            f"file is not UTF-8: byte 0x{raw[e.start]:02x} is {e.reason}",
+            file,
+            line,
+            column,
+            "save the file as UTF-8",
+        )
 
 
 def load_file(path: str | Path) -> tuple[Document | None, list[Diagnostic]]:
     """Read and parse a saga file; an unreadable file is a diagnostic, not a traceback."""
     name = str(path)
     try:
-        raw = Path(path).read_bytes()
+        raw = read_limited(path, MAX_BYTES)
+    except TooLarge:
+        return None, [_too_large(name)]
     except OSError as e:
         return None, [Diagnostic("E004", f"cannot read file: {e.strerror or e}", name)]
-    if len(raw) > MAX_BYTES:
+    if not raw and not Path(path).is_file():
+        hint = "pass a file, or make sure something writes to it before sagac reads"
         return None, [
-            Diagnostic("E002", f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB", name)
+            Diagnostic("E004", "cannot read file: nothing was written to it", name, hint=hint)
         ]
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        return None, [Diagnostic("E001", f"file is not UTF-8 ({e.reason} at byte {e.start})", name)]
+    text, bad = decode(raw, name)
+    if text is None:
+        return None, [bad] if bad else []
     return load_text(text, name)

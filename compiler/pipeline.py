@@ -20,6 +20,7 @@ from .graph import SagaGraph, build_graph
 from .loader import Document, load_file, load_text
 from .lower import lower
 from .plan import Plan, build_plan
+from .recover import credible, readable_part
 from .schema import check_schema
 
 
@@ -71,6 +72,7 @@ def _compile(
 def _stages(c: Compilation, doc: Document, file: str, imports: Path | None) -> None:
     c.diagnostics.extend(check_schema(doc))
     if c.errors():
+        _readable_stages(c, doc, imports)
         return
     try:
         c.saga = lower(doc.data)
@@ -93,6 +95,20 @@ def _stages(c: Compilation, doc: Document, file: str, imports: Path | None) -> N
         c.diagnostics.extend(check_python_targets(c.saga, doc, imports))
     if not c.errors():
         c.plan = build_plan(c.saga, c.graph, doc.data, file)
+
+
+def _readable_stages(c: Compilation, doc: Document, imports: Path | None) -> None:
+    """After schema errors: the semantic checks of the part of `doc` the schema accepts, so
+    that one `validate` shows both layers; only what does not follow from a cut is kept."""
+    readable = readable_part(doc)
+    if readable is None:
+        return
+    part = Compilation(c.file, readable.document)
+    try:
+        _stages(part, readable.document, c.file, imports)
+    except Exception:
+        return
+    c.diagnostics.extend(credible(part.diagnostics, readable))
 
 
 def compile_text(text: str, file: str = "<string>") -> Compilation:

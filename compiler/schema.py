@@ -338,9 +338,12 @@ def check_schema(doc: Document) -> list[Diagnostic]:
                 out.extend(_unknown_key_diags(doc, err, seen))
                 continue
             for path, message, hint in _explain(err):
-                if (path, message) in seen:
+                # One wrong type, one diagnostic: `retry: 3` fails both "a mapping or a list"
+                # and, inside the schema's if/else, "a mapping"; the first (widest) one is kept.
+                key = (path, "type") if err.validator == "type" else (path, message)
+                if key in seen:
                     continue
-                seen.add((path, message))
+                seen.add(key)
                 mark = doc.source.at(path, key="propertyNames" in err.schema_path)
                 out.append(Diagnostic("E010", message, doc.file, mark.line, mark.column, hint))
     return out

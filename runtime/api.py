@@ -21,6 +21,7 @@ from sagac.compiler.pipeline import load
 from sagac.compiler.plan import Plan
 
 from .clock import Clock
+from .errors import SecretMissing
 from .events import EventCallback
 from .executor import Executor
 from .journal import replay
@@ -104,6 +105,74 @@ def environment(
     return env, found
 
 
+def _secret_names(node: Any) -> set[str]:
+    """Names of `secrets.NAME` / `secrets['NAME']` reads under a Jinja AST node."""
+    from jinja2 import nodes
+
+    out: set[str] = set()
+    for n in [node, *node.find_all((nodes.Getattr, nodes.Getitem))]:  # find_all skips `node`
+        if (
+            isinstance(n, nodes.Getattr | nodes.Getitem)
+            and isinstance(n.node, nodes.Name)
+            and n.node.name == "secrets"
+        ):
+            arg = n.attr if isinstance(n, nodes.Getattr) else getattr(n.arg, "value", None)
+            if isinstance(arg, str):
+                out.add(arg)
+    return out
+
+
+def _required_secrets(text: str) -> set[str]:
+    """The secrets a template cannot render without: every one it reads, except those it also
+    guards somewhere (`secrets.X | default(...)`, `secrets.X is defined`)."""
+    from jinja2 import nodes
+    from sagac.compiler.templates import parse
+
+    try:
+        tree = parse(text)
+    except Exception:  # a syntax error: the compiler reported it, the run will say it too
+        return set()
+    guarded: set[str] = set()
+    for n in tree.find_all((nodes.Filter, nodes.Test)):
+        if n.name in ("default", "d", "defined", "undefined") and n.node is not None:
+            guarded |= _secret_names(n.node)
+    return _secret_names(tree) - guarded
+
+
+def secrets_read(plan: Plan) -> dict[str, list[str]]:
+    """Secret name -> where a template of the saga needs it (`with.key` of charge, `output`)."""
+    from sagac.compiler.checks import template_sites
+
+    out: dict[str, list[str]] = {}
+    for site in template_sites(plan.definition):
+        if "secrets" not in site.text:
+            continue
+        for name in sorted(_required_secrets(site.text)):
+            where = f"{site.field} of {site.node.id}" if site.node is not None else site.field
+            out.setdefault(name, []).append(where)
+    return out
+
+
+def require_secrets(plan: Plan, found: Mapping[str, str]) -> None:
+    """Refuse to start (or resume) a run when a secret its templates read is not set: else the
+    run would fail half-way with a TEMPLATE_ERROR, after effects it may have to undo."""
+    unset = [name for name in plan.definition.secrets if name not in found]
+    if not unset:
+        return
+    read = secrets_read(plan)
+    missing = [name for name in unset if name in read]
+    if not missing:
+        return
+    plural = "s" if len(missing) > 1 else ""
+    where = "; ".join(f"{n} read in {', '.join(read[n][:3])}" for n in missing)
+    exports = " ".join(f"{n}=..." for n in missing)
+    raise SecretMissing(
+        f"secret{plural} {', '.join(missing)} {'are' if plural else 'is'} not set ({where})",
+        hint=f"set the environment variable{plural} of the same name before the run, e.g. "
+        f"`export {exports}` (from Python: `secrets={{...}}`); nothing has run",
+    )
+
+
 async def arun(
     plan_or_path: Plan | str | Path,
     input: Any,
@@ -121,6 +190,7 @@ async def arun(
     validate_input(plan, input)
     overrides = fail_overrides(plan, fail)
     env, found = environment(plan, secrets)
+    require_secrets(plan, found)
     executor = Executor(
         plan,
         input,
@@ -161,6 +231,7 @@ async def aresume(
     if state.finished and record.report is not None:
         return RunReport.model_validate(record.report)
     env, found = environment(plan, secrets)
+    require_secrets(plan, found)
     executor = Executor(
         plan,
         record.input,

@@ -74,6 +74,13 @@ class StoreError(SagacError):
     exit_code = 70
 
 
+class SecretMissing(SagacError):
+    """A secret that the saga's templates read is not set; nothing ran."""
+
+    code = "SECRET_MISSING"
+    exit_code = 64
+
+
 class RunNotFound(SagacError):
     code = "RUN_NOT_FOUND"
     exit_code = 64

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from jinja2 import nodes
+from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Context, Undefined
 from sagac.compiler.templates import (
     analyze,
@@ -256,7 +257,7 @@ class TemplateEngine:
                 return result
             return _to_data(result)
         except Exception as exc:
-            raise self._error(source, exc) from None
+            raise self._error(source, exc, parent) from None
 
     def _text(self, source: str, compiled: _Compiled, parent: dict[str, Any]) -> str:
         if compiled.simple is not None:
@@ -276,11 +277,15 @@ class TemplateEngine:
             context = Context(self._env, parent, None, compiled.blocks, self._globals)
             return bounded_text(compiled.root(context))
         except Exception as exc:
-            raise self._error(source, exc) from None
+            raise self._error(source, exc, parent) from None
 
-    def _error(self, source: str, exc: Exception) -> StepError:
+    def _error(
+        self, source: str, exc: Exception, parent: Mapping[str, Any] | None = None
+    ) -> StepError:
         shown = source if len(source) <= _SOURCE_IN_MESSAGE else source[:_SOURCE_IN_MESSAGE] + "…"
         reason = str(exc) if type(exc).__module__.startswith("jinja2") else _describe(exc)
+        if isinstance(exc, UndefinedError):
+            reason = _missing(source, parent) or reason
         if not reason:
             reason = type(exc).__name__
         message = self.redactor.redact_text(f"{shown}: {reason}")
@@ -307,6 +312,36 @@ def _strings_in(value: Any, out: list[str]) -> None:
     elif isinstance(value, list | tuple):
         for v in value:
             _strings_in(v, out)
+
+
+def _missing(source: str, parent: Mapping[str, Any] | None) -> str | None:
+    """What an undefined error means, in the author's terms: the first mapping key the template
+    reads that the scope lacks, with what to do (a secret: the variable to set; an input key:
+    how to make it optional). None when it cannot tell (a dynamic key): Jinja's words stand."""
+    if parent is None:
+        return None
+    for read in analyze(source).reads:
+        value: Any = parent.get(read.root)
+        dotted = read.root
+        for key in read.chain:
+            if not isinstance(value, Mapping):
+                break  # a list index, a scalar: not a missing key
+            if key not in value:
+                return _missing_key(read.root, dotted, key)
+            value = value[key]
+            dotted += f".{key}" if isinstance(key, str) else f"[{key}]"
+    return None
+
+
+def _missing_key(root: str, dotted: str, key: str | int) -> str:
+    if root == "secrets" and dotted == "secrets":
+        return f"secret {key} is not set: set the environment variable {key}"
+    path = f"{dotted}.{key}" if isinstance(key, str) else f"{dotted}[{key}]"
+    where = "the input" if dotted == "input" else f"`{dotted}`"
+    return (
+        f"{where} has no key {key!r}; if it is optional, write `{path} | default(none)` "
+        f"or test `{path} is defined`"
+    )
 
 
 def _describe(exc: BaseException) -> str:

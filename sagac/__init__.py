@@ -32,6 +32,7 @@ _EXPORTS = {
     "cancel": "sagac.runtime.resume:cancel_sync",
     "open_store": "sagac.runtime.store",
     "ApprovalRefused": "sagac.runtime.errors",
+    "SecretMissing": "sagac.runtime.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]

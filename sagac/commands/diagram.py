@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the compiler and renderers load when a command runs, not fo
     from sagac.compiler.pipeline import Compilation
 
 EXIT_OK, EXIT_INVALID = 0, 65
+MAX_EVENTS_BYTES = 256 * 1024 * 1024  # an events file is read whole: refuse a larger one
 
 
 def register(sub: Any) -> None:
@@ -66,10 +67,17 @@ def register(sub: Any) -> None:
 
 def read_events(path: str) -> list[dict[str, Any]]:
     """Events from a JSON-lines file (or a JSON array); blank lines are skipped."""
+    from sagac.compiler.loader import TooLarge, read_limited
+
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_limited(path, MAX_EVENTS_BYTES).decode("utf-8")
+    except TooLarge:
+        limit = MAX_EVENTS_BYTES // (1024 * 1024)
+        raise UsageError(f"events file {path} is larger than {limit} MiB") from None
     except OSError as e:
         raise UsageError(f"cannot read events file {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise UsageError(f"events file {path} is not UTF-8 ({e.reason} at byte {e.start})") from e
     try:
         if text.lstrip().startswith("["):
             data = json.loads(text)

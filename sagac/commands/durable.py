@@ -20,6 +20,8 @@ from sagac.compiler.errors import SagacError, UsageError
 
 from ._store import add_store_option, current_user, explain_interruption, open_existing
 
+MAX_TOKEN_CHARS = 4096  # a token is ~43 characters: read no more than this from stdin
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("resume", help="continue a crashed, paused or cancelled run")
@@ -245,7 +247,7 @@ def decide(args: argparse.Namespace) -> int:
     from sagac.runtime.resume import resume as aresume
 
     store = open_existing(args.store)
-    token = sys.stdin.readline().strip() if args.token == "-" else args.token
+    token = sys.stdin.readline(MAX_TOKEN_CHARS).strip() if args.token == "-" else args.token
     value = None
     if getattr(args, "value", None) is not None:
         try:

@@ -12,7 +12,6 @@ import functools
 import json
 import os
 import sys
-from pathlib import Path
 from typing import IO, Any
 
 from sagac.compiler.errors import InputError, UsageError
@@ -20,6 +19,7 @@ from sagac.compiler.errors import InputError, UsageError
 from ._files import EventsFile
 
 EXIT_INVALID_INPUT, EXIT_INVALID_SAGA = 4, 65
+MAX_INPUT_BYTES = 64 * 1024 * 1024  # read at most this (+1 byte) of an input file or stdin
 
 
 def register(sub: Any) -> None:
@@ -27,9 +27,10 @@ def register(sub: Any) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument(
         "--input",
-        metavar="JSON|@FILE",
-        default="{}",
-        help="the run's input: JSON text, or @path to a JSON file",
+        metavar="JSON|@FILE|-",
+        default=None,
+        help="the run's input: JSON text, @path to a JSON file, or - to read it from stdin "
+        f"(at most {MAX_INPUT_BYTES // (1024 * 1024)} MiB)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
@@ -71,16 +72,41 @@ def register(sub: Any) -> None:
 
 
 def read_input(text: str) -> Any:
-    if text.startswith("@"):
-        path = Path(text[1:])
+    """The run's input from `--input`: JSON text, `@path` (a file) or `-` (stdin), each read
+    with a limit so that /dev/zero or an endless pipe ends in a message, not a MemoryError."""
+    from sagac.compiler.loader import TooLarge, read_limited, read_stream
+
+    if text == "-" or text.startswith("@"):
+        where = "stdin" if text in ("-", "@-") else f"the input file {text[1:]}"
         try:
-            text = path.read_text(encoding="utf-8")
+            if text in ("-", "@-"):
+                raw = read_stream(sys.stdin.buffer, MAX_INPUT_BYTES)
+            else:
+                raw = read_limited(text[1:], MAX_INPUT_BYTES)
+        except TooLarge:
+            limit = MAX_INPUT_BYTES // (1024 * 1024)
+            raise InputError(f"{where} holds more than {limit} MiB of input") from None
         except OSError as e:
-            raise UsageError(f"cannot read the input file {path}: {e.strerror}") from None
+            raise UsageError(f"cannot read {where}: {e.strerror or e}") from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{where} is not UTF-8 ({e.reason} at byte {e.start})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"the input is not JSON: {e}", problems=[str(e)]) from None
+
+
+def _input_hint(plan: Any) -> str:
+    """How to pass the input a saga needs, naming its required keys."""
+    schema = plan.definition.input_schema or {}
+    required = schema.get("required") or []
+    example = "{" + ", ".join(f'"{k}": ...' for k in required) + "}"
+    return (
+        f"this saga takes input{' (' + ', '.join(required) + ')' if required else ''}: pass it "
+        f"with --input '{example}', --input @input.json, or --input - to read stdin"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,8 +138,14 @@ def run(args: argparse.Namespace) -> int:
     run_id = new_run_id()
     seen: list[str] = []  # the run's id once an event says it (a keyed call may resume another)
     try:
-        data = read_input(args.input)
-        validate_input(c.plan, data)  # before anything is opened or run
+        data = read_input("{}" if args.input is None else args.input)
+        try:
+            validate_input(c.plan, data)  # before anything is opened or run
+        except InputError as e:
+            if args.input is None:
+                e.message = "no --input was given, and this saga requires input: " + e.message
+                e.hint = _input_hint(c.plan)
+            raise
         events = EventsFile(args.events) if args.events else None
         store = stores.open_store(url)
         progress = Progress(sys.stderr)
@@ -139,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"sagac: error[{e.code}]: {head}", file=sys.stderr)
         for problem in e.problems:
             print(f"  - {problem}", file=sys.stderr)
+        if e.hint:
+            print(f"  hint: {e.hint}", file=sys.stderr)
         return EXIT_INVALID_INPUT
     if args.json:
         print(json.dumps(report.to_json_dict(tokens=True), indent=2))

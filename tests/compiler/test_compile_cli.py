@@ -53,7 +53,9 @@ def test_validate_reports_every_problem_of_every_file(run_cli, tmp_path: Path) -
     assert f"{one}:5:14: error[E010]" in result.err
     assert f"{_rel(other)}:" in result.err
     assert "error[E004]: cannot read file" in result.err
-    assert "failed: 3 file(s), 3 error(s), 0 warning(s)" in result.err
+    # the semantic error of step b is reported next to the schema error of step a
+    assert f"{one}:8:15: error[E022]" in result.err
+    assert "failed: 3 file(s), 4 error(s), 0 warning(s)" in result.err
 
 
 def test_validate_json_lists_diagnostics(run_cli) -> None:  # type: ignore[no-untyped-def]

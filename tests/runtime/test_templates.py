@@ -115,11 +115,11 @@ def test_render_text_always_gives_text() -> None:
 @pytest.mark.parametrize(
     ("source", "reason"),
     [
-        ("{{ input.missing }}", "has no attribute 'missing'"),
+        ("{{ input.missing }}", "the input has no key 'missing'"),
         ("{{ nope }}", "'nope' is undefined"),
-        ("id-{{ input.missing }}", "has no attribute 'missing'"),
-        ("{{ [input.missing] }}", "has no attribute 'missing'"),
-        ("{{ {'k': input.missing} }}", "has no attribute 'missing'"),
+        ("id-{{ input.missing }}", "the input has no key 'missing'"),
+        ("{{ [input.missing] }}", "the input has no key 'missing'"),
+        ("{{ {'k': input.missing} }}", "the input has no key 'missing'"),
         ("{{ input.n + 'x' }}", "TypeError"),
         ("{{ 1 / 0 }}", "ZeroDivisionError"),
         ("{{ input.get }}", "not JSON data"),
