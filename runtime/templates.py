@@ -193,7 +193,7 @@ class TemplateEngine:
         else:
             text = self._text(value, compiled, parent)
         if self.tainting and (compiled.secret or compiled.args):
-            self._derived(compiled, parent, text)
+            self._derived(value, compiled, parent, text)
         return text
 
     def _parent(self, scope: Mapping[str, Any]) -> dict[str, Any]:
@@ -214,7 +214,7 @@ class TemplateEngine:
             else:
                 out = self._text(value, compiled, parent)
             if self.tainting and (compiled.secret or compiled.args):
-                self._derived(compiled, parent, out)
+                self._derived(value, compiled, parent, out)
             return out
         if isinstance(value, Mapping):
             return {k: self._walk(v, parent) for k, v in value.items()}
@@ -222,16 +222,24 @@ class TemplateEngine:
             return [self._walk(v, parent) for v in value]
         return value
 
-    def _derived(self, compiled: _Compiled, parent: Mapping[str, Any], value: Any) -> None:
+    def _derived(
+        self, source: str, compiled: _Compiled, parent: Mapping[str, Any], value: Any
+    ) -> None:
         """Register what a template made from a secret as a secret of the run, whole: the
         redactor then masks `{{ secrets.K | upper }}` or `Bearer {{ secrets.K[::-1] }}` wherever
         it appears. A template that reads `args` counts when the args hold a secret. Strings
-        shorter than MIN_SECRET_LENGTH are not registered: they would mask ordinary text."""
+        shorter than MIN_SECRET_LENGTH are not registered (they would mask ordinary text), nor
+        text written literally in the template itself (`| default('none')`): the author wrote
+        it, no secret made it."""
         if not compiled.secret and not self.redactor.contains(parent.get("args")):
             return
         found: list[str] = []
         _strings_in(value, found)
-        fresh = [t for t in found if len(t) >= MIN_SECRET_LENGTH and not self.redactor.knows(t)]
+        fresh = [
+            t
+            for t in found
+            if len(t) >= MIN_SECRET_LENGTH and t not in source and not self.redactor.knows(t)
+        ]
         if fresh:
             self.redactor.add(fresh)
 

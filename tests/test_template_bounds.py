@@ -4,11 +4,9 @@ build large strings, and the size of what it renders."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -148,28 +146,38 @@ steps:
 """
 
 
+# Runs `sagac` as a child of a small interpreter and writes that child's peak RSS (kilobytes)
+# to argv[1]: measured from pytest directly, the child's figure would start at pytest's own size
+# (Linux keeps a process's peak across fork and exec). An unbounded run is killed at 60 s.
+PEAK_OF_CHILD = """
+import resource, subprocess, sys
+try:
+    code = subprocess.run(sys.argv[2:], timeout=60).returncode
+except subprocess.TimeoutExpired:
+    code = -9
+open(sys.argv[1], "w").write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(code if code >= 0 else 99)
+"""
+
+
+SAGAC = [sys.executable, "-m", "sagac", "run", "--store", "memory", "--json"]
+
+
 @pytest.mark.parametrize("template", [NESTED_LOOPS, "{{ 'x' | indent(10**9) }}"])
 def test_a_run_ends_with_template_error_and_little_memory(tmp_path: Path, template: str) -> None:
     saga = tmp_path / "busy.yaml"
     saga.write_text(SAGA.replace("TEMPLATE", template.replace('"', '\\"')))
-    out, err = tmp_path / "out", tmp_path / "err"
+    out, err, peak = tmp_path / "out", tmp_path / "err", tmp_path / "peak"
     with out.open("w") as stdout, err.open("w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sagac", "run", str(saga), "--store", "memory", "--json"],
+        ran = subprocess.run(
+            [sys.executable, "-c", PEAK_OF_CHILD, str(peak), *SAGAC, str(saga)],
             cwd=tmp_path,
             stdout=stdout,
             stderr=stderr,
         )
-        killer = threading.Timer(60, proc.kill)  # unbounded, it would run for hours
-        killer.start()
-        try:
-            # This child's own peak resident memory, from the kernel (kilobytes on Linux).
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            killer.cancel()
-    assert os.waitstatus_to_exitcode(status) == 1, err.read_text()
+    assert ran.returncode == 1, err.read_text()
     report = json.loads(out.read_text())
     assert report["failure"]["code"] == "TEMPLATE_ERROR"
     assert report["failure"]["step"] == "busy"
-    peak_mb = usage.ru_maxrss / 1024
+    peak_mb = int(peak.read_text()) / 1024
     assert peak_mb < 400, f"{peak_mb:.0f} MB"

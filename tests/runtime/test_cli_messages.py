@@ -92,7 +92,7 @@ def test_unset_secret_from_the_api(saga) -> None:  # type: ignore[no-untyped-def
 
     path, _ = saga
     with pytest.raises(SecretMissing, match="PAY_KEY"):
-        sagac.run(path, {"amount": 5}, secrets={"UNUSED_KEY": "x"})
+        sagac.run(path, {"amount": 5}, secrets={"UNUSED_KEY": "unused-1"})
     report = sagac.run(path, {"amount": 5, "coupon": "C1"}, secrets={"PAY_KEY": "k-123"})
     assert report.status == "succeeded"
 

@@ -385,3 +385,12 @@ def test_templates_with_more_than_names_have_no_fast_path(source: str) -> None:
 
     compiled = templates._compiled(source)
     assert compiled is not None and compiled.simple is None
+
+
+def test_a_literal_fallback_of_a_secret_template_is_not_a_secret() -> None:
+    """`default('none')` renders text the author wrote: registering it would mask every `none`
+    of the run. What the secret itself made is still registered."""
+    engine = TemplateEngine({"K": "s3cret-value"})
+    assert engine.render("{{ secrets.MISSING | default('none') }}", {}) == "none"
+    assert engine.render("Bearer {{ secrets.K | upper }}", {}) == "Bearer S3CRET-VALUE"
+    assert engine.redactor.redact_text("none and Bearer S3CRET-VALUE") == "none and ***"
