@@ -46,6 +46,9 @@ def _diag(
     return Diagnostic(code, msg, doc.file, mark.line, mark.column, hint)
 
 
+GUESSES_PER_SAGA = 100  # "did you mean" hints for unknown step ids, at most, per saga
+
+
 def _did_you_mean(word: str, choices: Any) -> str:
     guess = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"did you mean `{guess[0]}`? " if guess else ""
@@ -678,6 +681,9 @@ class _TemplateChecker:
         self.saga, self.facts, self.doc = saga, facts, doc
         self.nodes = facts.graph.nodes
         self.out: list[Diagnostic] = []
+        # A "did you mean" compares against every node id: bounded, so that a huge saga full of
+        # unknown reads stays linear to check (the first ones are the ones a person reads).
+        self.guesses_left = GUESSES_PER_SAGA
         self.info = TemplateInfo()  # the analysis of the template being checked
         # Named actions are checked as if written in each step that uses them.
         self.users: dict[str, list[tuple[ir.Effectful, bool]]] = {}
@@ -817,11 +823,15 @@ class _TemplateChecker:
 
     def step_read(self, site: Site, target: str, chain: tuple[str | int, ...]) -> None:
         if target not in self.nodes:
+            hint = None
+            if self.guesses_left > 0:
+                self.guesses_left -= 1
+                hint = _did_you_mean(target, self.nodes).strip() or None
             self.report(
                 site,
                 "E022",
                 f"{site.field} reads `steps.{target}`, but no node has the id {target!r}",
-                _did_you_mean(target, self.nodes).strip() or None,
+                hint,
             )
             return
         if len(chain) > 1 and chain[1] not in STEP_FIELDS:

@@ -509,3 +509,20 @@ def test_skipped_reads_in_output_and_named_actions() -> None:
     assert "before 'b' runs" in diags[0].message
     assert "when the saga succeeds" in diags[1].message
     assert "steps.a.status == 'completed'" in (diags[1].hint or "")
+
+
+def test_did_you_mean_for_unknown_step_ids_is_bounded_per_saga() -> None:
+    """Each guess compares against every node id: after GUESSES_PER_SAGA of them the hint is
+    left out, so a huge saga of unknown reads is checked in linear time."""
+    from sagac.compiler.checks import GUESSES_PER_SAGA
+
+    n = GUESSES_PER_SAGA + 5
+    lines = ["saga: many", "steps:"]
+    for i in range(n):
+        read = "{{ steps.stap_" + str(i) + ".status }}"  # a typo of step_<i>: a close match
+        lines.append(f"  - {{id: step_{i}, action: {{mock: {{}}}}, with: {{x: '{read}'}}}}")
+    diags = [d for d in compile_text("\n".join(lines) + "\n").diagnostics if d.code == "E022"]
+    assert len(diags) == n
+    hinted = [d for d in diags if d.hint and "did you mean" in d.hint]
+    assert len(hinted) == GUESSES_PER_SAGA
+    assert all(d.hint is None for d in diags[GUESSES_PER_SAGA:])
