@@ -94,9 +94,10 @@ def _driving(args: argparse.Namespace) -> tuple[Any, Any]:
     return event_sink(Progress(sys.stderr), events), events
 
 
-def _drive(args: argparse.Namespace, store: Any, coro: Any, driving: set[str]) -> Any:
-    """Run `coro`, then close the store. A journal that cannot be written while `coro` drives
-    a run (its id in `driving`) names the run and how to continue it."""
+def _drive(args: argparse.Namespace, store: Any, coro: Any, driving: set[str], events: Any) -> Any:
+    """Run `coro`, then close the store and the `--events` file. A journal that cannot be
+    written while `coro` drives a run (its id in `driving`) names the run and how to continue
+    it."""
     import asyncio
 
     from sagac.runtime.errors import StoreError
@@ -107,6 +108,9 @@ def _drive(args: argparse.Namespace, store: Any, coro: Any, driving: set[str]) -
         if not driving:
             raise
         raise explain_interruption(e, next(iter(driving)), args.store) from None
+    finally:
+        if events is not None:
+            events.close()
 
 
 def _print_report(report: Any, as_json: bool) -> None:
@@ -138,7 +142,6 @@ def print_decision_help(run_id: str, gate: str, token: str, stream: Any) -> None
 
 
 def resume(args: argparse.Namespace) -> int:
-
     from sagac.runtime.resume import resume as aresume
     from sagac.runtime.resume import resume_all
 
@@ -146,23 +149,12 @@ def resume(args: argparse.Namespace) -> int:
         raise UsageError("give either RUN_ID or --all", hint="sagac resume RUN_ID | --all")
     store = open_existing(args.store)
     on_event, events = _driving(args)
-    try:
-        if args.all:
-            outcomes = _drive(
-                args, store, resume_all(store, force=args.force, on_event=on_event), set()
-            )
-        else:
-            report = _drive(
-                args,
-                store,
-                aresume(
-                    args.run_id, store=store, plan=args.file, force=args.force, on_event=on_event
-                ),
-                {args.run_id},
-            )
-    finally:
-        if events is not None:
-            events.close()
+    if args.all:
+        every = resume_all(store, force=args.force, on_event=on_event)
+        outcomes = _drive(args, store, every, set(), events)
+    else:
+        one = aresume(args.run_id, store=store, plan=args.file, force=args.force, on_event=on_event)
+        report = _drive(args, store, one, {args.run_id}, events)
     stopped = interrupted(outcomes if args.all else report)
     if stopped is not None:
         return stopped
@@ -219,11 +211,7 @@ def cancel(args: argparse.Namespace) -> int:
         return await aresume(args.run_id, store=store, on_event=on_event)
 
     driving: set[str] = set()
-    try:
-        out = _drive(args, store, go(), driving)
-    finally:
-        if events is not None:
-            events.close()
+    out = _drive(args, store, go(), driving, events)
     if not hasattr(out, "exit_code"):  # a RunRecord: the request is recorded, nothing ran
         if args.json:
             print(
@@ -286,11 +274,7 @@ def decide(args: argparse.Namespace) -> int:
         return await aresume(args.run_id, store=store, plan=args.file, on_event=on_event)
 
     driving: set[str] = set()
-    try:
-        out = _drive(args, store, go(), driving)
-    finally:
-        if events is not None:
-            events.close()
+    out = _drive(args, store, go(), driving, events)
     if isinstance(out, dict):  # the decision is recorded; the run was not continued
         if args.json:
             print(
