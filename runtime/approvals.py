@@ -238,7 +238,8 @@ def _verify(
         groups = [a for a in row["approvers"] if a.startswith("group:")]
         hint = None
         if groups:
-            hint = f"group members are kept in the journal: sagac groups add {groups[0][6:]} USER"
+            group = groups[0].removeprefix("group:")
+            hint = f"group members are kept in the journal: sagac groups add {group} USER"
             if os.environ.get(GROUPS_ENV):
                 hint = f"{GROUPS_ENV} is no longer read; {hint}"
         raise NotAnApprover(

@@ -65,6 +65,13 @@ _last_ms: tuple[int, str] = (-1, "")
 _last_second: tuple[int, str] = (-1, "")
 
 
+def parse_rfc3339(text: str) -> float:
+    """Epoch seconds of an RFC 3339 time (an event's `at`): the inverse of `rfc3339`."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def rfc3339(epoch: float) -> str:
     """`2024-05-01T12:00:00.123Z` (every event carries one: the last millisecond and the last
     second are cached)."""

@@ -32,7 +32,7 @@ from sagac.runtime.errors import StepError
 from sagac.runtime.templates import TemplateEngine
 
 from .attempts import AttemptsFailed, run_attempts, undo_if_attempted
-from .clock import DEFAULT_CLOCK, Clock, new_run_id
+from .clock import DEFAULT_CLOCK, Clock, new_run_id, parse_rfc3339
 from .compensation import compensate
 from .events import EventCallback, Journal
 from .finish import finish
@@ -47,7 +47,7 @@ from .phases import run_on_failure, run_steps
 from .prepared import prepared
 from .processes import end_orphans
 from .report import RunReport
-from .restore import restore
+from .restore import restore, skip_view
 from .store.base import RunRecord, Store
 
 _FALSE_TEXT = frozenset({"", "false", "0", "no", "none", "null", "off"})
@@ -213,7 +213,8 @@ class Executor:
                 started["fail"] = {k: v.fail for k, v in self.overrides.items()}
             await self.emit("saga_started", started)
         else:
-            self.started_wall = _epoch(state.started_at) or self.started_wall
+            if state.started_at:
+                self.started_wall = parse_rfc3339(state.started_at)
             self.t0 -= max(self.clock.now() - self.started_wall, 0.0)
             # Process groups a killed driver left running: ended before anything runs again.
             ended = await end_orphans(self.run_id, list(state.processes.values()))
@@ -516,20 +517,3 @@ _SIMULATE_HINT = (
     " (a simulated run: a step returns {} unless it declares the result to use, e.g."
     " `simulate: {ok: true}`)"
 )
-
-
-def _epoch(text: str | None) -> float | None:
-    if not text:
-        return None
-    from datetime import datetime
-
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def skip_view(steps_view: dict[str, dict[str, Any]], node: Any) -> None:
-    """Show a skipped node, and every node inside it, as skipped to templates: a later
-    `steps.<id>.status == 'completed'` test is then false rather than an error."""
-    steps_view[node.id] = {"result": None, "status": "skipped"}
-    for branch in getattr(node, "branches", ()):
-        for child in branch:
-            skip_view(steps_view, child)

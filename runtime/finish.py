@@ -24,9 +24,9 @@ async def finish(ex: Executor, status: str, output: Any) -> RunReport:
     ex.ending = True
     report = build_report(ex, status, output)
     needs, duration = report.needs_attention, report.duration_ms
-    shown_failure, shown_output = ex.redact(ex.failure), ex.redact(output)
     waiting = status == "waiting_approval"
     stored = report.to_json_dict()
+    shown_output = stored["output"]  # redacted once, by build_report
     if waiting:
         fields: dict[str, Any] = {
             "status": status,
@@ -40,7 +40,7 @@ async def finish(ex: Executor, status: str, output: Any) -> RunReport:
     else:
         fields = {
             "status": status,
-            "failure": shown_failure,
+            "failure": ex.redact(ex.failure),
             "needs_attention": needs,
             "duration_ms": duration,
         }

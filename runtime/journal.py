@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from .checkpoints import ItemsDone, fold
+from .clock import parse_rfc3339
 from .store.base import Event
 
 StepKey = tuple[str, int | None]  # (node id, foreach item index or None)
@@ -87,7 +87,9 @@ class RunState:
         `saga_waiting` and the next `saga_resumed`) and time no process ran it do not count."""
         if self.active_since is None or self.active_until is None:
             return self.active_base
-        return self.active_base + max(_epoch(self.active_until) - _epoch(self.active_since), 0.0)
+        return self.active_base + max(
+            parse_rfc3339(self.active_until) - parse_rfc3339(self.active_since), 0.0
+        )
 
     @property
     def finished(self) -> bool:
@@ -125,7 +127,7 @@ def replay(events: Iterable[Event]) -> RunState:
             if "active_ms" in e:
                 s.active_base = e["active_ms"] / 1000
             elif s.started_at is not None:  # journaled before active time was: wall time
-                s.active_base = _epoch(e["at"]) - _epoch(s.started_at)
+                s.active_base = parse_rfc3339(e["at"]) - parse_rfc3339(s.started_at)
             s.active_since = e["at"]
         elif t == "step_started":
             key = _key(e)
@@ -214,11 +216,6 @@ def replay(events: Iterable[Event]) -> RunState:
             s.status = e["status"]
             s.final_event = e
     return s
-
-
-def _epoch(text: str) -> float:
-    """Epoch seconds of an event's `at` (RFC 3339, UTC)."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 _ATTEMPT_ENDS = frozenset(

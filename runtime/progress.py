@@ -62,7 +62,7 @@ class BatchProgress:
             if e.get("item_index") is None:
                 self._end(step)
             return False  # the usual line says how it ended
-        if t in ("saga_completed", "saga_failed", "saga_waiting"):
+        if t in ("saga_completed", "saga_failed", "saga_waiting", "saga_interrupted"):
             self.close()
         return False
 

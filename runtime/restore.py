@@ -9,7 +9,7 @@ next (a node the journal shows as ended is `Executor.run_node`'s to replay).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sagac.compiler import ir
 
@@ -29,7 +29,7 @@ def restore(ex: Executor, state: RunState) -> None:
         if idx is None and rec.status == "completed":
             ex.steps_view[nid] = {"result": rec.result, "status": "completed"}
         elif idx is None and rec.status == "skipped":
-            ex.steps_view[nid] = {"result": None, "status": "skipped"}
+            skip_view(ex.steps_view, node)
         comp = getattr(node, "compensate", None)
         if comp is None or prep.phase[nid] != "steps":
             continue
@@ -43,3 +43,12 @@ def restore(ex: Executor, state: RunState) -> None:
             chain = prep.chain[nid]
             ex.undo.extend(Undo(nid, None, b.seq, None, None, chain, block=b) for b in done.blocks)
     ex.undo.sort(key=lambda u: u.order)
+
+
+def skip_view(steps_view: dict[str, dict[str, Any]], node: Any) -> None:
+    """Show a skipped node, and every node inside it, as skipped to templates: a later
+    `steps.<id>.status == 'completed'` test is then false rather than an error."""
+    steps_view[node.id] = {"result": None, "status": "skipped"}
+    for branch in getattr(node, "branches", ()):
+        for child in branch:
+            skip_view(steps_view, child)

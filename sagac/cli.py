@@ -33,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile and run declarative YAML sagas.",
         epilog="Exit codes: 0 ok, 1 failed and compensated, 2 compensation failed, "
         "3 waiting for approval, 4 invalid input, 64 usage, 65 invalid or changed saga, "
-        "70 journal store error, 73 cannot write an output file, 75 run held by another "
-        "process, 77 not permitted, 130/143 stopped by SIGINT/SIGTERM (the run is resumable).",
+        "69 a required program (Graphviz dot) is missing, 70 journal store error, 73 cannot "
+        "write an output file, 75 run held by another process, 77 not permitted, 130/143 "
+        "stopped by SIGINT/SIGTERM (a run it stopped is resumable).",
     )
     parser.add_argument("--version", action="version", version=f"sagac {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

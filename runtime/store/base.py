@@ -18,9 +18,11 @@ from typing import Any
 
 Event = dict[str, Any]
 
-# Every status a run can have (`RunRecord.status`; the report's `RunStatus`).
+# Every status a run can have (`RunRecord.status`; the report's `RunStatus`, plus `interrupted`:
+# a run a signal stopped, which no report is written for).
 RUN_STATUSES = (
     "running",
+    "interrupted",
     "waiting_approval",
     "succeeded",
     "compensated",

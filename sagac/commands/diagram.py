@@ -70,7 +70,7 @@ def read_events(path: str) -> list[dict[str, Any]]:
     from sagac.compiler.loader import TooLarge, read_limited
 
     try:
-        text = read_limited(path, MAX_EVENTS_BYTES).decode("utf-8")
+        text = read_limited(path, MAX_EVENTS_BYTES).decode("utf-8-sig")
     except TooLarge:
         limit = MAX_EVENTS_BYTES // (1024 * 1024)
         raise UsageError(f"events file {path} is larger than {limit} MiB") from None
@@ -171,7 +171,8 @@ def _check_events(plan: Any, events: list[dict[str, Any]], path: str) -> None:
             hint="pass the saga that run belongs to, or that saga's events",
         )
     ids = {n.id for n in plan.definition.walk()}
-    unknown = sorted({e["step"] for e in events if e.get("step") and e["step"] not in ids})
+    named = {e["step"] for e in events if isinstance(e.get("step"), str)}
+    unknown = sorted(named - ids)
     if unknown:
         raise UsageError(
             f"--events {path} names steps {plan.saga!r} does not have: {', '.join(unknown)}",

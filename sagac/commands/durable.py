@@ -80,7 +80,7 @@ def _report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--events",
         metavar="FILE",
-        help="write every event of this process's run as JSON lines (exit 73: cannot)",
+        help="write every event of the runs this process drives, as JSON lines (exit 73: cannot)",
     )
 
 
@@ -183,7 +183,7 @@ def resume(args: argparse.Namespace) -> int:
 
 
 def cancel(args: argparse.Namespace) -> int:
-
+    from sagac.runtime.resume import FINAL
     from sagac.runtime.resume import cancel as acancel
     from sagac.runtime.resume import resume as aresume
 
@@ -197,7 +197,7 @@ def cancel(args: argparse.Namespace) -> int:
         record = await store.get_run(args.run_id)
         note = "recorded" if first else "was already recorded"
         print(f"cancel request for run {args.run_id} {note} (status {record.status})", file=info)
-        if record.status in ("succeeded", "compensated", "compensation_failed", "failed"):
+        if record.status in FINAL:
             print("the run has already finished: nothing to cancel", file=sys.stderr)
             return record
         lease = await store.get_lease(args.run_id)
@@ -229,7 +229,6 @@ def cancel(args: argparse.Namespace) -> int:
 
 
 def decide(args: argparse.Namespace) -> int:
-
     from sagac.runtime import approvals
     from sagac.runtime.resume import plan_of
     from sagac.runtime.resume import resume as aresume

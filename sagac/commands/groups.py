@@ -36,14 +36,19 @@ def register(sub: Any) -> None:
     a.set_defaults(func=list_groups)
 
 
-def _open(url: str, create: bool) -> Any:
+def _open(url: str, create: bool, readonly: bool = False) -> Any:
     """The durable store at `url`. `add` may create the journal (groups are often set up before
     any run); `remove` and `list` never do."""
     from sagac.runtime.store import SQLITE_PREFIX, open_store
 
+    if url == "memory":
+        raise UsageError(
+            "groups need a durable store: --store memory forgets them when the process ends",
+            hint="pass --store sqlite:///PATH (the default is sqlite:///.sagac/sagac.db)",
+        )
     if create and url.startswith(SQLITE_PREFIX):
         return open_store(url)
-    return open_existing(url)
+    return open_existing(url, readonly=readonly)
 
 
 def change(args: argparse.Namespace) -> int:
@@ -70,7 +75,7 @@ def list_groups(args: argparse.Namespace) -> int:
     from sagac.runtime.approvals import check_group_name
 
     group = check_group_name(args.group) if args.group else None
-    groups = using(open_existing(args.store), lambda s: s.group_members(group))
+    groups = using(_open(args.store, False, readonly=True), lambda s: s.group_members(group))
     if group is not None and not groups:
         raise UsageError(
             f"no group {group!r} in this journal", hint=f"sagac groups add {group} USER"

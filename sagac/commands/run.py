@@ -164,7 +164,6 @@ def run(args: argparse.Namespace) -> int:
 
         stopped = interrupted(report)
         if stopped is not None:
-            progress.batches.close()
             return stopped
     except InputError as e:
         head = e.message.split(": ", 1)[0] if e.problems else e.message

@@ -188,8 +188,11 @@ def test_runs_refuses_a_limit_below_one_and_an_unknown_status(tmp_path: Path) ->
     r = sagac("runs", "--status", "bogus", "--store", store)
     assert r.returncode == 64 and "--status 'bogus'" in r.stderr, r.stderr
     first_line = r.stderr.splitlines()[0]  # one line: the flag and every valid value
-    for status in ("running", "waiting_approval", "succeeded", "compensated", "failed"):
+    for status in ("running", "interrupted", "waiting_approval", "succeeded", "compensated"):
         assert status in first_line
+    # A status the runtime writes (a run a signal stopped) is one a person can filter on.
+    r = sagac("runs", "--status", "interrupted", "--store", store)
+    assert r.returncode == 0, r.stderr
 
 
 @pytest.fixture
@@ -269,6 +272,12 @@ def test_diagram_refuses_events_of_another_saga(tmp_path: Path) -> None:
     assert "saga 'tiny', not 'checkout'" in other.stderr and other.stdout == ""
     own = sagac("diagram", str(saga), "--events", str(events))
     assert own.returncode == 0 and "flowchart TD" in own.stdout, own.stderr
+    # A hand-edited file: a BOM, and events whose `step` is not a name (no traceback).
+    lines = events.read_text().splitlines()
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text("\ufeff" + "\n".join([*lines, '{"type": "x", "step": 5}', '{"step": ["a"]}']))
+    drawn = sagac("diagram", str(saga), "--events", str(odd))
+    assert drawn.returncode == 0 and "flowchart TD" in drawn.stdout, drawn.stderr
 
 
 # -- a journal write that fails mid-run ------------------------------------------------------
