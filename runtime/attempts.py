@@ -36,7 +36,7 @@ from .processes import identity
 from .retry import RetryState
 
 if TYPE_CHECKING:
-    from .executor import Executor
+    from .context import RunContext
 
 MAX_RESULT_BYTES = 64 * 1024
 NO_RESULT: Any = object()  # a cancelled attempt without a result to count
@@ -69,7 +69,7 @@ class AttemptsFailed(Exception):
 
 
 async def run_attempts(
-    ex: Executor,
+    ctx: RunContext,
     nid: str,
     item_index: int | None,
     spec: Any,
@@ -88,20 +88,20 @@ async def run_attempts(
     """Call a step's action until it succeeds or fails for good; journal every attempt.
     Returns (recorded result, attempt, seq of step_completed); raises AttemptsFailed or
     CancelledError."""
-    clock = ex.clock
+    clock = ctx.clock
     retry: RetryState | None = None
     attempt = start_attempt
     deadline_at = clock.monotonic() + deadline if deadline is not None else None
-    where = ex.prep.where.get(nid) if item_index is None else None
+    where = ctx.prep.where.get(nid) if item_index is None else None
     if where is None:
-        where = ex._where(nid, item_index)
-    emit = ex.journal.emit
+        where = ctx.where(nid, item_index)
+    emit = ctx.journal.emit
     instant = immediate_action(spec)  # a mock without delay: no coroutine, no context
     while True:
         attempt += 1
         await emit("step_started", {**where, "attempt": attempt, "idempotency_key": key})
         started = clock.monotonic()
-        saga_at = ex.saga_deadline_at
+        saga_at = ctx.saga_deadline_at
         limit, binding = attempt_limit(started, timeout, deadline_at, saga_at)
         try:
             if instant is not None:
@@ -109,8 +109,8 @@ async def run_attempts(
                     raise TimeoutError
                 result = instant(attempt)
             else:
-                ctx = step_context(ex, nid, attempt, key, limit, item_index, spec=spec)
-                result = await call_action(ex, spec, args, ctx, limit, scope)
+                sctx = step_context(ctx, nid, attempt, key, limit, item_index, spec=spec)
+                result = await call_action(ctx, spec, args, sctx, limit, scope)
             exc: StepError | None = None
             if isinstance(result, StepError):
                 exc = result
@@ -119,14 +119,14 @@ async def run_attempts(
             # reference cycle (each one is the garbage collector's work, a whole run's).
             exc = e.with_traceback(None)
         except TimeoutError:
-            exc = timeout_error(binding, limit, timeout, deadline, ex.saga.timeout)
+            exc = timeout_error(binding, limit, timeout, deadline, ctx.saga.timeout)
         except asyncio.CancelledError as cancel:
             completed = getattr(cancel, "sagac_result", NO_RESULT)
-            if not ex.cancelled_by_run():
+            if not ctx.cancelled_by_run():
                 raise
             if completed is not NO_RESULT:
                 await _completed(
-                    ex, where, nid, item_index, attempt, started, completed, keep, undo, item
+                    ctx, where, nid, item_index, attempt, started, completed, keep, undo, item
                 )
                 raise
             err = {"code": "CANCELLED", "message": "cancelled: the run is stopping"}
@@ -135,18 +135,18 @@ async def run_attempts(
                 {
                     **where,
                     "attempt": attempt,
-                    "duration_ms": ex.ms(started),
+                    "duration_ms": ctx.ms(started),
                     "error": err,
                     "final": True,
                     "cancelled": True,
                 },
             )
-            undo_if_attempted(ex, nid, item_index, ev["seq"], err, item)
+            ctx.undo_attempted(nid, item_index, ev["seq"], err, item)
             raise
         if exc is None:
             try:
                 return await _completed(
-                    ex, where, nid, item_index, attempt, started, result, keep, undo, item
+                    ctx, where, nid, item_index, attempt, started, result, keep, undo, item
                 )
             except StepError as e:
                 exc = e.with_traceback(None)  # RESULT_TOO_LARGE: retried if a policy says
@@ -163,14 +163,14 @@ async def run_attempts(
                 "attempt": attempt,
                 "max_attempts": max_attempts,
                 "delay_ms": int(delay * 1000),
-                "error": ex.redact(error_dict(exc)),
+                "error": ctx.redact(error_dict(exc)),
             },
         )
         await clock.sleep(delay)
 
 
 def step_context(
-    ex: Executor,
+    ctx: RunContext,
     nid: str,
     attempt: int,
     key: str | None,
@@ -181,34 +181,34 @@ def step_context(
 ) -> StepContext:
     """What an action sees of its attempt; `limit` seconds from now is its deadline. A command
     action (`spec`) also gets the hook that journals its process group."""
-    deadline = None if limit is None else ex.clock.now() + limit
+    deadline = None if limit is None else ctx.clock.now() + limit
     hook = None
     if isinstance(spec, ir.CommandAction):
-        hook = functools.partial(_process_started, ex, nid, attempt, item_index, compensating)
+        hook = functools.partial(_process_started, ctx, nid, attempt, item_index, compensating)
     return StepContext(
-        ex.run_id,
-        ex.plan.saga,
+        ctx.run_id,
+        ctx.plan.saga,
         nid,
         attempt,
         key,
         deadline,
         item_index,
         compensating,
-        ex.prep.base_dir,
+        ctx.prep.base_dir,
         hook,
     )
 
 
 async def _process_started(
-    ex: Executor, nid: str, attempt: int, item_index: int | None, compensating: bool, pgid: int
+    ctx: RunContext, nid: str, attempt: int, item_index: int | None, compensating: bool, pgid: int
 ) -> None:
     """Journal a command's process group (durable before its output is read): a resume after
     sagac was killed ends it before the step runs again (`processes.end_orphans`)."""
-    fields = {**ex._where(nid, item_index), "attempt": attempt}
+    fields = {**ctx.where(nid, item_index), "attempt": attempt}
     if compensating:
         fields["compensation"] = True
     fields.update(identity(pgid))
-    await ex.journal.emit("process_started", fields)
+    await ctx.journal.emit("process_started", fields)
 
 
 def attempt_limit(
@@ -276,7 +276,7 @@ def timeout_error(
 
 
 async def _completed(
-    ex: Executor,
+    ctx: RunContext,
     where: dict[str, Any],
     nid: str,
     item_index: int | None,
@@ -290,31 +290,21 @@ async def _completed(
     if keep is not None and isinstance(result, dict):
         result = {k: result[k] for k in keep if k in result}
     check_result_size(result, "later steps")
-    recorded = ex.redact(result)
-    ev = await ex.journal.emit(
+    recorded = ctx.redact(result)
+    ev = await ctx.journal.emit(
         "step_completed",
-        {**where, "attempt": attempt, "duration_ms": ex.ms(started), "result": recorded},
+        {**where, "attempt": attempt, "duration_ms": ctx.ms(started), "result": recorded},
     )
     if undo:
-        ex.undo.append(Undo(nid, item_index, ev["seq"], result, None, ex.prep.chain[nid], item))
+        ctx.undo.append(Undo(nid, item_index, ev["seq"], result, None, ctx.prep.chain[nid], item))
     return result, attempt, ev["seq"]
 
 
-def undo_if_attempted(
-    ex: Executor, nid: str, item_index: int | None, seq: int, error: dict[str, Any], item: Any
-) -> None:
-    """With `compensate.on: attempted`, a step that failed or was cancelled is undone too."""
-    node = ex.prep.nodes[nid]
-    comp = getattr(node, "compensate", None)
-    if comp is not None and comp.on == "attempted" and ex.prep.phase[nid] == "steps":
-        ex.undo.append(Undo(nid, item_index, seq, None, error, ex.prep.chain[nid], item))
-
-
 async def call_action(
-    ex: Executor,
+    ctx: RunContext,
     spec: Any,
     args: Any,
-    ctx: StepContext,
+    sctx: StepContext,
     limit: float | None,
     scope: Mapping[str, Any],
 ) -> Any:
@@ -323,12 +313,12 @@ async def call_action(
     if instant is not None:  # takes no time: only a deadline already passed can stop it
         if limit is not None and limit <= 0:
             raise TimeoutError
-        return instant(ctx.attempt)
-    prep = ex.prep
+        return instant(sctx.attempt)
+    prep = ctx.prep
     templated = prep.spec_templated.get(id(spec))
     if templated is None:
         templated = prep.spec_templated[id(spec)] = bool(spec_templates(spec))
-    rendered = render_spec(spec, args, scope, ex.engine) if templated else None
+    rendered = render_spec(spec, args, scope, ctx.engine) if templated else None
     if isinstance(spec, ir.PythonAction):
         sync = prep.sync_python.get(id(spec))
         if sync is None:
@@ -338,26 +328,26 @@ async def call_action(
             else:
                 sync = True  # not imported yet: assume a thread, to be safe
         if sync:
-            return await _call_python(ex, spec, args, ctx, limit, rendered)
+            return await _call_python(ctx, spec, args, sctx, limit, rendered)
     if limit is None:
-        return await invoke(spec, args, ctx, rendered_spec=rendered)
+        return await invoke(spec, args, sctx, rendered_spec=rendered)
     if limit <= 0:
         raise TimeoutError
     async with asyncio.timeout(limit):
-        return await invoke(spec, args, ctx, rendered_spec=rendered)
+        return await invoke(spec, args, sctx, rendered_spec=rendered)
 
 
 async def _call_python(
-    ex: Executor, spec: Any, args: Any, ctx: StepContext, limit: float | None, rendered: Any
+    ctx: RunContext, spec: Any, args: Any, sctx: StepContext, limit: float | None, rendered: Any
 ) -> Any:
     if limit is not None and limit <= 0:
         raise TimeoutError
-    inner = asyncio.ensure_future(invoke(spec, args, ctx, rendered_spec=rendered))
+    inner = asyncio.ensure_future(invoke(spec, args, sctx, rendered_spec=rendered))
     try:
         async with asyncio.timeout(limit):
             return await asyncio.shield(inner)
     except asyncio.CancelledError as cancel:
-        if not ex.cancelled_by_run() or (inner.done() and inner.cancelled()):
+        if not ctx.cancelled_by_run() or (inner.done() and inner.cancelled()):
             inner.cancel()
             raise
         # A thread cannot be interrupted: wait for it, and count what it did.

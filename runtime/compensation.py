@@ -1,6 +1,6 @@
 """Compensation: undo what a failed run did, in reverse order of completion.
 
-`compensate(ex, undo)` runs the compensations of the given `Undo` entries: sequentially in
+`compensate(ctx, undo)` runs the compensations of the given `Undo` entries: sequentially in
 strict LIFO order (the default), or with `compensation: parallel` along the reverse DAG (a
 step's compensation waits only for those of the steps that depended on it; the items of one
 foreach are undone one at a time, last completed first). Each compensation is retried by its own
@@ -26,7 +26,7 @@ from .outcomes import Undo, error_dict
 from .retry import RetryState
 
 if TYPE_CHECKING:
-    from .executor import Executor
+    from .context import RunContext
 
 
 def compensation_order(undo: list[Undo]) -> list[Undo]:
@@ -34,12 +34,12 @@ def compensation_order(undo: list[Undo]) -> list[Undo]:
     return sorted(undo, key=lambda u: u.order, reverse=True)
 
 
-def _each(ex: Executor, entries: list[Undo]) -> Iterator[Undo]:
+def _each(ctx: RunContext, entries: list[Undo]) -> Iterator[Undo]:
     """One entry per step or item, lazily: a block of foreach items (one checkpoint) yields its
     items newest first; compensations the journal shows as ended are left out."""
     ended: set[tuple[str, int | None]] = set()
-    if ex.state is not None:
-        ended = {k for k, r in ex.state.compensations.items() if r.status in ("ok", "failed")}
+    if ctx.state is not None:
+        ended = {k for k, r in ctx.state.compensations.items() if r.status in ("ok", "failed")}
     for u in entries:
         if u.block is None:
             if (u.step, u.item_index) not in ended:
@@ -47,28 +47,28 @@ def _each(ex: Executor, entries: list[Undo]) -> Iterator[Undo]:
             continue
         from .foreach import block_undos
 
-        for item_undo in block_undos(ex, u):
+        for item_undo in block_undos(ctx, u):
             if (item_undo.step, item_undo.item_index) not in ended:
                 yield item_undo
 
 
-async def compensate(ex: Executor, undo: list[Undo], *, sequential: bool = False) -> None:
+async def compensate(ctx: RunContext, undo: list[Undo], *, sequential: bool = False) -> None:
     entries = compensation_order(undo)
     if not entries:
         return
-    stop_on_failure = ex.saga.on_compensation_failure == "stop"
-    if sequential or ex.saga.compensation == "sequential":
+    stop_on_failure = ctx.saga.on_compensation_failure == "stop"
+    if sequential or ctx.saga.compensation == "sequential":
         stopped = False
-        for u in _each(ex, entries):
+        for u in _each(ctx, entries):
             if stopped:
-                _not_run(ex, u)
-            elif not await compensate_one(ex, u) and stop_on_failure:
+                _not_run(ctx, u)
+            elif not await compensate_one(ctx, u) and stop_on_failure:
                 stopped = True
         return
-    await _parallel(ex, entries, stop_on_failure)
+    await _parallel(ctx, entries, stop_on_failure)
 
 
-async def _parallel(ex: Executor, entries: list[Undo], stop_on_failure: bool) -> None:
+async def _parallel(ctx: RunContext, entries: list[Undo], stop_on_failure: bool) -> None:
     """Each step's compensations in a task started once every compensation it waits for has
     ended: a task per step that may run now, not one per step waiting (a long chain would
     keep thousands of idle tasks alive, and the collector walking them)."""
@@ -76,7 +76,7 @@ async def _parallel(ex: Executor, entries: list[Undo], stop_on_failure: bool) ->
     for u in entries:
         by_step.setdefault(u.step, []).append(u)
     rank = {s: i for i, s in enumerate(by_step)}  # LIFO: who starts first when both may
-    waits, waiters = ex.prep.undo_graph()
+    waits, waiters = ctx.prep.undo_graph()
     pending = dict(waits)
     running: set[asyncio.Task[None]] = set()
     finished = asyncio.get_running_loop().create_future()
@@ -108,10 +108,10 @@ async def _parallel(ex: Executor, entries: list[Undo], stop_on_failure: bool) ->
     async def undo_step(s: str) -> None:
         nonlocal stopped
         try:
-            for u in _each(ex, by_step[s]):
+            for u in _each(ctx, by_step[s]):
                 if stopped:
-                    _not_run(ex, u)
-                elif not await compensate_one(ex, u) and stop_on_failure:
+                    _not_run(ctx, u)
+                elif not await compensate_one(ctx, u) and stop_on_failure:
                     stopped = True
         finally:
             if not finished.done():
@@ -129,9 +129,9 @@ async def _parallel(ex: Executor, entries: list[Undo], stop_on_failure: bool) ->
         raise
 
 
-def _not_run(ex: Executor, u: Undo) -> None:
-    ex.comp_failed = True
-    ex.comp_log.append(
+def _not_run(ctx: RunContext, u: Undo) -> None:
+    ctx.comp_failed = True
+    ctx.comp_log.append(
         {
             "step": u.step,
             "item_index": u.item_index,
@@ -142,39 +142,41 @@ def _not_run(ex: Executor, u: Undo) -> None:
     )
 
 
-async def compensate_one(ex: Executor, u: Undo) -> bool:
+async def compensate_one(ctx: RunContext, u: Undo) -> bool:
     """Run one compensation to its end; True when it succeeded."""
-    node: Any = ex.prep.nodes[u.step]
+    node: Any = ctx.prep.nodes[u.step]
     comp: ir.Compensation = node.compensate
-    scope = {**ex.scope, "result": u.result, "error": u.error, "failure": ex.failure}
+    scope = {**ctx.scope, "result": u.result, "error": u.error, "failure": ctx.failure}
     if isinstance(node, ir.ForeachNode):
         item = u.item
         if item is None and u.item_index is not None:
             from .foreach import item_at
 
-            item = item_at(ex, node, u.item_index)
+            item = item_at(ctx, node, u.item_index)
         scope[node.as_] = item
-    rec = ex.state.compensations.get((u.step, u.item_index)) if ex.state else None
+    rec = ctx.state.compensations.get((u.step, u.item_index)) if ctx.state else None
     where: dict[str, Any] = {"step": u.step}
     if u.item_index is not None:
         where["item_index"] = u.item_index
     attempt = rec.attempt if rec is not None else 0
     try:
-        args = ex.render_args(comp.with_, scope)
+        args = ctx.render_args(comp.with_, scope)
         if rec is not None and rec.idempotency_key is not None:
             key: str | None = rec.idempotency_key
         else:
-            key = ex.render_key(comp.idempotency_key, scope)
+            key = ctx.render_key(comp.idempotency_key, scope)
     except StepError as e:
-        await _failed(ex, u, where, e, attempt, 0, final=True)
+        await _failed(ctx, u, where, e, attempt, 0, final=True)
         return False
-    spec = ex.action_of(u.step, comp.action.spec, compensation=True)
+    spec = ctx.action_of(u.step, comp.action.spec, compensation=True)
     retry = RetryState(comp.retry)
-    clock = ex.clock
+    clock = ctx.clock
     instant = immediate_action(spec)  # a mock without delay: no coroutine, no context
     while True:
         attempt += 1
-        await ex.emit("compensation_started", {**where, "attempt": attempt, "idempotency_key": key})
+        await ctx.emit(
+            "compensation_started", {**where, "attempt": attempt, "idempotency_key": key}
+        )
         started = clock.monotonic()
         try:
             if instant is not None:
@@ -182,8 +184,10 @@ async def compensate_one(ex: Executor, u: Undo) -> bool:
                     raise TimeoutError
                 result = instant(attempt)
             else:
-                ctx = step_context(ex, u.step, attempt, key, comp.timeout, u.item_index, True, spec)
-                result = await call_action(ex, spec, args, ctx, comp.timeout, scope)
+                sctx = step_context(
+                    ctx, u.step, attempt, key, comp.timeout, u.item_index, True, spec
+                )
+                result = await call_action(ctx, spec, args, sctx, comp.timeout, scope)
             if isinstance(result, StepError):
                 raise result
         except StepError as e:
@@ -191,26 +195,28 @@ async def compensate_one(ex: Executor, u: Undo) -> bool:
         except TimeoutError:
             exc = StepError("TIMEOUT", f"the compensation took longer than {comp.timeout:g}s")
         except asyncio.CancelledError as cancel:
-            if hasattr(cancel, "sagac_result") and ex.cancelled_by_run():
-                await _ok(ex, u, where, attempt, started)
+            if hasattr(cancel, "sagac_result") and ctx.cancelled_by_run():
+                await _ok(ctx, u, where, attempt, started)
             raise
         else:
-            await _ok(ex, u, where, attempt, started)
+            await _ok(ctx, u, where, attempt, started)
             return True
         nxt = retry.next_delay(exc.code, clock.random)
         if nxt is None:
-            await _failed(ex, u, where, exc, attempt, started, final=True)
+            await _failed(ctx, u, where, exc, attempt, started, final=True)
             return False
-        await _failed(ex, u, where, exc, attempt, started, final=False, delay=nxt[0])
+        await _failed(ctx, u, where, exc, attempt, started, final=False, delay=nxt[0])
         await clock.sleep(nxt[0])
 
 
-async def _ok(ex: Executor, u: Undo, where: dict[str, Any], attempt: int, started: float) -> None:
-    await ex.emit(
+async def _ok(
+    ctx: RunContext, u: Undo, where: dict[str, Any], attempt: int, started: float
+) -> None:
+    await ctx.emit(
         "compensation_completed",
-        {**where, "attempt": attempt, "duration_ms": ex.ms(started) if started else 0},
+        {**where, "attempt": attempt, "duration_ms": ctx.ms(started) if started else 0},
     )
-    ex.comp_log.append(
+    ctx.comp_log.append(
         {
             "step": u.step,
             "item_index": u.item_index,
@@ -222,7 +228,7 @@ async def _ok(ex: Executor, u: Undo, where: dict[str, Any], attempt: int, starte
 
 
 async def _failed(
-    ex: Executor,
+    ctx: RunContext,
     u: Undo,
     where: dict[str, Any],
     exc: StepError,
@@ -232,24 +238,24 @@ async def _failed(
     final: bool,
     delay: float | None = None,
 ) -> None:
-    err = ex.redact(error_dict(exc))
+    err = ctx.redact(error_dict(exc))
     fields = {
         **where,
         "attempt": attempt,
-        "duration_ms": ex.ms(started) if started else 0,
+        "duration_ms": ctx.ms(started) if started else 0,
         "error": err,
         "final": final,
     }
     if delay is not None:
         fields["delay_ms"] = int(delay * 1000)
-    await ex.emit("compensation_failed", fields)
+    await ctx.emit("compensation_failed", fields)
     if not final:
         return
-    ex.comp_failed = True
-    info = {**ex._error_at(u.step, err, attempt, u.item_index), "phase": "compensation"}
+    ctx.comp_failed = True
+    info = {**ctx.error_at(u.step, err, attempt, u.item_index), "phase": "compensation"}
     info.pop("attempts", None)
-    ex.errors.append(info)
-    ex.comp_log.append(
+    ctx.errors.append(info)
+    ctx.comp_log.append(
         {
             "step": u.step,
             "item_index": u.item_index,

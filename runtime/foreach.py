@@ -41,14 +41,13 @@ from .attempts import (
     retry_delay,
     step_context,
     timeout_error,
-    undo_if_attempted,
 )
 from .checkpoints import ItemBlock
 from .outcomes import NodeFailed, Undo, error_dict
 from .retry import RetryState
 
 if TYPE_CHECKING:
-    from .executor import Executor
+    from .context import RunContext
 
 FLUSH_ITEMS = 1000  # journal completions at the latest after this many items...
 FLUSH_SECONDS = 1.0  # ...or this long, even inside a long batch
@@ -74,43 +73,43 @@ class GoneItem:
         return f"<item {self.index} (cursor {self.cursor!r}) is no longer in the items>"
 
 
-def items_of(ex: Executor, node: ir.ForeachNode) -> list[Any]:
+def items_of(ctx: RunContext, node: ir.ForeachNode) -> list[Any]:
     """The node's items (rendered again from the run's scope when this process has not)."""
-    items = ex.items.get(node.id)
+    items = ctx.items.get(node.id)
     if items is None:
-        items = ex.items[node.id] = ex.engine.render(node.items, ex.scope)
+        items = ctx.items[node.id] = ctx.engine.render(node.items, ctx.scope)
     return items
 
 
-def item_at(ex: Executor, node: ir.ForeachNode, index: int) -> Any:
-    return items_of(ex, node)[index]
+def item_at(ctx: RunContext, node: ir.ForeachNode, index: int) -> Any:
+    return items_of(ctx, node)[index]
 
 
-def cursor_of(ex: Executor, node: ir.ForeachNode, item: Any, index: int) -> str:
+def cursor_of(ctx: RunContext, node: ir.ForeachNode, item: Any, index: int) -> str:
     """The item's stable cursor: the rendered `checkpoint`, else its index."""
     if node.checkpoint is None:
         return str(index)
-    return ex.engine.render_text(node.checkpoint, {**ex.scope, node.as_: item})
+    return ctx.engine.render_text(node.checkpoint, {**ctx.scope, node.as_: item})
 
 
 _BY_CURSOR: WeakKeyDictionary[Any, dict[str, dict[str, int]]] = WeakKeyDictionary()
 
 
-def block_undos(ex: Executor, u: Undo) -> Iterator[Undo]:
+def block_undos(ctx: RunContext, u: Undo) -> Iterator[Undo]:
     """The compensations of one checkpoint's items, newest first, each with its item (found by
     its cursor, so a changed order of the items still undoes the right ones)."""
-    node = ex.prep.nodes[u.step]
+    node = ctx.prep.nodes[u.step]
     assert isinstance(node, ir.ForeachNode)
-    items = items_of(ex, node)
+    items = items_of(ctx, node)
     for index, cursor, result in u.block.newest_first():
         item: Any = items[index] if index < len(items) else None
         if cursor is not None and (
-            item is None or ex.redact(cursor_of(ex, node, item, index)) != cursor
+            item is None or ctx.redact(cursor_of(ctx, node, item, index)) != cursor
         ):
-            by_cursor = _BY_CURSOR.setdefault(ex, {})
+            by_cursor = _BY_CURSOR.setdefault(ctx, {})
             if node.id not in by_cursor:
                 by_cursor[node.id] = {
-                    ex.redact(cursor_of(ex, node, it, i)): i for i, it in enumerate(items)
+                    ctx.redact(cursor_of(ctx, node, it, i)): i for i, it in enumerate(items)
                 }
             found = by_cursor[node.id].get(cursor)
             item = items[found] if found is not None else GoneItem(cursor, index)
@@ -144,13 +143,13 @@ class _Run:
     """The state of one foreach while it runs: counters, the completions not yet journaled,
     and how to journal them."""
 
-    def __init__(self, ex: Executor, node: ir.ForeachNode, total: int, total_batches: int):
-        self.ex = ex
+    def __init__(self, ctx: RunContext, node: ir.ForeachNode, total: int, total_batches: int):
+        self.ctx = ctx
         self.node = node
         self.total = total
         self.total_batches = total_batches
         comp = node.compensate
-        self.undo = comp is not None and ex.prep.phase[node.id] == "steps"
+        self.undo = comp is not None and ctx.prep.phase[node.id] == "steps"
         self.keep_results = self.undo and comp is not None and _reads_result(comp)
         self.with_cursors = node.checkpoint is not None
         self.pending: list[int] = []
@@ -159,7 +158,7 @@ class _Run:
         self.processed = 0
         self.failed = 0
         self.here = 0  # items finished by this process (for the rate)
-        self.t0 = ex.clock.monotonic()
+        self.t0 = ctx.clock.monotonic()
         self.last_flush = self.t0
 
     def completed(self, index: int, cursor: str, result: Any) -> None:
@@ -173,17 +172,17 @@ class _Run:
 
     def due(self) -> bool:
         return len(self.pending) >= FLUSH_ITEMS or (
-            self.ex.clock.monotonic() - self.last_flush >= FLUSH_SECONDS
+            self.ctx.clock.monotonic() - self.last_flush >= FLUSH_SECONDS
         )
 
     async def flush(self, batch: int) -> None:
         """Journal the completions so far in one `batch_progress` event, then make them
         compensable. A cancel by the run itself waits for the write (what it journals must be
         undone); a crash does not (the items run again on resume)."""
-        ex = self.ex
+        ctx = self.ctx
         indexes, cursors, results = self.pending, self.pending_cursors, self.pending_results
         self.pending, self.pending_cursors, self.pending_results = [], [], []
-        now = ex.clock.monotonic()
+        now = ctx.clock.monotonic()
         self.last_flush = now
         fields: dict[str, Any] = {
             "step": self.node.id,
@@ -198,14 +197,14 @@ class _Run:
         if indexes:
             fields["completed"] = indexes
             if self.with_cursors:
-                fields["cursors"] = ex.redact(cursors) if ex.redacting else cursors
+                fields["cursors"] = ctx.redact(cursors) if ctx.redacting else cursors
             if self.keep_results:
-                fields["results"] = ex.redact(results) if ex.redacting else results
-        write = asyncio.ensure_future(ex.emit("batch_progress", fields))
+                fields["results"] = ctx.redact(results) if ctx.redacting else results
+        write = asyncio.ensure_future(ctx.emit("batch_progress", fields))
         try:
             event = await asyncio.shield(write)
         except asyncio.CancelledError:
-            if not ex.cancelled_by_run():
+            if not ctx.cancelled_by_run():
                 raise
             event = await write
             self._compensable(event, indexes, results)
@@ -220,34 +219,39 @@ class _Run:
             block = ItemBlock(
                 self.node.id, seq, indexes, None, results if self.keep_results else None
             )
-            chain = self.ex.prep.chain[self.node.id]
-            self.ex.undo.append(Undo(self.node.id, None, seq, None, None, chain, block=block))
+            chain = self.ctx.prep.chain[self.node.id]
+            self.ctx.undo.append(Undo(self.node.id, None, seq, None, None, chain, block=block))
 
 
-async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, Any]) -> Any:
+async def run_foreach(
+    ctx: RunContext,
+    node: ir.ForeachNode,
+    scope: Mapping[str, Any],
+    extra: Mapping[str, Any] | None,
+) -> Any:
     nid = node.id
-    t0 = ex.clock.monotonic()
-    where = ex._where(nid)
+    t0 = ctx.clock.monotonic()
+    where = ctx.where(nid)
     try:
-        items = ex.engine.render(node.items, scope)
+        items = ctx.engine.render(node.items, scope)
         if not isinstance(items, list):
             raise StepError(
                 "TEMPLATE_ERROR",
                 f"{node.items}: `items` must give a list, not {type(items).__name__}",
             )
     except StepError as e:
-        await ex._fail_node(nid, e, 0, t0)
-    ex.items[nid] = items
+        await ctx.fail_node(nid, e, 0, t0)
+    ctx.items[nid] = items
     total = len(items)
     size = max(node.batch.size, 1)
     total_batches = (total + size - 1) // size
-    run = _Run(ex, node, total, total_batches)
+    run = _Run(ctx, node, total, total_batches)
 
     # What a resume knows: items completed (checkpoints) and items that failed for good.
     done_index: bytearray | None = None
     done_cursor: set[str] | None = None
     failed_before: dict[int, dict[str, Any]] = {}
-    state = ex.state
+    state = ctx.state
     if state is not None:
         done = state.items_done.get(nid)
         if done is not None:
@@ -261,11 +265,11 @@ async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, An
             run.processed = done.count
         for (sid, idx), rec in state.steps.items():
             if sid == nid and idx is not None and rec.status == "failed":
-                failed_before[idx] = ex._error_at(nid, rec.error or {}, rec.attempt, idx)
+                failed_before[idx] = ctx.error_at(nid, rec.error or {}, rec.attempt, idx)
         run.processed += len(failed_before)
         run.failed = len(failed_before)
 
-    await ex.emit(
+    await ctx.emit(
         "step_started",
         {
             **where,
@@ -277,35 +281,35 @@ async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, An
             "idempotency_key": None,
         },
     )
-    spec = ex.action_of(nid, node.action.spec)
-    clock = ex.clock
-    engine = ex.engine
+    spec = ctx.action_of(nid, node.action.spec)
+    clock = ctx.clock
+    engine = ctx.engine
     as_ = node.as_
     stop_mode = node.on_error == "stop"
-    item_where = ex._where(nid)
+    item_where = ctx.where(nid)
     phase = "on_failure" if "phase" in item_where else "run"
-    run_id = ex.run_id
+    run_id = ctx.run_id
     key_prefix = f"{run_id}:{nid}:"
     stopping = False
 
     async def fail_item(
         i: int, item: Any, cursor: str | None, batch: int, exc: StepError, attempt: int, t: float
     ) -> NoReturn:
-        err = ex.redact(error_dict(exc))
-        fields = ex._where(nid, i)
+        err = ctx.redact(error_dict(exc))
+        fields = ctx.where(nid, i)
         fields.update(
-            cursor=ex.redact(cursor),
+            cursor=ctx.redact(cursor),
             batch=batch,
             attempt=attempt,
-            duration_ms=ex.ms(t) if t else 0,
+            duration_ms=ctx.ms(t) if t else 0,
             error=err,
             final=True,
         )
-        event = await ex.emit("step_failed", fields)
+        event = await ctx.emit("step_failed", fields)
         if attempt:
-            undo_if_attempted(ex, nid, i, event["seq"], err, item)
-        info = ex._error_at(nid, err, attempt, i)
-        ex.errors.append({**info, "phase": phase})
+            ctx.undo_attempted(nid, i, event["seq"], err, item)
+        info = ctx.error_at(nid, err, attempt, i)
+        ctx.errors.append({**info, "phase": phase})
         run.processed += 1
         run.failed += 1
         run.here += 1
@@ -319,11 +323,11 @@ async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, An
             cursor = (
                 str(i) if node.checkpoint is None else engine.render_text(node.checkpoint, iscope)
             )
-            args = ex.render_args(node.with_, iscope)
+            args = ctx.render_args(node.with_, iscope)
             if node.idempotency_key is None:
                 key: str | None = key_prefix + cursor
             else:
-                key = ex.render_key(node.idempotency_key, iscope)
+                key = ctx.render_key(node.idempotency_key, iscope)
         except StepError as e:
             await fail_item(i, item, cursor, batch, e, 0, 0.0)
         assert cursor is not None
@@ -333,36 +337,36 @@ async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, An
         while True:
             attempt += 1
             started = clock.monotonic()
-            saga_at = ex.saga_deadline_at
+            saga_at = ctx.saga_deadline_at
             limit, binding = attempt_limit(started, node.timeout, deadline_at, saga_at)
-            ctx = step_context(ex, nid, attempt, key, limit, i, spec=spec)
+            sctx = step_context(ctx, nid, attempt, key, limit, i, spec=spec)
             try:
-                result = await call_action(ex, spec, args, ctx, limit, iscope)
+                result = await call_action(ctx, spec, args, sctx, limit, iscope)
                 exc: StepError | None = result if isinstance(result, StepError) else None
             except StepError as e:
                 exc = e
             except TimeoutError:
-                exc = timeout_error(binding, limit, node.timeout, node.deadline, ex.saga.timeout)
+                exc = timeout_error(binding, limit, node.timeout, node.deadline, ctx.saga.timeout)
             except asyncio.CancelledError as cancel:
-                if not ex.cancelled_by_run():
+                if not ctx.cancelled_by_run():
                     raise
                 finished = getattr(cancel, "sagac_result", NO_RESULT)
                 if finished is not NO_RESULT:  # a thread that could not be stopped: count it
                     run.completed(i, cursor, _kept(node, finished))
                     raise
                 err = {"code": "CANCELLED", "message": "cancelled: the run is stopping"}
-                fields = ex._where(nid, i)
+                fields = ctx.where(nid, i)
                 fields.update(
-                    cursor=ex.redact(cursor),
+                    cursor=ctx.redact(cursor),
                     batch=batch,
                     attempt=attempt,
-                    duration_ms=ex.ms(started),
+                    duration_ms=ctx.ms(started),
                     error=err,
                     final=True,
                     cancelled=True,
                 )
-                event = await ex.emit("step_failed", fields)
-                undo_if_attempted(ex, nid, i, event["seq"], err, item)
+                event = await ctx.emit("step_failed", fields)
+                ctx.undo_attempted(nid, i, event["seq"], err, item)
                 raise
             if exc is None:
                 kept = _kept(node, result)
@@ -382,15 +386,15 @@ async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, An
             if nxt is None:
                 await fail_item(i, item, cursor, batch, exc, attempt, started)
             delay, max_attempts = nxt
-            fields = ex._where(nid, i)
+            fields = ctx.where(nid, i)
             fields.update(
-                cursor=ex.redact(cursor),
+                cursor=ctx.redact(cursor),
                 attempt=attempt,
                 max_attempts=max_attempts,
                 delay_ms=int(delay * 1000),
-                error=ex.redact(error_dict(exc)),
+                error=ctx.redact(error_dict(exc)),
             )
-            await ex.emit("step_retrying", fields)
+            await ctx.emit("step_retrying", fields)
             await clock.sleep(delay)
 
     async def worker(indexes: Iterator[int], batch: int, errors: list[_ItemFailed]) -> None:
@@ -419,7 +423,7 @@ async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, An
                 continue
             if done_cursor is not None:
                 try:
-                    c = ex.redact(cursor_of(ex, node, items[i], i))
+                    c = ctx.redact(cursor_of(ctx, node, items[i], i))
                 except StepError:
                     c = None
                 if c in done_cursor:
@@ -456,15 +460,15 @@ async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, An
                 finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 if stopping or any(not t.cancelled() and t.exception() for t in finished):
                     break  # stop: cancel the batch's other in-flight items
-            await ex.settle(list(running))
+            await ctx.settle(list(running))
         except asyncio.CancelledError:
-            crash = not ex.cancelled_by_run()
-            await ex.settle(tasks)
+            crash = not ctx.cancelled_by_run()
+            await ctx.settle(tasks)
             if not crash and run.pending:
                 await run.flush(b + 1)  # what completed before the cancel must be undone
             raise
         except BaseException:
-            await ex.settle(tasks)
+            await ctx.settle(tasks)
             raise
         for t in tasks:
             problem = None if t.cancelled() else t.exception()
@@ -474,16 +478,16 @@ async def run_foreach(ex: Executor, node: ir.ForeachNode, scope: Mapping[str, An
         if errors and first_failure is None:
             first_failure = errors[0]
     if first_failure is not None:
-        return await _node_failed(ex, node, run, first_failure, where, t0)
+        return await _node_failed(ctx, node, run, first_failure, where, t0)
     result = {"total": total, "succeeded": total - run.failed, "failed": run.failed}
-    await ex.emit(
-        "step_completed", {**where, "attempt": 1, "duration_ms": ex.ms(t0), "result": result}
+    await ctx.emit(
+        "step_completed", {**where, "attempt": 1, "duration_ms": ctx.ms(t0), "result": result}
     )
     return result
 
 
 async def _node_failed(
-    ex: Executor,
+    ctx: RunContext,
     node: ir.ForeachNode,
     run: _Run,
     first: _ItemFailed,
@@ -496,7 +500,7 @@ async def _node_failed(
     detail: dict[str, Any] = {
         "item_index": e["item_index"],
         "batch_number": first.batch,
-        "cursor": ex.redact(first.cursor) if first.cursor is not None else None,
+        "cursor": ctx.redact(first.cursor) if first.cursor is not None else None,
         "cause": cause,
     }
     if node.on_error == "stop":
@@ -512,19 +516,19 @@ async def _node_failed(
             f"{cause.get('code')})"
         )
         index = None
-    err = ex.redact(error_dict(StepError("BATCH_ITEM_FAILED", message, detail)))
-    await ex.emit(
+    err = ctx.redact(error_dict(StepError("BATCH_ITEM_FAILED", message, detail)))
+    await ctx.emit(
         "step_failed",
         {
             **where,
             "attempt": 1,
-            "duration_ms": ex.ms(t0),
+            "duration_ms": ctx.ms(t0),
             "error": err,
             "final": True,
             "propagated": True,
         },
     )
-    raise NodeFailed(ex._error_at(node.id, err, e.get("attempts", 0), index))
+    raise NodeFailed(ctx.error_at(node.id, err, e.get("attempts", 0), index))
 
 
 def _kept(node: ir.ForeachNode, result: Any) -> Any:

@@ -20,12 +20,17 @@ from .clock import rfc3339
 from .outcomes import HALTED
 
 if TYPE_CHECKING:
-    from .executor import Executor
+    from .context import RunContext
 
 
-async def run_gate(ex: Executor, gate: ir.ApprovalGate, scope: Mapping[str, Any]) -> Any:
+async def run_gate(
+    ctx: RunContext,
+    gate: ir.ApprovalGate,
+    scope: Mapping[str, Any],
+    extra: Mapping[str, Any] | None,
+) -> Any:
     nid = gate.id
-    decided = ex.state.approvals_decided.get(nid) if ex.state else None
+    decided = ctx.state.approvals_decided.get(nid) if ctx.state else None
     if decided is not None:
         if decided.get("approved"):
             result = {
@@ -35,19 +40,19 @@ async def run_gate(ex: Executor, gate: ir.ApprovalGate, scope: Mapping[str, Any]
                 "comment": decided.get("comment"),
                 "value": decided.get("value"),
             }
-            await ex.emit(
+            await ctx.emit(
                 "step_completed",
                 {
-                    **ex._where(nid),
+                    **ctx.where(nid),
                     "attempt": 1,
                     "duration_ms": 0,
-                    "result": ex.redact(result),
+                    "result": ctx.redact(result),
                 },
             )
             return result
         by = decided.get("by")
         why = f": {decided['comment']}" if decided.get("comment") else ""
-        await ex._fail_node(
+        await ctx.fail_node(
             nid,
             StepError(
                 decided.get("code", "APPROVAL_REJECTED"),
@@ -57,38 +62,38 @@ async def run_gate(ex: Executor, gate: ir.ApprovalGate, scope: Mapping[str, Any]
             1,
             0.0,
         )
-    if ex.state is None or nid not in ex.state.approvals_requested:
+    if ctx.state is None or nid not in ctx.state.approvals_requested:
         try:
             key = (
-                ex.engine.render_text(gate.key, scope)
+                ctx.engine.render_text(gate.key, scope)
                 if gate.key is not None
-                else f"{ex.plan.saga}:{ex.run_id}:{nid}"
+                else f"{ctx.plan.saga}:{ctx.run_id}:{nid}"
             )
-            message = ex.engine.render_text(gate.message, scope) if gate.message else None
+            message = ctx.engine.render_text(gate.message, scope) if gate.message else None
         except StepError as e:
-            await ex._fail_node(nid, e, 0, 0.0)
+            await ctx.fail_node(nid, e, 0, 0.0)
         from . import approvals
 
-        now = ex.clock.now()
+        now = ctx.clock.now()
         # A single-use token for whoever decides: only its hash is journaled; the clear
         # token goes to the caller once (`RunReport.approval_tokens`).
         token, digest = approvals.new_token()
         request = {
-            **ex._where(nid),
-            "key": ex.redact(key),
-            "message": ex.redact(message),
-            "context": ex.redact(approvals.message_context(gate.message, scope)),
+            **ctx.where(nid),
+            "key": ctx.redact(key),
+            "message": ctx.redact(message),
+            "context": ctx.redact(approvals.message_context(gate.message, scope)),
             "approvers": list(gate.approvers),
             "deadline": rfc3339(now + gate.timeout) if gate.timeout else None,
             "on_timeout": gate.on_timeout,
-            "definition_hash": ex.plan.hash,
+            "definition_hash": ctx.plan.hash,
             "token_sha256": digest,
         }
-        await ex.emit("approval_requested", request)
-        ex.approval_tokens[nid] = token
+        await ctx.emit("approval_requested", request)
+        ctx.approval_tokens[nid] = token
     else:  # requested by an earlier process: its token was handed out then
-        request = ex.state.approvals_requested[nid]
-    ex.gate_requests[nid] = request
-    ex.halting = True
-    ex.waiting.add(nid)
+        request = ctx.state.approvals_requested[nid]
+    ctx.gate_requests[nid] = request
+    ctx.halting = True
+    ctx.waiting.add(nid)
     return HALTED

@@ -18,14 +18,16 @@ from sagac.compiler import ir
 from .outcomes import HALTED, NodeFailed
 
 if TYPE_CHECKING:
-    from .executor import Executor
+    from .context import RunContext
 
 
-async def run_group(ex: Executor, g: ir.ParallelGroup, extra: Mapping[str, Any] | None) -> Any:
-    t0 = ex.clock.monotonic()
-    keys = ex.prep.branch_keys[g.id]
-    where = ex._where(g.id)
-    await ex.emit("group_started", {**where, "mode": g.mode, "branches": len(keys)})
+async def run_group(
+    ctx: RunContext, g: ir.ParallelGroup, scope: Mapping[str, Any], extra: Mapping[str, Any] | None
+) -> Any:
+    t0 = ctx.clock.monotonic()
+    keys = ctx.prep.branch_keys[g.id]
+    where = ctx.where(g.id)
+    await ctx.emit("group_started", {**where, "mode": g.mode, "branches": len(keys)})
     pending = list(range(len(keys)))
     running: dict[asyncio.Task[bool], int] = {}
     limit = g.max_concurrency or len(keys)
@@ -35,9 +37,9 @@ async def run_group(ex: Executor, g: ir.ParallelGroup, extra: Mapping[str, Any] 
     stop = False
     try:
         while pending or running:
-            while pending and len(running) < limit and not stop and not ex.halting:
+            while pending and len(running) < limit and not stop and not ctx.halting:
                 i = pending.pop(0)
-                running[asyncio.create_task(ex.run_scope(keys[i], extra))] = i
+                running[asyncio.create_task(ctx.run_scope(keys[i], extra))] = i
             if not running:
                 break
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
@@ -54,21 +56,21 @@ async def run_group(ex: Executor, g: ir.ParallelGroup, extra: Mapping[str, Any] 
                     if g.mode == "any" and t.result() and winner is None:
                         winner, stop = i, True
             if stop and running:
-                await ex.settle(list(running))
+                await ctx.settle(list(running))
                 running.clear()
     except BaseException:
-        await ex.settle(list(running))
+        await ctx.settle(list(running))
         raise
 
     async def fail() -> None:
         first = failures[0].error
         error = {"code": first["code"], "message": first.get("message", "")}
-        await ex.emit(
+        await ctx.emit(
             "step_failed",
             {
                 **where,
                 "attempt": 0,
-                "duration_ms": ex.ms(t0),
+                "duration_ms": ctx.ms(t0),
                 "final": True,
                 "propagated": True,
                 "error": {**error, "cause_step": first.get("step")},
@@ -78,28 +80,28 @@ async def run_group(ex: Executor, g: ir.ParallelGroup, extra: Mapping[str, Any] 
 
     if g.mode == "any":
         if winner is None:
-            if failures and not ex.halting:
+            if failures and not ctx.halting:
                 await fail()
             return HALTED
         losers = {k for i, k in enumerate(keys) if i != winner}
-        undo = [u for u in ex.undo if losers.intersection(u.branches)]
+        undo = [u for u in ctx.undo if losers.intersection(u.branches)]
         if undo:
-            ex.undo = [u for u in ex.undo if not losers.intersection(u.branches)]
+            ctx.undo = [u for u in ctx.undo if not losers.intersection(u.branches)]
             from .compensation import compensate
 
-            await compensate(ex, undo, sequential=True)
-        result = ex.steps_view.get(ex.prep.last_of_branch[keys[winner]], {}).get("result")
-        await ex.emit(
+            await compensate(ctx, undo, sequential=True)
+        result = ctx.steps_view.get(ctx.prep.last_of_branch[keys[winner]], {}).get("result")
+        await ctx.emit(
             "group_completed",
-            {**where, "result": ex.redact(result), "winner": winner, "duration_ms": ex.ms(t0)},
+            {**where, "result": ctx.redact(result), "winner": winner, "duration_ms": ctx.ms(t0)},
         )
         return result
     if failures:
         await fail()
     if len(finished) < len(keys) or not all(finished.values()):
         return HALTED
-    result = [ex.steps_view.get(ex.prep.last_of_branch[k], {}).get("result") for k in keys]
-    await ex.emit(
-        "group_completed", {**where, "result": ex.redact(result), "duration_ms": ex.ms(t0)}
+    result = [ctx.steps_view.get(ctx.prep.last_of_branch[k], {}).get("result") for k in keys]
+    await ctx.emit(
+        "group_completed", {**where, "result": ctx.redact(result), "duration_ms": ctx.ms(t0)}
     )
     return result

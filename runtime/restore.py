@@ -1,10 +1,10 @@
 """A resumed run's starting point: what the journal's replay says already happened.
 
-`restore(ex, state)` fills in the results of the top-level nodes that completed or were skipped
+`restore(ctx, state)` fills in the results of the top-level nodes that completed or were skipped
 (what templates see as `steps.<id>`) and the `Undo` entries of everything a compensation would
 have to undo, in order of completion (foreach items one block per checkpoint). It only reads the
 `RunState` and the plan: it must never journal, call an action or decide what happens to a node
-next (a node the journal shows as ended is `Executor.run_node`'s to replay).
+next (a node the journal shows as ended is `scheduler.run_node`'s to replay).
 """
 
 from __future__ import annotations
@@ -17,32 +17,32 @@ from .journal import RunState
 from .outcomes import Undo
 
 if TYPE_CHECKING:
-    from .executor import Executor
+    from .context import RunContext
 
 
-def restore(ex: Executor, state: RunState) -> None:
-    prep = ex.prep
+def restore(ctx: RunContext, state: RunState) -> None:
+    prep = ctx.prep
     for (nid, idx), rec in state.steps.items():
         node = prep.nodes.get(nid)
         if node is None:
             continue
         if idx is None and rec.status == "completed":
-            ex.steps_view[nid] = {"result": rec.result, "status": "completed"}
+            ctx.steps_view[nid] = {"result": rec.result, "status": "completed"}
         elif idx is None and rec.status == "skipped":
-            skip_view(ex.steps_view, node)
-        comp = getattr(node, "compensate", None)
+            skip_view(ctx.steps_view, node)
+        comp = node.compensate if isinstance(node, ir.Effectful) else None
         if comp is None or prep.phase[nid] != "steps":
             continue
         if isinstance(node, ir.ForeachNode) and idx is None:
             continue
         if rec.status == "completed" or (rec.status == "failed" and comp.on == "attempted"):
-            ex.undo.append(Undo(nid, idx, rec.seq, rec.result, rec.error, prep.chain[nid]))
+            ctx.undo.append(Undo(nid, idx, rec.seq, rec.result, rec.error, prep.chain[nid]))
     for nid, done in state.items_done.items():
         node = prep.nodes.get(nid)
-        if getattr(node, "compensate", None) is not None and prep.phase[nid] == "steps":
+        if isinstance(node, ir.Effectful) and node.compensate and prep.phase[nid] == "steps":
             chain = prep.chain[nid]
-            ex.undo.extend(Undo(nid, None, b.seq, None, None, chain, block=b) for b in done.blocks)
-    ex.undo.sort(key=lambda u: u.order)
+            ctx.undo.extend(Undo(nid, None, b.seq, None, None, chain, block=b) for b in done.blocks)
+    ctx.undo.sort(key=lambda u: u.order)
 
 
 def skip_view(steps_view: dict[str, dict[str, Any]], node: Any) -> None:

@@ -1,0 +1,73 @@
+"""Task steps and `fail` nodes: the two handlers that end in one action call or none.
+
+`run_task` renders a step's arguments and idempotency key (a resumed step keeps the key the
+journal recorded), picks the action (`fail=` override, simulated stand-in, or its own) and hands
+the attempts to `attempts.run_attempts`; a step that fails for good is journaled once, through
+`RunContext.fail_node`. `run_fail` fails the run with the node's code and rendered message. This
+module must never schedule other nodes nor journal an attempt's events (`attempts` does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sagac.compiler import ir
+from sagac.runtime.errors import StepError
+
+from .attempts import AttemptsFailed, run_attempts
+from .context import RunContext
+
+
+async def run_task(
+    ctx: RunContext, node: ir.TaskStep, scope: Mapping[str, Any], extra: Mapping[str, Any] | None
+) -> Any:
+    nid = node.id
+    t0 = ctx.clock.monotonic()
+    rec = ctx.state.steps.get((nid, None)) if ctx.state is not None else None
+    try:
+        args = ctx.render_args(node.with_, scope)
+        key: str | None
+        if rec is not None and rec.idempotency_key is not None:
+            key = rec.idempotency_key
+        else:
+            key = ctx.render_key(node.idempotency_key, scope)
+    except StepError as e:
+        await ctx.fail_node(nid, e, 0, t0)
+    spec = ctx.action_of(nid, node.action.spec)
+    if ctx.simulate and node.has_simulate and nid not in ctx.overrides:
+        try:  # the step's declared stand-in result, shaped like what the saga reads
+            simulated = ctx.engine.render(node.simulate, {**scope, "args": args})
+        except StepError as e:
+            await ctx.fail_node(nid, e, 0, t0)
+        spec = ir.MockAction(result=simulated)
+    comp = node.compensate
+    try:
+        result, _, _ = await run_attempts(
+            ctx,
+            nid,
+            None,
+            spec,
+            args,
+            scope,
+            key,
+            node.retry,
+            node.timeout,
+            node.deadline,
+            node.keep,
+            start_attempt=rec.attempt if rec is not None else 0,
+            undo=comp is not None and ctx.prep.phase[nid] == "steps",
+        )
+    except AttemptsFailed as f:
+        await ctx.fail_node(nid, f.exc, f.attempt, t0, attempted=True)
+    return result
+
+
+async def run_fail(
+    ctx: RunContext, node: ir.FailNode, scope: Mapping[str, Any], extra: Mapping[str, Any] | None
+) -> Any:
+    try:
+        message = ctx.engine.render_text(node.message, scope) if node.message else node.code
+    except StepError as e:
+        await ctx.fail_node(node.id, e, 0, 0.0)
+    await ctx.fail_node(node.id, StepError(node.code, message), 0, 0.0)
