@@ -45,10 +45,11 @@ def restore(ctx: RunContext, state: RunState) -> None:
     ctx.undo.sort(key=lambda u: u.order)
 
 
-def skip_view(steps_view: dict[str, dict[str, Any]], node: Any) -> None:
+def skip_view(steps_view: dict[str, dict[str, Any]], node: ir.AnyNode) -> None:
     """Show a skipped node, and every node inside it, as skipped to templates: a later
     `steps.<id>.status == 'completed'` test is then false rather than an error."""
     steps_view[node.id] = {"result": None, "status": "skipped"}
-    for branch in getattr(node, "branches", ()):
-        for child in branch:
-            skip_view(steps_view, child)
+    if isinstance(node, ir.ParallelGroup):
+        for branch in node.branches:
+            for child in branch:
+                skip_view(steps_view, child)
