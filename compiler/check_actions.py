@@ -7,6 +7,7 @@ templates beyond what decides a destination (the template checker owns what temp
 from __future__ import annotations
 
 import re
+from typing import assert_never
 
 from . import ir
 from .check_facts import action_refs, diag, did_you_mean
@@ -19,9 +20,15 @@ SAFE_METHODS = ("GET", "HEAD")
 
 def has_side_effect(spec: ir.Action | None) -> bool:
     """Python and command actions, and http other than GET/HEAD, change the world; mocks don't."""
-    if isinstance(spec, ir.HttpAction):
-        return spec.method.upper() not in SAFE_METHODS
-    return isinstance(spec, (ir.PythonAction, ir.CommandAction))
+    match spec:
+        case ir.HttpAction():
+            return spec.method.upper() not in SAFE_METHODS
+        case ir.PythonAction() | ir.CommandAction():
+            return True
+        case ir.MockAction() | None:
+            return False
+        case _:
+            assert_never(spec)
 
 
 def check_unknown_actions(saga: ir.Saga, doc: Document) -> list[Diagnostic]:

@@ -25,11 +25,16 @@ HTTP_CODE = re.compile(r"^HTTP_[1-5][0-9][0-9]$")
 
 
 def action_codes(spec: ir.Action | None) -> frozenset[str]:
-    if isinstance(spec, ir.CommandAction):
-        return frozenset({"COMMAND_FAILED"})
-    if isinstance(spec, ir.MockAction) and spec.fail:
-        return frozenset({spec.fail})
-    return frozenset()
+    """Codes an action of this kind ends with besides `EFFECT` (http statuses: `can_raise`)."""
+    match spec:
+        case ir.CommandAction():
+            return frozenset({"COMMAND_FAILED"})
+        case ir.MockAction():
+            return frozenset({spec.fail}) if spec.fail else frozenset()
+        case ir.PythonAction() | ir.HttpAction() | None:
+            return frozenset()
+        case _:
+            assert_never(spec)
 
 
 def can_raise(node: ir.AnyNode, code: str) -> bool:

@@ -55,12 +55,17 @@ def _strings(value: Any, path: ir.Path) -> Iterator[tuple[ir.Path, str]]:
 
 
 def _action_strings(spec: ir.Action | None, base: ir.Path) -> Iterator[tuple[ir.Path, str]]:
-    if isinstance(spec, ir.HttpAction):
-        yield (*base, "http", "url"), spec.url
-        yield from _strings(spec.headers, (*base, "http", "headers"))
-        yield from _strings(spec.json_body, (*base, "http", "json"))
-    elif isinstance(spec, ir.CommandAction):
-        yield from _strings(spec.argv, (*base, "command"))
+    match spec:
+        case ir.HttpAction():
+            yield (*base, "http", "url"), spec.url
+            yield from _strings(spec.headers, (*base, "http", "headers"))
+            yield from _strings(spec.json_body, (*base, "http", "json"))
+        case ir.CommandAction():
+            yield from _strings(spec.argv, (*base, "command"))
+        case ir.PythonAction() | ir.MockAction() | None:
+            pass  # a python target and a mock are never templates
+        case _:
+            assert_never(spec)
 
 
 def template_sites(saga: ir.Saga) -> Iterator[Site]:

@@ -40,6 +40,7 @@ from ..ir import (
     MockAction,
     ParallelGroup,
     PythonAction,
+    RetryPolicy,
     TaskStep,
     children,
     effectful,
@@ -152,8 +153,8 @@ def action_label(ref: ActionRef) -> str:
             assert_never(spec)
 
 
-def _retry(policies: tuple[object, ...]) -> str | None:
-    attempts = [getattr(p, "max_attempts", 1) for p in policies]
+def _retry(policies: tuple[RetryPolicy, ...]) -> str | None:
+    attempts = [p.max_attempts for p in policies]
     return f"retry ×{max(attempts)}" if attempts and max(attempts) > 1 else None
 
 
