@@ -5,6 +5,12 @@ runtime. It is normalised: durations are seconds, retry is always a tuple of pol
 actions are resolved, wrapper nodes (`{parallel: ...}`) become typed nodes with a `kind`.
 `path` fields locate a node in the source document (for diagnostics); they are not part of the
 saga's meaning and are left out of serialisation.
+
+Node kinds are listed once, here: the `AnyNode` union (and `NodeKind`, checked against it at
+import). What differs per kind and is asked by several layers (nested node lists, calling
+actions, being a pivot) is answered once too, by `children`, `effectful` and `irreversible`;
+each is a `match` ending in `assert_never`, so mypy names it when a kind is added. This module
+imports no other part of sagac and does no I/O.
 """
 
 from __future__ import annotations
