@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import assert_never
 
 from . import ir
 
@@ -24,39 +25,46 @@ HTTP_CODE = re.compile(r"^HTTP_[1-5][0-9][0-9]$")
 
 
 def action_codes(spec: ir.Action | None) -> frozenset[str]:
-    if isinstance(spec, ir.CommandAction):
-        return frozenset({"COMMAND_FAILED"})
-    if isinstance(spec, ir.MockAction) and spec.fail:
-        return frozenset({spec.fail})
-    return frozenset()
+    """Codes an action of this kind ends with besides `EFFECT` (http statuses: `can_raise`)."""
+    match spec:
+        case ir.CommandAction():
+            return frozenset({"COMMAND_FAILED"})
+        case ir.MockAction():
+            return frozenset({spec.fail}) if spec.fail else frozenset()
+        case ir.PythonAction() | ir.HttpAction() | None:
+            return frozenset()
+        case _:
+            assert_never(spec)
 
 
 def can_raise(node: ir.AnyNode, code: str) -> bool:
     """Whether `node` can fail with `code` (HTTP_<status> for any http action)."""
-    if (
-        isinstance(node, (ir.TaskStep, ir.ForeachNode))
-        and isinstance(node.action.spec, ir.HttpAction)
-        and HTTP_CODE.match(code)
-    ):
+    step = ir.effectful(node)
+    if step is not None and isinstance(step.action.spec, ir.HttpAction) and HTTP_CODE.match(code):
         return True
     return code in node_codes(node)
 
 
 def node_codes(node: ir.AnyNode) -> frozenset[str]:
     """Codes `node` can fail with (http statuses are summarised as none: see `can_raise`)."""
-    if isinstance(node, ir.TaskStep):
-        return EFFECT | set(node.errors) | action_codes(node.action.spec)
-    if isinstance(node, ir.ForeachNode):
-        return EFFECT | {"BATCH_ITEM_FAILED"} | set(node.errors) | action_codes(node.action.spec)
-    if isinstance(node, ir.ApprovalGate):
-        return ALWAYS | {"APPROVAL_REJECTED", "APPROVAL_TIMEOUT"}
-    if isinstance(node, ir.FailNode):
-        return ALWAYS | {node.code}
-    out: set[str] = set(ALWAYS)
-    for branch in node.branches:
-        for child in branch:
-            out |= node_codes(child)
-    return frozenset(out)
+    match node:
+        case ir.TaskStep():
+            return EFFECT | set(node.errors) | action_codes(node.action.spec)
+        case ir.ForeachNode():
+            codes = EFFECT | {"BATCH_ITEM_FAILED"} | set(node.errors)
+            return codes | action_codes(node.action.spec)
+        case ir.ApprovalGate():
+            return ALWAYS | {"APPROVAL_REJECTED", "APPROVAL_TIMEOUT"}
+        case ir.FailNode():
+            return ALWAYS | {node.code}
+        case ir.ParallelGroup():
+            out: set[str] = set(ALWAYS)
+            for branch in node.branches:
+                for child in branch:
+                    out |= node_codes(child)
+            return frozenset(out)
+        case _:
+            assert_never(node)
 
 
 def saga_codes(saga: ir.Saga) -> list[str]:
@@ -65,7 +73,7 @@ def saga_codes(saga: ir.Saga) -> list[str]:
     for node in saga.steps:
         out |= node_codes(node)
     if any(
-        isinstance(n, (ir.TaskStep, ir.ForeachNode)) and isinstance(n.action.spec, ir.HttpAction)
+        (step := ir.effectful(n)) is not None and isinstance(step.action.spec, ir.HttpAction)
         for n in saga.walk()
     ):
         out.add("HTTP_4xx")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 from . import ir
 from .diagnostics import Diagnostic
@@ -25,13 +25,29 @@ from .loader import Document, Mark
 TOP, ON_FAILURE = "steps", "on_failure"
 
 
+def branch_key(node_id: str, index: int) -> str:
+    """The scope key of the `index`th node list nested in a node (`ir.children`)."""
+    return f"{node_id}/{index}"
+
+
+def waits_for_children(node: ir.AnyNode) -> bool:
+    """Whether every node list nested in `node` has completed when `node` completes."""
+    match node:
+        case ir.ParallelGroup():
+            return node.mode != "any"  # `any` completes with its first branch
+        case ir.TaskStep() | ir.ApprovalGate() | ir.ForeachNode() | ir.FailNode():
+            return True  # nothing nested
+        case _:
+            assert_never(node)
+
+
 @dataclass(slots=True)
 class Scope:
     """One list of nodes and its dependency DAG."""
 
-    key: str  # "steps", "on_failure", or "<group>/<branch index>"
+    key: str  # "steps", "on_failure", or `branch_key(<owner>, <branch index>)`
     nodes: list[ir.AnyNode]
-    owner: str | None = None  # the parallel group that holds this branch
+    owner: str | None = None  # the node (a parallel group) that holds this list
     branch: int | None = None
     deps: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # The networkx DAG of a list with a forward `after:` (None: every edge points backward);
@@ -193,11 +209,11 @@ def build_graph(saga: ir.Saga, doc: Document | None = None) -> tuple[SagaGraph, 
             scope_of.setdefault(n.id, key)
             before = scope.deps[n.id] or entry
             preds = ancestry[n.id] = list(dict.fromkeys(before))
-            if isinstance(n, ir.ParallelGroup):
-                for i, b in enumerate(n.branches):
-                    visit(f"{n.id}/{i}", b, before, n.id, i)
-                    if n.mode != "any" and b:
-                        preds.extend(scopes[f"{n.id}/{i}"].tails())
+            for i, b in enumerate(ir.children(n)):
+                inner = branch_key(n.id, i)
+                visit(inner, b, before, n.id, i)
+                if b and waits_for_children(n):
+                    preds.extend(scopes[inner].tails())
 
     visit(TOP, saga.steps, ())
     visit(ON_FAILURE, saga.on_failure, ())

@@ -5,11 +5,18 @@ runtime. It is normalised: durations are seconds, retry is always a tuple of pol
 actions are resolved, wrapper nodes (`{parallel: ...}`) become typed nodes with a `kind`.
 `path` fields locate a node in the source document (for diagnostics); they are not part of the
 saga's meaning and are left out of serialisation.
+
+Node kinds are listed once, here: the `AnyNode` union (and `NodeKind`, checked against it at
+import). What differs per kind and is asked by several layers (nested node lists, calling
+actions, being a pivot) is answered once too, by `children`, `effectful` and `irreversible`;
+each is a `match` ending in `assert_never`, so mypy names it when a kind is added. This module
+imports no other part of sagac and does no I/O.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any, Literal, assert_never, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -174,10 +181,11 @@ class ParallelGroup(NodeBase):
     branches: tuple[tuple[Node, ...], ...]
 
 
-Node = Annotated[
-    TaskStep | ParallelGroup | ApprovalGate | ForeachNode | FailNode,
-    Field(discriminator="kind"),
-]
+# The node union: adding a kind here makes mypy (every `match` ending in `assert_never`) and
+# the import-time checks of the kind registries (`require_kinds`) name each place to handle it.
+AnyNode = TaskStep | ParallelGroup | ApprovalGate | ForeachNode | FailNode
+Node = Annotated[AnyNode, Field(discriminator="kind")]
+NodeKind = Literal["task", "parallel", "approval", "foreach", "fail"]
 
 
 class Defaults(_Model):
@@ -208,14 +216,91 @@ class Saga(_Model):
         while stack:
             node = stack.pop()
             out.append(node)
-            if isinstance(node, ParallelGroup):
-                for branch in reversed(node.branches):
-                    stack.extend(reversed(branch))
+            for nodes in reversed(children(node)):
+                stack.extend(reversed(nodes))
         return out
 
 
-AnyNode = TaskStep | ParallelGroup | ApprovalGate | ForeachNode | FailNode
 Effectful = TaskStep | ForeachNode  # nodes that call actions and may be compensated
+
+
+def children(node: AnyNode) -> tuple[tuple[AnyNode, ...], ...]:
+    """The node lists nested in `node`, in order (a parallel group's branches; none for the
+    other kinds). Each list is a scope of its own: `graph.branch_key(node.id, index)`."""
+    match node:
+        case ParallelGroup():
+            return node.branches
+        case TaskStep() | ApprovalGate() | ForeachNode() | FailNode():
+            return ()
+        case _:
+            assert_never(node)
+
+
+def descendants(node: AnyNode) -> Iterator[AnyNode]:
+    """Every node nested in `node` (not `node` itself), depth first in declaration order."""
+    for nodes in children(node):
+        for child in nodes:
+            yield child
+            yield from descendants(child)
+
+
+def effectful(node: AnyNode) -> Effectful | None:
+    """`node` if it calls an action (and may have a `compensate`), else None.
+
+    The one place that decides which kinds call actions: the checks, error codes, targets,
+    plan and renderers find a node's actions through it.
+    """
+    match node:
+        case TaskStep() | ForeachNode():
+            return node
+        case ParallelGroup() | ApprovalGate() | FailNode():
+            return None
+        case _:
+            assert_never(node)
+
+
+def irreversible(node: AnyNode) -> bool:
+    """Whether `node` is a pivot: once it has completed, what it did cannot be undone."""
+    match node:
+        case TaskStep():
+            return node.irreversible
+        case ParallelGroup() | ApprovalGate() | ForeachNode() | FailNode():
+            return False
+        case _:
+            assert_never(node)
+
+
+# The node kinds in the union's order, and each kind's model.
+NODE_CLASSES: dict[NodeKind, type[AnyNode]] = {
+    cls.model_fields["kind"].default: cls for cls in get_args(AnyNode)
+}
+NODE_KINDS: tuple[NodeKind, ...] = tuple(NODE_CLASSES)
+# The key that wraps each kind in YAML (`{parallel: {...}}`); a task step is the bare mapping.
+WRAPPER_KEYS: dict[NodeKind, str | None] = {
+    "task": None,
+    "parallel": "parallel",
+    "approval": "approval",
+    "foreach": "foreach",
+    "fail": "fail",
+}
+
+
+def require_kinds(table: Iterable[str], name: str, kinds: Iterable[str] = NODE_KINDS) -> None:
+    """Raise unless `table` (a registry keyed by kind) lists exactly `kinds`.
+
+    Called at import by every module that keeps such a registry, so a kind added to the
+    union (or a key left behind) fails the first import, and every test, by name.
+    """
+    have, want = set(table), set(kinds)
+    if have != want:
+        missing, extra = sorted(want - have), sorted(have - want)
+        raise TypeError(
+            f"{name} must list exactly {sorted(want)}: missing {missing}, extra {extra}"
+        )
+
+
+require_kinds(get_args(NodeKind), "ir.NodeKind")
+require_kinds(WRAPPER_KEYS, "ir.WRAPPER_KEYS")
 
 ParallelGroup.model_rebuild()
 Saga.model_rebuild()

@@ -6,6 +6,7 @@ Runs only after the schema layer passed, so shapes are trusted here; what is lef
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from . import ir
@@ -123,60 +124,80 @@ class _Lowerer:
         }
 
     def node(self, raw: dict[str, Any], path: Path) -> ir.AnyNode:
-        if "parallel" in raw:
-            p, ppath = raw["parallel"], (*path, "parallel")
-            return ir.ParallelGroup(
-                **self.common(p, ppath),
-                mode=p.get("mode", "all"),
-                max_concurrency=p.get("max_concurrency"),
-                branches=tuple(
-                    self.nodes(b, (*ppath, "branches", i)) for i, b in enumerate(p["branches"])
-                ),
-            )
-        if "approval" in raw:
-            a, apath = raw["approval"], (*path, "approval")
-            return ir.ApprovalGate(
-                **self.common(a, apath),
-                key=a.get("key"),
-                approvers=tuple(a["approvers"]),
-                message=a.get("message"),
-                timeout=_dur(a.get("timeout")),
-                on_timeout=a.get("on_timeout", "fail"),
-            )
-        if "foreach" in raw:
-            f, fpath = raw["foreach"], (*path, "foreach")
-            batch = f.get("batch") or {"preset": "balanced"}
-            spec = (
-                ir.BATCH_PRESETS[batch["preset"]]
-                if "preset" in batch
-                else ir.BatchSpec(
-                    size=batch["size"],
-                    concurrency=batch.get("concurrency", 1),
-                    delay=_dur(batch.get("delay")) or 0.0,
-                )
-            )
-            fields = self.common(f, fpath) | self.effect(f, fpath)
-            return ir.ForeachNode.model_validate(
-                fields
-                | {
-                    "items": f["items"],
-                    "as_": f["as"],
-                    "batch": spec,
-                    "checkpoint": f.get("checkpoint"),
-                    "on_error": f.get("on_error", "stop"),
-                }
-            )
-        if "fail" in raw:
-            x, xpath = raw["fail"], (*path, "fail")
-            return ir.FailNode(**self.common(x, xpath), code=x["code"], message=x.get("message"))
+        # A wrapper node has exactly one key (its wrapper); a task step's keys are never one.
+        kind = _WRAPPED.get(next(iter(raw)), "task") if len(raw) == 1 else "task"
+        key = ir.WRAPPER_KEYS[kind]
+        if key is None:
+            return _LOWER[kind](self, raw, path)
+        return _LOWER[kind](self, raw[key], (*path, key))
+
+    def task(self, raw: dict[str, Any], path: Path) -> ir.AnyNode:
         fields = self.common(raw, path) | self.effect(raw, path)
         fields["irreversible"] = bool(raw.get("irreversible", False))
         if "simulate" in raw:
             fields["simulate"], fields["has_simulate"] = raw["simulate"], True
         return ir.TaskStep.model_validate(fields)
 
+    def parallel(self, p: dict[str, Any], path: Path) -> ir.AnyNode:
+        return ir.ParallelGroup(
+            **self.common(p, path),
+            mode=p.get("mode", "all"),
+            max_concurrency=p.get("max_concurrency"),
+            branches=tuple(
+                self.nodes(b, (*path, "branches", i)) for i, b in enumerate(p["branches"])
+            ),
+        )
+
+    def approval(self, a: dict[str, Any], path: Path) -> ir.AnyNode:
+        return ir.ApprovalGate(
+            **self.common(a, path),
+            key=a.get("key"),
+            approvers=tuple(a["approvers"]),
+            message=a.get("message"),
+            timeout=_dur(a.get("timeout")),
+            on_timeout=a.get("on_timeout", "fail"),
+        )
+
+    def foreach(self, f: dict[str, Any], path: Path) -> ir.AnyNode:
+        batch = f.get("batch") or {"preset": "balanced"}
+        spec = (
+            ir.BATCH_PRESETS[batch["preset"]]
+            if "preset" in batch
+            else ir.BatchSpec(
+                size=batch["size"],
+                concurrency=batch.get("concurrency", 1),
+                delay=_dur(batch.get("delay")) or 0.0,
+            )
+        )
+        fields = self.common(f, path) | self.effect(f, path)
+        return ir.ForeachNode.model_validate(
+            fields
+            | {
+                "items": f["items"],
+                "as_": f["as"],
+                "batch": spec,
+                "checkpoint": f.get("checkpoint"),
+                "on_error": f.get("on_error", "stop"),
+            }
+        )
+
+    def fail(self, x: dict[str, Any], path: Path) -> ir.AnyNode:
+        return ir.FailNode(**self.common(x, path), code=x["code"], message=x.get("message"))
+
     def nodes(self, raw: list[dict[str, Any]], path: Path) -> tuple[ir.AnyNode, ...]:
         return tuple(self.node(n, (*path, i)) for i, n in enumerate(raw))
+
+
+# How each kind is lowered, from the mapping inside its wrapper key (a task step: the node).
+_LOWER: dict[ir.NodeKind, Callable[[_Lowerer, dict[str, Any], Path], ir.AnyNode]] = {
+    "task": _Lowerer.task,
+    "parallel": _Lowerer.parallel,
+    "approval": _Lowerer.approval,
+    "foreach": _Lowerer.foreach,
+    "fail": _Lowerer.fail,
+}
+ir.require_kinds(_LOWER, "lower._LOWER")
+_WRAPPED: dict[str, ir.NodeKind] = {k: kind for kind, k in ir.WRAPPER_KEYS.items() if k}
 
 
 def lower(data: dict[str, Any]) -> ir.Saga:

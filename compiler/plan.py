@@ -36,7 +36,7 @@ class ScopePlan(_Frozen):
 
 class NodePlan(_Frozen):
     id: str
-    kind: Literal["task", "parallel", "approval", "foreach", "fail"]
+    kind: ir.NodeKind
     scope: str
     depends_on: list[str]
     compensable: bool = Field(description="Has a `compensate` (undone on failure)")
@@ -110,6 +110,11 @@ def _sorted_codes(found: frozenset[str], memo: dict[frozenset[str], list[str]]) 
     return memo[found]
 
 
+def _compensable(node: ir.AnyNode) -> bool:
+    step = ir.effectful(node)
+    return step is not None and step.compensate is not None
+
+
 def build_plan(saga: ir.Saga, graph: SagaGraph, data: Any, file: str | None = None) -> Plan:
     scopes: list[ScopePlan] = []
     nodes: dict[str, NodePlan] = {}
@@ -132,9 +137,8 @@ def build_plan(saga: ir.Saga, graph: SagaGraph, data: Any, file: str | None = No
                 kind=n.kind,
                 scope=scope.key,
                 depends_on=list(scope.deps[n.id]),
-                compensable=isinstance(n, (ir.TaskStep, ir.ForeachNode))
-                and n.compensate is not None,
-                irreversible=isinstance(n, ir.TaskStep) and n.irreversible,
+                compensable=_compensable(n),
+                irreversible=ir.irreversible(n),
                 error_codes=_sorted_codes(node_codes(n), codes),
             )
     rule = (

@@ -21,7 +21,7 @@ from jsonschema.exceptions import ValidationError
 
 from .diagnostics import Diagnostic
 from .loader import Document, Mark, PathKey, SourceMap
-from .schema import _leaves, _unknown_keys, _validator, is_valid_fast
+from .schema import is_valid_fast, leaves, reference_validator, unknown_keys
 
 MAX_ROUNDS = 6  # each round takes out what the previous one left invalid (a parent, mostly)
 _GONE = object()
@@ -79,7 +79,7 @@ def _error_paths(err: ValidationError) -> Iterable[PathKey]:
     """Where to cut for one error: the unknown keys, the bad key, or the failing node itself."""
     path = tuple(err.absolute_path)
     if err.validator == "additionalProperties":
-        unknown = _unknown_keys(err)
+        unknown = unknown_keys(err)
         return [(*path, k) for k in unknown] if unknown else [path]
     if "propertyNames" in err.schema_path and isinstance(err.instance, str):
         return [(*path, err.instance)]
@@ -132,11 +132,11 @@ def readable_part(doc: Document) -> Readable | None:
     cut: set[PathKey] = set()
     kept: dict[PathKey, list[int]] = {}
     data: Any = original
-    validator = _validator()
+    validator = reference_validator()
     for round_ in range(MAX_ROUNDS):
         if round_ and is_valid_fast(data):  # the generated validator: a verdict in a blink
             break
-        errors = [leaf for top in validator.iter_errors(data) for leaf in _leaves(top)]
+        errors = [leaf for top in validator.iter_errors(data) for leaf in leaves(top)]
         if not errors:
             break
         for err in errors:

@@ -16,6 +16,7 @@ import difflib
 import json
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -49,7 +50,6 @@ _PATTERN_WORDS = {
     "errorCode": ("error code", "error codes are UPPER_SNAKE_CASE, e.g. PAYMENT_DECLINED"),
     "pythonAction": ("python target", 'a python action is "package.module:function"'),
 }
-_NODE_WRAPPERS = ("parallel", "approval", "foreach", "fail")
 
 
 @cache
@@ -61,7 +61,8 @@ def saga_schema() -> dict[str, Any]:
 
 
 @cache
-def _validator() -> jsonschema.Draft202012Validator:
+def reference_validator() -> jsonschema.Draft202012Validator:
+    """The jsonschema validator of the saga schema: slow, and the reference for every verdict."""
     # Not checked against the meta-schema here (that alone cost more than a small saga's
     # whole compile): the shipped schema is, by the tests.
     return jsonschema.Draft202012Validator(saga_schema())
@@ -88,6 +89,51 @@ def _draft7(node: Any) -> Any:
     return out
 
 
+class SchemaShapeError(Exception):
+    """The shipped schema no longer has the shape this module reads: a bug in the schema or here.
+
+    Raised, never worked around: the fast validator's rewrite is valid only for that shape.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class NodeUnion:
+    """The schema's node union: `$defs.node`, an if/then/else chain of wrapper nodes
+    (`{parallel: ...}`, each a mapping with that one key) that ends in the bare node."""
+
+    wrappers: dict[str, str]  # wrapper key -> the `$defs` entry of what it wraps, in chain order
+    bare: str  # the `$defs` entry of a node without a wrapper (a task step)
+
+
+def _def_name(ref: Any) -> str:
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        return ref.removeprefix("#/$defs/")
+    raise SchemaShapeError(f"expected a `$ref` to a `$defs` entry, got {ref!r}")
+
+
+def node_union(schema: dict[str, Any]) -> NodeUnion:
+    """The node union of `schema` (the shipped one, or its draft-07 form), found by what each
+    level of the chain is, not by where it sits; raises `SchemaShapeError` on any other shape."""
+    level = schema["$defs"]["node"]
+    wrappers: dict[str, str] = {}
+    while "if" in level:
+        required = level["if"].get("required")
+        then = level.get("then", {})
+        props = then.get("properties", {})
+        if not (isinstance(required, list) and len(required) == 1 and set(props) == {*required}):
+            raise SchemaShapeError(f"a level of `$defs.node` is not a wrapper: {level['if']!r}")
+        if then.get("additionalProperties") is not False:
+            raise SchemaShapeError(f"the `{required[0]}` wrapper allows other keys beside it")
+        wrappers[required[0]] = _def_name(props[required[0]].get("$ref"))
+        level = level.get("else", {})
+    bare = _def_name(level.get("$ref"))
+    if "id" not in schema["$defs"][bare].get("required", ()):
+        raise SchemaShapeError(f"`$defs.{bare}` (a node without a wrapper) does not require `id`")
+    if any(key in schema["$defs"][bare].get("properties", {}) for key in wrappers):
+        raise SchemaShapeError(f"`$defs.{bare}` has a wrapper's key among its own")
+    return NodeUnion(wrappers, bare)
+
+
 def _common_case_first(schema: dict[str, Any]) -> dict[str, Any]:
     """The draft-07 schema with two `if`s turned round so that the common case passes them.
 
@@ -96,43 +142,38 @@ def _common_case_first(schema: dict[str, Any]) -> dict[str, Any]:
     taken for a task step, and a retry as a list before a single policy; asking first "has it
     an `id`?" and "is it a mapping?" gives the same verdicts, because a wrapper node allows only
     its one key (so a node with `id` is valid exactly when it is a valid task step) and a retry
-    is a mapping or a list. Only the fast validator's schema is changed.
+    is a mapping or a list. `node_union` checks the first condition (and raises if the schema
+    no longer meets it), this function the second. Only the fast validator's schema is changed.
     """
     defs = schema["$defs"]
-    node, retry = defs["node"], defs["retry"]
-    wrappers = [
-        ("parallel", node),
-        ("approval", node["else"]),
-        ("foreach", node["else"]["else"]),
-        ("fail", node["else"]["else"]["else"]),
-    ]
-    task_step = node["else"]["else"]["else"]["else"]
-    if (
-        all(n["if"].get("required") == [key] for key, n in wrappers)
-        and all(n["then"].get("additionalProperties") is False for _, n in wrappers)
-        and all(n["then"].get("properties", {}).keys() == {key} for key, n in wrappers)
-        and task_step.get("$ref") == "#/$defs/taskStep"
-        and "id" in defs["taskStep"].get("required", ())
-    ):
-        defs["node"] = {
-            "if": {"type": "object", "required": ["id"]},
-            "then": {"$ref": "#/$defs/taskStep"},
-            "else": node,
-        }
-    if retry.get("type") == ["object", "array"] and retry.get("if") == {"type": "array"}:
-        defs["retry"] = {
-            **retry,
-            "if": {"type": "object"},
-            "then": retry["else"],
-            "else": retry["then"],
-        }
+    union = node_union(schema)
+    defs["node"] = {
+        "if": {"type": "object", "required": ["id"]},
+        "then": {"$ref": f"#/$defs/{union.bare}"},
+        "else": defs["node"],
+    }
+    retry = defs["retry"]
+    if not (retry.get("type") == ["object", "array"] and retry.get("if") == {"type": "array"}):
+        raise SchemaShapeError("`$defs.retry` is no longer `if array then list else policy`")
+    defs["retry"] = {
+        **retry,
+        "if": {"type": "object"},
+        "then": retry["else"],
+        "else": retry["then"],
+    }
     return schema
+
+
+def fast_definition(schema: dict[str, Any]) -> dict[str, Any]:
+    """What the fast validator is generated from: `schema` in draft-07 terms, the common case
+    first. Raises `SchemaShapeError` if `schema` is not of the shape that rewrite needs."""
+    return _common_case_first(_draft7(schema))
 
 
 @cache
 def fast_validator() -> Callable[[Any], Any]:
     """A generated validator for the saga schema: raises on the first error, says little."""
-    definition = _common_case_first(_draft7(saga_schema()))
+    definition = fast_definition(saga_schema())
     validate: Callable[[Any], Any] = fastjsonschema.compile(
         definition, detailed_exceptions=False, use_default=False
     )
@@ -145,6 +186,12 @@ def is_valid_fast(data: Any) -> bool:
     except fastjsonschema.JsonSchemaException:
         return False
     return True
+
+
+@cache
+def _node_wrappers() -> tuple[str, ...]:
+    """The wrapper keys of the schema's node union, in its order."""
+    return tuple(node_union(saga_schema()).wrappers)
 
 
 @cache
@@ -277,7 +324,7 @@ def _explain(err: ValidationError) -> Iterator[Explained]:
     yield path, message, hint
 
 
-def _unknown_keys(error: ValidationError) -> list[str]:
+def unknown_keys(error: ValidationError) -> list[str]:
     schema = _schema(error)
     allowed = set(schema.get("properties", {}))
     patterns = schema.get("patternProperties", {})
@@ -285,11 +332,11 @@ def _unknown_keys(error: ValidationError) -> list[str]:
     return [k for k in inst if k not in allowed and not any(re.search(p, str(k)) for p in patterns)]
 
 
-def _leaves(error: ValidationError) -> list[ValidationError]:
+def leaves(error: ValidationError) -> list[ValidationError]:
     """For anyOf/oneOf, the errors of the alternative that came closest."""
     if error.validator in ("anyOf", "oneOf") and error.context:
         best = best_match(error.context)
-        return _leaves(best) if best is not None else [error]
+        return leaves(best) if best is not None else [error]
     return [error]
 
 
@@ -299,8 +346,9 @@ def _unknown_key_diags(
     path = tuple(err.absolute_path)
     props = _schema(err).get("properties", {})
     allowed = sorted(props)
-    candidates = allowed + (list(_NODE_WRAPPERS) if "irreversible" in props else [])
-    for key in _unknown_keys(err):
+    wrappers = list(_node_wrappers())
+    candidates = allowed + (wrappers if "irreversible" in props else [])
+    for key in unknown_keys(err):
         if ((*path, key), "E011") in seen:
             continue
         seen.add(((*path, key), "E011"))
@@ -308,7 +356,7 @@ def _unknown_key_diags(
         guess = difflib.get_close_matches(str(key), candidates, n=1, cutoff=0.6)
         if guess:
             hint = f"did you mean `{guess[0]}`?"
-        elif len(allowed) == 1 and allowed[0] in _NODE_WRAPPERS:
+        elif len(allowed) == 1 and allowed[0] in wrappers:
             hint = f"this node holds only `{allowed[0]}:`; move `{key}` inside it"
         else:
             hint = f"allowed here: {', '.join(allowed)}"
@@ -332,8 +380,8 @@ def check_schema(doc: Document) -> list[Diagnostic]:
         return []
     out: list[Diagnostic] = []
     seen: set[tuple[Any, ...]] = set()
-    for top in _validator().iter_errors(doc.data):
-        for err in _leaves(top):
+    for top in reference_validator().iter_errors(doc.data):
+        for err in leaves(top):
             if err.validator == "additionalProperties":
                 out.extend(_unknown_key_diags(doc, err, seen))
                 continue

@@ -109,12 +109,14 @@ def _mismatch(func: Callable[..., Any], keys: list[str]) -> tuple[str, str | Non
 
 def _uses(saga: ir.Saga) -> Iterator[tuple[ir.ActionRef, dict[str, Any], ir.Path, str]]:
     """Every use of a python action: (ref, its `with`, where the `with` is, who uses it)."""
-    for n in saga.walk():
-        if isinstance(n, (ir.TaskStep, ir.ForeachNode)):
-            yield n.action, n.with_, (*n.path, "with"), repr(n.id)
-            c = n.compensate
-            if c is not None:
-                yield c.action, c.with_, (*c.path, "with"), f"the compensation of {n.id!r}"
+    for node in saga.walk():
+        n = ir.effectful(node)
+        if n is None:
+            continue
+        yield n.action, n.with_, (*n.path, "with"), repr(n.id)
+        c = n.compensate
+        if c is not None:
+            yield c.action, c.with_, (*c.path, "with"), f"the compensation of {n.id!r}"
 
 
 def check_python_targets(saga: ir.Saga, doc: Document, base_dir: Path) -> list[Diagnostic]:

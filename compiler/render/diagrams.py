@@ -17,15 +17,17 @@ from collections.abc import Mapping
 from markupsafe import Markup
 
 from ..errors import SagacError
+from ..ir import require_kinds
 from ..plan import Plan
 from . import styles
-from .model import DCluster, Diagram, DNode, build_diagram
+from .model import SHAPES, DCluster, Diagram, DNode, build_diagram
 from .overlay import NodeRun
 from .templating import Verbatim, render
 
 Overlay = Mapping[str, NodeRun]
 DOT_TIMEOUT = 60.0
 
+# Each shape of `model.SHAPES` (checked below, at import).
 _MERMAID_SHAPES: dict[str, tuple[str, str]] = {
     "task": ("(", ")"),
     "irreversible": ("[[", "]]"),
@@ -53,6 +55,9 @@ _DOT_SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "end": ("shape=doublecircle, fixedsize=true, width=0.5, fontsize=9", ("filled",)),
     "failed": ("shape=box", ("rounded", "filled")),
 }
+
+require_kinds(_MERMAID_SHAPES, "diagrams._MERMAID_SHAPES", SHAPES)
+require_kinds(_DOT_SHAPES, "diagrams._DOT_SHAPES", SHAPES)
 
 
 class GraphvizMissing(SagacError):

@@ -23,48 +23,52 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, assert_never, get_args
 
 from ..durations import format_duration
-from ..graph import ON_FAILURE, TOP
+from ..graph import ON_FAILURE, TOP, branch_key
 from ..ir import (
     ActionRef,
     AnyNode,
     ApprovalGate,
+    CommandAction,
     Compensation,
+    Effectful,
     FailNode,
     ForeachNode,
+    HttpAction,
+    MockAction,
     ParallelGroup,
+    PythonAction,
+    RetryPolicy,
     TaskStep,
+    children,
+    effectful,
+    require_kinds,
 )
 from ..plan import Plan
 from .overlay import NodeRun
-from .styles import COMPENSATION_STATUS, KIND_WORDS, STATUS_WORDS
+from .styles import COMPENSATION_STATUS, KIND_WORDS, STATUS_WORDS, StyleKind
 
 LineStyle = Literal["title", "meta", "run"]
 Line = tuple[LineStyle, str]
-Shape = Literal[
-    "task",
-    "irreversible",
-    "approval",
-    "foreach",
-    "fail",
-    "compensation",
-    "fork",
-    "join",
-    "start",
-    "end",
-    "failed",
-]
+# How a saga node is drawn (`_shape`); "fork" draws a node with nested node lists as a cluster.
+NodeShape = Literal["task", "irreversible", "approval", "foreach", "fail", "fork"]
+# The other parts of a diagram.
+PartShape = Literal["compensation", "join", "start", "end", "failed"]
+Shape = NodeShape | PartShape
+SHAPES: tuple[str, ...] = (*get_args(NodeShape), *get_args(PartShape))
 EdgeRole = Literal["flow", "undo", "rollback", "order"]
 MAX_TEXT = 48
+# The legend draws each kind it explains in that kind's own shape.
+require_kinds(KIND_WORDS, "styles.KIND_WORDS", (*get_args(NodeShape), "compensation"))
 
 
 @dataclass(frozen=True, slots=True)
 class DNode:
     key: str
     shape: Shape
-    kind: str  # a key of styles.KIND_STYLES
+    kind: StyleKind
     lines: tuple[Line, ...]
     status: str | None = None  # a key of styles.STATUS_STYLES, with an overlay
     node_id: str | None = None  # the saga node it draws
@@ -129,23 +133,28 @@ def _expr(template: str) -> str:
     return short(t, 40)
 
 
-def _action(ref: ActionRef) -> str:
+def action_label(ref: ActionRef) -> str:
+    """An action in a few words: `charge · http`, `POST https://...`, `python pkg.mod:f`."""
     spec = ref.spec
     if ref.name:
         return f"{ref.name} · {spec.kind}" if spec else ref.name
-    if spec is None:
-        return "?"
-    if spec.kind == "python":
-        return f"python {spec.target}"
-    if spec.kind == "http":
-        return f"{spec.method} {spec.url}"
-    if spec.kind == "command":
-        return f"command {spec.argv[0] if spec.argv else ''}".rstrip()
-    return "mock"
+    match spec:
+        case None:
+            return "?"
+        case PythonAction():
+            return f"python {spec.target}"
+        case HttpAction():
+            return f"{spec.method} {spec.url}"
+        case CommandAction():
+            return f"command {spec.argv[0] if spec.argv else ''}".rstrip()
+        case MockAction():
+            return "mock"
+        case _:
+            assert_never(spec)
 
 
-def _retry(policies: tuple[object, ...]) -> str | None:
-    attempts = [getattr(p, "max_attempts", 1) for p in policies]
+def _retry(policies: tuple[RetryPolicy, ...]) -> str | None:
+    attempts = [p.max_attempts for p in policies]
     return f"retry ×{max(attempts)}" if attempts and max(attempts) > 1 else None
 
 
@@ -200,50 +209,61 @@ def _node_lines(n: AnyNode) -> list[Line]:
     sub: list[Line] = [("meta", n.id)] if n.name and n.name != n.id else []
     when = f"when {_expr(n.when)}" if n.when else None
     lines: list[Line | None] = [title, *sub]
-    if isinstance(n, TaskStep):
-        lines.append(("meta", short(_action(n.action))))
-        lines.append(
-            _facts(
-                _retry(n.retry),
-                f"timeout {format_duration(n.timeout)}" if n.timeout else None,
-                "irreversible" if n.irreversible else None,
+    match n:
+        case TaskStep():
+            lines.append(("meta", short(action_label(n.action))))
+            lines.append(
+                _facts(
+                    _retry(n.retry),
+                    f"timeout {format_duration(n.timeout)}" if n.timeout else None,
+                    "irreversible" if n.irreversible else None,
+                )
             )
-        )
-    elif isinstance(n, ForeachNode):
-        lines.append(("meta", short(f"for each {n.as_} in {_expr(n.items)}")))
-        lines.append(("meta", short(_action(n.action))))
-        size = f"batches of {n.batch.size}, {n.batch.concurrency} at once"
-        lines.append(_facts(n.batch.preset or size, f"on_error {n.on_error}", _retry(n.retry)))
-    elif isinstance(n, ApprovalGate):
-        lines.append(("meta", short("approvers " + ", ".join(n.approvers))))
-        timeout = f"timeout {format_duration(n.timeout)} → {n.on_timeout}" if n.timeout else None
-        lines.append(_facts(timeout))
-    elif isinstance(n, FailNode):
-        lines.append(("meta", f"fail {n.code}"))
-    elif isinstance(n, ParallelGroup):
-        mode = {"all": "all branches", "all_settled": "all settled", "any": "first wins"}[n.mode]
-        max_ = f"at most {n.max_concurrency} at once" if n.max_concurrency else None
-        lines = [("title", f"parallel: {mode}"), ("meta", n.id), _facts(max_)]
+        case ForeachNode():
+            lines.append(("meta", short(f"for each {n.as_} in {_expr(n.items)}")))
+            lines.append(("meta", short(action_label(n.action))))
+            size = f"batches of {n.batch.size}, {n.batch.concurrency} at once"
+            lines.append(_facts(n.batch.preset or size, f"on_error {n.on_error}", _retry(n.retry)))
+        case ApprovalGate():
+            lines.append(("meta", short("approvers " + ", ".join(n.approvers))))
+            timeout = (
+                f"timeout {format_duration(n.timeout)} → {n.on_timeout}" if n.timeout else None
+            )
+            lines.append(_facts(timeout))
+        case FailNode():
+            lines.append(("meta", f"fail {n.code}"))
+        case ParallelGroup():
+            mode = {"all": "all branches", "all_settled": "all settled", "any": "first wins"}[
+                n.mode
+            ]
+            max_ = f"at most {n.max_concurrency} at once" if n.max_concurrency else None
+            lines = [("title", f"parallel: {mode}"), ("meta", n.id), _facts(max_)]
+        case _:
+            assert_never(n)
     lines.append(_facts(when))
     return [line for line in lines if line is not None]
 
 
-def _shape(n: AnyNode) -> Shape:
-    if isinstance(n, TaskStep):
-        return "irreversible" if n.irreversible else "task"
-    if isinstance(n, ForeachNode):
-        return "foreach"
-    if isinstance(n, ApprovalGate):
-        return "approval"
-    if isinstance(n, FailNode):
-        return "fail"
-    return "fork"
+def _shape(n: AnyNode) -> NodeShape:
+    match n:
+        case TaskStep():
+            return "irreversible" if n.irreversible else "task"
+        case ForeachNode():
+            return "foreach"
+        case ApprovalGate():
+            return "approval"
+        case FailNode():
+            return "fail"
+        case ParallelGroup():
+            return "fork"
+        case _:
+            assert_never(n)
 
 
-def _compensation_lines(n: TaskStep | ForeachNode, comp: Compensation) -> list[Line]:
+def _compensation_lines(n: Effectful, comp: Compensation) -> list[Line]:
     lines: list[Line | None] = [
         ("title", short(f"undo {n.name or n.id}")),
-        ("meta", short(_action(comp.action))),
+        ("meta", short(action_label(comp.action))),
         _facts(
             "each item, LIFO" if isinstance(n, ForeachNode) else None,
             _retry(comp.retry),
@@ -260,7 +280,7 @@ class _Builder:
         self.nodes = {n.id: n for n in plan.definition.walk()}
         self.edges: list[DEdge] = []
         self.compensable: set[str] = set()
-        self.kinds: set[str] = {"task"}
+        self.kinds: set[StyleKind] = {"task"}
         self.statuses: set[str] = set()
 
     def _run(self, node_id: str) -> NodeRun | None:
@@ -282,7 +302,7 @@ class _Builder:
                 lines.append(("run", run_line(run)))
         return DNode(f"s_{n.id}", shape, kind, tuple(lines), status, n.id)
 
-    def compensation(self, n: TaskStep | ForeachNode, comp: Compensation) -> DNode:
+    def compensation(self, n: Effectful, comp: Compensation) -> DNode:
         self.kinds.add("compensation")
         lines = _compensation_lines(n, comp)
         run = self._run(n.id)
@@ -299,7 +319,7 @@ class _Builder:
         return f"s_{node_id}"
 
     def exit(self, node_id: str) -> str:
-        return f"j_{node_id}" if isinstance(self.nodes[node_id], ParallelGroup) else f"s_{node_id}"
+        return f"j_{node_id}" if _shape(self.nodes[node_id]) == "fork" else f"s_{node_id}"
 
     def scope(self, key: str, cluster: DCluster, entry: str | None, exit: str | None) -> None:
         scope = self.plan.scope(key)
@@ -310,16 +330,15 @@ class _Builder:
                 self.edges.extend(DEdge(self.exit(d), self.entry(nid), "flow") for d in deps)
             elif entry:
                 self.edges.append(DEdge(entry, self.entry(nid), "flow"))
-            if isinstance(n, ParallelGroup):
+            if _shape(n) == "fork":
                 cluster.members.append(self.group(n))
                 continue
             cluster.members.append(self.node(n))
-            if not isinstance(n, TaskStep | ForeachNode):
-                continue
-            comp = n.compensate
-            if comp is not None and key != ON_FAILURE:
+            step = effectful(n)
+            comp = step.compensate if step is not None else None
+            if step is not None and comp is not None and key != ON_FAILURE:
                 self.compensable.add(nid)
-                cluster.members.append(self.compensation(n, comp))
+                cluster.members.append(self.compensation(step, comp))
                 cluster.side_by_side.append((f"s_{nid}", f"c_{nid}"))
                 self.edges.append(DEdge(f"s_{nid}", f"c_{nid}", "undo"))
         if exit:
@@ -330,14 +349,15 @@ class _Builder:
             elif entry:
                 self.edges.append(DEdge(entry, exit, "flow"))
 
-    def group(self, g: ParallelGroup) -> DCluster:
+    def group(self, g: AnyNode) -> DCluster:
+        """A node with nested node lists (a parallel group): a fork, a cluster per list, a join."""
         self.kinds.add("fork")
         cluster = DCluster(f"g_{g.id}", short(g.name or g.id), "group")
         fork = self.node(g)
         cluster.members.append(fork)
-        for i in range(len(g.branches)):
+        for i in range(len(children(g))):
             branch = DCluster(f"b_{g.id}_{i}", f"branch {i + 1}", "branch")
-            self.scope(f"{g.id}/{i}", branch, f"s_{g.id}", f"j_{g.id}")
+            self.scope(branch_key(g.id, i), branch, f"s_{g.id}", f"j_{g.id}")
             cluster.members.append(branch)
         cluster.members.append(
             DNode(f"j_{g.id}", "join", "join", (("title", "join"),), fork.status, g.id)
@@ -369,7 +389,7 @@ class _Builder:
         return [n.id for n in self.plan.definition.walk() if n.id in self.compensable]
 
 
-def _legend(kinds: set[str], statuses: set[str], overlaid: bool) -> DCluster:
+def _legend(kinds: set[StyleKind], statuses: set[str], overlaid: bool) -> DCluster:
     legend = DCluster("legend", "Legend", "legend")
     for kind, word in KIND_WORDS.items():
         if kind in kinds:

@@ -17,11 +17,11 @@ from datetime import UTC
 from typing import Any
 
 from ..durations import format_duration
-from ..ir import ForeachNode, TaskStep
+from ..ir import effectful
 from ..plan import Plan
 from . import styles
 from .diagrams import inline_svg, render_svg
-from .model import _action, run_line
+from .model import action_label, run_line
 from .overlay import NodeRun, error_code, overlay_from_events, parse_time
 from .templating import render
 from .timeline import build_timeline, format_ms, layout
@@ -159,11 +159,12 @@ def node_rows(plan: Plan, overlay: Overlay | None = None) -> list[dict[str, str]
     for n in plan.definition.walk():
         meta = plan.nodes[n.id]
         action = retry = timeout = undo = ""
-        if isinstance(n, TaskStep | ForeachNode):
-            action = _action(n.action)
-            retry = str(max((p.max_attempts for p in n.retry), default=1))
-            timeout = format_duration(n.timeout) if n.timeout else ""
-            undo = _action(n.compensate.action) if n.compensate else ""
+        step = effectful(n)
+        if step is not None:
+            action = action_label(step.action)
+            retry = str(max((p.max_attempts for p in step.retry), default=1))
+            timeout = format_duration(step.timeout) if step.timeout else ""
+            undo = action_label(step.compensate.action) if step.compensate else ""
         kind = "irreversible" if meta.irreversible else meta.kind
         run = overlay.get(n.id) if overlay is not None else None
         out.append(

@@ -7,6 +7,23 @@ tables, so a colour means the same thing in every format.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
+
+from ..ir import require_kinds
+
+# What a drawn node is styled as: each node shape of `model.NodeShape` (mypy checks that every
+# one is listed here), and the parts of a diagram that are not saga nodes.
+StyleKind = Literal[
+    "task",
+    "irreversible",
+    "approval",
+    "foreach",
+    "fail",
+    "compensation",
+    "fork",
+    "join",
+    "terminal",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +36,7 @@ class Style:
 
 
 # Shapes of the diagram, by what a node is. `task` is the default; the others stand out.
-KIND_STYLES: dict[str, Style] = {
+KIND_STYLES: dict[StyleKind, Style] = {
     "task": Style("#ffffff", "#475569"),
     "irreversible": Style("#fff7ed", "#c2410c", width=2.0),
     "approval": Style("#fefce8", "#a16207", width=1.6),
@@ -31,7 +48,9 @@ KIND_STYLES: dict[str, Style] = {
     "terminal": Style("#334155", "#334155", text="#ffffff"),
 }
 
-KIND_WORDS: dict[str, str] = {
+# The legend's words, for every kind a legend shows (not joins and terminals: they explain
+# themselves).
+KIND_WORDS: dict[StyleKind, str] = {
     "task": "task",
     "irreversible": "irreversible (pivot)",
     "approval": "approval gate",
@@ -40,6 +59,9 @@ KIND_WORDS: dict[str, str] = {
     "compensation": "compensation",
     "fork": "parallel group",
 }
+
+require_kinds(KIND_STYLES, "styles.KIND_STYLES", get_args(StyleKind))
+require_kinds(KIND_WORDS, "styles.KIND_WORDS", set(get_args(StyleKind)) - {"join", "terminal"})
 
 # Colours of a run overlay, by what happened. They replace the kind's colours; shapes stay.
 STATUS_STYLES: dict[str, Style] = {

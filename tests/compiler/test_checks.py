@@ -514,7 +514,7 @@ def test_skipped_reads_in_output_and_named_actions() -> None:
 def test_did_you_mean_for_unknown_step_ids_is_bounded_per_saga() -> None:
     """Each guess compares against every node id: after GUESSES_PER_SAGA of them the hint is
     left out, so a huge saga of unknown reads is checked in linear time."""
-    from sagac.compiler.checks import GUESSES_PER_SAGA
+    from sagac.compiler.check_templates import GUESSES_PER_SAGA
 
     n = GUESSES_PER_SAGA + 5
     lines = ["saga: many", "steps:"]
