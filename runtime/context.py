@@ -211,8 +211,8 @@ class RunContext:
         self, nid: str, item_index: int | None, seq: int, error: dict[str, Any], item: Any
     ) -> None:
         """With `compensate.on: attempted`, a step that failed or was cancelled is undone too."""
-        node = self.prep.nodes[nid]
-        comp = node.compensate if isinstance(node, ir.Effectful) else None
+        node = ir.effectful(self.prep.nodes[nid])
+        comp = node.compensate if node is not None else None
         if comp is not None and comp.on == "attempted" and self.prep.phase[nid] == "steps":
             self.undo.append(Undo(nid, item_index, seq, None, error, self.prep.chain[nid], item))
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sagac.compiler import ir
+from sagac.compiler.graph import branch_key
 from sagac.compiler.plan import Plan
 
 from .templates import has_template
@@ -42,10 +43,11 @@ class Prepared:
             for n in nodes:
                 self.chain[n.id] = chain
                 self.phase[n.id] = phase
-                if isinstance(n, ir.ParallelGroup):
-                    keys = [f"{n.id}/{i}" for i in range(len(n.branches))]
+                nested = ir.children(n)
+                if nested:
+                    keys = [branch_key(n.id, i) for i in range(len(nested))]
                     self.branch_keys[n.id] = keys
-                    for key, branch in zip(keys, n.branches, strict=True):
+                    for key, branch in zip(keys, nested, strict=True):
                         self.last_of_branch[key] = branch[-1].id
                         visit(branch, (*chain, key), phase)
 

@@ -30,7 +30,8 @@ def restore(ctx: RunContext, state: RunState) -> None:
             ctx.steps_view[nid] = {"result": rec.result, "status": "completed"}
         elif idx is None and rec.status == "skipped":
             skip_view(ctx.steps_view, node)
-        comp = node.compensate if isinstance(node, ir.Effectful) else None
+        effectful = ir.effectful(node)
+        comp = effectful.compensate if effectful is not None else None
         if comp is None or prep.phase[nid] != "steps":
             continue
         if isinstance(node, ir.ForeachNode) and idx is None:
@@ -39,7 +40,8 @@ def restore(ctx: RunContext, state: RunState) -> None:
             ctx.undo.append(Undo(nid, idx, rec.seq, rec.result, rec.error, prep.chain[nid]))
     for nid, done in state.items_done.items():
         node = prep.nodes.get(nid)
-        if isinstance(node, ir.Effectful) and node.compensate and prep.phase[nid] == "steps":
+        effectful = ir.effectful(node) if node is not None else None
+        if effectful is not None and effectful.compensate and prep.phase[nid] == "steps":
             chain = prep.chain[nid]
             ctx.undo.extend(Undo(nid, None, b.seq, None, None, chain, block=b) for b in done.blocks)
     ctx.undo.sort(key=lambda u: u.order)
@@ -49,7 +51,5 @@ def skip_view(steps_view: dict[str, dict[str, Any]], node: ir.AnyNode) -> None:
     """Show a skipped node, and every node inside it, as skipped to templates: a later
     `steps.<id>.status == 'completed'` test is then false rather than an error."""
     steps_view[node.id] = {"result": None, "status": "skipped"}
-    if isinstance(node, ir.ParallelGroup):
-        for branch in node.branches:
-            for child in branch:
-                skip_view(steps_view, child)
+    for child in ir.descendants(node):
+        steps_view[child.id] = {"result": None, "status": "skipped"}
