@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from sagac.compiler import ir
-from sagac.compiler.errors import InputError, SagacError, UsageError
 from sagac.compiler.pipeline import load
 from sagac.compiler.plan import Plan
 
+from sagac.errors import DefinitionChanged, InputError, SecretMissing, UsageError
+
 from .clock import Clock
-from .errors import SecretMissing
 from .events import EventCallback
 from .executor import Executor
 from .journal import replay
@@ -32,11 +32,6 @@ from .store.base import Store
 from .store.memory import MemoryStore
 
 FailSpec = Mapping[str, str | None] | list[str] | tuple[str, ...] | None
-
-
-class DefinitionChanged(SagacError):
-    code = "DEFINITION_CHANGED"
-    exit_code = 65
 
 
 def as_plan(plan_or_path: Plan | str | Path) -> Plan:

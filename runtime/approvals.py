@@ -30,7 +30,17 @@ from typing import Any
 
 from sagac.compiler.errors import UsageError
 from sagac.runtime.clock import rfc3339
-from sagac.runtime.errors import ApprovalRefused, RunNotFound
+
+from sagac.errors import (
+    ApprovalExpired,
+    ApprovalRefused,
+    BadToken,
+    DefinitionMismatch,
+    GateNotPending,
+    NotAnApprover,
+    RunNotFound,
+    TokenUsed,
+)
 
 from .store.base import Event, Store
 from .store.sqlite import add_audit, append_external, get_approval, get_run_sync, group_members
@@ -39,30 +49,6 @@ from .store.sqlite import add_audit, append_external, get_approval, get_run_sync
 # live now (`sagac groups`).
 GROUPS_ENV = "SAGAC_GROUPS"
 TOKEN_BYTES = 24
-
-
-class NotAnApprover(ApprovalRefused):
-    code = "NOT_AN_APPROVER"
-
-
-class BadToken(ApprovalRefused):
-    code = "BAD_TOKEN"
-
-
-class TokenUsed(ApprovalRefused):
-    code = "TOKEN_USED"
-
-
-class GateNotPending(ApprovalRefused):
-    code = "GATE_NOT_PENDING"
-
-
-class ApprovalExpired(ApprovalRefused):
-    code = "APPROVAL_EXPIRED"
-
-
-class DefinitionMismatch(ApprovalRefused):
-    code = "DEFINITION_CHANGED"
 
 
 def new_token() -> tuple[str, str]:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sagac.compiler.errors import UsageError
 from sagac.compiler.plan import Plan
+
+from sagac.errors import DefinitionUnavailable, IdempotencyConflict, UsageError
 
 from . import approvals
 from .api import DefinitionChanged, _owning_loop, aresume, arun, as_plan, validate_input
@@ -33,16 +34,6 @@ from .report import CompensationInfo, ErrorInfo, Failure, RunReport
 from .store.base import RunRecord, Store
 
 FINAL = frozenset({"succeeded", "compensated", "compensation_failed", "failed"})
-
-
-class IdempotencyConflict(UsageError):
-    """A run-level idempotency key reused with a different input (exit 64)."""
-
-    code = "IDEMPOTENCY_CONFLICT"
-
-
-class DefinitionUnavailable(UsageError):
-    code = "DEFINITION_UNAVAILABLE"
 
 
 def input_hash(data: Any) -> str:
@@ -103,7 +94,7 @@ async def _existing(
     run_kwargs: Mapping[str, Any],
 ) -> RunReport:
     """The run an idempotency key already belongs to: its report, or resumed to one."""
-    from sagac.runtime.errors import RunNotFound
+    from sagac.errors import RunNotFound
 
     try:
         record = await store.get_run(run_id)
@@ -241,7 +232,7 @@ async def _has_news(store: Store, record: RunRecord) -> bool:
 
 async def resume_all(store: Store, **kwargs: Any) -> list[tuple[str, RunReport | Exception]]:
     """Resume every runnable run, one after another; each outcome or the error it raised."""
-    from sagac.compiler.errors import SagacError
+    from sagac.errors import SagacError
 
     out: list[tuple[str, RunReport | Exception]] = []
     for record in await runnable(store):

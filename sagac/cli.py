@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from sagac.compiler.errors import SagacError, UsageError
+from sagac.errors import SagacError, UsageError
 
 # Each module exposes `register(subparsers)`; the sub-parser's `func(args) -> int` runs it.
 COMMAND_MODULES = ("compile", "run", "durable", "groups", "inspect", "diagram")

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 
 from markupsafe import Markup
 
-from ..errors import SagacError
+from sagac.errors import GraphvizFailed, GraphvizMissing
+
 from ..plan import Plan
 from . import styles
 from .model import DCluster, Diagram, DNode, build_diagram
@@ -53,27 +54,6 @@ _DOT_SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "end": ("shape=doublecircle, fixedsize=true, width=0.5, fontsize=9", ("filled",)),
     "failed": ("shape=box", ("rounded", "filled")),
 }
-
-
-class GraphvizMissing(SagacError):
-    """Graphviz `dot` is needed (SVG and HTML output) and is not installed."""
-
-    code = "GRAPHVIZ_MISSING"
-    exit_code = 69  # EX_UNAVAILABLE
-
-    def __init__(self) -> None:
-        super().__init__(
-            "Graphviz `dot` is not installed: SVG and HTML output need it",
-            hint="apt-get install graphviz (or `make system-deps`); "
-            "--format mermaid and --format dot work without it",
-        )
-
-
-class GraphvizFailed(SagacError):
-    """`dot` rejected the DOT text or did not finish: a bug in the renderer."""
-
-    code = "GRAPHVIZ_FAILED"
-    exit_code = 70  # EX_SOFTWARE
 
 
 def _style(node: DNode) -> styles.Style:

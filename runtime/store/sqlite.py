@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 
 from sagac.runtime import codec
 from sagac.runtime.clock import rfc3339
-from sagac.runtime.errors import RunNotFound, StoreError
+
+from sagac.errors import RunNotFound, StoreError
 
 from .base import Event, RunRecord, Store
 from .migrations import READS_FROM, SCHEMA_VERSION, current_version, migrate

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sagac.compiler.errors import UsageError
+from sagac.errors import UsageError
 
 EXIT_BUSY = 75
 
@@ -50,7 +50,7 @@ def explain_interruption(error: Any, run_id: str, url: str, started: bool = True
     to be in the journal (else it is looked up). A run held by another process (RUN_BUSY) was
     not interrupted: that error is returned as it is."""
     from sagac.runtime.store import DEFAULT_STORE
-    from sagac.runtime.store.sqlite import LeaseHeld
+    from sagac.errors import LeaseHeld
 
     if isinstance(error, LeaseHeld):
         return error
@@ -82,7 +82,7 @@ def _recorded(url: str, run_id: str) -> bool:
     """Whether run `run_id` is in the journal at `url` (read only; False when unreadable)."""
     import asyncio
 
-    from sagac.compiler.errors import SagacError
+    from sagac.errors import SagacError
 
     async def find() -> bool:
         store = open_existing(url, readonly=True)

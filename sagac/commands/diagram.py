@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from sagac.commands._files import write_output
 from sagac.commands._store import add_store_option, open_existing
-from sagac.compiler.errors import UsageError
 from sagac.compiler.render import FORMATS
+from sagac.errors import UsageError
 
 if TYPE_CHECKING:  # the compiler and renderers load when a command runs, not for `--help`
     from sagac.compiler.pipeline import Compilation

@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from sagac.compiler.errors import SagacError, UsageError
+from sagac.errors import SagacError, UsageError
 
 from ._store import add_store_option, current_user, explain_interruption, open_existing
 
@@ -100,7 +100,7 @@ def _drive(args: argparse.Namespace, store: Any, coro: Any, driving: set[str], e
     it."""
     import asyncio
 
-    from sagac.runtime.errors import StoreError
+    from sagac.errors import StoreError
 
     try:
         return asyncio.run(_closing(store, coro))

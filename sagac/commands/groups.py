@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from sagac.compiler.errors import UsageError
+from sagac.errors import UsageError
 
 from ._store import add_store_option, open_existing, using
 

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import IO, Any
 
-from sagac.compiler.errors import InputError, UsageError
+from sagac.errors import InputError, UsageError
 
 from ._files import EventsFile
 
@@ -113,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from sagac.compiler.pipeline import compile_file
+    from sagac.errors import StoreError
     from sagac.runtime import store as stores
     from sagac.runtime.api import validate_input
     from sagac.runtime.clock import new_run_id
-    from sagac.runtime.errors import StoreError
     from sagac.runtime.resume import start
 
     from ._store import explain_interruption
