@@ -23,10 +23,10 @@ from weakref import WeakKeyDictionary
 
 from sagac.compiler.plan import Plan
 
-from sagac.errors import DefinitionUnavailable, IdempotencyConflict, UsageError
+from sagac.errors import DefinitionChanged, DefinitionUnavailable, IdempotencyConflict, UsageError
 
 from . import approvals
-from .api import DefinitionChanged, _owning_loop, aresume, arun, as_plan, validate_input
+from .api import _owning_loop, aresume, arun, as_plan, validate_input
 from .clock import new_run_id
 from .journal import RunState, replay
 from .leases import held

@@ -8,8 +8,6 @@ from typing import Any
 
 from sagac.errors import UsageError
 
-EXIT_BUSY = 75
-
 
 def add_store_option(p: argparse.ArgumentParser) -> None:
     from sagac.runtime.store import DEFAULT_STORE
@@ -49,8 +47,8 @@ def explain_interruption(error: Any, run_id: str, url: str, started: bool = True
     the journal keeps everything up to the failed write. `started`: whether the run is known
     to be in the journal (else it is looked up). A run held by another process (RUN_BUSY) was
     not interrupted: that error is returned as it is."""
-    from sagac.runtime.store import DEFAULT_STORE
     from sagac.errors import LeaseHeld
+    from sagac.runtime.store import DEFAULT_STORE
 
     if isinstance(error, LeaseHeld):
         return error

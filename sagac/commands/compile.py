@@ -7,10 +7,10 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from sagac.errors import ExitCode
+
 if TYPE_CHECKING:  # the compiler loads when a command runs, not for `--help`
     from sagac.compiler.pipeline import Compilation
-
-EXIT_OK, EXIT_INVALID = 0, 65
 
 
 def register(sub: Any) -> None:
@@ -79,7 +79,7 @@ def validate(args: argparse.Namespace) -> int:
             f"{status}: {len(results)} file(s), {n_err} error(s), {n_warn} warning(s)",
             file=sys.stderr if failed else sys.stdout,
         )
-    return EXIT_INVALID if failed else EXIT_OK
+    return ExitCode.INVALID_DEFINITION if failed else ExitCode.OK
 
 
 def compile_(args: argparse.Namespace) -> int:
@@ -88,11 +88,11 @@ def compile_(args: argparse.Namespace) -> int:
     c = compile_file(args.file, imports=not args.no_import)
     if c.plan is None or not c.ok(strict=args.strict):
         _print_diagnostics([c], "text")
-        return EXIT_INVALID
+        return ExitCode.INVALID_DEFINITION
     if c.diagnostics:
         _print_diagnostics([c], "text")
     print(c.plan.model_dump_json(indent=2, by_alias=True))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def schema(args: argparse.Namespace) -> int:
@@ -104,4 +104,4 @@ def schema(args: argparse.Namespace) -> int:
         from sagac.compiler.schema import saga_schema
 
         print(json.dumps(saga_schema(), indent=2))
-    return EXIT_OK
+    return ExitCode.OK

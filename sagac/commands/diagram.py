@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 from sagac.commands._files import write_output
 from sagac.commands._store import add_store_option, open_existing
 from sagac.compiler.render import FORMATS
-from sagac.errors import UsageError
+from sagac.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:  # the compiler and renderers load when a command runs, not for `--help`
     from sagac.compiler.pipeline import Compilation
 
-EXIT_OK, EXIT_INVALID = 0, 65
 MAX_EVENTS_BYTES = 256 * 1024 * 1024  # an events file is read whole: refuse a larger one
 
 
@@ -195,22 +194,22 @@ def diagram(args: argparse.Namespace) -> int:
         run = _read_run(args.store, args.run)
         c = _run_plan(run, args.file)
         if c is None or c.plan is None:
-            return EXIT_INVALID
+            return ExitCode.INVALID_DEFINITION
         run_overlay = overlay_with_report(overlay_from_events(run.events), run.report)
         _write(render(c.plan, args.format, run_overlay), args.output)
-        return EXIT_OK
+        return ExitCode.OK
     if not args.file:
         raise UsageError("name a saga FILE (or a run: --run RUN_ID)")
     c = _compile(args.file)
     if c is None or c.plan is None:
-        return EXIT_INVALID
+        return ExitCode.INVALID_DEFINITION
     overlay = None
     if args.events:
         events = read_events(args.events)
         _check_events(c.plan, events, args.events)
         overlay = overlay_from_events(events)
     _write(render(c.plan, args.format, overlay), args.output)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def report(args: argparse.Namespace) -> int:
@@ -219,7 +218,7 @@ def report(args: argparse.Namespace) -> int:
     run = _read_run(args.store, args.run_id)
     c = _run_plan(run, None)
     if c is None or c.plan is None:
-        return EXIT_INVALID
+        return ExitCode.INVALID_DEFINITION
     html = render_report_html(c.plan, run.report, run.events, run.approvals, run.audit)
     name = f"sagac-report-{args.run_id}.html"
     out = Path(args.output or name)
@@ -227,4 +226,4 @@ def report(args: argparse.Namespace) -> int:
         out = out / name
     write_output(out, html, "the report")  # whole or not at all; exit 73 if it cannot
     print(f"wrote {out}")
-    return EXIT_OK
+    return ExitCode.OK

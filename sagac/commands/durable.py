@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from sagac.errors import SagacError, UsageError
+from sagac.errors import ExitCode, SagacError, UsageError
 
 from ._store import add_store_option, current_user, explain_interruption, open_existing
 
@@ -161,10 +161,10 @@ def resume(args: argparse.Namespace) -> int:
     if not args.all:
         _print_report(report, args.json)
         return int(report.exit_code)
-    worst, rows = 0, []
+    worst, rows = ExitCode.OK, []
     for run_id, out in outcomes:
         if isinstance(out, Exception):
-            code = getattr(out, "exit_code", 1)
+            code = getattr(out, "exit_code", ExitCode.FAILED)
             error = getattr(out, "code", "ERROR")
             rows.append({"run_id": run_id, "error": error, "message": str(out)})
             line = f"{run_id}  error[{error}] {out}"
@@ -220,7 +220,7 @@ def cancel(args: argparse.Namespace) -> int:
                     indent=2,
                 )
             )
-        return 0
+        return ExitCode.OK
     stopped = interrupted(out)
     if stopped is not None:
         return stopped
@@ -283,7 +283,7 @@ def decide(args: argparse.Namespace) -> int:
                     default=str,
                 )
             )
-        return 0
+        return ExitCode.OK
     stopped = interrupted(out)
     if stopped is not None:
         return stopped
@@ -333,4 +333,4 @@ def interrupted(outcome: Any) -> int | None:
             f"sagac: stopped by {outcome.name} (no run in a durable journal to resume)",
             file=sys.stderr,
         )
-    return outcome.exit_code
+    return ExitCode(outcome.exit_code)  # 128 + the signal: SIGINT or SIGTERM

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from sagac.errors import UsageError
+from sagac.errors import ExitCode, UsageError
 
 from ._store import add_store_option, open_existing, using
 
@@ -68,7 +68,7 @@ def change(args: argparse.Namespace) -> int:
     rest = [u for u in dict.fromkeys(users) if u not in done]
     if rest:
         print(f"{', '.join(rest)} {'was' if len(rest) == 1 else 'were'} {already} group:{group}")
-    return 0
+    return ExitCode.OK
 
 
 def list_groups(args: argparse.Namespace) -> int:
@@ -82,9 +82,9 @@ def list_groups(args: argparse.Namespace) -> int:
         )
     if args.json:
         print(json.dumps(groups, indent=2))
-        return 0
+        return ExitCode.OK
     if not groups:
         print("no groups (add members with `sagac groups add GROUP USER`)", file=sys.stderr)
     for name, members in groups.items():
         print(f"group:{name}  {', '.join(members)}")
-    return 0
+    return ExitCode.OK

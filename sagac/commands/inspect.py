@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from sagac.errors import UsageError
+from sagac.errors import ExitCode, UsageError
 
 from ._store import add_store_option, open_existing, using
 
@@ -90,15 +90,15 @@ def runs(args: argparse.Namespace) -> int:
             for r in records
         ]
         print(json.dumps(rows, indent=2))
-        return 0
+        return ExitCode.OK
     if not records:
         print("no runs", file=sys.stderr)
-        return 0
+        return ExitCode.OK
     print(f"{'RUN':<32}  {'SAGA':<24}  {'STATUS':<19}  UPDATED")
     for r in records:
         flag = "  (cancel requested)" if r.meta.get("cancel_requested_at") else ""
         print(f"{r.run_id:<32}  {r.saga:<24}  {r.status:<19}  {r.updated_at}{flag}")
-    return 0
+    return ExitCode.OK
 
 
 def show(args: argparse.Namespace) -> int:
@@ -138,7 +138,7 @@ def show(args: argparse.Namespace) -> int:
                 default=str,
             )
         )
-        return 0
+        return ExitCode.OK
     print(f"run {record.run_id}  {record.saga} v{record.version}  {record.status}")
     print(f"definition {record.file or '?'}  {record.definition_hash}")
     if got["lease"]:
@@ -170,7 +170,7 @@ def show(args: argparse.Namespace) -> int:
                 f"  decide: sagac approve {record.run_id} --gate {row['gate']} --as USER"
                 " --token TOKEN [--resume]"
             )
-    return 0
+    return ExitCode.OK
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
@@ -195,7 +195,7 @@ def events(args: argparse.Namespace) -> int:
         else:
             rest = {k: v for k, v in e.items() if k not in ("type", "run_id", "seq", "at")}
             print(f"{e['seq']:>4} {e['at']} {e['type']:<22} {json.dumps(rest, default=str)}")
-    return 0
+    return ExitCode.OK
 
 
 def audit(args: argparse.Namespace) -> int:
@@ -208,7 +208,7 @@ def audit(args: argparse.Namespace) -> int:
     entries = _read(args, fetch)
     if args.json:
         print(json.dumps(entries, indent=2, default=str))
-        return 0
+        return ExitCode.OK
     for a in entries:
         where = "".join(f" {x}" for x in (a["run_id"], a["gate"]) if x)
         code = f" [{a['code']}]" if a["code"] else ""
@@ -217,4 +217,4 @@ def audit(args: argparse.Namespace) -> int:
         if a.get("os_user") and a["os_user"] != a["actor"]:
             actor += f" (os user {a['os_user']})"  # `--as` is a claim; this is who ran it
         print(f"{a['at']} {actor} {a['action']} {a['outcome']}{code}{where}{msg}")
-    return 0
+    return ExitCode.OK

@@ -14,11 +14,10 @@ import os
 import sys
 from typing import IO, Any
 
-from sagac.errors import InputError, UsageError
+from sagac.errors import ExitCode, InputError, UsageError
 
 from ._files import EventsFile
 
-EXIT_INVALID_INPUT, EXIT_INVALID_SAGA = 4, 65
 MAX_INPUT_BYTES = 64 * 1024 * 1024  # read at most this (+1 byte) of an input file or stdin
 
 
@@ -126,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     c = compile_file(args.file, imports=not (args.no_import or args.simulate))
     if c.plan is None or not c.ok():
         _print_diagnostics([c], "text")
-        return EXIT_INVALID_SAGA
+        return ExitCode.INVALID_DEFINITION
     url = args.store or stores.DEFAULT_STORE
     if args.idempotency_key is not None and url == "memory":
         raise UsageError(
@@ -172,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  - {problem}", file=sys.stderr)
         if e.hint:
             print(f"  hint: {e.hint}", file=sys.stderr)
-        return EXIT_INVALID_INPUT
+        return ExitCode.INVALID_INPUT
     if args.json:
         print(json.dumps(report.to_json_dict(tokens=True), indent=2))
     else:
