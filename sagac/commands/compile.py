@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from sagac.errors import ExitCode
 
+from ._console import print_diagnostics
+
 if TYPE_CHECKING:  # the compiler loads when a command runs, not for `--help`
-    from sagac.compiler.pipeline import Compilation
+    pass
 
 
 def register(sub: Any) -> None:
@@ -42,34 +44,12 @@ def add_no_import(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _line_text(compilations: dict[str, Compilation]) -> Any:
-    def line(file: str, n: int) -> str:
-        c = compilations.get(file)
-        return c.document.line_text(n) if c and c.document else ""
-
-    return line
-
-
-def _print_diagnostics(results: list[Compilation], fmt: str) -> None:
-    from sagac.compiler.formatting import format_json, format_sarif, format_text
-
-    diags = [d for c in results for d in c.diagnostics]
-    if fmt == "json":
-        print(format_json(diags))
-    elif fmt == "sarif":
-        from sagac import __version__
-
-        print(format_sarif(diags, __version__))
-    elif diags:
-        print(format_text(diags, _line_text({c.file: c for c in results})), file=sys.stderr)
-
-
 def validate(args: argparse.Namespace) -> int:
     from sagac.compiler.diagnostics import Severity
     from sagac.compiler.pipeline import compile_file
 
     results = [compile_file(f, imports=not args.no_import) for f in args.files]
-    _print_diagnostics(results, args.format)
+    print_diagnostics(results, args.format)
     failed = [c for c in results if not c.ok(strict=args.strict)]
     if args.format == "text":
         n_err = sum(d.level is Severity.ERROR for c in results for d in c.diagnostics)
@@ -87,10 +67,10 @@ def compile_(args: argparse.Namespace) -> int:
 
     c = compile_file(args.file, imports=not args.no_import)
     if c.plan is None or not c.ok(strict=args.strict):
-        _print_diagnostics([c], "text")
+        print_diagnostics([c], "text")
         return ExitCode.INVALID_DEFINITION
     if c.diagnostics:
-        _print_diagnostics([c], "text")
+        print_diagnostics([c], "text")
     print(c.plan.model_dump_json(indent=2, by_alias=True))
     return ExitCode.OK
 

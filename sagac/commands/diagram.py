@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sagac.commands._console import print_diagnostics
 from sagac.commands._files import write_output
 from sagac.commands._store import add_store_option, open_existing
 from sagac.compiler.render import FORMATS
@@ -127,16 +128,11 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 def _compile(file: str) -> Compilation | None:
     """The compilation of `file`, printing its diagnostics; None when it has errors."""
-    from sagac.compiler.formatting import format_text
     from sagac.compiler.pipeline import compile_file
 
     c = compile_file(file)
-    if c.diagnostics and (c.plan is None or not c.ok()):
-        lines = {c.file: c.document.line_text} if c.document else {}
-        print(
-            format_text(c.diagnostics, lambda f, n: lines[f](n) if f in lines else ""),
-            file=sys.stderr,
-        )
+    if c.plan is None or not c.ok():
+        print_diagnostics([c], "text")
     return c if c.plan is not None and c.ok() else None
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from sagac.errors import ExitCode, SagacError, UsageError
 
+from ._console import Progress, event_sink, print_report
+from ._driving import closing, interrupted
 from ._store import add_store_option, current_user, explain_interruption, open_existing
 
 MAX_TOKEN_CHARS = 4096  # a token is ~43 characters: read no more than this from stdin
@@ -88,7 +90,6 @@ def _driving(args: argparse.Namespace) -> tuple[Any, Any]:
     """The `on_event` of a command that may run a saga (progress lines, `--events`), and the
     events file to close after it."""
     from ._files import EventsFile
-    from .run import Progress, event_sink
 
     events = EventsFile(args.events) if args.events else None
     return event_sink(Progress(sys.stderr), events), events
@@ -103,7 +104,7 @@ def _drive(args: argparse.Namespace, store: Any, coro: Any, driving: set[str], e
     from sagac.errors import StoreError
 
     try:
-        return asyncio.run(_closing(store, coro))
+        return asyncio.run(closing(store, coro))
     except StoreError as e:
         if not driving:
             raise
@@ -111,34 +112,6 @@ def _drive(args: argparse.Namespace, store: Any, coro: Any, driving: set[str], e
     finally:
         if events is not None:
             events.close()
-
-
-def _print_report(report: Any, as_json: bool) -> None:
-    from .run import print_table
-
-    if as_json:
-        print(json.dumps(report.to_json_dict(tokens=True), indent=2))
-    else:
-        print_table(report, sys.stdout)
-    if report.status == "waiting_approval":
-        _print_pending(report)
-
-
-def _print_pending(report: Any) -> None:
-    """How to decide each gate the run now waits at (tokens only when this process got them)."""
-    tokens: dict[str, str] = getattr(report, "approval_tokens", None) or {}
-    for gate, token in tokens.items():
-        print_decision_help(report.run_id, gate, token, sys.stderr)
-
-
-def print_decision_help(run_id: str, gate: str, token: str, stream: Any) -> None:
-    print(
-        f"\nrun {run_id} waits for approval at gate {gate!r}. Decide with:\n"
-        f"  sagac approve {run_id} --gate {gate} --as USER --token {token} --resume\n"
-        f"  sagac reject  {run_id} --gate {gate} --as USER --token {token} --reason R --resume\n"
-        "This token is shown once and stored only as a hash: keep it.",
-        file=stream,
-    )
 
 
 def resume(args: argparse.Namespace) -> int:
@@ -159,7 +132,7 @@ def resume(args: argparse.Namespace) -> int:
     if stopped is not None:
         return stopped
     if not args.all:
-        _print_report(report, args.json)
+        print_report(report, args.json)
         return int(report.exit_code)
     worst, rows = ExitCode.OK, []
     for run_id, out in outcomes:
@@ -224,7 +197,7 @@ def cancel(args: argparse.Namespace) -> int:
     stopped = interrupted(out)
     if stopped is not None:
         return stopped
-    _print_report(out, args.json)
+    print_report(out, args.json)
     return int(out.exit_code)
 
 
@@ -287,50 +260,5 @@ def decide(args: argparse.Namespace) -> int:
     stopped = interrupted(out)
     if stopped is not None:
         return stopped
-    _print_report(out, args.json)
+    print_report(out, args.json)
     return int(out.exit_code)
-
-
-async def _closing(store: Any, coro: Any) -> Any:
-    """Await `coro` (which drives runs) and close what it used. A SIGINT or SIGTERM stops it
-    cleanly (see `sagac.runtime.interrupts`); then the `Interrupt` is returned instead."""
-    import asyncio
-
-    from sagac.runtime.actions import aclose_clients
-    from sagac.runtime.interrupts import stop_on_signals
-
-    try:
-        with stop_on_signals() as interrupt:
-            try:
-                return await coro
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if interrupt.signal is None or task is None:
-                    raise
-                task.uncancel()
-                return interrupt
-    finally:
-        await aclose_clients()
-        await store.close()
-
-
-def interrupted(outcome: Any) -> int | None:
-    """When a signal stopped the command: say which runs it left resumable and how to go
-    on; the exit code (128 + the signal's number). None for any other outcome."""
-    from sagac.runtime.interrupts import Interrupt
-
-    if not isinstance(outcome, Interrupt):
-        return None
-    for run_id in outcome.runs:
-        print(
-            f"sagac: run {run_id} stopped by {outcome.name}: its work in flight was stopped, "
-            f"nothing was undone, and it is resumable (status interrupted). Continue it with:\n"
-            f"  sagac resume {run_id}",
-            file=sys.stderr,
-        )
-    if not outcome.runs:
-        print(
-            f"sagac: stopped by {outcome.name} (no run in a durable journal to resume)",
-            file=sys.stderr,
-        )
-    return ExitCode(outcome.exit_code)  # 128 + the signal: SIGINT or SIGTERM

@@ -9,6 +9,7 @@ from typing import Any
 
 from sagac.errors import ExitCode, UsageError
 
+from ._console import describe, print_table
 from ._store import add_store_option, open_existing, using
 
 
@@ -103,8 +104,6 @@ def runs(args: argparse.Namespace) -> int:
 
 def show(args: argparse.Namespace) -> int:
     from sagac.runtime import approvals
-
-    from .run import describe, print_table
 
     async def fetch(s: Any) -> dict[str, Any]:
         record = await s.get_run(args.run_id)
