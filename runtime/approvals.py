@@ -342,21 +342,6 @@ async def pending(store: Store, run_id: str | None = None) -> list[dict[str, Any
     return rows
 
 
-def describe_request(row: Mapping[str, Any]) -> list[str]:
-    """What is being decided, as lines: the rendered message and the values it came from."""
-    lines = [
-        f"run       {row['run_id']}",
-        f"gate      {row['gate']}  (key {row['key']})",
-        f"message   {row['message'] or '(none)'}",
-    ]
-    for name, value in (row.get("context") or {}).items():
-        lines.append(f"  {name} = {value!r}")
-    lines.append(f"approvers {', '.join(row['approvers'])}")
-    lines.append(f"deadline  {row['deadline'] or 'none'}")
-    lines.append(f"requested {row['requested_at']}  (definition {row['definition_hash']})")
-    return lines
-
-
 def message_context(template: str | None, scope: Mapping[str, Any]) -> dict[str, Any]:
     """The values a gate's message template reads (`input.refund_id`: "R-1", ...), so that a
     decider sees what the message was made from. The caller redacts the result."""

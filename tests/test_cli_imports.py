@@ -37,3 +37,30 @@ def test_no_command_module_imports_another() -> None:
                     if not leaf.startswith("_"):
                         offenders.append(f"{path.name} imports {target}")
     assert offenders == []
+
+
+# Modules of the CLI itself, which it may import freely: the light error tree and its helpers.
+CLI_MODULES = {"sagac.errors", "sagac._streams", "sagac.commands"}
+
+
+def test_the_cli_uses_only_what_sagac_exports() -> None:
+    import sagac
+
+    offenders = []
+    for path in CLI_FILES:
+        for module, names in _imports(path):
+            if module == "sagac":
+                offenders.extend(f"{path.name}: sagac.{n}" for n in names if n not in sagac.__all__)
+            elif module.startswith("sagac.") and not any(
+                module == m or module.startswith(m + ".") for m in CLI_MODULES
+            ):
+                offenders.append(f"{path.name}: {module} ({', '.join(names)})")
+    assert offenders == []
+
+
+def test_all_lists_exactly_the_lazy_exports_and_each_resolves() -> None:
+    import sagac
+
+    assert sorted(sagac.__all__) == sorted(["__version__", *sagac._EXPORTS])
+    assert len(set(sagac.__all__)) == len(sagac.__all__)
+    assert all(getattr(sagac, name) is not None for name in sagac.__all__)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sagac.compiler.pipeline import Compilation
+    from sagac import Compilation
 
     from ._files import EventsFile
 
@@ -60,7 +61,7 @@ class Progress:
             from rich.console import Console
 
             self.console = Console(file=stream, highlight=False)
-        from sagac.runtime.progress import BatchProgress
+        from sagac import BatchProgress
 
         self.batches = BatchProgress(stream, self.console)  # foreach: a bar, or periodic lines
 
@@ -209,9 +210,24 @@ def _line_text(compilations: dict[str, Compilation]) -> Any:
     return line
 
 
+def describe_request(row: Mapping[str, Any]) -> list[str]:
+    """What is being decided, as lines: the rendered message and the values it came from."""
+    lines = [
+        f"run       {row['run_id']}",
+        f"gate      {row['gate']}  (key {row['key']})",
+        f"message   {row['message'] or '(none)'}",
+    ]
+    for name, value in (row.get("context") or {}).items():
+        lines.append(f"  {name} = {value!r}")
+    lines.append(f"approvers {', '.join(row['approvers'])}")
+    lines.append(f"deadline  {row['deadline'] or 'none'}")
+    lines.append(f"requested {row['requested_at']}  (definition {row['definition_hash']})")
+    return lines
+
+
 def print_diagnostics(results: list[Compilation], fmt: str) -> None:
     """Diagnostics as JSON or SARIF on stdout, or as text (with source lines) on stderr."""
-    from sagac.compiler.formatting import format_json, format_sarif, format_text
+    from sagac import format_json, format_sarif, format_text
 
     diags = [d for c in results for d in c.diagnostics]
     if fmt == "json":

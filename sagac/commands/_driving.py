@@ -18,8 +18,7 @@ async def closing(store: Any, coro: Any) -> Any:
     cleanly (see `sagac.runtime.interrupts`); then the `Interrupt` is returned instead."""
     import asyncio
 
-    from sagac.runtime.actions import aclose_clients
-    from sagac.runtime.interrupts import stop_on_signals
+    from sagac import aclose_clients, stop_on_signals
 
     try:
         with stop_on_signals() as interrupt:
@@ -39,7 +38,7 @@ async def closing(store: Any, coro: Any) -> Any:
 def interrupted(outcome: Any) -> int | None:
     """When a signal stopped the command: say which runs it left resumable and how to go
     on; the exit code (128 + the signal's number). None for any other outcome."""
-    from sagac.runtime.interrupts import Interrupt
+    from sagac import Interrupt
 
     if not isinstance(outcome, Interrupt):
         return None

@@ -10,7 +10,7 @@ from sagac.errors import UsageError
 
 
 def add_store_option(p: argparse.ArgumentParser) -> None:
-    from sagac.runtime.store import DEFAULT_STORE
+    from sagac import DEFAULT_STORE
 
     p.add_argument(
         "--store",
@@ -24,7 +24,7 @@ def open_existing(url: str, *, readonly: bool = False) -> Any:
     """The durable store at `url`; a missing file is a usage error, not a new empty journal.
     `readonly` (the inspection commands): opened only to read, never created, upgraded or
     written, so that a read-only journal can be inspected."""
-    from sagac.runtime.store import SQLITE_PREFIX, open_store
+    from sagac import SQLITE_PREFIX, open_store
 
     if url == "memory":
         raise UsageError(
@@ -47,8 +47,8 @@ def explain_interruption(error: Any, run_id: str, url: str, started: bool = True
     the journal keeps everything up to the failed write. `started`: whether the run is known
     to be in the journal (else it is looked up). A run held by another process (RUN_BUSY) was
     not interrupted: that error is returned as it is."""
+    from sagac import DEFAULT_STORE
     from sagac.errors import LeaseHeld
-    from sagac.runtime.store import DEFAULT_STORE
 
     if isinstance(error, LeaseHeld):
         return error

@@ -45,8 +45,7 @@ def add_no_import(p: argparse.ArgumentParser) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
-    from sagac.compiler.diagnostics import Severity
-    from sagac.compiler.pipeline import compile_file
+    from sagac import Severity, compile_file
 
     results = [compile_file(f, imports=not args.no_import) for f in args.files]
     print_diagnostics(results, args.format)
@@ -63,7 +62,7 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def compile_(args: argparse.Namespace) -> int:
-    from sagac.compiler.pipeline import compile_file
+    from sagac import compile_file
 
     c = compile_file(args.file, imports=not args.no_import)
     if c.plan is None or not c.ok(strict=args.strict):
@@ -77,11 +76,11 @@ def compile_(args: argparse.Namespace) -> int:
 
 def schema(args: argparse.Namespace) -> int:
     if args.plan:
-        from sagac.compiler.plan import Plan
+        from sagac import Plan
 
         print(json.dumps(Plan.model_json_schema(by_alias=True), indent=2))
     else:
-        from sagac.compiler.schema import saga_schema
+        from sagac import saga_schema
 
         print(json.dumps(saga_schema(), indent=2))
     return ExitCode.OK

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sagac import FORMATS
 from sagac.commands._console import print_diagnostics
 from sagac.commands._files import write_output
 from sagac.commands._store import add_store_option, open_existing
-from sagac.compiler.render import FORMATS
 from sagac.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:  # the compiler and renderers load when a command runs, not for `--help`
-    from sagac.compiler.pipeline import Compilation
+    from sagac import Compilation
 
 MAX_EVENTS_BYTES = 256 * 1024 * 1024  # an events file is read whole: refuse a larger one
 
@@ -67,7 +67,7 @@ def register(sub: Any) -> None:
 
 def read_events(path: str) -> list[dict[str, Any]]:
     """Events from a JSON-lines file (or a JSON array); blank lines are skipped."""
-    from sagac.compiler.loader import TooLarge, read_limited
+    from sagac import TooLarge, read_limited
 
     try:
         text = read_limited(path, MAX_EVENTS_BYTES).decode("utf-8-sig")
@@ -128,7 +128,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 def _compile(file: str) -> Compilation | None:
     """The compilation of `file`, printing its diagnostics; None when it has errors."""
-    from sagac.compiler.pipeline import compile_file
+    from sagac import compile_file
 
     c = compile_file(file)
     if c.plan is None or not c.ok():
@@ -182,7 +182,7 @@ def _check_events(plan: Any, events: list[dict[str, Any]], path: str) -> None:
 
 
 def diagram(args: argparse.Namespace) -> int:
-    from sagac.compiler.render import overlay_from_events, overlay_with_report, render
+    from sagac import overlay_from_events, overlay_with_report, render
 
     if args.run and args.events:
         raise UsageError("--run and --events both name a run; give one")
@@ -209,7 +209,7 @@ def diagram(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from sagac.compiler.render import render_report_html
+    from sagac import render_report_html
 
     run = _read_run(args.store, args.run_id)
     c = _run_plan(run, None)

@@ -18,7 +18,7 @@ from typing import Any
 
 from sagac.errors import ExitCode, SagacError, UsageError
 
-from ._console import Progress, event_sink, print_report
+from ._console import Progress, describe_request, event_sink, print_report
 from ._driving import closing, interrupted
 from ._store import add_store_option, current_user, explain_interruption, open_existing
 
@@ -115,15 +115,14 @@ def _drive(args: argparse.Namespace, store: Any, coro: Any, driving: set[str], e
 
 
 def resume(args: argparse.Namespace) -> int:
-    from sagac.runtime.resume import resume as aresume
-    from sagac.runtime.resume import resume_all
+    from sagac import aresume, aresume_all
 
     if bool(args.run_id) == bool(args.all):
         raise UsageError("give either RUN_ID or --all", hint="sagac resume RUN_ID | --all")
     store = open_existing(args.store)
     on_event, events = _driving(args)
     if args.all:
-        every = resume_all(store, force=args.force, on_event=on_event)
+        every = aresume_all(store, force=args.force, on_event=on_event)
         outcomes = _drive(args, store, every, set(), events)
     else:
         one = aresume(args.run_id, store=store, plan=args.file, force=args.force, on_event=on_event)
@@ -156,9 +155,7 @@ def resume(args: argparse.Namespace) -> int:
 
 
 def cancel(args: argparse.Namespace) -> int:
-    from sagac.runtime.resume import FINAL
-    from sagac.runtime.resume import cancel as acancel
-    from sagac.runtime.resume import resume as aresume
+    from sagac import FINAL_STATUSES, acancel, aresume
 
     store = open_existing(args.store)
     by = args.user or current_user()
@@ -170,7 +167,7 @@ def cancel(args: argparse.Namespace) -> int:
         record = await store.get_run(args.run_id)
         note = "recorded" if first else "was already recorded"
         print(f"cancel request for run {args.run_id} {note} (status {record.status})", file=info)
-        if record.status in FINAL:
+        if record.status in FINAL_STATUSES:
             print("the run has already finished: nothing to cancel", file=sys.stderr)
             return record
         lease = await store.get_lease(args.run_id)
@@ -202,9 +199,7 @@ def cancel(args: argparse.Namespace) -> int:
 
 
 def decide(args: argparse.Namespace) -> int:
-    from sagac.runtime import approvals
-    from sagac.runtime.resume import plan_of
-    from sagac.runtime.resume import resume as aresume
+    from sagac import adecide, aresume, plan_of
 
     store = open_existing(args.store)
     token = sys.stdin.readline(MAX_TOKEN_CHARS).strip() if args.token == "-" else args.token
@@ -221,12 +216,12 @@ def decide(args: argparse.Namespace) -> int:
         record = await store.get_run(args.run_id)
         rows = [r for r in await store.approvals(args.run_id) if r["gate"] == args.gate]
         if rows:  # what is being decided, before anything is recorded
-            print("\n".join(approvals.describe_request(rows[0])), file=info)
+            print("\n".join(describe_request(rows[0])), file=info)
         definition_hash = None
         # A file that is gone or broken cannot be compared; the stored hashes still bind.
         with contextlib.suppress(SagacError):
             definition_hash = plan_of(record, args.file).hash
-        event = await approvals.decide(
+        event = await adecide(
             store,
             args.run_id,
             args.gate,

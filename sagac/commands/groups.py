@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
 def _open(url: str, create: bool, readonly: bool = False) -> Any:
     """The durable store at `url`. `add` may create the journal (groups are often set up before
     any run); `remove` and `list` never do."""
-    from sagac.runtime.store import SQLITE_PREFIX, open_store
+    from sagac import SQLITE_PREFIX, open_store
 
     if url == "memory":
         raise UsageError(
@@ -52,7 +52,7 @@ def _open(url: str, create: bool, readonly: bool = False) -> Any:
 
 
 def change(args: argparse.Namespace) -> int:
-    from sagac.runtime.approvals import check_group_name, check_user_names
+    from sagac import check_group_name, check_user_names
 
     group = check_group_name(args.group)
     users = check_user_names(args.users)
@@ -72,7 +72,7 @@ def change(args: argparse.Namespace) -> int:
 
 
 def list_groups(args: argparse.Namespace) -> int:
-    from sagac.runtime.approvals import check_group_name
+    from sagac import check_group_name
 
     group = check_group_name(args.group) if args.group else None
     groups = using(_open(args.store, False, readonly=True), lambda s: s.group_members(group))

@@ -9,7 +9,7 @@ from typing import Any
 
 from sagac.errors import ExitCode, UsageError
 
-from ._console import describe, print_table
+from ._console import describe, describe_request, print_table
 from ._store import add_store_option, open_existing, using
 
 
@@ -65,7 +65,7 @@ def _read(args: argparse.Namespace, fn: Any) -> Any:
 
 
 def runs(args: argparse.Namespace) -> int:
-    from sagac.runtime.store.base import RUN_STATUSES
+    from sagac import RUN_STATUSES
 
     if args.status is not None and args.status not in RUN_STATUSES:
         raise UsageError(
@@ -103,7 +103,7 @@ def runs(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    from sagac.runtime import approvals
+    from sagac import apending_approvals
 
     async def fetch(s: Any) -> dict[str, Any]:
         record = await s.get_run(args.run_id)
@@ -111,7 +111,7 @@ def show(args: argparse.Namespace) -> int:
             "record": record,
             "steps": await s.steps(args.run_id),
             "events": await s.load_events(args.run_id),
-            "pending": await approvals.pending(s, args.run_id),
+            "pending": await apending_approvals(s, args.run_id),
             "lease": await s.get_lease(args.run_id),
         }
 
@@ -146,7 +146,7 @@ def show(args: argparse.Namespace) -> int:
         meta = record.meta
         print(f"cancel requested by {meta.get('cancel_by')}: {meta.get('cancel_reason')}")
     if record.report:
-        from sagac.runtime.report import RunReport
+        from sagac import RunReport
 
         print()
         print_table(RunReport.model_validate(record.report), sys.stdout)
@@ -164,7 +164,7 @@ def show(args: argparse.Namespace) -> int:
     if got["pending"]:
         print("\npending approvals")
         for row in got["pending"]:
-            print("  " + "\n  ".join(approvals.describe_request(row)))
+            print("  " + "\n  ".join(describe_request(row)))
             print(
                 f"  decide: sagac approve {record.run_id} --gate {row['gate']} --as USER"
                 " --token TOKEN [--resume]"

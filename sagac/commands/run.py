@@ -74,7 +74,7 @@ def register(sub: Any) -> None:
 def read_input(text: str) -> Any:
     """The run's input from `--input`: JSON text, `@path` (a file) or `-` (stdin), each read
     with a limit so that /dev/zero or an endless pipe ends in a message, not a MemoryError."""
-    from sagac.compiler.loader import TooLarge, read_limited, read_stream
+    from sagac import TooLarge, read_limited, read_stream
 
     if text == "-" or text.startswith("@"):
         where = "stdin" if text in ("-", "@-") else f"the input file {text[1:]}"
@@ -112,12 +112,8 @@ def _input_hint(plan: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from sagac.compiler.pipeline import compile_file
+    from sagac import DEFAULT_STORE, astart, compile_file, new_run_id, open_store, validate_input
     from sagac.errors import StoreError
-    from sagac.runtime import store as stores
-    from sagac.runtime.api import validate_input
-    from sagac.runtime.clock import new_run_id
-    from sagac.runtime.resume import start
 
     from ._store import explain_interruption
 
@@ -126,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if c.plan is None or not c.ok():
         print_diagnostics([c], "text")
         return ExitCode.INVALID_DEFINITION
-    url = args.store or stores.DEFAULT_STORE
+    url = args.store or DEFAULT_STORE
     if args.idempotency_key is not None and url == "memory":
         raise UsageError(
             "--idempotency-key needs a durable store: --store memory forgets the key when"
@@ -146,11 +142,11 @@ def run(args: argparse.Namespace) -> int:
                 e.hint = _input_hint(c.plan)
             raise
         events = EventsFile(args.events) if args.events else None
-        store = stores.open_store(url)
+        store = open_store(url)
         progress = Progress(sys.stderr)
         on_event = event_sink(progress, events, seen)
         try:
-            begin = functools.partial(start, idempotency_key=args.idempotency_key, run_id=run_id)
+            begin = functools.partial(astart, idempotency_key=args.idempotency_key, run_id=run_id)
             report = asyncio.run(
                 _run(begin, c.plan, data, store, on_event, args.fail, args.simulate)
             )
