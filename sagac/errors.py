@@ -30,7 +30,6 @@ This module imports only the standard library: the compiler, the runtime and the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -306,7 +305,9 @@ class LeaseHeld(StoreError):
 
 def _rfc3339(epoch: float) -> str:
     """As `sagac.runtime.clock.rfc3339` (which caches for the hot path; this module must not
-    import the runtime)."""
+    import the runtime; imported here: `--help` never formats a time)."""
+    from datetime import UTC, datetime
+
     sec, ms = divmod(int(epoch * 1000), 1000)
     return f"{datetime.fromtimestamp(sec, UTC).strftime('%Y-%m-%dT%H:%M:%S')}.{ms:03d}Z"
 

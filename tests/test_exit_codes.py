@@ -76,3 +76,15 @@ def test_every_error_and_run_status_maps_to_a_member() -> None:
         assert isinstance(cls.exit_code, ExitCode), cls
         assert cls.code.isupper(), cls
     assert all(isinstance(code, ExitCode) for code in EXIT_CODES.values())
+
+
+def test_lease_held_names_its_time_as_the_journal_writes_times() -> None:
+    """`sagac.errors` may not import the runtime's clock: its own formatting must match it."""
+    from sagac.runtime.clock import rfc3339
+
+    from sagac.errors import LeaseHeld
+
+    for t in (0.0, 1.0005, 1764770000.999, 1764770000.9999, 4102444800.25):
+        error = LeaseHeld("r1", "me@host:1/x", t)
+        assert error.message.endswith(f"holds it until {rfc3339(t)}")
+        assert error.exit_code == ExitCode.BUSY == 75

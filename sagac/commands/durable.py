@@ -1,6 +1,6 @@
 """`sagac resume`, `cancel`, `approve` and `reject`: act on runs in the durable journal.
 
-Thin drivers over `sagac.runtime.resume` and `sagac.runtime.approvals`. Exit codes beyond the
+Thin drivers over the public API (`sagac.aresume`, `acancel`, `adecide`). Exit codes beyond the
 run's own (0/1/2/3): 64 usage (unknown run, bad arguments, reused idempotency key), 65 changed
 definition (resume without --force), 70 the journal could not be written (the run is named
 with its resume command), 73 the --events file cannot be written, 75 the run is held by

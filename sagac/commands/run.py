@@ -1,8 +1,9 @@
 """`sagac run`: run a saga once and print its report.
 
-A thin driver over `sagac.runtime.api`: parse the input, call `arun`, print live progress (rich
-in a terminal; plain lines when stderr is not a TTY or NO_COLOR is set) on stderr and the report
-(a table, or JSON with `--json`) on stdout, and map the run's status to the exit code.
+A thin driver over the public API: parse the input, call `sagac.astart` (`arun` with a lease
+and an optional idempotency key), print live progress (rich in a terminal; plain lines when
+stderr is not a TTY or NO_COLOR is set) on stderr and the report (a table, or JSON with
+`--json`) on stdout, and map the run's status to the exit code.
 """
 
 from __future__ import annotations
