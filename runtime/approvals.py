@@ -28,7 +28,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sagac.compiler.errors import UsageError
 from sagac.runtime.clock import rfc3339
 
 from sagac.errors import (
@@ -40,6 +39,7 @@ from sagac.errors import (
     NotAnApprover,
     RunNotFound,
     TokenUsed,
+    UsageError,
 )
 
 from .store.base import Event, Store

@@ -19,9 +19,10 @@ CLI returns for it, a member of `ExitCode`:
     ├── GraphvizMissing (69), GraphvizFailed (70)
     └── OutputError (CANNOT_WRITE, 73)
 
-Exceptions that never reach a user (`NodeFailed`, `AttemptsFailed` and the foreach item's
-failure in the runtime, `TooLarge` in the loader) are control flow between the parts that raise
-and catch them, and stay in those modules.
+Exceptions that never reach a user stay in the modules that raise and catch them: `NodeFailed`,
+`AttemptsFailed` and the foreach item's failure are control flow inside the runtime, and the
+loader's `TooLarge` (exported, for `read_limited`) is turned by its caller into the error that
+names what was too large.
 
 This module imports only the standard library: the compiler, the runtime and the CLI's
 `--help` all import it, and it must never pull in the runtime or a heavy library.
