@@ -1,8 +1,9 @@
-"""The `sagac` command: a thin driver over the public API.
+"""The `sagac` command: a thin driver over the public API (`sagac.__all__`).
 
 It parses arguments, calls one function, prints, and maps outcomes to the exit codes of the
-spec (section 8). Commands live in `sagac.commands.*`, each registering its own sub-parser.
-A `SagacError` becomes a one-line message and its exit code, never a traceback.
+spec (section 8), each a member of `sagac.errors.ExitCode`. Commands live in
+`sagac.commands.*`, each registering its own sub-parser. A `SagacError` becomes a one-line
+message and its exit code, never a traceback.
 """
 
 from __future__ import annotations

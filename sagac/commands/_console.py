@@ -202,14 +202,6 @@ def print_decision_help(run_id: str, gate: str, token: str, stream: Any) -> None
     )
 
 
-def _line_text(compilations: dict[str, Compilation]) -> Any:
-    def line(file: str, n: int) -> str:
-        c = compilations.get(file)
-        return c.document.line_text(n) if c and c.document else ""
-
-    return line
-
-
 def describe_request(row: Mapping[str, Any]) -> list[str]:
     """What is being decided, as lines: the rendered message and the values it came from."""
     lines = [
@@ -223,6 +215,14 @@ def describe_request(row: Mapping[str, Any]) -> list[str]:
     lines.append(f"deadline  {row['deadline'] or 'none'}")
     lines.append(f"requested {row['requested_at']}  (definition {row['definition_hash']})")
     return lines
+
+
+def _line_text(compilations: dict[str, Compilation]) -> Any:
+    def line(file: str, n: int) -> str:
+        c = compilations.get(file)
+        return c.document.line_text(n) if c and c.document else ""
+
+    return line
 
 
 def print_diagnostics(results: list[Compilation], fmt: str) -> None:
