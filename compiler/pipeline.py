@@ -12,10 +12,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sagac.errors import DefinitionError
+
 from . import ir
 from .checks import check_ids, check_semantics
 from .diagnostics import Diagnostic, Severity
-from .errors import DefinitionError
 from .graph import SagaGraph, build_graph
 from .loader import Document, load_file, load_text
 from .lower import lower

@@ -10,18 +10,19 @@ synchronous programs. `aresume` continues a run from its journal in a store.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sagac.compiler import ir
-from sagac.compiler.errors import InputError, SagacError, UsageError
 from sagac.compiler.pipeline import load
 from sagac.compiler.plan import Plan
 
+from sagac.errors import DefinitionChanged, InputError, SecretMissing, UsageError
+
 from .clock import Clock
-from .errors import SecretMissing
 from .events import EventCallback
 from .executor import Executor
 from .journal import replay
@@ -31,12 +32,10 @@ from .report import RunReport
 from .store.base import Store
 from .store.memory import MemoryStore
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 FailSpec = Mapping[str, str | None] | list[str] | tuple[str, ...] | None
-
-
-class DefinitionChanged(SagacError):
-    code = "DEFINITION_CHANGED"
-    exit_code = 65
 
 
 def as_plan(plan_or_path: Plan | str | Path) -> Plan:
@@ -249,46 +248,42 @@ async def aresume(
         return await executor.run()
 
 
-async def _owning_loop(coro: Any) -> RunReport:
+async def _owning_loop(coro: Coroutine[Any, Any, R]) -> R:
     from sagac.runtime.actions import aclose_clients
 
     try:
-        report: RunReport = await coro
-        return report
+        return await coro
     finally:
         await aclose_clients()  # the pooled http clients belong to this (our own) loop
 
 
-def run(
-    plan_or_path: Plan | str | Path,
-    input: Any,
-    *,
-    store: Store | None = None,
-    on_event: EventCallback | None = None,
-    fail: FailSpec = None,
-    simulate: bool = False,
-    clock: Clock | None = None,
-    secrets: Mapping[str, str] | None = None,
-    run_id: str | None = None,
-) -> RunReport:
-    """`arun` for synchronous programs (runs its own event loop)."""
-    return asyncio.run(
-        _owning_loop(
-            arun(
-                plan_or_path,
-                input,
-                store=store,
-                on_event=on_event,
-                fail=fail,
-                simulate=simulate,
-                clock=clock,
-                secrets=secrets,
-                run_id=run_id,
-            )
+def synchronous(
+    afn: Callable[P, Coroutine[Any, Any, R]], name: str | None = None, doc: str | None = None
+) -> Callable[P, R]:
+    """The synchronous twin of the coroutine function `afn`, with its signature (and its
+    docstring, or `doc`), named `name`. Each call runs `afn` in an event loop of its own and
+    closes the loop's pooled http clients; called inside a running loop it is refused, as
+    `asyncio.run` refuses (await `afn` there instead)."""
+
+    @functools.wraps(afn)
+    def sync(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(_owning_loop(afn(*args, **kwargs)))
+        instead = f": await {afn.__name__}() instead" if afn.__name__ != sync.__name__ else ""
+        raise RuntimeError(
+            f"{sync.__name__}() runs its own event loop and cannot be called from a running"
+            f" one{instead}"
         )
-    )
+
+    if name is not None:
+        sync.__name__ = name
+        sync.__qualname__ = name
+    if doc is not None:
+        sync.__doc__ = doc
+    return sync
 
 
-def resume(plan_or_path: Plan | str | Path, run_id: str, store: Store, **kwargs: Any) -> RunReport:
-    """`aresume` for synchronous programs."""
-    return asyncio.run(_owning_loop(aresume(plan_or_path, run_id, store, **kwargs)))
+run = synchronous(arun, "run", "`arun` for synchronous programs (runs its own event loop).")
+resume = synchronous(aresume, "resume", "`aresume` for synchronous programs.")

@@ -28,9 +28,19 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sagac.compiler.errors import UsageError
 from sagac.runtime.clock import rfc3339
-from sagac.runtime.errors import ApprovalRefused, RunNotFound
+
+from sagac.errors import (
+    ApprovalExpired,
+    ApprovalRefused,
+    BadToken,
+    DefinitionMismatch,
+    GateNotPending,
+    NotAnApprover,
+    RunNotFound,
+    TokenUsed,
+    UsageError,
+)
 
 from .store.base import Event, Store
 from .store.sqlite import add_audit, append_external, get_approval, get_run_sync, group_members
@@ -39,30 +49,6 @@ from .store.sqlite import add_audit, append_external, get_approval, get_run_sync
 # live now (`sagac groups`).
 GROUPS_ENV = "SAGAC_GROUPS"
 TOKEN_BYTES = 24
-
-
-class NotAnApprover(ApprovalRefused):
-    code = "NOT_AN_APPROVER"
-
-
-class BadToken(ApprovalRefused):
-    code = "BAD_TOKEN"
-
-
-class TokenUsed(ApprovalRefused):
-    code = "TOKEN_USED"
-
-
-class GateNotPending(ApprovalRefused):
-    code = "GATE_NOT_PENDING"
-
-
-class ApprovalExpired(ApprovalRefused):
-    code = "APPROVAL_EXPIRED"
-
-
-class DefinitionMismatch(ApprovalRefused):
-    code = "DEFINITION_CHANGED"
 
 
 def new_token() -> tuple[str, str]:
@@ -354,21 +340,6 @@ async def pending(store: Store, run_id: str | None = None) -> list[dict[str, Any
         return []
     rows: list[dict[str, Any]] = await store.approvals(run_id, status="pending")
     return rows
-
-
-def describe_request(row: Mapping[str, Any]) -> list[str]:
-    """What is being decided, as lines: the rendered message and the values it came from."""
-    lines = [
-        f"run       {row['run_id']}",
-        f"gate      {row['gate']}  (key {row['key']})",
-        f"message   {row['message'] or '(none)'}",
-    ]
-    for name, value in (row.get("context") or {}).items():
-        lines.append(f"  {name} = {value!r}")
-    lines.append(f"approvers {', '.join(row['approvers'])}")
-    lines.append(f"deadline  {row['deadline'] or 'none'}")
-    lines.append(f"requested {row['requested_at']}  (definition {row['definition_hash']})")
-    return lines
 
 
 def message_context(template: str | None, scope: Mapping[str, Any]) -> dict[str, Any]:

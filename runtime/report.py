@@ -11,17 +11,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from sagac.errors import ExitCode
+
 RunStatus = Literal[
     "running", "waiting_approval", "succeeded", "compensated", "compensation_failed", "failed"
 ]
 
-EXIT_CODES: dict[str, int] = {
-    "succeeded": 0,
-    "compensated": 1,
-    "failed": 1,
-    "compensation_failed": 2,
-    "waiting_approval": 3,
-    "running": 1,
+EXIT_CODES: dict[str, ExitCode] = {
+    "succeeded": ExitCode.OK,
+    "compensated": ExitCode.FAILED,
+    "failed": ExitCode.FAILED,
+    "compensation_failed": ExitCode.COMPENSATION_FAILED,
+    "waiting_approval": ExitCode.WAITING_APPROVAL,
+    "running": ExitCode.FAILED,
 }
 
 

@@ -12,20 +12,21 @@ thin layers over this module.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sagac.compiler.errors import UsageError
 from sagac.compiler.plan import Plan
 
+from sagac.errors import DefinitionChanged, DefinitionUnavailable, IdempotencyConflict, UsageError
+
 from . import approvals
-from .api import DefinitionChanged, _owning_loop, aresume, arun, as_plan, validate_input
+from .api import aresume, arun, as_plan, synchronous, validate_input
 from .clock import new_run_id
 from .journal import RunState, replay
 from .leases import held
@@ -33,16 +34,6 @@ from .report import CompensationInfo, ErrorInfo, Failure, RunReport
 from .store.base import RunRecord, Store
 
 FINAL = frozenset({"succeeded", "compensated", "compensation_failed", "failed"})
-
-
-class IdempotencyConflict(UsageError):
-    """A run-level idempotency key reused with a different input (exit 64)."""
-
-    code = "IDEMPOTENCY_CONFLICT"
-
-
-class DefinitionUnavailable(UsageError):
-    code = "DEFINITION_UNAVAILABLE"
 
 
 def input_hash(data: Any) -> str:
@@ -103,7 +94,7 @@ async def _existing(
     run_kwargs: Mapping[str, Any],
 ) -> RunReport:
     """The run an idempotency key already belongs to: its report, or resumed to one."""
-    from sagac.runtime.errors import RunNotFound
+    from sagac.errors import RunNotFound
 
     try:
         record = await store.get_run(run_id)
@@ -241,7 +232,7 @@ async def _has_news(store: Store, record: RunRecord) -> bool:
 
 async def resume_all(store: Store, **kwargs: Any) -> list[tuple[str, RunReport | Exception]]:
     """Resume every runnable run, one after another; each outcome or the error it raised."""
-    from sagac.compiler.errors import SagacError
+    from sagac.errors import SagacError
 
     out: list[tuple[str, RunReport | Exception]] = []
     for record in await runnable(store):
@@ -269,37 +260,39 @@ async def cancel(store: Store, run_id: str, *, by: str, reason: str | None = Non
 # -- synchronous front doors (sagac.resume / approve / reject) ---------------------------------
 
 
-def _store_of(store: Store | str) -> Store:
-    if isinstance(store, str):
-        from .store import open_store
+@contextlib.asynccontextmanager
+async def _opened(store: Store | str) -> AsyncIterator[Store]:
+    """`store`, or the store at that URL, opened here and closed afterwards."""
+    if not isinstance(store, str):
+        yield store
+        return
+    from .store import open_store
 
-        return open_store(store)
-    return store
-
-
-async def _with_store(store: Store | str, work: Any) -> Any:
-    """Run `work(store)`, closing the store afterwards when it was opened here from a URL."""
-    s = _store_of(store)
+    opened = open_store(store)
     try:
-        return await _owning_loop(work(s))
+        yield opened
     finally:
-        if isinstance(store, str):
-            await s.close()
+        await opened.close()
 
 
-def resume_sync(run_id: str, *, store: Store | str, **kwargs: Any) -> RunReport:
+@synchronous
+async def resume_sync(run_id: str, *, store: Store | str, **kwargs: Any) -> RunReport:
     """`resume` for synchronous programs (sagac.resume; runs its own event loop)."""
-    report: RunReport = asyncio.run(_with_store(store, lambda s: resume(run_id, store=s, **kwargs)))
-    return report
+    async with _opened(store) as s:
+        return await resume(run_id, store=s, **kwargs)
 
 
-def cancel_sync(run_id: str, *, store: Store | str, by: str, reason: str | None = None) -> bool:
+@synchronous
+async def cancel_sync(
+    run_id: str, *, store: Store | str, by: str, reason: str | None = None
+) -> bool:
     """Ask a run to stop and compensate (sagac.cancel); see `cancel`."""
-    first: bool = asyncio.run(_with_store(store, lambda s: cancel(s, run_id, by=by, reason=reason)))
-    return first
+    async with _opened(store) as s:
+        return await cancel(s, run_id, by=by, reason=reason)
 
 
-def decide_sync(
+@synchronous
+async def decide_sync(
     run_id: str,
     gate: str,
     *,
@@ -313,17 +306,13 @@ def decide_sync(
     **resume_kwargs: Any,
 ) -> RunReport | None:
     """Record a decision (and, with `then_resume`, continue the run): sagac.approve/reject."""
-
-    async def go(s: Store) -> RunReport | None:
+    async with _opened(store) as s:
         await approvals.decide(
             s, run_id, gate, approved=approved, by=by, token=token, comment=comment, value=value
         )
         if not then_resume:
             return None
         return await resume(run_id, store=s, **resume_kwargs)
-
-    report: RunReport | None = asyncio.run(_with_store(store, go))
-    return report
 
 
 def approve(

@@ -1,8 +1,9 @@
-"""The `sagac` command: a thin driver over the public API.
+"""The `sagac` command: a thin driver over the public API (`sagac.__all__`).
 
 It parses arguments, calls one function, prints, and maps outcomes to the exit codes of the
-spec (section 8). Commands live in `sagac.commands.*`, each registering its own sub-parser.
-A `SagacError` becomes a one-line message and its exit code, never a traceback.
+spec (section 8), each a member of `sagac.errors.ExitCode`. Commands live in
+`sagac.commands.*`, each registering its own sub-parser. A `SagacError` becomes a one-line
+message and its exit code, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from sagac.compiler.errors import SagacError, UsageError
+from sagac.errors import ExitCode, SagacError, UsageError, exit_codes_epilog
 
 # Each module exposes `register(subparsers)`; the sub-parser's `func(args) -> int` runs it.
 COMMAND_MODULES = ("compile", "run", "durable", "groups", "inspect", "diagram")
-
-EXIT_USAGE = 64
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,11 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sagac",
         description="Compile and run declarative YAML sagas.",
-        epilog="Exit codes: 0 ok, 1 failed and compensated, 2 compensation failed, "
-        "3 waiting for approval, 4 invalid input, 64 usage, 65 invalid or changed saga, "
-        "69 a required program (Graphviz dot) is missing, 70 journal store error, 73 cannot "
-        "write an output file, 75 run held by another process, 77 not permitted, 130/143 "
-        "stopped by SIGINT/SIGTERM (a run it stopped is resumable).",
+        epilog=exit_codes_epilog(),
     )
     parser.add_argument("--version", action="version", version=f"sagac {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -63,7 +58,7 @@ def _main(argv: Sequence[str] | None) -> int:
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
-            return EXIT_USAGE
+            return ExitCode.USAGE
         code: int = args.func(args)
         return code
     except SagacError as e:
@@ -73,7 +68,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         print("sagac: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.SIGINT
 
 
 if __name__ == "__main__":  # pragma: no cover

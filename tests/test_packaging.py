@@ -22,7 +22,7 @@ def test_wheel_ships_one_package_with_schema(tmp_path: Path) -> None:
     assert top == {"sagac"}, top
     assert "sagac/schemas/saga.schema.json" in names
     assert "sagac/compiler/pipeline.py" in names
-    assert "sagac/runtime/errors.py" in names
+    assert "sagac/errors.py" in names
 
     site = tmp_path / "site"
     subprocess.run(

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from jinja2.exceptions import SecurityError
 from sagac.compiler.templates import environment
-from sagac.runtime.errors import StepError
 from sagac.runtime.templates import TemplateEngine
+
+from sagac.errors import StepError
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sagac.errors import GraphvizFailed, GraphvizMissing
+
     from ..plan import Plan
     from .diagrams import (
-        GraphvizFailed,
-        GraphvizMissing,
         dot_binary,
         render_dot,
         render_mermaid,

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 
 from markupsafe import Markup
 
-from ..errors import SagacError
+from sagac.errors import GraphvizFailed, GraphvizMissing
+
 from ..ir import require_kinds
 from ..plan import Plan
 from . import styles
@@ -58,27 +59,6 @@ _DOT_SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
 
 require_kinds(_MERMAID_SHAPES, "diagrams._MERMAID_SHAPES", SHAPES)
 require_kinds(_DOT_SHAPES, "diagrams._DOT_SHAPES", SHAPES)
-
-
-class GraphvizMissing(SagacError):
-    """Graphviz `dot` is needed (SVG and HTML output) and is not installed."""
-
-    code = "GRAPHVIZ_MISSING"
-    exit_code = 69  # EX_UNAVAILABLE
-
-    def __init__(self) -> None:
-        super().__init__(
-            "Graphviz `dot` is not installed: SVG and HTML output need it",
-            hint="apt-get install graphviz (or `make system-deps`); "
-            "--format mermaid and --format dot work without it",
-        )
-
-
-class GraphvizFailed(SagacError):
-    """`dot` rejected the DOT text or did not finish: a bug in the renderer."""
-
-    code = "GRAPHVIZ_FAILED"
-    exit_code = 70  # EX_SOFTWARE
 
 
 def _style(node: DNode) -> styles.Style:

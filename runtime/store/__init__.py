@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sagac.compiler.errors import UsageError
+from sagac.errors import UsageError
 
 if TYPE_CHECKING:
     from .base import Event, RunRecord, Store

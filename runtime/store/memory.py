@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sagac.runtime.clock import rfc3339
-from sagac.runtime.errors import RunNotFound, StoreError
+
+from sagac.errors import RunNotFound, StoreError
 
 from .base import Event, RunRecord, Store
 

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 
 from sagac.runtime.clock import rfc3339
-from sagac.runtime.errors import StoreError
+
+from sagac.errors import StoreError
 
 Migration = Callable[[sqlite3.Connection], None]
 

@@ -28,12 +28,13 @@ from typing import Any, TypeVar
 
 from sagac.runtime import codec
 from sagac.runtime.clock import rfc3339
-from sagac.runtime.errors import RunNotFound, StoreError
+
+from sagac.errors import LeaseHeld, RunNotFound, StoreError
 
 from .base import Event, RunRecord, Store
 from .migrations import READS_FROM, SCHEMA_VERSION, current_version, migrate
 from .sqlite_journal import Prepared, append_external, apply, next_seq
-from .sqlite_leases import LeaseHeld, check_lease, owner_alive
+from .sqlite_leases import check_lease, owner_alive
 from .sqlite_rows import (
     APPROVAL_COLUMNS,
     RUN_COLUMNS,

@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sagac.runtime.clock import rfc3339
-from sagac.runtime.errors import RunNotFound
+
+from sagac.errors import RunNotFound
 
 from .base import Event
 from .sqlite_leases import check_lease

@@ -13,24 +13,7 @@ import os
 import socket
 import sqlite3
 
-from sagac.runtime.clock import rfc3339
-from sagac.runtime.errors import StoreError
-
-
-class LeaseHeld(StoreError):
-    """The run is leased by another live owner (`owner`, until `expires_at`, epoch seconds)."""
-
-    code = "RUN_BUSY"
-    exit_code = 75
-
-    def __init__(self, run_id: str, owner: str, expires_at: float) -> None:
-        super().__init__(
-            # The holder may be the run's first process or a resumer: say neither.
-            f"run {run_id} is in progress in another process: {owner} holds it until"
-            f" {rfc3339(expires_at)}",
-            hint="wait for it to finish, or retry after that time if its owner died",
-        )
-        self.run_id, self.owner, self.expires_at = run_id, owner, expires_at
+from sagac.errors import LeaseHeld
 
 
 def check_lease(c: sqlite3.Connection, run_id: str, owner: str | None, now: float) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 
 from sagac.runtime import codec
 from sagac.runtime.clock import rfc3339
-from sagac.runtime.errors import RunNotFound
+
+from sagac.errors import RunNotFound
 
 from .base import RunRecord
 

@@ -27,7 +27,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sagac.runtime.errors import StoreError
+from sagac.errors import StoreError
 
 from .sqlite_journal import Prepared, apply_all, one_statement
 

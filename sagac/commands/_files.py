@@ -17,14 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-from sagac.compiler.errors import SagacError
-
-
-class OutputError(SagacError):
-    """An output file (`-o`, `--events`) could not be created or written."""
-
-    code = "CANNOT_WRITE"
-    exit_code = 73  # EX_CANTCREAT
+from sagac.errors import OutputError
 
 
 def _reason(e: OSError) -> str:

@@ -6,13 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sagac.compiler.errors import UsageError
-
-EXIT_BUSY = 75
+from sagac.errors import UsageError
 
 
 def add_store_option(p: argparse.ArgumentParser) -> None:
-    from sagac.runtime.store import DEFAULT_STORE
+    from sagac import DEFAULT_STORE
 
     p.add_argument(
         "--store",
@@ -26,7 +24,7 @@ def open_existing(url: str, *, readonly: bool = False) -> Any:
     """The durable store at `url`; a missing file is a usage error, not a new empty journal.
     `readonly` (the inspection commands): opened only to read, never created, upgraded or
     written, so that a read-only journal can be inspected."""
-    from sagac.runtime.store import SQLITE_PREFIX, open_store
+    from sagac import SQLITE_PREFIX, open_store
 
     if url == "memory":
         raise UsageError(
@@ -49,8 +47,8 @@ def explain_interruption(error: Any, run_id: str, url: str, started: bool = True
     the journal keeps everything up to the failed write. `started`: whether the run is known
     to be in the journal (else it is looked up). A run held by another process (RUN_BUSY) was
     not interrupted: that error is returned as it is."""
-    from sagac.runtime.store import DEFAULT_STORE
-    from sagac.runtime.store.sqlite import LeaseHeld
+    from sagac import DEFAULT_STORE
+    from sagac.errors import LeaseHeld
 
     if isinstance(error, LeaseHeld):
         return error
@@ -82,7 +80,7 @@ def _recorded(url: str, run_id: str) -> bool:
     """Whether run `run_id` is in the journal at `url` (read only; False when unreadable)."""
     import asyncio
 
-    from sagac.compiler.errors import SagacError
+    from sagac.errors import SagacError
 
     async def find() -> bool:
         store = open_existing(url, readonly=True)

@@ -7,10 +7,12 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the compiler loads when a command runs, not for `--help`
-    from sagac.compiler.pipeline import Compilation
+from sagac.errors import ExitCode
 
-EXIT_OK, EXIT_INVALID = 0, 65
+from ._console import print_diagnostics
+
+if TYPE_CHECKING:  # the compiler loads when a command runs, not for `--help`
+    pass
 
 
 def register(sub: Any) -> None:
@@ -42,34 +44,11 @@ def add_no_import(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _line_text(compilations: dict[str, Compilation]) -> Any:
-    def line(file: str, n: int) -> str:
-        c = compilations.get(file)
-        return c.document.line_text(n) if c and c.document else ""
-
-    return line
-
-
-def _print_diagnostics(results: list[Compilation], fmt: str) -> None:
-    from sagac.compiler.formatting import format_json, format_sarif, format_text
-
-    diags = [d for c in results for d in c.diagnostics]
-    if fmt == "json":
-        print(format_json(diags))
-    elif fmt == "sarif":
-        from sagac import __version__
-
-        print(format_sarif(diags, __version__))
-    elif diags:
-        print(format_text(diags, _line_text({c.file: c for c in results})), file=sys.stderr)
-
-
 def validate(args: argparse.Namespace) -> int:
-    from sagac.compiler.diagnostics import Severity
-    from sagac.compiler.pipeline import compile_file
+    from sagac import Severity, compile_file
 
     results = [compile_file(f, imports=not args.no_import) for f in args.files]
-    _print_diagnostics(results, args.format)
+    print_diagnostics(results, args.format)
     failed = [c for c in results if not c.ok(strict=args.strict)]
     if args.format == "text":
         n_err = sum(d.level is Severity.ERROR for c in results for d in c.diagnostics)
@@ -79,29 +58,29 @@ def validate(args: argparse.Namespace) -> int:
             f"{status}: {len(results)} file(s), {n_err} error(s), {n_warn} warning(s)",
             file=sys.stderr if failed else sys.stdout,
         )
-    return EXIT_INVALID if failed else EXIT_OK
+    return ExitCode.INVALID_DEFINITION if failed else ExitCode.OK
 
 
 def compile_(args: argparse.Namespace) -> int:
-    from sagac.compiler.pipeline import compile_file
+    from sagac import compile_file
 
     c = compile_file(args.file, imports=not args.no_import)
     if c.plan is None or not c.ok(strict=args.strict):
-        _print_diagnostics([c], "text")
-        return EXIT_INVALID
+        print_diagnostics([c], "text")
+        return ExitCode.INVALID_DEFINITION
     if c.diagnostics:
-        _print_diagnostics([c], "text")
+        print_diagnostics([c], "text")
     print(c.plan.model_dump_json(indent=2, by_alias=True))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def schema(args: argparse.Namespace) -> int:
     if args.plan:
-        from sagac.compiler.plan import Plan
+        from sagac import Plan
 
         print(json.dumps(Plan.model_json_schema(by_alias=True), indent=2))
     else:
-        from sagac.compiler.schema import saga_schema
+        from sagac import saga_schema
 
         print(json.dumps(saga_schema(), indent=2))
-    return EXIT_OK
+    return ExitCode.OK

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sagac import FORMATS
+from sagac.commands._console import print_diagnostics
 from sagac.commands._files import write_output
 from sagac.commands._store import add_store_option, open_existing
-from sagac.compiler.errors import UsageError
-from sagac.compiler.render import FORMATS
+from sagac.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:  # the compiler and renderers load when a command runs, not for `--help`
-    from sagac.compiler.pipeline import Compilation
+    from sagac import Compilation
 
-EXIT_OK, EXIT_INVALID = 0, 65
 MAX_EVENTS_BYTES = 256 * 1024 * 1024  # an events file is read whole: refuse a larger one
 
 
@@ -67,7 +67,7 @@ def register(sub: Any) -> None:
 
 def read_events(path: str) -> list[dict[str, Any]]:
     """Events from a JSON-lines file (or a JSON array); blank lines are skipped."""
-    from sagac.compiler.loader import TooLarge, read_limited
+    from sagac import TooLarge, read_limited
 
     try:
         text = read_limited(path, MAX_EVENTS_BYTES).decode("utf-8-sig")
@@ -128,16 +128,11 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 def _compile(file: str) -> Compilation | None:
     """The compilation of `file`, printing its diagnostics; None when it has errors."""
-    from sagac.compiler.formatting import format_text
-    from sagac.compiler.pipeline import compile_file
+    from sagac import compile_file
 
     c = compile_file(file)
-    if c.diagnostics and (c.plan is None or not c.ok()):
-        lines = {c.file: c.document.line_text} if c.document else {}
-        print(
-            format_text(c.diagnostics, lambda f, n: lines[f](n) if f in lines else ""),
-            file=sys.stderr,
-        )
+    if c.plan is None or not c.ok():
+        print_diagnostics([c], "text")
     return c if c.plan is not None and c.ok() else None
 
 
@@ -187,7 +182,7 @@ def _check_events(plan: Any, events: list[dict[str, Any]], path: str) -> None:
 
 
 def diagram(args: argparse.Namespace) -> int:
-    from sagac.compiler.render import overlay_from_events, overlay_with_report, render
+    from sagac import overlay_from_events, overlay_with_report, render
 
     if args.run and args.events:
         raise UsageError("--run and --events both name a run; give one")
@@ -195,31 +190,31 @@ def diagram(args: argparse.Namespace) -> int:
         run = _read_run(args.store, args.run)
         c = _run_plan(run, args.file)
         if c is None or c.plan is None:
-            return EXIT_INVALID
+            return ExitCode.INVALID_DEFINITION
         run_overlay = overlay_with_report(overlay_from_events(run.events), run.report)
         _write(render(c.plan, args.format, run_overlay), args.output)
-        return EXIT_OK
+        return ExitCode.OK
     if not args.file:
         raise UsageError("name a saga FILE (or a run: --run RUN_ID)")
     c = _compile(args.file)
     if c is None or c.plan is None:
-        return EXIT_INVALID
+        return ExitCode.INVALID_DEFINITION
     overlay = None
     if args.events:
         events = read_events(args.events)
         _check_events(c.plan, events, args.events)
         overlay = overlay_from_events(events)
     _write(render(c.plan, args.format, overlay), args.output)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def report(args: argparse.Namespace) -> int:
-    from sagac.compiler.render import render_report_html
+    from sagac import render_report_html
 
     run = _read_run(args.store, args.run_id)
     c = _run_plan(run, None)
     if c is None or c.plan is None:
-        return EXIT_INVALID
+        return ExitCode.INVALID_DEFINITION
     html = render_report_html(c.plan, run.report, run.events, run.approvals, run.audit)
     name = f"sagac-report-{args.run_id}.html"
     out = Path(args.output or name)
@@ -227,4 +222,4 @@ def report(args: argparse.Namespace) -> int:
         out = out / name
     write_output(out, html, "the report")  # whole or not at all; exit 73 if it cannot
     print(f"wrote {out}")
-    return EXIT_OK
+    return ExitCode.OK

@@ -1,6 +1,6 @@
 """`sagac resume`, `cancel`, `approve` and `reject`: act on runs in the durable journal.
 
-Thin drivers over `sagac.runtime.resume` and `sagac.runtime.approvals`. Exit codes beyond the
+Thin drivers over the public API (`sagac.aresume`, `acancel`, `adecide`). Exit codes beyond the
 run's own (0/1/2/3): 64 usage (unknown run, bad arguments, reused idempotency key), 65 changed
 definition (resume without --force), 70 the journal could not be written (the run is named
 with its resume command), 73 the --events file cannot be written, 75 the run is held by
@@ -16,8 +16,10 @@ import json
 import sys
 from typing import Any
 
-from sagac.compiler.errors import SagacError, UsageError
+from sagac.errors import ExitCode, SagacError, UsageError
 
+from ._console import Progress, describe_request, event_sink, print_report
+from ._driving import closing, interrupted
 from ._store import add_store_option, current_user, explain_interruption, open_existing
 
 MAX_TOKEN_CHARS = 4096  # a token is ~43 characters: read no more than this from stdin
@@ -88,7 +90,6 @@ def _driving(args: argparse.Namespace) -> tuple[Any, Any]:
     """The `on_event` of a command that may run a saga (progress lines, `--events`), and the
     events file to close after it."""
     from ._files import EventsFile
-    from .run import Progress, event_sink
 
     events = EventsFile(args.events) if args.events else None
     return event_sink(Progress(sys.stderr), events), events
@@ -100,10 +101,10 @@ def _drive(args: argparse.Namespace, store: Any, coro: Any, driving: set[str], e
     it."""
     import asyncio
 
-    from sagac.runtime.errors import StoreError
+    from sagac.errors import StoreError
 
     try:
-        return asyncio.run(_closing(store, coro))
+        return asyncio.run(closing(store, coro))
     except StoreError as e:
         if not driving:
             raise
@@ -113,44 +114,15 @@ def _drive(args: argparse.Namespace, store: Any, coro: Any, driving: set[str], e
             events.close()
 
 
-def _print_report(report: Any, as_json: bool) -> None:
-    from .run import print_table
-
-    if as_json:
-        print(json.dumps(report.to_json_dict(tokens=True), indent=2))
-    else:
-        print_table(report, sys.stdout)
-    if report.status == "waiting_approval":
-        _print_pending(report)
-
-
-def _print_pending(report: Any) -> None:
-    """How to decide each gate the run now waits at (tokens only when this process got them)."""
-    tokens: dict[str, str] = getattr(report, "approval_tokens", None) or {}
-    for gate, token in tokens.items():
-        print_decision_help(report.run_id, gate, token, sys.stderr)
-
-
-def print_decision_help(run_id: str, gate: str, token: str, stream: Any) -> None:
-    print(
-        f"\nrun {run_id} waits for approval at gate {gate!r}. Decide with:\n"
-        f"  sagac approve {run_id} --gate {gate} --as USER --token {token} --resume\n"
-        f"  sagac reject  {run_id} --gate {gate} --as USER --token {token} --reason R --resume\n"
-        "This token is shown once and stored only as a hash: keep it.",
-        file=stream,
-    )
-
-
 def resume(args: argparse.Namespace) -> int:
-    from sagac.runtime.resume import resume as aresume
-    from sagac.runtime.resume import resume_all
+    from sagac import aresume, aresume_all
 
     if bool(args.run_id) == bool(args.all):
         raise UsageError("give either RUN_ID or --all", hint="sagac resume RUN_ID | --all")
     store = open_existing(args.store)
     on_event, events = _driving(args)
     if args.all:
-        every = resume_all(store, force=args.force, on_event=on_event)
+        every = aresume_all(store, force=args.force, on_event=on_event)
         outcomes = _drive(args, store, every, set(), events)
     else:
         one = aresume(args.run_id, store=store, plan=args.file, force=args.force, on_event=on_event)
@@ -159,12 +131,12 @@ def resume(args: argparse.Namespace) -> int:
     if stopped is not None:
         return stopped
     if not args.all:
-        _print_report(report, args.json)
+        print_report(report, args.json)
         return int(report.exit_code)
-    worst, rows = 0, []
+    worst, rows = ExitCode.OK, []
     for run_id, out in outcomes:
         if isinstance(out, Exception):
-            code = getattr(out, "exit_code", 1)
+            code = getattr(out, "exit_code", ExitCode.FAILED)
             error = getattr(out, "code", "ERROR")
             rows.append({"run_id": run_id, "error": error, "message": str(out)})
             line = f"{run_id}  error[{error}] {out}"
@@ -183,9 +155,7 @@ def resume(args: argparse.Namespace) -> int:
 
 
 def cancel(args: argparse.Namespace) -> int:
-    from sagac.runtime.resume import FINAL
-    from sagac.runtime.resume import cancel as acancel
-    from sagac.runtime.resume import resume as aresume
+    from sagac import FINAL_STATUSES, acancel, aresume
 
     store = open_existing(args.store)
     by = args.user or current_user()
@@ -197,7 +167,7 @@ def cancel(args: argparse.Namespace) -> int:
         record = await store.get_run(args.run_id)
         note = "recorded" if first else "was already recorded"
         print(f"cancel request for run {args.run_id} {note} (status {record.status})", file=info)
-        if record.status in FINAL:
+        if record.status in FINAL_STATUSES:
             print("the run has already finished: nothing to cancel", file=sys.stderr)
             return record
         lease = await store.get_lease(args.run_id)
@@ -220,18 +190,16 @@ def cancel(args: argparse.Namespace) -> int:
                     indent=2,
                 )
             )
-        return 0
+        return ExitCode.OK
     stopped = interrupted(out)
     if stopped is not None:
         return stopped
-    _print_report(out, args.json)
+    print_report(out, args.json)
     return int(out.exit_code)
 
 
 def decide(args: argparse.Namespace) -> int:
-    from sagac.runtime import approvals
-    from sagac.runtime.resume import plan_of
-    from sagac.runtime.resume import resume as aresume
+    from sagac import adecide, aresume, plan_of
 
     store = open_existing(args.store)
     token = sys.stdin.readline(MAX_TOKEN_CHARS).strip() if args.token == "-" else args.token
@@ -248,12 +216,12 @@ def decide(args: argparse.Namespace) -> int:
         record = await store.get_run(args.run_id)
         rows = [r for r in await store.approvals(args.run_id) if r["gate"] == args.gate]
         if rows:  # what is being decided, before anything is recorded
-            print("\n".join(approvals.describe_request(rows[0])), file=info)
+            print("\n".join(describe_request(rows[0])), file=info)
         definition_hash = None
         # A file that is gone or broken cannot be compared; the stored hashes still bind.
         with contextlib.suppress(SagacError):
             definition_hash = plan_of(record, args.file).hash
-        event = await approvals.decide(
+        event = await adecide(
             store,
             args.run_id,
             args.gate,
@@ -283,54 +251,9 @@ def decide(args: argparse.Namespace) -> int:
                     default=str,
                 )
             )
-        return 0
+        return ExitCode.OK
     stopped = interrupted(out)
     if stopped is not None:
         return stopped
-    _print_report(out, args.json)
+    print_report(out, args.json)
     return int(out.exit_code)
-
-
-async def _closing(store: Any, coro: Any) -> Any:
-    """Await `coro` (which drives runs) and close what it used. A SIGINT or SIGTERM stops it
-    cleanly (see `sagac.runtime.interrupts`); then the `Interrupt` is returned instead."""
-    import asyncio
-
-    from sagac.runtime.actions import aclose_clients
-    from sagac.runtime.interrupts import stop_on_signals
-
-    try:
-        with stop_on_signals() as interrupt:
-            try:
-                return await coro
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if interrupt.signal is None or task is None:
-                    raise
-                task.uncancel()
-                return interrupt
-    finally:
-        await aclose_clients()
-        await store.close()
-
-
-def interrupted(outcome: Any) -> int | None:
-    """When a signal stopped the command: say which runs it left resumable and how to go
-    on; the exit code (128 + the signal's number). None for any other outcome."""
-    from sagac.runtime.interrupts import Interrupt
-
-    if not isinstance(outcome, Interrupt):
-        return None
-    for run_id in outcome.runs:
-        print(
-            f"sagac: run {run_id} stopped by {outcome.name}: its work in flight was stopped, "
-            f"nothing was undone, and it is resumable (status interrupted). Continue it with:\n"
-            f"  sagac resume {run_id}",
-            file=sys.stderr,
-        )
-    if not outcome.runs:
-        print(
-            f"sagac: stopped by {outcome.name} (no run in a durable journal to resume)",
-            file=sys.stderr,
-        )
-    return outcome.exit_code

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from sagac.compiler.errors import UsageError
+from sagac.errors import ExitCode, UsageError
 
 from ._store import add_store_option, open_existing, using
 
@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
 def _open(url: str, create: bool, readonly: bool = False) -> Any:
     """The durable store at `url`. `add` may create the journal (groups are often set up before
     any run); `remove` and `list` never do."""
-    from sagac.runtime.store import SQLITE_PREFIX, open_store
+    from sagac import SQLITE_PREFIX, open_store
 
     if url == "memory":
         raise UsageError(
@@ -52,7 +52,7 @@ def _open(url: str, create: bool, readonly: bool = False) -> Any:
 
 
 def change(args: argparse.Namespace) -> int:
-    from sagac.runtime.approvals import check_group_name, check_user_names
+    from sagac import check_group_name, check_user_names
 
     group = check_group_name(args.group)
     users = check_user_names(args.users)
@@ -68,11 +68,11 @@ def change(args: argparse.Namespace) -> int:
     rest = [u for u in dict.fromkeys(users) if u not in done]
     if rest:
         print(f"{', '.join(rest)} {'was' if len(rest) == 1 else 'were'} {already} group:{group}")
-    return 0
+    return ExitCode.OK
 
 
 def list_groups(args: argparse.Namespace) -> int:
-    from sagac.runtime.approvals import check_group_name
+    from sagac import check_group_name
 
     group = check_group_name(args.group) if args.group else None
     groups = using(_open(args.store, False, readonly=True), lambda s: s.group_members(group))
@@ -82,9 +82,9 @@ def list_groups(args: argparse.Namespace) -> int:
         )
     if args.json:
         print(json.dumps(groups, indent=2))
-        return 0
+        return ExitCode.OK
     if not groups:
         print("no groups (add members with `sagac groups add GROUP USER`)", file=sys.stderr)
     for name, members in groups.items():
         print(f"group:{name}  {', '.join(members)}")
-    return 0
+    return ExitCode.OK

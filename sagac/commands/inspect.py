@@ -7,8 +7,9 @@ import json
 import sys
 from typing import Any
 
-from sagac.compiler.errors import UsageError
+from sagac.errors import ExitCode, UsageError
 
+from ._console import describe, describe_request, print_table
 from ._store import add_store_option, open_existing, using
 
 
@@ -64,7 +65,7 @@ def _read(args: argparse.Namespace, fn: Any) -> Any:
 
 
 def runs(args: argparse.Namespace) -> int:
-    from sagac.runtime.store.base import RUN_STATUSES
+    from sagac import RUN_STATUSES
 
     if args.status is not None and args.status not in RUN_STATUSES:
         raise UsageError(
@@ -90,21 +91,19 @@ def runs(args: argparse.Namespace) -> int:
             for r in records
         ]
         print(json.dumps(rows, indent=2))
-        return 0
+        return ExitCode.OK
     if not records:
         print("no runs", file=sys.stderr)
-        return 0
+        return ExitCode.OK
     print(f"{'RUN':<32}  {'SAGA':<24}  {'STATUS':<19}  UPDATED")
     for r in records:
         flag = "  (cancel requested)" if r.meta.get("cancel_requested_at") else ""
         print(f"{r.run_id:<32}  {r.saga:<24}  {r.status:<19}  {r.updated_at}{flag}")
-    return 0
+    return ExitCode.OK
 
 
 def show(args: argparse.Namespace) -> int:
-    from sagac.runtime import approvals
-
-    from .run import describe, print_table
+    from sagac import apending_approvals
 
     async def fetch(s: Any) -> dict[str, Any]:
         record = await s.get_run(args.run_id)
@@ -112,7 +111,7 @@ def show(args: argparse.Namespace) -> int:
             "record": record,
             "steps": await s.steps(args.run_id),
             "events": await s.load_events(args.run_id),
-            "pending": await approvals.pending(s, args.run_id),
+            "pending": await apending_approvals(s, args.run_id),
             "lease": await s.get_lease(args.run_id),
         }
 
@@ -138,7 +137,7 @@ def show(args: argparse.Namespace) -> int:
                 default=str,
             )
         )
-        return 0
+        return ExitCode.OK
     print(f"run {record.run_id}  {record.saga} v{record.version}  {record.status}")
     print(f"definition {record.file or '?'}  {record.definition_hash}")
     if got["lease"]:
@@ -147,7 +146,7 @@ def show(args: argparse.Namespace) -> int:
         meta = record.meta
         print(f"cancel requested by {meta.get('cancel_by')}: {meta.get('cancel_reason')}")
     if record.report:
-        from sagac.runtime.report import RunReport
+        from sagac import RunReport
 
         print()
         print_table(RunReport.model_validate(record.report), sys.stdout)
@@ -165,12 +164,12 @@ def show(args: argparse.Namespace) -> int:
     if got["pending"]:
         print("\npending approvals")
         for row in got["pending"]:
-            print("  " + "\n  ".join(approvals.describe_request(row)))
+            print("  " + "\n  ".join(describe_request(row)))
             print(
                 f"  decide: sagac approve {record.run_id} --gate {row['gate']} --as USER"
                 " --token TOKEN [--resume]"
             )
-    return 0
+    return ExitCode.OK
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
@@ -195,7 +194,7 @@ def events(args: argparse.Namespace) -> int:
         else:
             rest = {k: v for k, v in e.items() if k not in ("type", "run_id", "seq", "at")}
             print(f"{e['seq']:>4} {e['at']} {e['type']:<22} {json.dumps(rest, default=str)}")
-    return 0
+    return ExitCode.OK
 
 
 def audit(args: argparse.Namespace) -> int:
@@ -208,7 +207,7 @@ def audit(args: argparse.Namespace) -> int:
     entries = _read(args, fetch)
     if args.json:
         print(json.dumps(entries, indent=2, default=str))
-        return 0
+        return ExitCode.OK
     for a in entries:
         where = "".join(f" {x}" for x in (a["run_id"], a["gate"]) if x)
         code = f" [{a['code']}]" if a["code"] else ""
@@ -217,4 +216,4 @@ def audit(args: argparse.Namespace) -> int:
         if a.get("os_user") and a["os_user"] != a["actor"]:
             actor += f" (os user {a['os_user']})"  # `--as` is a claim; this is who ran it
         print(f"{a['at']} {actor} {a['action']} {a['outcome']}{code}{where}{msg}")
-    return 0
+    return ExitCode.OK

@@ -1,8 +1,9 @@
 """`sagac run`: run a saga once and print its report.
 
-A thin driver over `sagac.runtime.api`: parse the input, call `arun`, print live progress (rich
-in a terminal; plain lines when stderr is not a TTY or NO_COLOR is set) on stderr and the report
-(a table, or JSON with `--json`) on stdout, and map the run's status to the exit code.
+A thin driver over the public API: parse the input, call `sagac.astart` (`arun` with a lease
+and an optional idempotency key), print live progress (rich in a terminal; plain lines when
+stderr is not a TTY or NO_COLOR is set) on stderr and the report (a table, or JSON with
+`--json`) on stdout, and map the run's status to the exit code.
 """
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import sys
-from typing import IO, Any
+from typing import Any
 
-from sagac.compiler.errors import InputError, UsageError
+from sagac.errors import ExitCode, InputError, UsageError
 
+from ._console import Progress, event_sink, print_diagnostics, print_report
+from ._driving import closing, interrupted
 from ._files import EventsFile
 
-EXIT_INVALID_INPUT, EXIT_INVALID_SAGA = 4, 65
 MAX_INPUT_BYTES = 64 * 1024 * 1024  # read at most this (+1 byte) of an input file or stdin
 
 
@@ -74,7 +75,7 @@ def register(sub: Any) -> None:
 def read_input(text: str) -> Any:
     """The run's input from `--input`: JSON text, `@path` (a file) or `-` (stdin), each read
     with a limit so that /dev/zero or an endless pipe ends in a message, not a MemoryError."""
-    from sagac.compiler.loader import TooLarge, read_limited, read_stream
+    from sagac import TooLarge, read_limited, read_stream
 
     if text == "-" or text.startswith("@"):
         where = "stdin" if text in ("-", "@-") else f"the input file {text[1:]}"
@@ -112,22 +113,17 @@ def _input_hint(plan: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from sagac.compiler.pipeline import compile_file
-    from sagac.runtime import store as stores
-    from sagac.runtime.api import validate_input
-    from sagac.runtime.clock import new_run_id
-    from sagac.runtime.errors import StoreError
-    from sagac.runtime.resume import start
+    from sagac import DEFAULT_STORE, astart, compile_file, new_run_id, open_store, validate_input
+    from sagac.errors import StoreError
 
     from ._store import explain_interruption
-    from .compile import _print_diagnostics
 
     # Checking python targets imports them now, as the run would, but before any side effect.
     c = compile_file(args.file, imports=not (args.no_import or args.simulate))
     if c.plan is None or not c.ok():
-        _print_diagnostics([c], "text")
-        return EXIT_INVALID_SAGA
-    url = args.store or stores.DEFAULT_STORE
+        print_diagnostics([c], "text")
+        return ExitCode.INVALID_DEFINITION
+    url = args.store or DEFAULT_STORE
     if args.idempotency_key is not None and url == "memory":
         raise UsageError(
             "--idempotency-key needs a durable store: --store memory forgets the key when"
@@ -147,11 +143,11 @@ def run(args: argparse.Namespace) -> int:
                 e.hint = _input_hint(c.plan)
             raise
         events = EventsFile(args.events) if args.events else None
-        store = stores.open_store(url)
+        store = open_store(url)
         progress = Progress(sys.stderr)
         on_event = event_sink(progress, events, seen)
         try:
-            begin = functools.partial(start, idempotency_key=args.idempotency_key, run_id=run_id)
+            begin = functools.partial(astart, idempotency_key=args.idempotency_key, run_id=run_id)
             report = asyncio.run(
                 _run(begin, c.plan, data, store, on_event, args.fail, args.simulate)
             )
@@ -160,8 +156,6 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if events is not None:
                 events.close()
-        from .durable import interrupted
-
         stopped = interrupted(report)
         if stopped is not None:
             return stopped
@@ -172,179 +166,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"  - {problem}", file=sys.stderr)
         if e.hint:
             print(f"  hint: {e.hint}", file=sys.stderr)
-        return EXIT_INVALID_INPUT
-    if args.json:
-        print(json.dumps(report.to_json_dict(tokens=True), indent=2))
-    else:
-        print_table(report, sys.stdout)
-    if report.status == "waiting_approval":
-        from .durable import print_decision_help
-
-        for gate, token in report.approval_tokens.items():
-            print_decision_help(report.run_id, gate, token, sys.stderr)
+        return ExitCode.INVALID_INPUT
+    print_report(report, args.json)
     code: int = report.exit_code
     return code
-
-
-def event_sink(progress: Progress, events: EventsFile | None, seen: list[str] | None = None) -> Any:
-    """The `on_event` of a command that runs a saga: the `--events` file, then the progress
-    lines; `seen` gets the run's id from its first event."""
-
-    def on_event(event: dict[str, Any]) -> None:
-        if seen is not None and not seen:
-            seen.append(event["run_id"])
-        if events is not None:
-            events.write(event)
-        progress.show(event)
-
-    return on_event
 
 
 async def _run(
     arun: Any, plan: Any, data: Any, store: Any, on_event: Any, fail: Any, simulate: bool
 ) -> Any:
-    from .durable import _closing
-
     started = arun(plan, data, store=store, on_event=on_event, fail=fail, simulate=simulate)
-    return await _closing(store, started)
-
-
-def _fancy(stream: IO[str]) -> bool:
-    return stream.isatty() and not os.environ.get("NO_COLOR")
-
-
-_STYLE = {
-    "step_completed": "green",
-    "compensation_completed": "cyan",
-    "step_failed": "red",
-    "compensation_failed": "bold red",
-    "step_retrying": "yellow",
-    "step_skipped": "dim",
-    "approval_requested": "magenta",
-    "saga_completed": "bold green",
-    "saga_failed": "bold red",
-    "saga_waiting": "bold magenta",
-}
-
-
-class Progress:
-    """One line per event worth seeing, coloured in a terminal."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self.console: Any = None
-        if _fancy(stream):
-            from rich.console import Console
-
-            self.console = Console(file=stream, highlight=False)
-        from sagac.runtime.progress import BatchProgress
-
-        self.batches = BatchProgress(stream, self.console)  # foreach: a bar, or periodic lines
-
-    def show(self, e: dict[str, Any]) -> None:
-        if self.batches.show(e):
-            return
-        line = describe(e)
-        if line is None:
-            return
-        if self.console is not None:
-            from rich.markup import escape
-
-            style = _STYLE.get(e["type"], "")
-            text = escape(line)
-            self.console.print(f"[{style}]{text}[/]" if style else text)
-        else:
-            print(line, file=self.stream, flush=True)
-
-
-def describe(e: dict[str, Any]) -> str | None:
-    t = e["type"]
-    step = e.get("step", "")
-    if e.get("item_index") is not None:
-        step = f"{step}[{e['item_index']}]"
-    err = e.get("error") or {}
-    if t == "saga_started":
-        simulated = " (simulated: no action is called)" if e.get("simulate") else ""
-        return f"▶ {e['saga']} v{e['version']} run {e['run_id']}{simulated}"
-    if t == "step_started":
-        return f"  … {step} (attempt {e.get('attempt', 1)})"
-    if t == "step_completed":
-        return f"  ✓ {step} {e.get('duration_ms', 0)} ms"
-    if t == "step_failed":
-        mark = "⊘" if e.get("cancelled") else "✗"
-        return f"  {mark} {step} {err.get('code')}: {err.get('message', '')}"
-    if t == "step_retrying":
-        return f"  ↻ {step} {err.get('code')}, retry in {e['delay_ms']} ms"
-    if t == "step_skipped":
-        return f"  - {step} skipped"
-    if t == "group_completed" and e.get("winner") is not None:
-        return f"  ✓ {step} won by branch {e['winner']}"
-    if t == "batch_progress":
-        return (
-            f"  ▸ {step} batch {e['batch']}/{e['total_batches']}: {e['processed']}/{e['total']}"
-            f" ({e['percent']}%), {e['failed']} failed"
-        )
-    if t == "approval_requested":
-        return f"  ⏸ {step} waits for approval by {', '.join(e['approvers'])}: {e.get('key')}"
-    if t == "compensation_completed":
-        return f"  ↶ undid {step}"
-    if t == "compensation_failed":
-        return f"  ✗ undo of {step} failed: {err.get('code')}: {err.get('message', '')}"
-    if t in ("saga_completed", "saga_failed", "saga_waiting"):
-        return f"■ {e['status']}"
-    if t == "saga_interrupted":
-        return f"■ interrupted by {e['signal']}"
-    if t == "saga_resumed" and e.get("ended_processes"):
-        return "\n".join(
-            f"  ⊘ ended process group {p['pgid']} left running by {p['step']} "
-            f"(attempt {p.get('attempt')}): pids {', '.join(map(str, p['pids']))}"
-            for p in e["ended_processes"]
-        )
-    return None
-
-
-def print_table(report: Any, stream: IO[str]) -> None:
-    if _fancy(stream):
-        from rich.console import Console
-        from rich.table import Table
-
-        console = Console(file=stream)
-        table = Table(title=f"{report.saga} v{report.version} — {report.status}", show_header=False)
-        table.add_column("field", style="bold")
-        table.add_column("value")
-        for k, v in _rows(report):
-            table.add_row(k, v)
-        console.print(table)
-        return
-    for k, v in _rows(report):
-        print(f"{k:<16} {v}", file=stream)
-
-
-def _rows(report: Any) -> list[tuple[str, str]]:
-    rows = [
-        ("run", report.run_id),
-        ("saga", f"{report.saga} v{report.version}"),
-        ("status", report.status),
-        ("duration", f"{report.duration_ms} ms"),
-    ]
-    if report.failure:
-        f = report.failure
-        where = f.step or "(saga)"
-        if f.item_index is not None:
-            where += f"[{f.item_index}]"
-        rows.append(("failure", f"{where}: {f.code} {f.message} (attempts: {f.attempts})"))
-    for e in report.errors:
-        where = e.step or "(saga)"
-        if e.branch:
-            where += f" in {e.branch}"
-        if e.item_index is not None:
-            where += f" item {e.item_index}"
-        rows.append(("error", f"{where}: {e.code} {e.message}".rstrip()))
-    for c in report.compensations:
-        step = c.step if c.item_index is None else f"{c.step}[{c.item_index}]"
-        rows.append(("compensation", f"{step}: {c.status} (attempts: {c.attempts})"))
-    if report.needs_attention:
-        rows.append(("needs attention", ", ".join(report.needs_attention)))
-    if report.output is not None:
-        rows.append(("output", json.dumps(report.output)))
-    return rows
+    return await closing(store, started)

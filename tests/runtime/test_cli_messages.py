@@ -86,9 +86,8 @@ def test_unset_secret_is_refused_before_anything_runs(saga, capsys) -> None:  # 
 
 
 def test_unset_secret_from_the_api(saga) -> None:  # type: ignore[no-untyped-def]
-    from sagac.runtime.errors import SecretMissing
-
     import sagac
+    from sagac.errors import SecretMissing
 
     path, _ = saga
     with pytest.raises(SecretMissing, match="PAY_KEY"):

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sagac.runtime.errors import StepError
 from sagac.runtime.redaction import Redactor
 from sagac.runtime.templates import TemplateEngine
+
+from sagac.errors import StepError
 
 SCOPE: dict[str, Any] = {
     "input": {"order_id": "o7", "amount": 12.5, "items": [{"sku": "A"}, {"sku": "B"}], "n": 3},

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from sagac.runtime.errors import StepError
+from sagac.errors import StepError
 
 calls: list[dict[str, Any]] = []
 
