@@ -64,7 +64,7 @@ def validate_input(plan: Plan, input: Any) -> None:
 
 def action_ids(plan: Plan) -> list[str]:
     """Nodes that call an action (what `fail=` may name)."""
-    return [n.id for n in plan.definition.walk() if isinstance(n, ir.TaskStep | ir.ForeachNode)]
+    return [n.id for n in plan.definition.walk() if ir.effectful(n) is not None]
 
 
 def fail_overrides(plan: Plan, fail: FailSpec) -> dict[str, ir.MockAction]:
