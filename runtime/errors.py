@@ -91,3 +91,29 @@ class ApprovalRefused(SagacError):
 
     code = "APPROVAL_REFUSED"
     exit_code = 77
+
+
+class LeaseHeld(StoreError):
+    """The run is leased by another live owner (`owner`, until `expires_at`, epoch seconds)."""
+
+    code = "RUN_BUSY"
+    exit_code = 75
+
+    def __init__(self, run_id: str, owner: str, expires_at: float) -> None:
+        from sagac.runtime.clock import rfc3339
+
+        super().__init__(
+            # The holder may be the run's first process or a resumer: say neither.
+            f"run {run_id} is in progress in another process: {owner} holds it until"
+            f" {rfc3339(expires_at)}",
+            hint="wait for it to finish, or retry after that time if its owner died",
+        )
+        self.run_id, self.owner, self.expires_at = run_id, owner, expires_at
+
+
+class DecisionConflict(StoreError):
+    """A store refused to record a gate's decision: the gate is no longer pending, or its
+    definition is no longer the one the decision was checked against. `approvals` reads the
+    gate again and turns this into the refusal it then deserves; it never reaches a user."""
+
+    code = "DECISION_CONFLICT"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagac.compiler.errors import UsageError
+
+if TYPE_CHECKING:
+    from sagac.runtime.store import Store
 
 EXIT_BUSY = 75
 
@@ -22,7 +25,7 @@ def add_store_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def open_existing(url: str, *, readonly: bool = False) -> Any:
+def open_existing(url: str, *, readonly: bool = False) -> Store:
     """The durable store at `url`; a missing file is a usage error, not a new empty journal.
     `readonly` (the inspection commands): opened only to read, never created, upgraded or
     written, so that a read-only journal can be inspected."""
@@ -49,8 +52,8 @@ def explain_interruption(error: Any, run_id: str, url: str, started: bool = True
     the journal keeps everything up to the failed write. `started`: whether the run is known
     to be in the journal (else it is looked up). A run held by another process (RUN_BUSY) was
     not interrupted: that error is returned as it is."""
+    from sagac.runtime.errors import LeaseHeld
     from sagac.runtime.store import DEFAULT_STORE
-    from sagac.runtime.store.sqlite import LeaseHeld
 
     if isinstance(error, LeaseHeld):
         return error
@@ -65,7 +68,7 @@ def explain_interruption(error: Any, run_id: str, url: str, started: bool = True
     return error
 
 
-def using(store: Any, fn: Any) -> Any:
+def using(store: Store, fn: Any) -> Any:
     """`await fn(store)` in a fresh event loop, then close the store whatever happened."""
     import asyncio
 

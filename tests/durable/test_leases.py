@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 from sagac.runtime import leases
-from sagac.runtime.store.sqlite import LeaseHeld, SqliteStore, owner_alive
+from sagac.runtime.errors import LeaseHeld
+from sagac.runtime.store.base import owner_alive
+from sagac.runtime.store.sqlite import SqliteStore
 
 from .durable_support import ROOT, SAGAS, read_ledger
 
