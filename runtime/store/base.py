@@ -152,7 +152,8 @@ class Store(ABC):
     async def steps(self, run_id: str) -> list[dict[str, Any]]:
         """The state of every step (and foreach item) of a run as its journal says, in the
         order they started: step, item_index, status, attempt, idempotency_key, result,
-        error, started_seq, ended_seq, compensation, compensation_attempt."""
+        error, started_seq, ended_seq, compensation, compensation_attempt (none for an
+        unknown run)."""
 
     # -- leases: who may write a run's journal -------------------------------------------
 

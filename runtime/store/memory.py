@@ -49,6 +49,8 @@ class MemoryStore(Store):
         self._ended: set[tuple[str, str]] = set()  # (run id, owner): ended by a final append
         # (run id, gate, requested_seq) -> the definition hash a forced resume moved it to
         self._rebound: dict[tuple[str, str, int], str] = {}
+        # run id -> (last seq, hash before) of each forced resume: the run's hash at any seq
+        self._rebinds: dict[str, list[tuple[int, str]]] = {}
         self._audit: list[dict[str, Any]] = []
 
     # -- runs and the journal --------------------------------------------------------------
@@ -101,6 +103,10 @@ class MemoryStore(Store):
         for row in self._approval_rows(run_id).values():
             if row["status"] == "pending":
                 self._rebound[run_id, row["gate"], row["requested_seq"]] = new_hash
+        journal = self._events[run_id]
+        self._rebinds.setdefault(run_id, []).append(
+            (journal[-1]["seq"] if journal else 0, record.definition_hash)
+        )
         old, record.definition_hash = record.definition_hash, new_hash
         self._write_audit(rebind_entry(run_id, actor, old, new_hash))
 
@@ -126,7 +132,7 @@ class MemoryStore(Store):
         return [copy.deepcopy(e) for e in journal if e["seq"] > after_seq]
 
     async def steps(self, run_id: str) -> list[dict[str, Any]]:
-        return steps_of(await self.load_events(run_id))
+        return steps_of(self._events.get(run_id, ()))
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -189,12 +195,14 @@ class MemoryStore(Store):
     def _approval_rows(self, run_id: str) -> dict[str, Approval]:
         """The run's approval requests by gate, folded from its journal as SQLite's appends
         materialise them (a new request of a gate replaces the old one)."""
-        fallback = self._runs[run_id].definition_hash
+        current = self._runs[run_id].definition_hash
+        rebinds = self._rebinds.get(run_id, ())
         rows: dict[str, Approval] = {}
         for e in self._events[run_id]:
             t = e["type"]
-            if t == "approval_requested":
-                rows[e["step"]] = _requested(run_id, e, fallback)
+            if t == "approval_requested":  # without a hash: the run's when it was requested
+                then = next((old for seq, old in rebinds if seq >= e["seq"]), current)
+                rows[e["step"]] = _requested(run_id, e, then)
             elif t == "approval_decided" and e["step"] in rows:
                 _decided(rows[e["step"]], e)
         for gate, row in rows.items():
