@@ -149,17 +149,7 @@ async def decide(
             current = record.definition_hash
             await _verify(store, row, run_id, gate, by, token, definition_hash, current)
         except ApprovalRefused as refusal:
-            await store.audit(
-                AuditEntry(
-                    run_id=run_id,
-                    gate=gate,
-                    actor=by,
-                    action=action,
-                    outcome="refused",
-                    code=refusal.code,
-                    message=refusal.message,
-                )
-            )
+            await _refused(store, refusal, run_id, gate, by, action)
             raise
         assert row is not None
         audit = AuditEntry(
@@ -178,7 +168,26 @@ async def decide(
             )
         except DecisionConflict:
             continue  # decided or rebound meanwhile: check again, and refuse as it now is
-    raise GateNotPending(f"gate {gate!r} of run {run_id} kept changing while it was decided")
+    changing = GateNotPending(f"gate {gate!r} of run {run_id} kept changing while it was decided")
+    await _refused(store, changing, run_id, gate, by, action)
+    raise changing
+
+
+async def _refused(
+    store: Store, refusal: ApprovalRefused, run_id: str, gate: str, by: str, action: str
+) -> None:
+    """Audit a refused decision."""
+    await store.audit(
+        AuditEntry(
+            run_id=run_id,
+            gate=gate,
+            actor=by,
+            action=action,
+            outcome="refused",
+            code=refusal.code,
+            message=refusal.message,
+        )
+    )
 
 
 def _decision(

@@ -45,6 +45,7 @@ class MemoryStore(Store):
         self._events: dict[str, list[Event]] = {}
         self._groups: dict[str, set[str]] = {}
         self._keys: dict[tuple[str, str], tuple[str, str]] = {}  # (saga, key) -> (run, hash)
+        self._key_of: dict[str, str] = {}  # run id -> its key
         self._leases: dict[str, tuple[str, float]] = {}  # run id -> (owner, expires_at)
         self._ended: set[tuple[str, str]] = set()  # (run id, owner): ended by a final append
         # (run id, gate, requested_seq) -> the definition hash a forced resume moved it to
@@ -63,9 +64,9 @@ class MemoryStore(Store):
         record.updated_at = now
         self._runs[record.run_id] = record
         self._events[record.run_id] = []
-        for (_, key), (run_id, _) in self._keys.items():
-            if run_id == record.run_id:
-                record.meta["idempotency_key"] = key
+        key = self._key_of.get(record.run_id)
+        if key is not None:
+            record.meta["idempotency_key"] = key
 
     async def get_run(self, run_id: str) -> RunRecord:
         try:
@@ -94,6 +95,7 @@ class MemoryStore(Store):
 
     async def claim_key(self, saga: str, key: str, run_id: str, input_hash: str) -> tuple[str, str]:
         owner = self._keys.setdefault((saga, key), (run_id, input_hash))
+        self._key_of.setdefault(owner[0], key)
         if owner[0] in self._runs:
             self._runs[owner[0]].meta["idempotency_key"] = key
         return owner

@@ -1,7 +1,7 @@
 """The durable journal: one SQLite file (WAL, synchronous=FULL) shared by processes.
 
-`SqliteStore` is the `Store` on such a file, and more than the interface: run-level idempotency
-keys, leases, cancel requests, approvals and the audit log. Its parts:
+`SqliteStore` is the `Store` contract (`base.py`) on such a file: runs and journals, run-level
+idempotency keys, leases, cancel requests, approvals and the audit log, as SQL. Its parts:
 
 * `sqlite_writer`: the connections and the writer and reader threads (group commit);
 * `sqlite_journal`: appends, and the materialised view (`steps`, `approvals`, the run's
@@ -9,9 +9,10 @@ keys, leases, cancel requests, approvals and the audit log. Its parts:
 * `sqlite_rows`: rows as Python values (runs, approval requests) and audit entries;
 * `sqlite_leases`: who may write a run's journal.
 
-This module is the one front door: other code imports what it needs of the SQLite store from
-here. It never writes outside a `write` operation (so every change is in a group commit) and
-never sees a secret: what it is given has been redacted by the executor.
+This module is the one front door: other code uses the SQLite store only as a `Store` (tests
+and benchmarks also read `commits`, `write`, `read`). It never writes outside a `write`
+operation (so every change is in a group commit) and never sees a secret: what it is given has
+been redacted by the executor.
 """
 
 from __future__ import annotations
