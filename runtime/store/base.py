@@ -10,7 +10,9 @@ Besides the journal a store keeps what several processes must agree on: run-leve
 keys, leases (one driver per run), cancel requests, approval requests and their decisions (a
 view of the journal's `approval_*` events), approver groups and the audit log. Every such
 operation is an abstract method below; callers never probe a store for features. What a store
-cannot offer is a declared capability (`shared`, `group_commit`), not a missing method.
+cannot offer is a declared capability (`shared`, `group_commit`), not a missing method. A
+foreach's checkpoints are journal events (`batch_progress`), so they need no operation of their
+own.
 
 The rules *about* these rows (who may decide a gate, with what token, how an expired gate
 resolves, how a lease is renewed) live in the runtime (`approvals.py`, `leases.py`); a store
