@@ -1,20 +1,22 @@
 """Approval decisions: who may decide a waiting gate, with what proof, and the audit of it all.
 
-A gate's request (journaled as `approval_requested`, materialised in the store's `approvals`
-table) carries a random single-use token, kept only as its sha256: the clear token is handed to
-whoever started the run, once. A decision is accepted only when, in one write transaction:
-the gate is pending, its deadline (a stored timestamp, so restarts do not reset the clock) has
-not passed, the token matches, the user is a listed approver (a name, or `group:NAME` whose
-members are kept in the store and changed only by `sagac groups`, audited), and the definition
-is still the one the request was made under. The accepted decision, its `approval_decided`
-event and its audit entry commit together; a refusal commits only its audit entry and raises
-`ApprovalRefused` (exit 77). Every audit entry records the operating-system user of the process
-next to the claimed `--as USER`.
+A gate's request (journaled as `approval_requested`; every store shows it as an approval row)
+carries a random single-use token, kept only as its sha256: the clear token is handed to
+whoever started the run, once. A decision is accepted only when the gate is pending, its
+deadline (a stored timestamp, so restarts do not reset the clock) has not passed, the token
+matches, the user is a listed approver (a name, or `group:NAME` whose members are kept in the
+store and changed only by `sagac groups`, audited), and the definition is still the one the
+request was made under. This module decides that; the store applies an accepted decision with
+`Store.append_decision`, a compare-and-set on the gate still being pending (and under the same
+definition) that writes the `approval_decided` event and its audit entry together. When the
+gate changed in between, the decision is checked again and refused as it now deserves. A
+refusal writes only its audit entry and raises `ApprovalRefused` (exit 77). Every audit entry
+records the operating-system user of the process next to the claimed `--as USER`.
 
 `--as USER` is a claim, for local administration, not authentication: the token is the
 credential. Group membership never comes from the deciding process's environment (the old
 `SAGAC_GROUPS` variable is ignored, and a refusal says so). This module never stores or logs a
-clear token.
+clear token, and never touches a store's tables: it only calls the `Store` contract.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -34,16 +35,15 @@ from sagac.errors import (
     ApprovalExpired,
     ApprovalRefused,
     BadToken,
+    DecisionConflict,
     DefinitionMismatch,
     GateNotPending,
     NotAnApprover,
-    RunNotFound,
     TokenUsed,
     UsageError,
 )
 
-from .store.base import Event, Store
-from .store.sqlite import add_audit, append_external, get_approval, get_run_sync, group_members
+from .store.base import Approval, AuditEntry, Event, Store
 
 # No longer read: named in a refusal, so that a user who still sets it learns where groups
 # live now (`sagac groups`).
@@ -85,12 +85,12 @@ def check_user_names(users: Sequence[str]) -> list[str]:
     return list(users)
 
 
-def _members(c: sqlite3.Connection, approvers: list[str]) -> dict[str, list[str]]:
+async def _members(store: Store, approvers: list[str]) -> dict[str, list[str]]:
     """The members of the groups among `approvers`, as the store has them now."""
     out: dict[str, list[str]] = {}
     for a in approvers:
         if a.startswith("group:"):
-            out.update(group_members(c, a[len("group:") :]))
+            out.update(await store.group_members(a[len("group:") :]))
     return out
 
 
@@ -104,13 +104,9 @@ def may_decide(user: str, approvers: list[str], members: Mapping[str, list[str]]
     return False
 
 
-def _durable(store: Store) -> Any:
-    if not hasattr(store, "transact"):
-        raise UsageError(
-            "approval decisions need a durable store",
-            hint="run the saga with --store sqlite:///PATH (the default)",
-        )
-    return store
+# How often a decision is checked again when the gate changed while it was being checked: the
+# change is a decision or a forced resume, after which the next check refuses.
+_RECHECKS = 3
 
 
 async def decide(
@@ -128,47 +124,56 @@ async def decide(
 ) -> Event:
     """Record an approval (or rejection) of `gate`; returns its `approval_decided` event.
     Raises ApprovalRefused (audited) when the decision is not permitted, RunBusy (exit 75) when
-    a live process holds the run. `definition_hash`: the hash of the definition the decider is
-    looking at (refused when it is not the one the request was made under)."""
-    s = _durable(store)
+    a live process holds the run, RunNotFound for an unknown run. `definition_hash`: the hash of
+    the definition the decider is looking at (refused when it is not the one the request was
+    made under)."""
     action = "approve" if approved else "reject"
-
-    def fn(c: sqlite3.Connection) -> Event | ApprovalRefused:
-        get_run_sync(c, run_id)  # RunNotFound
-        row = get_approval(c, run_id, gate)
+    for _ in range(_RECHECKS):
+        record = await store.get_run(run_id)  # RunNotFound
+        row = await store.approval(run_id, gate)
         try:
-            _verify(c, row, run_id, gate, by, token, definition_hash)
+            current = record.definition_hash
+            await _verify(store, row, run_id, gate, by, token, definition_hash, current)
         except ApprovalRefused as refusal:
-            add_audit(
-                c,
-                run_id=run_id,
-                gate=gate,
-                actor=by,
-                action=action,
-                outcome="refused",
-                code=refusal.code,
-                message=refusal.message,
-            )
-            return refusal
+            await _refused(store, refusal, run_id, gate, by, action)
+            raise
         assert row is not None
-        fields = _decision(gate, approved, by, comment, value, key=row["key"])
-        event = append_external(c, run_id, owner, "approval_decided", fields)
-        add_audit(
-            c,
+        audit = AuditEntry(
             run_id=run_id,
             gate=gate,
             actor=by,
             action=action,
             outcome="accepted",
             message=comment,
-            detail={"seq": event["seq"], "definition_hash": row["definition_hash"]},
+            detail={"definition_hash": row["definition_hash"]},
         )
-        return event
+        fields = _decision(gate, approved, by, comment, value, key=row["key"])
+        try:
+            return await store.append_decision(
+                run_id, gate, fields, audit, owner=owner, definition_hash=row["definition_hash"]
+            )
+        except DecisionConflict:
+            continue  # decided or rebound meanwhile: check again, and refuse as it now is
+    changing = GateNotPending(f"gate {gate!r} of run {run_id} kept changing while it was decided")
+    await _refused(store, changing, run_id, gate, by, action)
+    raise changing
 
-    out: Event | ApprovalRefused = await s.transact(fn)
-    if isinstance(out, ApprovalRefused):
-        raise out
-    return out
+
+async def _refused(
+    store: Store, refusal: ApprovalRefused, run_id: str, gate: str, by: str, action: str
+) -> None:
+    """Audit a refused decision."""
+    await store.audit(
+        AuditEntry(
+            run_id=run_id,
+            gate=gate,
+            actor=by,
+            action=action,
+            outcome="refused",
+            code=refusal.code,
+            message=refusal.message,
+        )
+    )
 
 
 def _decision(
@@ -189,15 +194,18 @@ def _decision(
     return fields
 
 
-def _verify(
-    c: sqlite3.Connection,
-    row: dict[str, Any] | None,
+async def _verify(
+    store: Store,
+    row: Approval | None,
     run_id: str,
     gate: str,
     by: str,
     token: str,
     definition_hash: str | None,
+    current: str,
 ) -> None:
+    """Raise the refusal a decision by `by` with `token` deserves, if any. `current`: the
+    run's definition hash now."""
     if row is None:
         raise GateNotPending(f"run {run_id} has no approval request for gate {gate!r}")
     matches = row["token_sha256"] is not None and hmac.compare_digest(
@@ -220,7 +228,7 @@ def _verify(
         )
     if not matches:
         raise BadToken(f"the token is not the one issued for gate {gate!r} of run {run_id}")
-    if not may_decide(by, row["approvers"], _members(c, row["approvers"])):
+    if not may_decide(by, row["approvers"], await _members(store, row["approvers"])):
         groups = [a for a in row["approvers"] if a.startswith("group:")]
         hint = None
         if groups:
@@ -232,7 +240,6 @@ def _verify(
             f"{by} may not decide gate {gate!r}: approvers are {', '.join(row['approvers'])}",
             hint=hint,
         )
-    current = get_run_sync(c, run_id).definition_hash
     for h in (definition_hash, current):
         if h is not None and h != row["definition_hash"]:
             raise DefinitionMismatch(
@@ -243,55 +250,40 @@ def _verify(
 
 async def expire_overdue(store: Store, run_id: str, owner: str | None = None) -> list[Event]:
     """Resolve every pending gate of `run_id` whose deadline has passed by its `on_timeout`
-    (`reject`: APPROVAL_REJECTED, `fail`: APPROVAL_TIMEOUT); journaled and audited."""
-    if not hasattr(store, "transact"):
-        return []
-    s: Any = store
-
-    def fn(c: sqlite3.Connection) -> list[Event]:
-        now = time.time()
-        rows = c.execute(
-            "SELECT gate FROM approvals WHERE run_id = ? AND status = 'pending'"
-            " AND deadline_epoch IS NOT NULL AND deadline_epoch <= ?",
-            (run_id, now),
-        ).fetchall()
-        out = []
-        for (gate,) in rows:
-            row = get_approval(c, run_id, gate)
-            assert row is not None
-            code = "APPROVAL_REJECTED" if row["on_timeout"] == "reject" else "APPROVAL_TIMEOUT"
-            event = append_external(
-                c,
-                run_id,
-                owner,
-                "approval_decided",
-                {
-                    "step": gate,
-                    "approved": False,
-                    "by": "sagac",
-                    "decided_at": rfc3339(now),
-                    "comment": f"no decision before the deadline ({row['deadline']})",
-                    "value": None,
-                    "key": row["key"],
-                    "code": code,
-                    "timed_out": True,
-                },
-            )
-            add_audit(
-                c,
-                run_id=run_id,
-                gate=gate,
-                actor="sagac",
-                action="timeout",
-                outcome="accepted",
-                code=code,
-                message=f"deadline {row['deadline']} passed",
-            )
-            out.append(event)
-        return out
-
-    events: list[Event] = await s.transact(fn)
-    return events
+    (`reject`: APPROVAL_REJECTED, `fail`: APPROVAL_TIMEOUT); journaled and audited. A gate
+    decided meanwhile is left as decided."""
+    now = time.time()
+    out = []
+    for row in await store.approvals(run_id, status="pending"):
+        if row["deadline_epoch"] is None or row["deadline_epoch"] > now:
+            continue
+        gate = row["gate"]
+        code = "APPROVAL_REJECTED" if row["on_timeout"] == "reject" else "APPROVAL_TIMEOUT"
+        fields = {
+            "step": gate,
+            "approved": False,
+            "by": "sagac",
+            "decided_at": rfc3339(now),
+            "comment": f"no decision before the deadline ({row['deadline']})",
+            "value": None,
+            "key": row["key"],
+            "code": code,
+            "timed_out": True,
+        }
+        audit = AuditEntry(
+            run_id=run_id,
+            gate=gate,
+            actor="sagac",
+            action="timeout",
+            outcome="accepted",
+            code=code,
+            message=f"deadline {row['deadline']} passed",
+        )
+        try:
+            out.append(await store.append_decision(run_id, gate, fields, audit, owner=owner))
+        except DecisionConflict:
+            continue
+    return out
 
 
 async def inject_decision(
@@ -307,39 +299,16 @@ async def inject_decision(
     """For tests: decide a pending gate without a person, a token or an approver list (the
     audit log says it was injected). Works on any store."""
     fields = _decision(gate, approved, by, comment, value)
-    if hasattr(store, "transact"):
-
-        def fn(c: sqlite3.Connection) -> Event:
-            row = get_approval(c, run_id, gate)
-            if row is None or row["status"] != "pending":
-                raise GateNotPending(f"gate {gate!r} of run {run_id} is not pending")
-            event = append_external(c, run_id, None, "approval_decided", fields)
-            add_audit(c, run_id=run_id, gate=gate, actor=by, action="inject", outcome="accepted")
-            return event
-
-        event: Event = await store.transact(fn)
-        return event
-    events = await store.load_events(run_id)
-    if not any(e["type"] == "approval_requested" and e.get("step") == gate for e in events):
-        raise RunNotFound(f"run {run_id} has no approval request for gate {gate!r}")
-    last = events[-1]["seq"] if events else 0
-    event = {
-        "type": "approval_decided",
-        "run_id": run_id,
-        "seq": last + 1,
-        "at": rfc3339(time.time()),
-        **fields,
-    }
-    await store.append(run_id, (event,))
-    return event
+    audit = AuditEntry(run_id=run_id, gate=gate, actor=by, action="inject", outcome="accepted")
+    try:
+        return await store.append_decision(run_id, gate, fields, audit)
+    except DecisionConflict:
+        raise GateNotPending(f"gate {gate!r} of run {run_id} is not pending") from None
 
 
-async def pending(store: Store, run_id: str | None = None) -> list[dict[str, Any]]:
+async def pending(store: Store, run_id: str | None = None) -> list[Approval]:
     """Pending approval requests (never with a token: the store has only its hash)."""
-    if not hasattr(store, "approvals"):
-        return []
-    rows: list[dict[str, Any]] = await store.approvals(run_id, status="pending")
-    return rows
+    return await store.approvals(run_id, status="pending")
 
 
 def message_context(template: str | None, scope: Mapping[str, Any]) -> dict[str, Any]:

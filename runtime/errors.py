@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sagac.errors import (
     ApprovalRefused,
+    DecisionConflict,
     LeaseHeld,
     RunNotFound,
     SecretMissing,
@@ -17,6 +18,7 @@ from sagac.errors import (
 
 __all__ = [
     "ApprovalRefused",
+    "DecisionConflict",
     "LeaseHeld",
     "RunNotFound",
     "SecretMissing",

@@ -132,7 +132,7 @@ class Journal:
         self.clock = clock
         self.seq = seq
         self._callback = on_event
-        self._defer = bool(getattr(store, "group_commit", False))
+        self._defer = store.group_commit
         self._pending: list[Event] = []
         self._scheduled = False
         self._error: BaseException | None = None

@@ -21,8 +21,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from .errors import LeaseHeld
 from .store.base import Store
-from .store.sqlite import LeaseHeld
 
 LEASE_TTL = 30.0  # seconds; renewed every LEASE_TTL / 3
 RunBusy = LeaseHeld  # exit 75: "run ... is in progress in another process: OWNER holds it ..."
@@ -56,13 +56,14 @@ def lease_lost(run_id: str) -> bool:
 
 
 def supports_leases(store: Store) -> bool:
-    return hasattr(store, "acquire_lease")
+    """Whether runs in `store` are leased: only where other processes share it."""
+    return store.shared
 
 
 class Lease:
     """A held lease; `lost` is set when it could not be renewed."""
 
-    def __init__(self, store: Any, run_id: str, owner: str, ttl: float) -> None:
+    def __init__(self, store: Store, run_id: str, owner: str, ttl: float) -> None:
         self.store, self.run_id, self.owner, self.ttl = store, run_id, owner, ttl
         self.lost = False
 
@@ -72,17 +73,17 @@ async def held(
     store: Store, run_id: str, owner: str | None = None, ttl: float = LEASE_TTL
 ) -> AsyncIterator[Lease]:
     """Hold `run_id`'s lease for the body; raises RunBusy when another live owner holds it.
-    Stores without leases (memory: one process) yield a lease that never expires."""
+    A store no other process shares (`Store.shared` false: memory) has nobody to exclude: no
+    lease is taken in it, and the lease yielded never expires."""
     mine = _HELD.get() or {}
     if run_id in mine and mine[run_id].store is store:  # re-entered by the holder: one lease
         yield mine[run_id]
         return
     lease = Lease(store, run_id, owner or owner_id(), ttl)
-    if not supports_leases(store):
+    if not store.shared:
         yield lease
         return
-    s: Any = store
-    await s.acquire_lease(run_id, lease.owner, ttl)
+    await store.acquire_lease(run_id, lease.owner, ttl)
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     renewing: list[asyncio.Task[None]] = []
@@ -104,17 +105,16 @@ async def held(
                 await renewer
         if not lease.lost:
             with contextlib.suppress(Exception):  # an unreleased lease just expires
-                await s.release_lease(run_id, lease.owner)
+                await store.release_lease(run_id, lease.owner)
 
 
 async def _renew(lease: Lease, holder: asyncio.Task[Any] | None, valid_until: float) -> None:
     """Renew now, then every third of the time to live; `valid_until` (loop time): when the
     lease taken or last renewed runs out."""
-    s: Any = lease.store
     loop = asyncio.get_running_loop()
     while True:
         try:
-            ours = await s.renew_lease(lease.run_id, lease.owner, lease.ttl)
+            ours = await lease.store.renew_lease(lease.run_id, lease.owner, lease.ttl)
             valid_until = loop.time() + lease.ttl
         except Exception:
             # The store did not answer: keep going while the last renewal still holds.

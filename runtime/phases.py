@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from .finish import build_report
 from .outcomes import NodeFailed
-from .store.base import Store
 
 if TYPE_CHECKING:
     from .context import RunContext
@@ -41,7 +40,7 @@ async def run_steps(ctx: RunContext) -> None:
         delay = max(ctx.saga_deadline_at - ctx.clock.monotonic(), 0.0) + 0.01
         timer = asyncio.get_running_loop().call_later(delay, _saga_timeout, ctx, task)
     watcher = None
-    if type(ctx.store).cancel_request is not Store.cancel_request:
+    if ctx.store.shared:  # a cancel request can come only from another process
         watcher = asyncio.create_task(_watch_cancel(ctx, task))
     try:
         await ctx.run_scope("steps")

@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from sagac.compiler.plan import Plan
 
@@ -41,19 +40,6 @@ def input_hash(data: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-_MEMORY_KEYS: WeakKeyDictionary[Store, dict[tuple[str, str], tuple[str, str]]] = WeakKeyDictionary()
-
-
-async def _claim(store: Store, saga: str, key: str, run_id: str, digest: str) -> tuple[str, str]:
-    """Claim `key` of saga `saga` (keys are scoped to the saga's name) for `run_id`."""
-    claim = getattr(store, "claim_key", None)
-    if claim is not None:
-        out: tuple[str, str] = await claim(saga, key, run_id, digest)
-        return out
-    keys = _MEMORY_KEYS.setdefault(store, {})  # one process: a dict is the whole truth
-    return keys.setdefault((saga, key), (run_id, digest))
-
-
 async def start(
     plan_or_path: Plan | str | Path,
     input: Any,
@@ -72,7 +58,7 @@ async def start(
     run_id = run_id or new_run_id()
     if idempotency_key is not None:
         digest = input_hash(input)
-        owner_run, owner_digest = await _claim(store, plan.saga, idempotency_key, run_id, digest)
+        owner_run, owner_digest = await store.claim_key(plan.saga, idempotency_key, run_id, digest)
         if owner_digest != digest:
             raise IdempotencyConflict(
                 f"idempotency key {idempotency_key!r} of saga {plan.saga!r} was first used by"
@@ -159,7 +145,7 @@ async def resume(
             report = report_from_journal(state, record)
             await store.update_run(run_id, report.status, report.to_json_dict())
             return report
-        if changed and hasattr(store, "rebind_definition"):
+        if changed:
             await store.rebind_definition(run_id, the_plan.hash, lease.owner)
         await approvals.expire_overdue(store, run_id, lease.owner)
         return await aresume(
@@ -246,15 +232,13 @@ async def resume_all(store: Store, **kwargs: Any) -> list[tuple[str, RunReport |
 async def cancel(store: Store, run_id: str, *, by: str, reason: str | None = None) -> bool:
     """Record a cancel request; the process running the run (or the next resume) obeys it.
     False when the run had already been asked to cancel."""
-    request = getattr(store, "request_cancel", None)
-    if request is None:
+    if not store.shared:  # nothing else can run it: nobody would hear the request
         raise UsageError(
             "cancel requests need a durable store",
             hint="run the saga with --store sqlite:///PATH (the default)",
         )
     await store.get_run(run_id)
-    first: bool = await request(run_id, by, reason)
-    return first
+    return await store.request_cancel(run_id, by, reason)
 
 
 # -- synchronous front doors (sagac.resume / approve / reject) ---------------------------------

@@ -304,6 +304,14 @@ class LeaseHeld(StoreError):
         self.run_id, self.owner, self.expires_at = run_id, owner, expires_at
 
 
+class DecisionConflict(StoreError):
+    """A store refused to record a gate's decision: the gate is no longer pending, or its
+    definition is no longer the one the decision was checked against. `approvals` reads the
+    gate again and turns this into the refusal it then deserves; it never reaches a user."""
+
+    code = "DECISION_CONFLICT"
+
+
 def _rfc3339(epoch: float) -> str:
     """As `sagac.runtime.clock.rfc3339` (which caches for the hot path; this module must not
     import the runtime; imported here: `--help` never formats a time)."""

@@ -1,22 +1,44 @@
-"""The store interface: where runs and their journals live.
+"""The store contract: every operation the runtime and the CLI need from where runs live.
 
 A run is a row (`RunRecord`: status, input, definition hash, final report) plus its journal,
 an append-only list of events (the run's state is whatever `journal.replay` makes of them).
 The executor writes every state change through `append` and never starts an action before the
 append that precedes it has returned: `append` is durable when it returns, and it must keep the
 order of calls (one writer per run; a store with real I/O serialises its writes per run).
-Implementations: `memory.py` and `sqlite.py` (with its `sqlite_*` parts) in this package.
+
+Besides the journal a store keeps what several processes must agree on: run-level idempotency
+keys, leases (one driver per run), cancel requests, approval requests and their decisions (a
+view of the journal's `approval_*` events), approver groups and the audit log. Every such
+operation is an abstract method below; callers never probe a store for features. What a store
+cannot offer is a declared capability (`shared`, `group_commit`), not a missing method. A
+foreach's checkpoints are journal events (`batch_progress`), so they need no operation of their
+own.
+
+The rules *about* these rows (who may decide a gate, with what token, how an expired gate
+resolves, how a lease is renewed) live in the runtime (`approvals.py`, `leases.py`); a store
+only applies them atomically: `append_decision` is a compare-and-set on the gate's status.
+Implementations: `memory.py` (in-process) and `sqlite.py` (with its `sqlite_*` parts). The
+behaviour every store must have is `tests/store/`, run against each of them. This module never
+does I/O and never imports a store implementation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
 Event = dict[str, Any]
+# An approval request and its decision, as `Store.approvals` returns it: run_id, gate, key,
+# message, approvers, context, deadline, deadline_epoch, on_timeout, token_sha256,
+# definition_hash, status (pending, approved, rejected, timed_out), requested_at,
+# requested_seq, decided_by, decided_at, comment, value, decision_code.
+Approval = dict[str, Any]
 
 # Every status a run can have (`RunRecord.status`; the report's `RunStatus`, plus `interrupted`:
 # a run a signal stopped, which no report is written for).
@@ -43,11 +65,37 @@ class RunRecord:
     created_at: str = ""
     updated_at: str = ""
     report: dict[str, Any] | None = None
+    # Also, when set: cancel_requested_at, cancel_by, cancel_reason, idempotency_key.
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of the audit log. The store stamps it with the time and `os_user()`."""
+
+    action: str
+    outcome: str
+    run_id: str | None = None
+    gate: str | None = None
+    actor: str | None = None
+    code: str | None = None
+    message: str | None = None
+    detail: Any = None
+
+
 class Store(ABC):
-    """An async journal store. Every method may raise `StoreError`."""
+    """An async store of runs and journals. Every method may raise `StoreError`."""
+
+    # Whether other processes share what this store holds (a file, a database server). Only
+    # then are leases taken (`leases.held`), cancel requests accepted and watched for by a
+    # running saga (`resume.cancel`, `phases`): a store of one process has nobody to exclude
+    # and nobody to hear a request from. The store still implements every method.
+    shared: ClassVar[bool] = True
+    # Whether many appends share one commit (SQLite's writer queue): the journal then lets
+    # events that no action waits for wait for the next commit (`events.Journal`).
+    group_commit: ClassVar[bool] = False
+
+    # -- runs ----------------------------------------------------------------------------
 
     @abstractmethod
     async def create_run(self, record: RunRecord) -> None:
@@ -61,19 +109,7 @@ class Store(ABC):
     async def update_run(
         self, run_id: str, status: str, report: dict[str, Any] | None = None
     ) -> None:
-        """Set the run's status (and its report when it has one)."""
-
-    @abstractmethod
-    async def append(
-        self, run_id: str, events: Sequence[Event], report: dict[str, Any] | None = None
-    ) -> None:
-        """Append events to the run's journal, in order; durable when it returns. The run's
-        final append carries its `report`: the run's status becomes `report["status"]` and the
-        report is stored in the same write, so no reader sees the last event without it."""
-
-    @abstractmethod
-    async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
-        """The run's events with `seq` greater than `after_seq`, in order."""
+        """Set the run's status (and its report when it has one); raises RunNotFound."""
 
     @abstractmethod
     async def list_runs(
@@ -82,10 +118,124 @@ class Store(ABC):
         """Runs, newest first, optionally filtered by saga and status."""
 
     @abstractmethod
+    async def claim_key(self, saga: str, key: str, run_id: str, input_hash: str) -> tuple[str, str]:
+        """Claim saga `saga`'s run-level idempotency key for `run_id`; returns the (run_id,
+        input_hash) the key belongs to: ours when it was free, the first claimant's otherwise.
+        Keys are scoped to the saga's name. The run's record shows its key
+        (`meta["idempotency_key"]`)."""
+
+    @abstractmethod
+    async def rebind_definition(self, run_id: str, new_hash: str, actor: str) -> None:
+        """A forced resume under a changed definition: the run and its pending approval
+        requests now belong to `new_hash` (audited as `force_resume`, with the old hash)."""
+
+    # -- the journal ---------------------------------------------------------------------
+
+    @abstractmethod
+    async def append(
+        self, run_id: str, events: Sequence[Event], report: dict[str, Any] | None = None
+    ) -> None:
+        """Append events to the run's journal, in order; durable when it returns. The run's
+        final append carries its `report`: the run's status becomes `report["status"]` and the
+        report is stored in the same write, so no reader sees the last event without it (a
+        lease this store holds on the run ends in that write too)."""
+
+    def submit_append(
+        self, run_id: str, events: Sequence[Event], report: dict[str, Any] | None = None
+    ) -> asyncio.Future[None]:
+        """Start an append now, in call order; awaiting the result waits for durability."""
+        return asyncio.ensure_future(self.append(run_id, events, report))
+
+    @abstractmethod
+    async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        """The run's events with `seq` greater than `after_seq`, in order; RunNotFound."""
+
+    @abstractmethod
+    async def steps(self, run_id: str) -> list[dict[str, Any]]:
+        """The state of every step (and foreach item) of a run as its journal says, in the
+        order they started: step, item_index, status, attempt, idempotency_key, result,
+        error, started_seq, ended_seq, compensation, compensation_attempt (none for an
+        unknown run)."""
+
+    # -- leases: who may write a run's journal -------------------------------------------
+
+    @abstractmethod
+    async def acquire_lease(self, run_id: str, owner: str, ttl: float) -> float:
+        """Take (or re-take) the run's lease for `ttl` seconds; returns its expiry (epoch
+        seconds). Raises LeaseHeld when another owner that may be alive (`owner_alive`)
+        holds an unexpired lease."""
+
+    @abstractmethod
+    async def renew_lease(self, run_id: str, owner: str, ttl: float) -> bool:
+        """Extend `owner`'s lease by `ttl` from now; False when it is no longer `owner`'s (it
+        expired and was taken). True after the run's final append ended it."""
+
+    @abstractmethod
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        """End `owner`'s lease (nothing when another owner holds it now)."""
+
+    @abstractmethod
+    async def get_lease(self, run_id: str) -> tuple[str, float] | None:
+        """(owner, expires_at) of an unexpired lease, else None."""
+
+    # -- cancel requests -----------------------------------------------------------------
+
+    @abstractmethod
+    async def request_cancel(self, run_id: str, by: str, reason: str | None) -> bool:
+        """Record a cancel request (audited as `cancel`: `accepted`, or `repeated`); False when
+        one was already there (the first one is kept). RunNotFound."""
+
+    @abstractmethod
+    async def cancel_request(self, run_id: str) -> dict[str, Any] | None:
+        """{at, by, reason} when a cancel of the run was requested, else None."""
+
+    # -- approvals (a view of the journal's approval events) and the audit log -------------
+
+    @abstractmethod
+    async def approvals(
+        self, run_id: str | None = None, status: str | None = None
+    ) -> list[Approval]:
+        """Approval requests, oldest first, optionally of one run and with one status."""
+
+    @abstractmethod
+    async def approval(self, run_id: str, gate: str) -> Approval | None:
+        """The approval request of `gate` in run `run_id`, or None."""
+
+    @abstractmethod
+    async def append_decision(
+        self,
+        run_id: str,
+        gate: str,
+        fields: dict[str, Any],
+        audit: AuditEntry,
+        *,
+        owner: str | None = None,
+        definition_hash: str | None = None,
+    ) -> Event:
+        """Append the `approval_decided` event of `gate` (`fields`, at the journal's next
+        seq) and write `audit` (its `detail`, a dict, gets the event's `seq`), both in one
+        atomic write, and only if the gate is still pending: the compare-and-set that makes a
+        decision single-use. Raises RunNotFound; LeaseHeld when a live owner other than
+        `owner` holds the run (it numbers its own events); DecisionConflict when the gate is
+        unknown or not pending, or when `definition_hash` is given and the run or the request
+        no longer has it. Returns the event."""
+
+    @abstractmethod
+    async def audit(self, entry: AuditEntry) -> None:
+        """Write one audit entry."""
+
+    @abstractmethod
+    async def audit_log(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Audit entries in the order written (of one run, or all): id, at, run_id, gate,
+        actor, os_user, action, outcome, code, message, detail."""
+
+    # -- approver groups -----------------------------------------------------------------
+
+    @abstractmethod
     async def add_group_members(self, group: str, users: Sequence[str]) -> list[str]:
         """Make `users` members of the approver group `group` (`group:NAME` in a gate's
-        approvers); returns those who were not members yet. Audited where the store keeps an
-        audit log, with the operating-system user of this process."""
+        approvers); returns those who were not members yet. Audited (`group_add`, see
+        `group_change`), with the operating-system user of this process."""
 
     @abstractmethod
     async def remove_group_members(self, group: str, users: Sequence[str]) -> list[str]:
@@ -95,19 +245,85 @@ class Store(ABC):
     async def group_members(self, group: str | None = None) -> dict[str, list[str]]:
         """Approver groups (or the one named) and their members, sorted by name."""
 
-    # A store that commits many appends at once (SQLite's writer queue) sets this: the
-    # journal then lets events that no action waits for share the next commit.
-    group_commit = False
-
-    def submit_append(
-        self, run_id: str, events: Sequence[Event], report: dict[str, Any] | None = None
-    ) -> asyncio.Future[None]:
-        """Start an append now, in call order; awaiting the result waits for durability."""
-        return asyncio.ensure_future(self.append(run_id, events, report))
-
-    async def cancel_request(self, run_id: str) -> dict[str, Any] | None:
-        """{at, by, reason} when a cancel of the run was requested (durable stores only)."""
-        return None
-
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def close(self) -> None:  # noqa: B027 - nothing to release by default
         """Release connections (nothing to do for in-process stores)."""
+
+
+# -- what every store writes the same way -----------------------------------------------
+
+
+def group_change(action: str, group: str, asked: Sequence[str], changed: list[str]) -> AuditEntry:
+    """The audit entry of a `sagac groups` change (`group_add`, `group_remove`): the group,
+    who was asked for and who changed (a repeated change is audited too, as `unchanged`). The
+    actor is the OS user."""
+    return AuditEntry(
+        actor=os_user(),
+        action=action,
+        outcome="accepted" if changed else "unchanged",
+        message=f"group:{group} {'+' if action == 'group_add' else '-'} {', '.join(asked)}",
+        detail={"group": group, "users": list(asked), "changed": changed},
+    )
+
+
+def cancel_entry(run_id: str, by: str, reason: str | None, first: bool) -> AuditEntry:
+    """The audit entry of a cancel request (`repeated` when one was already there)."""
+    return AuditEntry(
+        run_id=run_id,
+        actor=by,
+        action="cancel",
+        outcome="accepted" if first else "repeated",
+        message=reason,
+    )
+
+
+def rebind_entry(run_id: str, actor: str, old: str, new: str) -> AuditEntry:
+    """The audit entry of a forced resume under a changed definition."""
+    return AuditEntry(
+        run_id=run_id,
+        actor=actor,
+        action="force_resume",
+        outcome="accepted",
+        message="resumed under a changed definition",
+        detail={"from": old, "to": new},
+    )
+
+
+def with_seq(entry: AuditEntry, seq: int) -> AuditEntry:
+    """`entry` with the seq of the event it audits first in its detail (`append_decision`)."""
+    return replace(entry, detail={"seq": seq, **(entry.detail or {})})
+
+
+def os_user() -> str:
+    """The operating-system user this process runs as (its effective uid): what the audit can
+    vouch for, unlike `--as` or `$USER`, which the caller chooses."""
+    return _user_name(os.geteuid())
+
+
+@functools.cache
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # a uid with no passwd entry (containers)
+        return f"uid:{uid}"
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether a lease's owner (`user@host:pid/nonce`, see `leases.owner_id`) may still be
+    alive: False only for a process of this host that no longer exists, so a crashed run can
+    be resumed at once instead of after its lease expires. A reused pid errs on the safe side
+    (the lease is honoured until it expires). Never signals a process (`os.kill(pid, 0)` only
+    asks whether it exists)."""
+    _, _, where = owner.rpartition("@")
+    host, _, rest = where.partition(":")
+    pid_text = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True

@@ -1,29 +1,61 @@
-"""An in-process store: runs and journals in dicts, gone when the process ends.
+"""An in-process store: runs, journals and everything else in dicts, gone when the process ends.
 
 Used by `sagac run --store memory` (the default store is a SQLite journal) and by tests,
 including resume tests: two executions that share one `MemoryStore` see the same journal, as
-two processes would share a database file.
+two processes would share a database file. It implements the whole contract (leases, cancel
+requests, approvals, audit, idempotency keys), so that the contract tests hold it to the same
+behaviour as SQLite; but it is not `shared`: no other process can see it, so the runtime takes
+no leases on it and accepts no cancel requests for it.
+
+Appends only extend a list (the journal's hot path): what SQLite materialises as it appends
+(approval requests, the steps view) is folded from the journal when it is read. This module
+never does I/O.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sagac.runtime.clock import rfc3339
+from sagac.runtime.clock import parse_rfc3339, rfc3339
 
-from sagac.errors import RunNotFound, StoreError
+from sagac.errors import DecisionConflict, LeaseHeld, RunNotFound, StoreError
 
-from .base import Event, RunRecord, Store
+from .base import (
+    Approval,
+    AuditEntry,
+    Event,
+    RunRecord,
+    Store,
+    cancel_entry,
+    group_change,
+    os_user,
+    owner_alive,
+    rebind_entry,
+    with_seq,
+)
 
 
 class MemoryStore(Store):
+    shared = False
+
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
         self._events: dict[str, list[Event]] = {}
         self._groups: dict[str, set[str]] = {}
+        self._keys: dict[tuple[str, str], tuple[str, str]] = {}  # (saga, key) -> (run, hash)
+        self._key_of: dict[str, str] = {}  # run id -> its key
+        self._leases: dict[str, tuple[str, float]] = {}  # run id -> (owner, expires_at)
+        self._ended: set[tuple[str, str]] = set()  # (run id, owner): ended by a final append
+        # (run id, gate, requested_seq) -> the definition hash a forced resume moved it to
+        self._rebound: dict[tuple[str, str, int], str] = {}
+        # run id -> (last seq, hash before) of each forced resume: the run's hash at any seq
+        self._rebinds: dict[str, list[tuple[int, str]]] = {}
+        self._audit: list[dict[str, Any]] = []
+
+    # -- runs and the journal --------------------------------------------------------------
 
     async def create_run(self, record: RunRecord) -> None:
         if record.run_id in self._runs:
@@ -33,6 +65,9 @@ class MemoryStore(Store):
         record.updated_at = now
         self._runs[record.run_id] = record
         self._events[record.run_id] = []
+        key = self._key_of.get(record.run_id)
+        if key is not None:
+            record.meta["idempotency_key"] = key
 
     async def get_run(self, run_id: str) -> RunRecord:
         try:
@@ -49,24 +84,6 @@ class MemoryStore(Store):
         if report is not None:
             record.report = report
 
-    async def append(
-        self, run_id: str, events: Sequence[Event], report: dict[str, Any] | None = None
-    ) -> None:
-        try:
-            journal = self._events[run_id]
-        except KeyError:
-            raise RunNotFound(f"no run {run_id!r} in this store") from None
-        journal.extend(events)
-        if report is not None:
-            await self.update_run(run_id, report["status"], report)
-
-    async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
-        try:
-            journal = self._events[run_id]
-        except KeyError:
-            raise RunNotFound(f"no run {run_id!r} in this store") from None
-        return [copy.deepcopy(e) for e in journal if e["seq"] > after_seq]
-
     async def list_runs(
         self, *, saga: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[RunRecord]:
@@ -77,10 +94,209 @@ class MemoryStore(Store):
         ]
         return runs[:limit]
 
+    async def claim_key(self, saga: str, key: str, run_id: str, input_hash: str) -> tuple[str, str]:
+        owner = self._keys.setdefault((saga, key), (run_id, input_hash))
+        self._key_of.setdefault(owner[0], key)
+        if owner[0] in self._runs:
+            self._runs[owner[0]].meta["idempotency_key"] = key
+        return owner
+
+    async def rebind_definition(self, run_id: str, new_hash: str, actor: str) -> None:
+        record = await self.get_run(run_id)
+        for row in self._approval_rows(run_id).values():
+            if row["status"] == "pending":
+                self._rebound[run_id, row["gate"], row["requested_seq"]] = new_hash
+        journal = self._events[run_id]
+        self._rebinds.setdefault(run_id, []).append(
+            (journal[-1]["seq"] if journal else 0, record.definition_hash)
+        )
+        old, record.definition_hash = record.definition_hash, new_hash
+        self._write_audit(rebind_entry(run_id, actor, old, new_hash))
+
+    async def append(
+        self, run_id: str, events: Sequence[Event], report: dict[str, Any] | None = None
+    ) -> None:
+        try:
+            journal = self._events[run_id]
+        except KeyError:
+            raise RunNotFound(f"no run {run_id!r} in this store") from None
+        journal.extend(events)
+        if report is not None:
+            await self.update_run(run_id, report["status"], report)
+            lease = self._leases.pop(run_id, None)  # the run's end ends its lease
+            if lease is not None:
+                self._ended.add((run_id, lease[0]))
+
+    async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        try:
+            journal = self._events[run_id]
+        except KeyError:
+            raise RunNotFound(f"no run {run_id!r} in this store") from None
+        return [copy.deepcopy(e) for e in journal if e["seq"] > after_seq]
+
+    async def steps(self, run_id: str) -> list[dict[str, Any]]:
+        return steps_of(self._events.get(run_id, ()))
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def _check_lease(self, run_id: str, owner: str | None, now: float) -> None:
+        held = self._leases.get(run_id)
+        if held is not None and held[0] != owner and held[1] > now and owner_alive(held[0]):
+            raise LeaseHeld(run_id, *held)
+
+    async def acquire_lease(self, run_id: str, owner: str, ttl: float) -> float:
+        now = time.time()
+        self._check_lease(run_id, owner, now)
+        self._leases[run_id] = (owner, now + ttl)
+        return now + ttl
+
+    async def renew_lease(self, run_id: str, owner: str, ttl: float) -> bool:
+        if (run_id, owner) in self._ended:
+            return True
+        held = self._leases.get(run_id)
+        if held is None or held[0] != owner:
+            return False
+        self._leases[run_id] = (owner, time.time() + ttl)
+        return True
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        self._ended.discard((run_id, owner))
+        held = self._leases.get(run_id)
+        if held is not None and held[0] == owner:
+            del self._leases[run_id]
+
+    async def get_lease(self, run_id: str) -> tuple[str, float] | None:
+        held = self._leases.get(run_id)
+        return held if held is not None and held[1] > time.time() else None
+
+    # -- cancel requests -------------------------------------------------------------------
+
+    async def request_cancel(self, run_id: str, by: str, reason: str | None) -> bool:
+        meta = (await self.get_run(run_id)).meta
+        first = not meta.get("cancel_requested_at")
+        if first:
+            meta["cancel_requested_at"] = rfc3339(time.time())
+            meta["cancel_by"] = by
+            if reason is not None:
+                meta["cancel_reason"] = reason
+        self._write_audit(cancel_entry(run_id, by, reason, first))
+        return first
+
+    async def cancel_request(self, run_id: str) -> dict[str, Any] | None:
+        record = self._runs.get(run_id)
+        if record is None or not record.meta.get("cancel_requested_at"):
+            return None
+        meta = record.meta
+        return {
+            "at": meta["cancel_requested_at"],
+            "by": meta["cancel_by"],
+            "reason": meta.get("cancel_reason"),
+        }
+
+    # -- approvals and audit ---------------------------------------------------------------
+
+    def _approval_rows(self, run_id: str) -> dict[str, Approval]:
+        """The run's approval requests by gate, folded from its journal as SQLite's appends
+        materialise them (a new request of a gate replaces the old one)."""
+        current = self._runs[run_id].definition_hash
+        rebinds = self._rebinds.get(run_id, ())
+        rows: dict[str, Approval] = {}
+        for e in self._events[run_id]:
+            t = e["type"]
+            if t == "approval_requested":  # without a hash: the run's when it was requested
+                then = next((old for seq, old in rebinds if seq >= e["seq"]), current)
+                rows[e["step"]] = _requested(run_id, e, then)
+            elif t == "approval_decided" and e["step"] in rows:
+                _decided(rows[e["step"]], e)
+        for gate, row in rows.items():
+            rebound = self._rebound.get((run_id, gate, row["requested_seq"]))
+            if rebound is not None:
+                row["definition_hash"] = rebound
+        return rows
+
+    async def approvals(
+        self, run_id: str | None = None, status: str | None = None
+    ) -> list[Approval]:
+        runs: Iterable[str] = self._runs if run_id is None else [run_id]
+        runs = [r for r in runs if r in self._runs]
+        rows = [
+            row
+            for r in runs
+            for row in self._approval_rows(r).values()
+            if status is None or row["status"] == status
+        ]
+        rows.sort(key=lambda row: row["requested_at"])
+        return copy.deepcopy(rows)
+
+    async def approval(self, run_id: str, gate: str) -> Approval | None:
+        if run_id not in self._runs:
+            return None
+        return copy.deepcopy(self._approval_rows(run_id).get(gate))
+
+    async def append_decision(
+        self,
+        run_id: str,
+        gate: str,
+        fields: dict[str, Any],
+        audit: AuditEntry,
+        *,
+        owner: str | None = None,
+        definition_hash: str | None = None,
+    ) -> Event:
+        record = await self.get_run(run_id)
+        row = self._approval_rows(run_id).get(gate)
+        if row is None or row["status"] != "pending":
+            raise DecisionConflict(f"gate {gate!r} of run {run_id} is not pending")
+        if definition_hash is not None and not (
+            row["definition_hash"] == record.definition_hash == definition_hash
+        ):
+            raise DecisionConflict(f"gate {gate!r} of run {run_id} changed definition")
+        now = time.time()
+        self._check_lease(run_id, owner, now)
+        journal = self._events[run_id]
+        event: Event = {
+            "type": "approval_decided",
+            "run_id": run_id,
+            "seq": journal[-1]["seq"] + 1 if journal else 1,
+            "at": rfc3339(now),
+            **fields,
+        }
+        journal.append(event)
+        self._write_audit(with_seq(audit, event["seq"]))
+        return copy.deepcopy(event)
+
+    def _write_audit(self, entry: AuditEntry) -> None:
+        self._audit.append(
+            {
+                "id": len(self._audit) + 1,
+                "at": rfc3339(time.time()),
+                "run_id": entry.run_id,
+                "gate": entry.gate,
+                "actor": entry.actor,
+                "os_user": os_user(),
+                "action": entry.action,
+                "outcome": entry.outcome,
+                "code": entry.code,
+                "message": entry.message,
+                "detail": copy.deepcopy(entry.detail),
+            }
+        )
+
+    async def audit(self, entry: AuditEntry) -> None:
+        self._write_audit(entry)
+
+    async def audit_log(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        return copy.deepcopy([a for a in self._audit if run_id is None or a["run_id"] == run_id])
+
+    # -- approver groups -------------------------------------------------------------------
+
     async def add_group_members(self, group: str, users: Sequence[str]) -> list[str]:
         members = self._groups.setdefault(group, set())
         added = [u for u in dict.fromkeys(users) if u not in members]
         members.update(added)
+        if not members:
+            del self._groups[group]
+        self._write_audit(group_change("group_add", group, users, added))
         return added
 
     async def remove_group_members(self, group: str, users: Sequence[str]) -> list[str]:
@@ -89,6 +305,7 @@ class MemoryStore(Store):
         members.difference_update(removed)
         if not members:
             self._groups.pop(group, None)
+        self._write_audit(group_change("group_remove", group, users, removed))
         return removed
 
     async def group_members(self, group: str | None = None) -> dict[str, list[str]]:
@@ -97,3 +314,123 @@ class MemoryStore(Store):
             for name, members in sorted(self._groups.items())
             if group is None or name == group
         }
+
+
+def _requested(run_id: str, e: Event, fallback_hash: str) -> Approval:
+    deadline = e.get("deadline")
+    return {
+        "run_id": run_id,
+        "gate": e["step"],
+        "key": e.get("key"),
+        "message": e.get("message"),
+        "approvers": list(e.get("approvers") or []),
+        "context": e.get("context"),
+        "deadline": deadline,
+        "deadline_epoch": parse_rfc3339(deadline) if deadline else None,
+        "on_timeout": e.get("on_timeout"),
+        "token_sha256": e.get("token_sha256"),
+        "definition_hash": e.get("definition_hash") or fallback_hash,
+        "status": "pending",
+        "requested_at": e["at"],
+        "requested_seq": e["seq"],
+        "decided_by": None,
+        "decided_at": None,
+        "comment": None,
+        "value": None,
+        "decision_code": None,
+    }
+
+
+def _decided(row: Approval, e: Event) -> None:
+    if e.get("approved"):
+        row["status"] = "approved"
+    elif e.get("timed_out"):
+        row["status"] = "timed_out"
+    else:
+        row["status"] = "rejected"
+    row["decided_by"] = e.get("by")
+    row["decided_at"] = e.get("decided_at", e["at"])
+    row["comment"] = e.get("comment")
+    row["value"] = e.get("value")
+    row["decision_code"] = e.get("code")
+
+
+# The steps view (SQLite's migration 5), folded in Python: which events say what of a step.
+_STATE = frozenset(
+    (
+        "step_started",
+        "step_completed",
+        "step_failed",
+        "step_skipped",
+        "group_completed",
+        "approval_requested",
+    )
+)
+_ENDS = frozenset(("step_completed", "step_failed", "step_skipped", "group_completed"))
+_STARTS = frozenset(("step_started", "approval_requested"))
+_COMP = frozenset(("compensation_started", "compensation_completed", "compensation_failed"))
+_STATUS = {"step_started": "started", "step_skipped": "skipped", "approval_requested": "waiting"}
+_COMP_STATUS = {
+    "compensation_started": "started",
+    "compensation_completed": "ok",
+    "compensation_failed": "failed",
+}
+
+
+def steps_of(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """Every step's (and foreach item's) state from a journal, as `Store.steps` returns it."""
+    seen: dict[tuple[Any, int], list[Event]] = {}
+    for e in events:
+        if e["type"] in _STATE or e["type"] in _COMP:
+            index = e.get("item_index")
+            seen.setdefault((e.get("step"), -1 if index is None else index), []).append(e)
+    out = []
+    for (step, index), group in seen.items():
+        state = [e for e in group if e["type"] in _STATE]
+        if not state:
+            continue  # the view joins on the last state event: none, no row
+        first, last = min(state, key=_seq), max(state, key=_seq)
+        started = _last(e for e in state if e["type"] == "step_started")
+        ended = _last(e for e in state if e["type"] in _ENDS)
+        erring = _last(e for e in state if e["type"] != "approval_requested")
+        comp = _last(
+            e
+            for e in group
+            if e["type"] in _COMP and (e["type"] != "compensation_failed" or e.get("final"))
+        )
+        if last["type"] == "step_failed":
+            status = "cancelled" if last.get("cancelled") else "failed"
+        else:
+            status = _STATUS.get(last["type"], "completed")
+        error = erring.get("error") if erring is not None else None
+        out.append(
+            {
+                "step": step,
+                "item_index": None if index < 0 else index,
+                "status": status,
+                "attempt": max(e.get("attempt") or 0 for e in state),
+                "idempotency_key": started.get("idempotency_key") if started else None,
+                "result": ended.get("result") if ended else None,
+                "error": error,
+                "started_seq": first["seq"] if first["type"] in _STARTS else None,
+                "ended_seq": ended["seq"] if ended else None,
+                "compensation": _COMP_STATUS[comp["type"]] if comp else None,
+                "compensation_attempt": (comp.get("attempt") or 0) if comp else 0,
+            }
+        )
+
+    def order(s: dict[str, Any]) -> tuple[Any, ...]:
+        at = s["started_seq"] if s["started_seq"] is not None else s["ended_seq"]
+        index = -1 if s["item_index"] is None else s["item_index"]
+        return (at is not None, at or 0, s["step"], index)
+
+    out.sort(key=order)
+    return copy.deepcopy(out)
+
+
+def _seq(e: Event) -> int:
+    return int(e["seq"])
+
+
+def _last(events: Iterable[Event]) -> Event | None:
+    return max(events, key=_seq, default=None)

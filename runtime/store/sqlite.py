@@ -1,7 +1,7 @@
 """The durable journal: one SQLite file (WAL, synchronous=FULL) shared by processes.
 
-`SqliteStore` is the `Store` on such a file, and more than the interface: run-level idempotency
-keys, leases, cancel requests, approvals and the audit log. Its parts:
+`SqliteStore` is the `Store` contract (`base.py`) on such a file: runs and journals, run-level
+idempotency keys, leases, cancel requests, approvals and the audit log, as SQL. Its parts:
 
 * `sqlite_writer`: the connections and the writer and reader threads (group commit);
 * `sqlite_journal`: appends, and the materialised view (`steps`, `approvals`, the run's
@@ -9,9 +9,10 @@ keys, leases, cancel requests, approvals and the audit log. Its parts:
 * `sqlite_rows`: rows as Python values (runs, approval requests) and audit entries;
 * `sqlite_leases`: who may write a run's journal.
 
-This module is the one front door: other code imports what it needs of the SQLite store from
-here. It never writes outside a `write` operation (so every change is in a group commit) and
-never sees a secret: what it is given has been redacted by the executor.
+This module is the one front door: other code uses the SQLite store only as a `Store` (tests
+and benchmarks also read `commits`, `write`, `read`). It never writes outside a `write`
+operation (so every change is in a group commit) and never sees a secret: what it is given has
+been redacted by the executor.
 """
 
 from __future__ import annotations
@@ -29,12 +30,23 @@ from typing import Any, TypeVar
 from sagac.runtime import codec
 from sagac.runtime.clock import rfc3339
 
-from sagac.errors import LeaseHeld, RunNotFound, StoreError
+from sagac.errors import DecisionConflict, RunNotFound, StoreError
 
-from .base import Event, RunRecord, Store
+from .base import (
+    Approval,
+    AuditEntry,
+    Event,
+    RunRecord,
+    Store,
+    cancel_entry,
+    group_change,
+    os_user,
+    rebind_entry,
+    with_seq,
+)
 from .migrations import READS_FROM, SCHEMA_VERSION, current_version, migrate
-from .sqlite_journal import Prepared, append_external, apply, next_seq
-from .sqlite_leases import check_lease, owner_alive
+from .sqlite_journal import Prepared, append_external, apply
+from .sqlite_leases import check_lease
 from .sqlite_rows import (
     APPROVAL_COLUMNS,
     RUN_COLUMNS,
@@ -45,22 +57,11 @@ from .sqlite_rows import (
     get_run_sync,
     group_members,
     loads,
-    os_user,
     run_record,
 )
 from .sqlite_writer import Worker, connect
 
-__all__ = [
-    "LeaseHeld",
-    "SqliteStore",
-    "add_audit",
-    "append_external",
-    "get_approval",
-    "get_run_sync",
-    "group_members",
-    "next_seq",
-    "owner_alive",
-]
+__all__ = ["SqliteStore"]
 
 T = TypeVar("T")
 
@@ -82,23 +83,8 @@ def _where(**filters: Any) -> tuple[str, list[Any]]:
     return " WHERE " + " AND ".join(f"{column} = ?" for column, _ in given), [v for _, v in given]
 
 
-def _audit_group_change(
-    c: sqlite3.Connection, action: str, group: str, asked: Sequence[str], changed: list[str]
-) -> None:
-    """The audit entry of a `sagac groups` change: the group, who was asked for and who
-    changed (a repeated change is audited too, as `unchanged`). The actor is the OS user."""
-    add_audit(
-        c,
-        actor=os_user(),
-        action=action,
-        outcome="accepted" if changed else "unchanged",
-        message=f"group:{group} {'+' if action == 'group_add' else '-'} {', '.join(asked)}",
-        detail={"group": group, "users": list(asked), "changed": changed},
-    )
-
-
 class SqliteStore(Store):
-    """A `Store` on one SQLite file; also leases, cancel requests, approvals and audit."""
+    """The `Store` on one SQLite file, shared by every process that opens it."""
 
     group_commit = True
 
@@ -195,7 +181,7 @@ class SqliteStore(Store):
         self._writer.stop()
         self._reader.stop()
 
-    # -- the Store interface -------------------------------------------------------------
+    # -- runs and the journal --------------------------------------------------------------
 
     async def create_run(self, record: RunRecord) -> None:
         now = rfc3339(time.time())
@@ -297,8 +283,6 @@ class SqliteStore(Store):
 
         return await self.read(fn)
 
-    # -- more than the interface: what durability needs -----------------------------------
-
     async def claim_key(self, saga: str, key: str, run_id: str, input_hash: str) -> tuple[str, str]:
         """Claim saga `saga`'s run-level idempotency key for `run_id`; returns the (run_id,
         input_hash) the key belongs to: ours when it was free, the first claimant's otherwise.
@@ -337,15 +321,7 @@ class SqliteStore(Store):
                 "UPDATE approvals SET definition_hash = ? WHERE run_id = ? AND status = 'pending'",
                 (new_hash, run_id),
             )
-            add_audit(
-                c,
-                run_id=run_id,
-                actor=actor,
-                action="force_resume",
-                outcome="accepted",
-                message="resumed under a changed definition",
-                detail={"from": old, "to": new_hash},
-            )
+            add_audit(c, rebind_entry(run_id, actor, old, new_hash))
 
         await self.write(fn)
 
@@ -480,14 +456,7 @@ class SqliteStore(Store):
                     " WHERE run_id = ?",
                     (now, by, reason, run_id),
                 )
-            add_audit(
-                c,
-                run_id=run_id,
-                actor=by,
-                action="cancel",
-                outcome="accepted" if first else "repeated",
-                message=reason,
-            )
+            add_audit(c, cancel_entry(run_id, by, reason, first))
             return first
 
         return await self.write(fn)
@@ -519,7 +488,7 @@ class SqliteStore(Store):
                     (group, user, now, by),
                 ).rowcount
             ]
-            _audit_group_change(c, "group_add", group, users, added)
+            add_audit(c, group_change("group_add", group, users, added))
             return added
 
         return await self.write(fn)
@@ -533,7 +502,7 @@ class SqliteStore(Store):
                     "DELETE FROM approver_groups WHERE name = ? AND member = ?", (group, user)
                 ).rowcount
             ]
-            _audit_group_change(c, "group_remove", group, users, removed)
+            add_audit(c, group_change("group_remove", group, users, removed))
             return removed
 
         return await self.write(fn)
@@ -553,13 +522,36 @@ class SqliteStore(Store):
 
         return await self.read(fn)
 
-    async def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` in a write transaction of its own group commit (for `approvals`)."""
+    async def approval(self, run_id: str, gate: str) -> Approval | None:
+        return await self.read(partial(get_approval, run_id=run_id, gate=gate))
+
+    async def append_decision(
+        self,
+        run_id: str,
+        gate: str,
+        fields: dict[str, Any],
+        audit: AuditEntry,
+        *,
+        owner: str | None = None,
+        definition_hash: str | None = None,
+    ) -> Event:
+        def fn(c: sqlite3.Connection) -> Event:
+            record = get_run_sync(c, run_id)  # RunNotFound
+            row = get_approval(c, run_id, gate)
+            if row is None or row["status"] != "pending":
+                raise DecisionConflict(f"gate {gate!r} of run {run_id} is not pending")
+            if definition_hash is not None and not (
+                row["definition_hash"] == record.definition_hash == definition_hash
+            ):
+                raise DecisionConflict(f"gate {gate!r} of run {run_id} changed definition")
+            event = append_external(c, run_id, owner, "approval_decided", fields)
+            add_audit(c, with_seq(audit, event["seq"]))
+            return event
+
         return await self.write(fn)
 
-    async def audit(self, **entry: Any) -> None:
-        """Write one audit entry (run_id, gate, actor, action, outcome, code, message, detail)."""
-        await self.write(lambda c: add_audit(c, **entry))
+    async def audit(self, entry: AuditEntry) -> None:
+        await self.write(lambda c: add_audit(c, entry))
 
     async def audit_log(self, run_id: str | None = None) -> list[dict[str, Any]]:
         def fn(c: sqlite3.Connection) -> list[dict[str, Any]]:

@@ -1,16 +1,14 @@
 """The journal file's rows as Python values: JSON columns, run records, approval requests and
 audit entries.
 
-What the store, the journal appends and the approval decisions (`runtime/approvals.py`) share
-to read a row back or write an audit entry, as plain functions on a connection inside the
-caller's transaction. This module never opens, begins or commits a transaction, and never sees
-a secret: what it is given has been redacted by the executor.
+What the store's operations and the journal appends share to read a row back or write an audit
+entry, as plain functions on a connection inside the caller's transaction. This module never
+opens, begins or commits a transaction, and never sees a secret: what it is given has been
+redacted by the executor.
 """
 
 from __future__ import annotations
 
-import functools
-import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -21,7 +19,7 @@ from sagac.runtime.clock import rfc3339
 
 from sagac.errors import RunNotFound
 
-from .base import RunRecord
+from .base import AuditEntry, RunRecord, os_user
 
 dumps = codec.dumps
 
@@ -94,22 +92,6 @@ def get_approval(c: sqlite3.Connection, run_id: str, gate: str) -> dict[str, Any
     return approval_row(row) if row else None
 
 
-def os_user() -> str:
-    """The operating-system user this process runs as (its effective uid): what the audit can
-    vouch for, unlike `--as` or `$USER`, which the caller chooses."""
-    return _user_name(os.geteuid())
-
-
-@functools.cache
-def _user_name(uid: int) -> str:
-    import pwd
-
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:  # a uid with no passwd entry (containers)
-        return f"uid:{uid}"
-
-
 def group_members(c: sqlite3.Connection, name: str | None = None) -> dict[str, list[str]]:
     """Approver groups and their members, sorted (one group when `name` is given)."""
     sql = "SELECT name, member FROM approver_groups"
@@ -122,32 +104,21 @@ def group_members(c: sqlite3.Connection, name: str | None = None) -> dict[str, l
     return out
 
 
-def add_audit(
-    c: sqlite3.Connection,
-    *,
-    action: str,
-    outcome: str,
-    run_id: str | None = None,
-    gate: str | None = None,
-    actor: str | None = None,
-    code: str | None = None,
-    message: str | None = None,
-    detail: Any = None,
-) -> None:
-    """One audit entry, stamped with the time and the operating-system user of this process."""
+def add_audit(c: sqlite3.Connection, entry: AuditEntry) -> None:
+    """Write `entry`, stamped with the time and the operating-system user of this process."""
     c.execute(
         "INSERT INTO audit (at, run_id, gate, actor, action, outcome, code, message, detail,"
         " os_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             rfc3339(time.time()),
-            run_id,
-            gate,
-            actor,
-            action,
-            outcome,
-            code,
-            message,
-            None if detail is None else dumps(detail),
+            entry.run_id,
+            entry.gate,
+            entry.actor,
+            entry.action,
+            entry.outcome,
+            entry.code,
+            entry.message,
+            None if entry.detail is None else dumps(entry.detail),
             os_user(),
         ),
     )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagac.errors import UsageError
+
+if TYPE_CHECKING:
+    from sagac.runtime.store import Store
 
 
 def add_store_option(p: argparse.ArgumentParser) -> None:
@@ -20,7 +23,7 @@ def add_store_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def open_existing(url: str, *, readonly: bool = False) -> Any:
+def open_existing(url: str, *, readonly: bool = False) -> Store:
     """The durable store at `url`; a missing file is a usage error, not a new empty journal.
     `readonly` (the inspection commands): opened only to read, never created, upgraded or
     written, so that a read-only journal can be inspected."""
@@ -63,7 +66,7 @@ def explain_interruption(error: Any, run_id: str, url: str, started: bool = True
     return error
 
 
-def using(store: Any, fn: Any) -> Any:
+def using(store: Store, fn: Any) -> Any:
     """`await fn(store)` in a fresh event loop, then close the store whatever happened."""
     import asyncio
 

@@ -106,15 +106,13 @@ def _read_run(url: str, run_id: str) -> _Run:
         try:
             record = await store.get_run(run_id)
             events = await store.load_events(run_id)
-            approvals = getattr(store, "approvals", None)
-            audit = getattr(store, "audit_log", None)
             return _Run(
                 record.file,
                 record.definition_hash,
                 record.report or {"run_id": run_id, "status": record.status},
                 events,
-                [_public(a) for a in await approvals(run_id)] if approvals else [],
-                await audit(run_id) if audit else [],
+                [_public(a) for a in await store.approvals(run_id)],
+                await store.audit_log(run_id),
             )
         finally:
             await store.close()

@@ -1,5 +1,5 @@
-"""The SQLite journal store: the Store contract, the steps view, migrations, and group
-commit (correct under concurrency, and after a crash)."""
+"""The SQLite journal store beyond the contract (that is `tests/store/`, for every store):
+its connections, group commit (correct under concurrency, and after a crash), migrations."""
 
 from __future__ import annotations
 
@@ -52,50 +52,20 @@ def test_wal_and_full_sync_on_every_connection(db: Path) -> None:
     assert run(pragmas()) == (2, "wal")  # 2 = FULL
 
 
-def test_store_contract_and_the_steps_view(db: Path) -> None:
+def test_a_seq_used_twice_never_overwrites_the_journal(db: Path) -> None:
     async def go() -> None:
         store = SqliteStore(db)
-        await store.create_run(RunRecord("r1", "s", 1, "sha256:x", {"a": 1}, file=None))
-        with pytest.raises(StoreError, match="already exists"):
-            await store.create_run(RunRecord("r1", "s", 1, "sha256:x", {}))
-        await store.append(
-            "r1",
-            [
-                ev("r1", 1, "saga_started"),
-                ev("r1", 2, "step_started", step="a", attempt=1, idempotency_key="k-a"),
-                ev("r1", 3, "step_completed", step="a", attempt=1, result={"id": 7}),
-                ev("r1", 4, "step_started", step="b", attempt=1, idempotency_key="k-b"),
-                ev("r1", 5, "step_failed", step="b", attempt=1, error={"code": "X"}, final=True),
-                ev("r1", 6, "compensation_started", step="a", attempt=1),
-                ev("r1", 7, "compensation_completed", step="a", attempt=1),
-            ],
-        )
-        with pytest.raises(StoreError):  # a seq used twice never overwrites the journal
-            await store.append("r1", [ev("r1", 3, "step_completed", step="a")])
-        with pytest.raises(RunNotFound):
-            await store.append("nope", [ev("nope", 1, "saga_started")])
-        assert [e["seq"] for e in await store.load_events("r1")] == list(range(1, 8))
-        assert [e["seq"] for e in await store.load_events("r1", after_seq=5)] == [6, 7]
-        steps = {s["step"]: s for s in await store.steps("r1")}
-        assert steps["a"]["status"] == "completed" and steps["a"]["result"] == {"id": 7}
-        assert steps["a"]["idempotency_key"] == "k-a" and steps["a"]["compensation"] == "ok"
-        assert steps["b"]["status"] == "failed" and steps["b"]["error"] == {"code": "X"}
-        await store.update_run("r1", "compensated", {"status": "compensated"})
-        got = await store.get_run("r1")
-        assert (got.status, got.report, got.input) == (
-            "compensated",
-            {"status": "compensated"},
-            {"a": 1},
-        )
-        await store.create_run(RunRecord("r2", "t", 1, "sha256:y", None))
-        assert [r.run_id for r in await store.list_runs()] == ["r2", "r1"]
-        assert [r.run_id for r in await store.list_runs(saga="s")] == ["r1"]
-        assert [r.run_id for r in await store.list_runs(status="running")] == ["r2"]
-        with pytest.raises(RunNotFound):
-            await store.get_run("nope")
-        with pytest.raises(RunNotFound):
-            await store.load_events("nope")
-        await store.close()
+        try:
+            await store.create_run(RunRecord("r1", "s", 1, "sha256:x", None))
+            await store.append("r1", [ev("r1", 1, "saga_started"), ev("r1", 2, "step_started")])
+            with pytest.raises(StoreError):
+                await store.append("r1", [ev("r1", 2, "step_completed", step="a")])
+            assert [e["type"] for e in await store.load_events("r1")] == [
+                "saga_started",
+                "step_started",
+            ]
+        finally:
+            await store.close()
 
     run(go())
 
@@ -123,65 +93,6 @@ def test_group_commit_shares_transactions_and_keeps_every_event_in_order(db: Pat
         await store.close()
 
     run(go())
-
-
-def test_the_step_view_is_the_same_however_events_are_grouped(db: Path) -> None:
-    """The writer merges a batch's step changes into multi-row upserts: one append of
-    everything, or one commit per event, or many runs' appends in one group commit, must all
-    leave the same `steps` rows."""
-
-    def journal(r: str) -> list[dict[str, Any]]:
-        kinds: list[tuple[str, dict[str, Any]]] = [
-            ("saga_started", {}),
-            ("step_started", {"step": "a", "attempt": 1, "idempotency_key": "ka"}),
-            ("step_retrying", {"step": "a", "attempt": 1, "error": {"code": "E"}}),
-            ("step_started", {"step": "a", "attempt": 2, "idempotency_key": "ka"}),
-            ("step_completed", {"step": "a", "attempt": 2, "result": {"id": 1}}),
-            ("step_started", {"step": "b", "attempt": 1, "idempotency_key": "kb"}),
-            ("step_failed", {"step": "b", "attempt": 1, "error": {"code": "X"}, "cancelled": True}),
-            ("step_started", {"step": "b", "attempt": 2, "idempotency_key": "kb"}),
-            ("step_completed", {"step": "b", "attempt": 2, "result": [1, 2]}),
-            ("step_skipped", {"step": "c"}),
-            ("step_started", {"step": "f", "item_index": 0, "attempt": 1, "idempotency_key": "f0"}),
-            ("step_started", {"step": "f", "item_index": 1, "attempt": 1, "idempotency_key": "f1"}),
-            ("step_completed", {"step": "f", "item_index": 1, "attempt": 1, "result": None}),
-            ("step_failed", {"step": "f", "item_index": 0, "attempt": 1, "error": {"code": "Y"}}),
-            ("group_completed", {"step": "g", "result": [None]}),
-            ("compensation_started", {"step": "a", "attempt": 1}),
-            ("compensation_completed", {"step": "a", "attempt": 1}),
-            ("step_started", {"step": "z", "attempt": 1, "idempotency_key": None}),
-        ]
-        return [ev(r, i, t, **f) for i, (t, f) in enumerate(kinds, 1)]
-
-    async def go() -> list[list[dict[str, Any]]]:
-        store = SqliteStore(db)
-        runs = [f"r{i}" for i in range(12)]
-        for r in runs:
-            await store.create_run(RunRecord(r, "s", 1, "h", None))
-        await store.append("r0", journal("r0"))  # one append, one statement per table
-        for e in journal("r1"):  # one commit per event
-            await store.append("r1", [e])
-
-        async def in_pairs(r: str) -> None:  # ten runs at once, two events an append
-            events = journal(r)
-            for i in range(0, len(events), 2):
-                await store.append(r, events[i : i + 2])
-
-        await asyncio.gather(*(in_pairs(r) for r in runs[2:]))
-        views = [await store.steps(r) for r in runs]
-        await store.close()
-        return views
-
-    views = run(go())
-    assert all(v == views[0] for v in views[1:])
-    by_key = {(s["step"], s["item_index"]): s for s in views[0]}
-    assert by_key[("a", None)]["attempt"] == 2 and by_key[("a", None)]["compensation"] == "ok"
-    assert by_key[("b", None)]["status"] == "completed" and by_key[("b", None)]["error"] is None
-    assert (
-        by_key[("b", None)]["result"] == [1, 2] and by_key[("b", None)]["idempotency_key"] == "kb"
-    )
-    assert by_key[("f", 0)]["status"] == "failed" and by_key[("f", 0)]["idempotency_key"] == "f0"
-    assert by_key[("c", None)]["status"] == "skipped" and by_key[("z", None)]["status"] == "started"
 
 
 def test_one_bad_operation_in_a_group_commit_fails_alone(db: Path) -> None:

@@ -1,0 +1,1 @@
+"""The store contract suite: the same behaviour tests for every store."""
