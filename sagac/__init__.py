@@ -53,6 +53,7 @@ _EXPORTS = {
     "DEFAULT_STORE": "sagac.runtime.store",
     "SQLITE_PREFIX": "sagac.runtime.store",
     "RUN_STATUSES": "sagac.runtime.store.base",
+    "Store": "sagac.runtime.store.base",
     "FINAL_STATUSES": "sagac.runtime.resume:FINAL",
     "astart": "sagac.runtime.resume:start",
     "resume": "sagac.runtime.resume:resume_sync",
@@ -106,6 +107,7 @@ __all__ = [
     "SecretMissing",
     "Severity",
     "StepError",
+    "Store",
     "StoreError",
     "TooLarge",
     "UsageError",
@@ -257,6 +259,7 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
     )
     from sagac.runtime.store.base import (
         RUN_STATUSES,
+        Store,
     )
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sagac.errors import UsageError
 
 if TYPE_CHECKING:
-    from sagac.runtime.store import Store
+    from sagac import Store
 
 
 def add_store_option(p: argparse.ArgumentParser) -> None:
