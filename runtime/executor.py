@@ -30,7 +30,7 @@ from .events import EventCallback
 from .finish import finish
 from .interrupts import received
 from .journal import RunState
-from .leases import lease_lost, supports_leases
+from .leases import lease_lost
 from .outcomes import error_dict
 from .phases import run_on_failure, run_steps
 from .processes import end_orphans
@@ -94,7 +94,7 @@ class Executor:
             await ctx.store.update_run(ctx.run_id, "interrupted")
         except Exception:  # the journal stays as a crash leaves it: resumable all the same
             return
-        if supports_leases(ctx.store):  # a store another process can resume it from
+        if ctx.store.shared:  # a store another process can resume it from
             interrupt.runs.append(ctx.run_id)
 
     async def _run(self, ctx: RunContext) -> RunReport:

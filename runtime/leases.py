@@ -55,11 +55,6 @@ def lease_lost(run_id: str) -> bool:
     return lease is not None and lease.lost
 
 
-def supports_leases(store: Store) -> bool:
-    """Whether runs in `store` are leased: only where other processes share it."""
-    return store.shared
-
-
 class Lease:
     """A held lease; `lost` is set when it could not be renewed."""
 
