@@ -1,28 +1,36 @@
-"""One step's attempts: call its action until it succeeds or fails for good, journaling each.
+"""The one attempt loop: call an action until it succeeds or fails for good.
 
-`run_attempts` is the loop of a task step (foreach items run their own, sharing `attempt_limit`
-and `retry_delay`): `step_started` is in the store before the action is called, an attempt is
-bounded by the tightest of the step's `timeout`, its `deadline` and the saga's deadline, and a
-failure is retried by the step's policies unless a deadline leaves no time for the next attempt.
-`call_action` runs one attempt; a sync python action's thread cannot be interrupted, so on a
-cancel by the run it is awaited and its result counted (carried on the CancelledError as
-`sagac_result`). This module must never journal a step's final failure or raise NodeFailed:
-the node that called it does both, once.
+Task steps, foreach items and compensations all run their action through `Attempts.run`: the
+attempts, the retry policies, backoff, the per-attempt bound (the tightest of the `timeout`,
+the step's `deadline` and the saga's) and cancellation live here once. A caller subclasses
+`Attempts` to say only what differs: which event starts an attempt (`START`), and what
+`completed`, `retrying` and `cancelled` journal and record. `run_attempts` is a task step's.
+
+The rule this module keeps (docs/runtime.md, "Attempts and cancellation"): **an attempt has
+ended before its loop moves on**, so a step's compensation never starts before its forward
+action has ended. Async actions are cancelled and awaited; a command's process group is ended
+and reaped (`actions.command`); a sync python action's thread cannot be interrupted, so it is
+awaited: on a cancel by the run its late result counts as the step's (carried on the
+CancelledError as `sagac_result`), after a timeout the attempt fails with TIMEOUT once the
+thread returned, with `detail.overran_ms` (and `detail.late_result`). Whether a python action
+is sync is decided from its imported callable (`actions.calls_in_thread`), never guessed.
+
+This module must never journal a step's final failure or raise NodeFailed: the node that ran
+the loop does both, once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
-import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sagac.compiler import ir
 from sagac.runtime import codec
 from sagac.runtime.actions import (
     StepContext,
+    calls_in_thread,
     immediate_action,
     invoke,
     render_spec,
@@ -30,7 +38,6 @@ from sagac.runtime.actions import (
 )
 from sagac.runtime.errors import StepError
 
-from .clock import Clock
 from .outcomes import Undo, error_dict
 from .processes import identity
 from .retry import RetryState
@@ -56,16 +63,252 @@ def check_result_size(result: Any, needed_by: str) -> None:
             )
 
 
+def kept(keep: tuple[str, ...] | None, result: Any) -> Any:
+    """The fields of a mapping result that `keep:` names (other results whole)."""
+    if keep is not None and isinstance(result, dict):
+        return {k: result[k] for k in keep if k in result}
+    return result
+
+
 class AttemptsFailed(Exception):
-    """The step failed for good: `exc` is journaled as its last attempt's error, not yet as the
+    """The action failed for good: `exc` is its last attempt's error, not yet journaled as the
     step's final failure."""
 
-    def __init__(self, exc: StepError, attempt: int, started: float, item: Any) -> None:
+    def __init__(self, exc: StepError, attempt: int, started: float, item: Any = None) -> None:
         super().__init__(exc.code)
         self.exc = exc
         self.attempt = attempt
         self.started = started
         self.item = item
+
+
+class Overran(TimeoutError):
+    """A sync action's thread outlived its attempt's bound by `seconds`; the attempt ended when
+    it returned (`result`, or NO_RESULT when it raised)."""
+
+    def __init__(self, seconds: float, result: Any) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.result = result
+
+
+class Attempts:
+    """The attempts of one action call (a step, an item, a compensation). Subclasses journal;
+    `run` is the loop and is the same for all of them."""
+
+    START: ClassVar[str | None] = None  # the event journaled before each attempt, if any
+    WHAT: ClassVar[str] = "the attempt"  # who took too long, in a TIMEOUT message
+    COMPENSATING: ClassVar[bool] = False  # the action undoes the step (`StepContext`)
+
+    __slots__ = (
+        "args",
+        "deadline",
+        "ex",
+        "item_index",
+        "keep",
+        "key",
+        "nid",
+        "policies",
+        "saga_bound",
+        "scope",
+        "spec",
+        "timeout",
+        "where",
+    )
+
+    def __init__(
+        self,
+        ex: Executor,
+        nid: str,
+        item_index: int | None,
+        where: dict[str, Any],
+        spec: Any,
+        args: Any,
+        scope: Mapping[str, Any],
+        key: str | None,
+        policies: tuple[ir.RetryPolicy, ...],
+        timeout: float | None,
+        deadline: float | None = None,
+        keep: tuple[str, ...] | None = None,
+        saga_bound: bool = True,
+    ) -> None:
+        self.ex = ex
+        self.nid = nid
+        self.item_index = item_index
+        self.where = where
+        self.spec = spec
+        self.args = args
+        self.scope = scope
+        self.key = key
+        self.policies = policies
+        self.timeout = timeout
+        self.deadline = deadline
+        self.keep = keep
+        self.saga_bound = saga_bound
+
+    async def run(self, start_attempt: int = 0) -> Any:
+        """Attempt until `completed` accepts a result (its return value is returned); raises
+        AttemptsFailed, or CancelledError once `cancelled` (or `completed` for a late result)
+        journaled what the run's own cancel left."""
+        ex = self.ex
+        clock = ex.clock
+        emit = ex.emit
+        retry: RetryState | None = None
+        attempt = start_attempt
+        deadline = self.deadline
+        deadline_at = None if deadline is None else clock.monotonic() + deadline
+        instant = immediate_action(self.spec)  # a mock without delay: no coroutine, no context
+        start = self.START
+        while True:
+            attempt += 1
+            if start is not None:
+                await emit(start, {**self.where, "attempt": attempt, "idempotency_key": self.key})
+            started = clock.monotonic()
+            saga_at = ex.saga_deadline_at if self.saga_bound else None
+            limit, binding = attempt_limit(started, self.timeout, deadline_at, saga_at)
+            try:
+                if instant is not None:
+                    if limit is not None and limit <= 0:
+                        raise TimeoutError
+                    result = instant(attempt)
+                else:
+                    ctx = step_context(ex, self.nid, attempt, self.key, limit, self, self.spec)
+                    result = await call_action(ex, self.spec, self.args, ctx, limit, self.scope)
+                exc: StepError | None = result if isinstance(result, StepError) else None
+            except StepError as e:
+                # A value from here on: without its traceback, this frame holding it is no
+                # reference cycle (each one is the garbage collector's work, a whole run's).
+                exc = e.with_traceback(None)
+            except TimeoutError as e:
+                exc = self.timed_out(binding, e)
+            except asyncio.CancelledError as cancel:
+                if ex.cancelled_by_run():
+                    await self._cancelled(cancel, attempt, started)
+                raise
+            if exc is None:
+                try:
+                    return await self.completed(attempt, started, result)
+                except StepError as e:
+                    exc = e.with_traceback(None)  # RESULT_TOO_LARGE: retried if a policy says
+            if retry is None:
+                retry = RetryState(self.policies)
+            exc, nxt = retry_delay(retry, exc, binding, attempt, deadline, deadline_at, saga_at, ex)
+            if nxt is None:
+                raise AttemptsFailed(exc, attempt, started)
+            delay, max_attempts = nxt
+            await self.retrying(attempt, started, exc, delay, max_attempts)
+            await clock.sleep(delay)
+
+    async def _cancelled(
+        self, cancel: asyncio.CancelledError, attempt: int, started: float
+    ) -> None:
+        """The run cancelled the attempt: a thread that ran to its end despite it counts as
+        completed; anything else is journaled as cancelled."""
+        late = getattr(cancel, "sagac_result", NO_RESULT)
+        if late is not NO_RESULT:
+            try:
+                await self.completed(attempt, started, late)
+                return
+            except StepError:
+                pass  # too large to record: the attempt counts as cancelled
+        await self.cancelled(attempt, started)
+
+    def timed_out(self, binding: str, e: TimeoutError) -> StepError:
+        """The TIMEOUT (or SAGA_TIMEOUT) of an attempt; an overrunning thread is in its detail."""
+        ex = self.ex
+        if binding == "saga":
+            exc = StepError(
+                "SAGA_TIMEOUT", f"the saga's timeout of {ex.saga.timeout:g}s (active time) passed"
+            )
+        elif binding == "deadline":
+            exc = StepError("TIMEOUT", f"the step's deadline of {self.deadline:g}s passed")
+        else:
+            exc = StepError("TIMEOUT", f"{self.WHAT} took longer than {self.timeout:g}s")
+        if isinstance(e, Overran):
+            detail: dict[str, Any] = {"overran_ms": int(e.seconds * 1000)}
+            if e.result is not NO_RESULT:
+                late = kept(self.keep, e.result)
+                if codec.size(late) <= MAX_RESULT_BYTES:
+                    detail["late_result"] = late
+            exc.detail = detail
+        return exc
+
+    async def completed(self, attempt: int, started: float, result: Any) -> Any:
+        """Record a result (may raise StepError to fail the attempt); returns what `run` does."""
+        raise NotImplementedError
+
+    async def retrying(
+        self, attempt: int, started: float, exc: StepError, delay: float, max_attempts: int
+    ) -> None:
+        """Journal that the attempt failed and the action runs again after `delay`."""
+        raise NotImplementedError
+
+    async def cancelled(self, attempt: int, started: float) -> None:
+        """Journal an attempt the run cancelled (nothing to count)."""
+
+
+class TaskAttempts(Attempts):
+    """A task step's attempts: `step_started` before each, `step_completed` with the kept
+    result (an Undo entry when the step is compensable), `step_retrying` between attempts."""
+
+    START = "step_started"
+    __slots__ = ("item", "undo")
+
+    async def completed(self, attempt: int, started: float, result: Any) -> Any:
+        ex = self.ex
+        result = kept(self.keep, result)
+        check_result_size(result, "later steps")
+        ev = await ex.emit(
+            "step_completed",
+            {
+                **self.where,
+                "attempt": attempt,
+                "duration_ms": ex.ms(started),
+                "result": ex.redact(result),
+            },
+        )
+        if self.undo:
+            nid = self.nid
+            ex.undo.append(
+                Undo(nid, self.item_index, ev["seq"], result, None, ex.prep.chain[nid], self.item)
+            )
+        return result
+
+    async def retrying(
+        self, attempt: int, started: float, exc: StepError, delay: float, max_attempts: int
+    ) -> None:
+        ex = self.ex
+        await ex.emit(
+            "step_retrying",
+            {
+                **self.where,
+                "attempt": attempt,
+                "max_attempts": max_attempts,
+                "delay_ms": int(delay * 1000),
+                "error": ex.redact(error_dict(exc)),
+            },
+        )
+
+    async def cancelled(self, attempt: int, started: float) -> None:
+        ex = self.ex
+        err = cancelled_error()
+        ev = await ex.emit(
+            "step_failed",
+            {
+                **self.where,
+                "attempt": attempt,
+                "duration_ms": ex.ms(started),
+                "error": err,
+                "final": True,
+                "cancelled": True,
+            },
+        )
+        undo_if_attempted(ex, self.nid, self.item_index, ev["seq"], err, self.item)
+
+
+def cancelled_error() -> dict[str, Any]:
+    """The error of an attempt the run cancelled (a fresh dict: events keep what they get)."""
+    return {"code": "CANCELLED", "message": "cancelled: the run is stopping"}
 
 
 async def run_attempts(
@@ -85,88 +328,17 @@ async def run_attempts(
     undo: bool = False,
     item: Any = None,
 ) -> tuple[Any, int, int]:
-    """Call a step's action until it succeeds or fails for good; journal every attempt.
-    Returns (recorded result, attempt, seq of step_completed); raises AttemptsFailed or
-    CancelledError."""
-    clock = ex.clock
-    retry: RetryState | None = None
-    attempt = start_attempt
-    deadline_at = clock.monotonic() + deadline if deadline is not None else None
+    """A task step's attempts (see TaskAttempts). Returns (recorded result, 0, 0); raises
+    AttemptsFailed or CancelledError."""
     where = ex.prep.where.get(nid) if item_index is None else None
     if where is None:
         where = ex._where(nid, item_index)
-    emit = ex.journal.emit
-    instant = immediate_action(spec)  # a mock without delay: no coroutine, no context
-    while True:
-        attempt += 1
-        await emit("step_started", {**where, "attempt": attempt, "idempotency_key": key})
-        started = clock.monotonic()
-        saga_at = ex.saga_deadline_at
-        limit, binding = attempt_limit(started, timeout, deadline_at, saga_at)
-        try:
-            if instant is not None:
-                if limit is not None and limit <= 0:
-                    raise TimeoutError
-                result = instant(attempt)
-            else:
-                ctx = step_context(ex, nid, attempt, key, limit, item_index, spec=spec)
-                result = await call_action(ex, spec, args, ctx, limit, scope)
-            exc: StepError | None = None
-            if isinstance(result, StepError):
-                exc = result
-        except StepError as e:
-            # A value from here on: without its traceback, this frame holding it is no
-            # reference cycle (each one is the garbage collector's work, a whole run's).
-            exc = e.with_traceback(None)
-        except TimeoutError:
-            exc = timeout_error(binding, limit, timeout, deadline, ex.saga.timeout)
-        except asyncio.CancelledError as cancel:
-            completed = getattr(cancel, "sagac_result", NO_RESULT)
-            if not ex.cancelled_by_run():
-                raise
-            if completed is not NO_RESULT:
-                await _completed(
-                    ex, where, nid, item_index, attempt, started, completed, keep, undo, item
-                )
-                raise
-            err = {"code": "CANCELLED", "message": "cancelled: the run is stopping"}
-            ev = await emit(
-                "step_failed",
-                {
-                    **where,
-                    "attempt": attempt,
-                    "duration_ms": ex.ms(started),
-                    "error": err,
-                    "final": True,
-                    "cancelled": True,
-                },
-            )
-            undo_if_attempted(ex, nid, item_index, ev["seq"], err, item)
-            raise
-        if exc is None:
-            try:
-                return await _completed(
-                    ex, where, nid, item_index, attempt, started, result, keep, undo, item
-                )
-            except StepError as e:
-                exc = e.with_traceback(None)  # RESULT_TOO_LARGE: retried if a policy says
-        if retry is None:
-            retry = RetryState(policies)
-        exc, nxt = retry_delay(retry, exc, binding, attempt, deadline, deadline_at, saga_at, clock)
-        if nxt is None:
-            raise AttemptsFailed(exc, attempt, started, item)
-        delay, max_attempts = nxt
-        await emit(
-            "step_retrying",
-            {
-                **where,
-                "attempt": attempt,
-                "max_attempts": max_attempts,
-                "delay_ms": int(delay * 1000),
-                "error": ex.redact(error_dict(exc)),
-            },
-        )
-        await clock.sleep(delay)
+    loop = TaskAttempts(ex, nid, item_index, where, spec, args, scope, key, policies, timeout)
+    loop.deadline = deadline
+    loop.keep = keep
+    loop.undo = undo
+    loop.item = item
+    return await loop.run(start_attempt), 0, 0
 
 
 def step_context(
@@ -175,16 +347,16 @@ def step_context(
     attempt: int,
     key: str | None,
     limit: float | None,
-    item_index: int | None,
-    compensating: bool = False,
+    loop: Attempts,
     spec: Any = None,
 ) -> StepContext:
     """What an action sees of its attempt; `limit` seconds from now is its deadline. A command
     action (`spec`) also gets the hook that journals its process group."""
     deadline = None if limit is None else ex.clock.now() + limit
+    compensating = loop.COMPENSATING
     hook = None
     if isinstance(spec, ir.CommandAction):
-        hook = functools.partial(_process_started, ex, nid, attempt, item_index, compensating)
+        hook = functools.partial(_process_started, ex, nid, attempt, loop.item_index, compensating)
     return StepContext(
         ex.run_id,
         ex.plan.saga,
@@ -192,7 +364,7 @@ def step_context(
         attempt,
         key,
         deadline,
-        item_index,
+        loop.item_index,
         compensating,
         ex.prep.base_dir,
         hook,
@@ -208,7 +380,7 @@ async def _process_started(
     if compensating:
         fields["compensation"] = True
     fields.update(identity(pgid))
-    await ex.journal.emit("process_started", fields)
+    await ex.emit("process_started", fields)
 
 
 def attempt_limit(
@@ -232,17 +404,19 @@ def retry_delay(
     deadline: float | None,
     deadline_at: float | None,
     saga_at: float | None,
-    clock: Clock,
+    ex: Executor,
 ) -> tuple[StepError, tuple[float, int] | None]:
-    """The error to report and, when the step is to be tried again, (delay, attempts allowed in
-    all). A deadline that passed is not retried; one that leaves no time for the next attempt
-    ends the step with TIMEOUT or SAGA_TIMEOUT, the last error as its cause."""
+    """The error to report and, when the action is to be tried again, (delay, attempts allowed
+    in all). A deadline that passed is not retried; one that leaves no time for the next
+    attempt ends the step with TIMEOUT or SAGA_TIMEOUT, the last error as its cause."""
     if binding != "timeout" and exc.code in ("TIMEOUT", "SAGA_TIMEOUT"):
         return exc, None
-    nxt = retry.next_delay(exc.code, clock.random)
+    nxt = retry.next_delay(exc.code, ex.clock.random)
     if nxt is None:
         return exc, None
-    now = clock.monotonic()
+    if deadline_at is None and saga_at is None:
+        return exc, nxt
+    now = ex.clock.monotonic()
     if deadline_at is not None and now + nxt[0] >= deadline_at:
         return StepError(
             "TIMEOUT",
@@ -257,47 +431,6 @@ def retry_delay(
             {"cause": error_dict(exc)},
         ), None
     return exc, nxt
-
-
-def timeout_error(
-    binding: str,
-    limit: float | None,
-    timeout: float | None,
-    deadline: float | None,
-    saga_timeout: float | None,
-) -> StepError:
-    if binding == "saga":
-        return StepError(
-            "SAGA_TIMEOUT", f"the saga's timeout of {saga_timeout:g}s (active time) passed"
-        )
-    if binding == "deadline":
-        return StepError("TIMEOUT", f"the step's deadline of {deadline:g}s passed")
-    return StepError("TIMEOUT", f"the attempt took longer than {timeout:g}s")
-
-
-async def _completed(
-    ex: Executor,
-    where: dict[str, Any],
-    nid: str,
-    item_index: int | None,
-    attempt: int,
-    started: float,
-    result: Any,
-    keep: tuple[str, ...] | None,
-    undo: bool,
-    item: Any,
-) -> tuple[Any, int, int]:
-    if keep is not None and isinstance(result, dict):
-        result = {k: result[k] for k in keep if k in result}
-    check_result_size(result, "later steps")
-    recorded = ex.redact(result)
-    ev = await ex.journal.emit(
-        "step_completed",
-        {**where, "attempt": attempt, "duration_ms": ex.ms(started), "result": recorded},
-    )
-    if undo:
-        ex.undo.append(Undo(nid, item_index, ev["seq"], result, None, ex.prep.chain[nid], item))
-    return result, attempt, ev["seq"]
 
 
 def undo_if_attempted(
@@ -318,12 +451,10 @@ async def call_action(
     limit: float | None,
     scope: Mapping[str, Any],
 ) -> Any:
-    """One attempt of an action, bounded by `limit` seconds."""
-    instant = immediate_action(spec)
-    if instant is not None:  # takes no time: only a deadline already passed can stop it
-        if limit is not None and limit <= 0:
-            raise TimeoutError
-        return instant(ctx.attempt)
+    """One attempt of an action, bounded by `limit` seconds; it has ended when this returns or
+    raises (a sync python action's thread included: see `_in_thread`)."""
+    if limit is not None and limit <= 0:
+        raise TimeoutError
     prep = ex.prep
     templated = prep.spec_templated.get(id(spec))
     if templated is None:
@@ -331,54 +462,58 @@ async def call_action(
     rendered = render_spec(spec, args, scope, ex.engine) if templated else None
     if isinstance(spec, ir.PythonAction):
         sync = prep.sync_python.get(id(spec))
-        if sync is None:
-            sync = _sync_python(spec)
-            if spec.target.partition(":")[0] in sys.modules:
-                prep.sync_python[id(spec)] = sync
-            else:
-                sync = True  # not imported yet: assume a thread, to be safe
+        if sync is None:  # decided once per spec, from the imported callable
+            sync = prep.sync_python[id(spec)] = await calls_in_thread(spec, prep.base_dir)
         if sync:
-            return await _call_python(ex, spec, args, ctx, limit, rendered)
+            return await _in_thread(ex, spec, args, ctx, limit, rendered)
     if limit is None:
         return await invoke(spec, args, ctx, rendered_spec=rendered)
-    if limit <= 0:
-        raise TimeoutError
     async with asyncio.timeout(limit):
         return await invoke(spec, args, ctx, rendered_spec=rendered)
 
 
-async def _call_python(
+async def _in_thread(
     ex: Executor, spec: Any, args: Any, ctx: StepContext, limit: float | None, rendered: Any
 ) -> Any:
-    if limit is not None and limit <= 0:
-        raise TimeoutError
+    """A sync python action: its thread cannot be interrupted, so the attempt ends when it
+    returns. Past `limit` the thread is awaited and Overran raised; on a cancel by the run it is
+    awaited and its result carried on the CancelledError (`sagac_result`). A cancel from
+    outside (the process is going down) abandons it."""
     inner = asyncio.ensure_future(invoke(spec, args, ctx, rendered_spec=rendered))
     try:
         async with asyncio.timeout(limit):
             return await asyncio.shield(inner)
+    except TimeoutError:
+        bound_at = ex.clock.monotonic()
     except asyncio.CancelledError as cancel:
-        if not ex.cancelled_by_run() or (inner.done() and inner.cancelled()):
+        if inner.cancelled() or not ex.cancelled_by_run():
             inner.cancel()
             raise
-        # A thread cannot be interrupted: wait for it, and count what it did.
+        await _thread_end(ex, inner, cancel)
+        raise  # unreachable: _thread_end raises `cancel`
+    result = await _thread_end(ex, inner, None)
+    raise Overran(ex.clock.monotonic() - bound_at, result)
+
+
+async def _thread_end(
+    ex: Executor, inner: asyncio.Future[Any], cancel: asyncio.CancelledError | None
+) -> Any:
+    """Await a sync action's thread through any cancel by the run; its result, or NO_RESULT
+    when it raised. When the run cancelled the attempt, raise that cancel, carrying the result."""
+    while True:
         try:
             result = await asyncio.shield(inner)
+        except asyncio.CancelledError as again:
+            if inner.cancelled() or not ex.cancelled_by_run():
+                inner.cancel()
+                raise
+            cancel = cancel or again
+            continue
         except StepError:
-            raise cancel from None
-        except asyncio.CancelledError:
-            inner.cancel()
-            raise
-        cancel.sagac_result = result  # type: ignore[attr-defined]
+            result = NO_RESULT
+        break
+    if cancel is not None:
+        if result is not NO_RESULT:
+            cancel.sagac_result = result  # type: ignore[attr-defined]
         raise cancel
-
-
-def _sync_python(spec: Any) -> bool:
-    """Whether `spec` is a python action whose (already imported) function is sync: its thread
-    cannot be interrupted, so on cancel the executor awaits it and counts its result."""
-    if not isinstance(spec, ir.PythonAction):
-        return False
-    module_name, _, attrs = spec.target.partition(":")
-    obj: Any = sys.modules.get(module_name)
-    for part in attrs.split("."):
-        obj = getattr(obj, part, None)
-    return obj is not None and not inspect.iscoroutinefunction(obj)
+    return result

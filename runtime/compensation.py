@@ -1,14 +1,15 @@
 """Compensation: undo what a failed run did, in reverse order of completion.
 
-`compensate(ex, undo)` runs the compensations of the given `Undo` entries: sequentially in
-strict LIFO order (the default), or with `compensation: parallel` along the reverse DAG (a
-step's compensation waits only for those of the steps that depended on it; the items of one
-foreach are undone one at a time, last completed first). Each compensation is retried by its own
-policy and is never cut by the saga's deadline. One that still fails is recorded (report
-`compensations`, `errors`, `needs_attention`) and the others run anyway, unless the saga says
-`on_compensation_failure: stop`: then nothing new starts and the rest are `not_run`.
-A compensation the journal shows as ended (resume) is never run again; one that started and
-did not end is re-run with the idempotency key it was given.
+`compensate(ex, undo)` runs the compensations of the given `Undo` entries: sequentially in strict
+LIFO order (the default), or with `compensation: parallel` along the reverse DAG (a step's
+compensation waits only for those of the steps that depended on it; the items of one foreach are
+undone one at a time, last completed first). Each compensation is retried by its own policy and is
+never cut by the saga's deadline; its attempts run in the one attempt loop (`attempts.Attempts`),
+which never lets one start before the forward action it undoes ended. One that still fails is
+recorded (report `compensations`, `errors`, `needs_attention`) and the others run anyway, unless the
+saga says `on_compensation_failure: stop`: then nothing new starts and the rest are `not_run`. A
+compensation the journal shows as ended (resume) is never run again; one that started and did not
+end is re-run with the idempotency key it was given.
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from sagac.compiler import ir
-from sagac.runtime.actions import immediate_action
 from sagac.runtime.errors import StepError
 
-from .attempts import call_action, step_context
+from .attempts import Attempts, AttemptsFailed
 from .outcomes import Undo, error_dict
-from .retry import RetryState
 
 if TYPE_CHECKING:
     from .executor import Executor
@@ -45,7 +44,7 @@ def _each(ex: Executor, entries: list[Undo]) -> Iterator[Undo]:
             if (u.step, u.item_index) not in ended:
                 yield u
             continue
-        from .foreach import block_undos
+        from .foreach_checkpoints import block_undos
 
         for item_undo in block_undos(ex, u):
             if (item_undo.step, item_undo.item_index) not in ended:
@@ -150,7 +149,7 @@ async def compensate_one(ex: Executor, u: Undo) -> bool:
     if isinstance(node, ir.ForeachNode):
         item = u.item
         if item is None and u.item_index is not None:
-            from .foreach import item_at
+            from .foreach_checkpoints import item_at
 
             item = item_at(ex, node, u.item_index)
         scope[node.as_] = item
@@ -166,85 +165,78 @@ async def compensate_one(ex: Executor, u: Undo) -> bool:
         else:
             key = ex.render_key(comp.idempotency_key, scope)
     except StepError as e:
-        await _failed(ex, u, where, e, attempt, 0, final=True)
+        await _failed(ex, u, where, e, attempt, 0)
         return False
     spec = ex.action_of(u.step, comp.action.spec, compensation=True)
-    retry = RetryState(comp.retry)
-    clock = ex.clock
-    instant = immediate_action(spec)  # a mock without delay: no coroutine, no context
-    while True:
-        attempt += 1
-        await ex.emit("compensation_started", {**where, "attempt": attempt, "idempotency_key": key})
-        started = clock.monotonic()
-        try:
-            if instant is not None:
-                if comp.timeout is not None and comp.timeout <= 0:
-                    raise TimeoutError
-                result = instant(attempt)
-            else:
-                ctx = step_context(ex, u.step, attempt, key, comp.timeout, u.item_index, True, spec)
-                result = await call_action(ex, spec, args, ctx, comp.timeout, scope)
-            if isinstance(result, StepError):
-                raise result
-        except StepError as e:
-            exc = e.with_traceback(None)  # a value now: no frame <-> traceback cycle
-        except TimeoutError:
-            exc = StepError("TIMEOUT", f"the compensation took longer than {comp.timeout:g}s")
-        except asyncio.CancelledError as cancel:
-            if hasattr(cancel, "sagac_result") and ex.cancelled_by_run():
-                await _ok(ex, u, where, attempt, started)
-            raise
-        else:
-            await _ok(ex, u, where, attempt, started)
-            return True
-        nxt = retry.next_delay(exc.code, clock.random)
-        if nxt is None:
-            await _failed(ex, u, where, exc, attempt, started, final=True)
-            return False
-        await _failed(ex, u, where, exc, attempt, started, final=False, delay=nxt[0])
-        await clock.sleep(nxt[0])
+    loop = _Undoing(
+        ex, u.step, u.item_index, where, spec, args, scope, key, comp.retry, comp.timeout
+    )
+    loop.saga_bound = False  # never cut by the saga's deadline
+    loop.u = u
+    try:
+        await loop.run(attempt)
+    except AttemptsFailed as f:
+        await _failed(ex, u, where, f.exc, f.attempt, f.started)
+        return False
+    return True
 
 
-async def _ok(ex: Executor, u: Undo, where: dict[str, Any], attempt: int, started: float) -> None:
-    await ex.emit(
-        "compensation_completed",
-        {**where, "attempt": attempt, "duration_ms": ex.ms(started) if started else 0},
-    )
-    ex.comp_log.append(
-        {
-            "step": u.step,
-            "item_index": u.item_index,
-            "status": "ok",
-            "attempts": attempt,
-            "error": None,
-        }
-    )
+class _Undoing(Attempts):
+    """A compensation's attempts: `compensation_started` before each, `compensation_completed`
+    and an `ok` entry when it succeeds, `compensation_failed` (`final: false`) between them."""
+
+    START = "compensation_started"
+    WHAT = "the compensation"
+    COMPENSATING = True
+    __slots__ = ("u",)
+
+    async def completed(self, attempt: int, started: float, result: Any) -> Any:
+        ex = self.ex
+        u = self.u
+        await ex.emit(
+            "compensation_completed",
+            {**self.where, "attempt": attempt, "duration_ms": ex.ms(started)},
+        )
+        ex.comp_log.append(
+            {
+                "step": u.step,
+                "item_index": u.item_index,
+                "status": "ok",
+                "attempts": attempt,
+                "error": None,
+            }
+        )
+
+    async def retrying(
+        self, attempt: int, started: float, exc: StepError, delay: float, max_attempts: int
+    ) -> None:
+        ex = self.ex
+        await ex.emit(
+            "compensation_failed",
+            {
+                **self.where,
+                "attempt": attempt,
+                "duration_ms": ex.ms(started),
+                "error": ex.redact(error_dict(exc)),
+                "final": False,
+                "delay_ms": int(delay * 1000),
+            },
+        )
 
 
 async def _failed(
-    ex: Executor,
-    u: Undo,
-    where: dict[str, Any],
-    exc: StepError,
-    attempt: int,
-    started: float,
-    *,
-    final: bool,
-    delay: float | None = None,
+    ex: Executor, u: Undo, where: dict[str, Any], exc: StepError, attempt: int, started: float
 ) -> None:
+    """The compensation failed for good: journaled, recorded in the report, needs a person."""
     err = ex.redact(error_dict(exc))
     fields = {
         **where,
         "attempt": attempt,
         "duration_ms": ex.ms(started) if started else 0,
         "error": err,
-        "final": final,
+        "final": True,
     }
-    if delay is not None:
-        fields["delay_ms"] = int(delay * 1000)
     await ex.emit("compensation_failed", fields)
-    if not final:
-        return
     ex.comp_failed = True
     info = {**ex._error_at(u.step, err, attempt, u.item_index), "phase": "compensation"}
     info.pop("attempts", None)
