@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sagac.compiler import ir
@@ -31,11 +31,11 @@ from sagac.runtime import codec
 from sagac.runtime.actions import (
     StepContext,
     calls_in_thread,
-    immediate_action,
     invoke,
     render_spec,
     spec_templates,
 )
+from sagac.runtime.actions.mock import immediate
 from sagac.runtime.errors import StepError
 
 from .outcomes import Undo, error_dict
@@ -92,9 +92,13 @@ class Overran(TimeoutError):
         self.result = result
 
 
+Journaled = tuple[str, dict[str, Any]] | None  # an event to journal (type, fields), or none
+
+
 class Attempts:
-    """The attempts of one action call (a step, an item, a compensation). Subclasses journal;
-    `run` is the loop and is the same for all of them."""
+    """The attempts of one action call (a step, an item, a compensation). `run` is the loop,
+    the same for all; a subclass says what each outcome journals (`completion`, `retry`,
+    `cancellation`: an event for the loop to journal, or None) and records (`recorded`)."""
 
     START: ClassVar[str | None] = None  # the event journaled before each attempt, if any
     WHAT: ClassVar[str] = "the attempt"  # who took too long, in a TIMEOUT message
@@ -128,9 +132,9 @@ class Attempts:
         key: str | None,
         policies: tuple[ir.RetryPolicy, ...],
         timeout: float | None,
-        deadline: float | None = None,
-        keep: tuple[str, ...] | None = None,
-        saga_bound: bool = True,
+        deadline: float | None,
+        keep: tuple[str, ...] | None,
+        saga_bound: bool,
     ) -> None:
         self.ex = ex
         self.nid = nid
@@ -147,9 +151,9 @@ class Attempts:
         self.saga_bound = saga_bound
 
     async def run(self, start_attempt: int = 0) -> Any:
-        """Attempt until `completed` accepts a result (its return value is returned); raises
-        AttemptsFailed, or CancelledError once `cancelled` (or `completed` for a late result)
-        journaled what the run's own cancel left."""
+        """Attempt until `completion` accepts a result; returns what `recorded` makes of it.
+        Raises AttemptsFailed, or CancelledError once what the run's own cancel left is
+        journaled."""
         ex = self.ex
         clock = ex.clock
         emit = ex.emit
@@ -157,7 +161,9 @@ class Attempts:
         attempt = start_attempt
         deadline = self.deadline
         deadline_at = None if deadline is None else clock.monotonic() + deadline
-        instant = immediate_action(self.spec)  # a mock without delay: no coroutine, no context
+        spec = self.spec
+        # A mock without delay: no coroutine, no context.
+        instant = immediate(spec) if type(spec) is ir.MockAction else None
         start = self.START
         while True:
             attempt += 1
@@ -165,16 +171,21 @@ class Attempts:
                 await emit(start, {**self.where, "attempt": attempt, "idempotency_key": self.key})
             started = clock.monotonic()
             saga_at = ex.saga_deadline_at if self.saga_bound else None
-            limit, binding = attempt_limit(started, self.timeout, deadline_at, saga_at)
+            if deadline_at is None and saga_at is None:
+                limit, binding = self.timeout, "timeout"
+            else:
+                limit, binding = attempt_limit(started, self.timeout, deadline_at, saga_at)
             try:
                 if instant is not None:
                     if limit is not None and limit <= 0:
                         raise TimeoutError
                     result = instant(attempt)
                 else:
-                    ctx = step_context(ex, self.nid, attempt, self.key, limit, self, self.spec)
-                    result = await call_action(ex, self.spec, self.args, ctx, limit, self.scope)
-                exc: StepError | None = result if isinstance(result, StepError) else None
+                    ctx = step_context(ex, self.nid, attempt, self.key, limit, self, spec)
+                    result = await call_action(ex, spec, self.args, ctx, limit, self.scope)
+                if isinstance(result, StepError):
+                    raise result
+                done = self.completion(attempt, started, result)
             except StepError as e:
                 # A value from here on: without its traceback, this frame holding it is no
                 # reference cycle (each one is the garbage collector's work, a whole run's).
@@ -185,18 +196,15 @@ class Attempts:
                 if ex.cancelled_by_run():
                     await self._cancelled(cancel, attempt, started)
                 raise
-            if exc is None:
-                try:
-                    return await self.completed(attempt, started, result)
-                except StepError as e:
-                    exc = e.with_traceback(None)  # RESULT_TOO_LARGE: retried if a policy says
+            else:
+                return self.recorded(0 if done is None else (await emit(*done))["seq"])
             if retry is None:
                 retry = RetryState(self.policies)
             exc, nxt = retry_delay(retry, exc, binding, attempt, deadline, deadline_at, saga_at, ex)
             if nxt is None:
-                raise AttemptsFailed(exc, attempt, started)
+                return await self.give_up(exc, attempt, started)
             delay, max_attempts = nxt
-            await self.retrying(attempt, started, exc, delay, max_attempts)
+            await emit(*self.retry(attempt, started, exc, delay, max_attempts))
             await clock.sleep(delay)
 
     async def _cancelled(
@@ -207,11 +215,22 @@ class Attempts:
         late = getattr(cancel, "sagac_result", NO_RESULT)
         if late is not NO_RESULT:
             try:
-                await self.completed(attempt, started, late)
-                return
+                done = self.completion(attempt, started, late)
             except StepError:
-                pass  # too large to record: the attempt counts as cancelled
-        await self.cancelled(attempt, started)
+                pass  # not recordable (too large): the attempt counts as cancelled
+            else:
+                self.recorded(0 if done is None else (await self.ex.emit(*done))["seq"])
+                return
+        cancelled = self.cancellation(attempt, started)
+        if cancelled is not None:
+            self.cancel_recorded((await self.ex.emit(*cancelled))["seq"])
+
+    async def give_up(self, exc: StepError, attempt: int, started: float) -> Any:
+        """The action failed for good (`attempt` 0: before its first attempt, e.g. its
+        arguments did not render): journal `failure` and return what `failure_recorded` does
+        (or raise what it raises)."""
+        event = self.failure(exc, attempt, started)
+        return self.failure_recorded((await self.ex.emit(*event))["seq"], exc, attempt)
 
     def timed_out(self, binding: str, e: TimeoutError) -> StepError:
         """The TIMEOUT (or SAGA_TIMEOUT) of an attempt; an overrunning thread is in its detail."""
@@ -233,18 +252,36 @@ class Attempts:
             exc.detail = detail
         return exc
 
-    async def completed(self, attempt: int, started: float, result: Any) -> Any:
-        """Record a result (may raise StepError to fail the attempt); returns what `run` does."""
+    def completion(self, attempt: int, started: float, result: Any) -> Journaled:
+        """The event that records a result (raise StepError to fail the attempt instead)."""
         raise NotImplementedError
 
-    async def retrying(
+    def recorded(self, seq: int) -> Any:
+        """The completion is journaled (as `seq`, 0 when there was no event): what `run`
+        returns."""
+        raise NotImplementedError
+
+    def retry(
         self, attempt: int, started: float, exc: StepError, delay: float, max_attempts: int
-    ) -> None:
-        """Journal that the attempt failed and the action runs again after `delay`."""
+    ) -> tuple[str, dict[str, Any]]:
+        """The event saying the attempt failed and the action runs again after `delay`."""
         raise NotImplementedError
 
-    async def cancelled(self, attempt: int, started: float) -> None:
-        """Journal an attempt the run cancelled (nothing to count)."""
+    def failure(self, exc: StepError, attempt: int, started: float) -> tuple[str, dict[str, Any]]:
+        """The event of the final failure. By default there is none: AttemptsFailed is raised
+        for the node, which journals it."""
+        raise AttemptsFailed(exc, attempt, started)
+
+    def failure_recorded(self, seq: int, exc: StepError, attempt: int) -> Any:
+        """The final failure is journaled as `seq`: what `run` returns (or raises)."""
+        raise NotImplementedError
+
+    def cancellation(self, attempt: int, started: float) -> Journaled:
+        """The event of an attempt the run cancelled (nothing to count), if any."""
+        return None
+
+    def cancel_recorded(self, seq: int) -> None:
+        """The cancellation is journaled as `seq`."""
 
 
 class TaskAttempts(Attempts):
@@ -252,58 +289,58 @@ class TaskAttempts(Attempts):
     result (an Undo entry when the step is compensable), `step_retrying` between attempts."""
 
     START = "step_started"
-    __slots__ = ("item", "undo")
+    __slots__ = ("attempt", "item", "result", "undo")
+    attempt: int
+    item: Any
+    result: Any
+    undo: bool
 
-    async def completed(self, attempt: int, started: float, result: Any) -> Any:
+    def completion(self, attempt: int, started: float, result: Any) -> Journaled:
         ex = self.ex
-        result = kept(self.keep, result)
+        keep = self.keep
+        if keep is not None and isinstance(result, dict):
+            result = {k: result[k] for k in keep if k in result}
         check_result_size(result, "later steps")
-        ev = await ex.emit(
-            "step_completed",
-            {
-                **self.where,
-                "attempt": attempt,
-                "duration_ms": ex.ms(started),
-                "result": ex.redact(result),
-            },
-        )
+        self.result = result
+        self.attempt = attempt
+        return "step_completed", {
+            **self.where,
+            "attempt": attempt,
+            "duration_ms": int((ex.clock.monotonic() - started) * 1000),
+            "result": ex.engine.redact(result) if ex.redacting else result,
+        }
+
+    def recorded(self, seq: int) -> tuple[Any, int, int]:
         if self.undo:
-            nid = self.nid
+            ex, nid = self.ex, self.nid
             ex.undo.append(
-                Undo(nid, self.item_index, ev["seq"], result, None, ex.prep.chain[nid], self.item)
+                Undo(nid, self.item_index, seq, self.result, None, ex.prep.chain[nid], self.item)
             )
-        return result
+        return self.result, self.attempt, seq
 
-    async def retrying(
+    def retry(
         self, attempt: int, started: float, exc: StepError, delay: float, max_attempts: int
-    ) -> None:
-        ex = self.ex
-        await ex.emit(
-            "step_retrying",
-            {
-                **self.where,
-                "attempt": attempt,
-                "max_attempts": max_attempts,
-                "delay_ms": int(delay * 1000),
-                "error": ex.redact(error_dict(exc)),
-            },
-        )
+    ) -> tuple[str, dict[str, Any]]:
+        return "step_retrying", {
+            **self.where,
+            "attempt": attempt,
+            "max_attempts": max_attempts,
+            "delay_ms": int(delay * 1000),
+            "error": self.ex.redact(error_dict(exc)),
+        }
 
-    async def cancelled(self, attempt: int, started: float) -> None:
-        ex = self.ex
-        err = cancelled_error()
-        ev = await ex.emit(
-            "step_failed",
-            {
-                **self.where,
-                "attempt": attempt,
-                "duration_ms": ex.ms(started),
-                "error": err,
-                "final": True,
-                "cancelled": True,
-            },
-        )
-        undo_if_attempted(ex, self.nid, self.item_index, ev["seq"], err, self.item)
+    def cancellation(self, attempt: int, started: float) -> Journaled:
+        return "step_failed", {
+            **self.where,
+            "attempt": attempt,
+            "duration_ms": self.ex.ms(started),
+            "error": cancelled_error(),
+            "final": True,
+            "cancelled": True,
+        }
+
+    def cancel_recorded(self, seq: int) -> None:
+        undo_if_attempted(self.ex, self.nid, self.item_index, seq, cancelled_error(), self.item)
 
 
 def cancelled_error() -> dict[str, Any]:
@@ -311,7 +348,7 @@ def cancelled_error() -> dict[str, Any]:
     return {"code": "CANCELLED", "message": "cancelled: the run is stopping"}
 
 
-async def run_attempts(
+def run_attempts(
     ex: Executor,
     nid: str,
     item_index: int | None,
@@ -327,18 +364,19 @@ async def run_attempts(
     start_attempt: int = 0,
     undo: bool = False,
     item: Any = None,
-) -> tuple[Any, int, int]:
-    """A task step's attempts (see TaskAttempts). Returns (recorded result, 0, 0); raises
-    AttemptsFailed or CancelledError."""
+) -> Coroutine[Any, Any, tuple[Any, int, int]]:
+    """A task step's attempts (see TaskAttempts), to await: (recorded result, attempt, seq of
+    step_completed); raises AttemptsFailed or CancelledError. (The loop's own coroutine,
+    without one around it: the hot path.)"""
     where = ex.prep.where.get(nid) if item_index is None else None
     if where is None:
         where = ex._where(nid, item_index)
-    loop = TaskAttempts(ex, nid, item_index, where, spec, args, scope, key, policies, timeout)
-    loop.deadline = deadline
-    loop.keep = keep
+    loop = TaskAttempts(
+        ex, nid, item_index, where, spec, args, scope, key, policies, timeout, deadline, keep, True
+    )
     loop.undo = undo
     loop.item = item
-    return await loop.run(start_attempt), 0, 0
+    return loop.run(start_attempt)
 
 
 def step_context(

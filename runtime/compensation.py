@@ -15,22 +15,27 @@ end is re-run with the idempotency key it was given.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from sagac.compiler import ir
 from sagac.runtime.errors import StepError
 
-from .attempts import Attempts, AttemptsFailed
+from .attempts import Attempts, Journaled
+from .foreach_checkpoints import block_undos, item_at
 from .outcomes import Undo, error_dict
 
 if TYPE_CHECKING:
     from .executor import Executor
 
 
+_ORDER = attrgetter("order")
+
+
 def compensation_order(undo: list[Undo]) -> list[Undo]:
     """Reverse order of completion (LIFO)."""
-    return sorted(undo, key=lambda u: u.order, reverse=True)
+    return sorted(undo, key=_ORDER, reverse=True)
 
 
 def _each(ex: Executor, entries: list[Undo]) -> Iterator[Undo]:
@@ -44,8 +49,6 @@ def _each(ex: Executor, entries: list[Undo]) -> Iterator[Undo]:
             if (u.step, u.item_index) not in ended:
                 yield u
             continue
-        from .foreach_checkpoints import block_undos
-
         for item_undo in block_undos(ex, u):
             if (item_undo.step, item_undo.item_index) not in ended:
                 yield item_undo
@@ -130,123 +133,114 @@ async def _parallel(ex: Executor, entries: list[Undo], stop_on_failure: bool) ->
 
 def _not_run(ex: Executor, u: Undo) -> None:
     ex.comp_failed = True
-    ex.comp_log.append(
-        {
-            "step": u.step,
-            "item_index": u.item_index,
-            "status": "not_run",
-            "attempts": 0,
-            "error": None,
-        }
-    )
+    ex.comp_log.append(_entry(u, "not_run", 0, None))
 
 
-async def compensate_one(ex: Executor, u: Undo) -> bool:
-    """Run one compensation to its end; True when it succeeded."""
+def compensate_one(ex: Executor, u: Undo) -> Coroutine[Any, Any, bool]:
+    """Run one compensation to its end, to await: True when it succeeded."""
     node: Any = ex.prep.nodes[u.step]
     comp: ir.Compensation = node.compensate
-    scope = {**ex.scope, "result": u.result, "error": u.error, "failure": ex.failure}
-    if isinstance(node, ir.ForeachNode):
-        item = u.item
-        if item is None and u.item_index is not None:
-            from .foreach_checkpoints import item_at
-
-            item = item_at(ex, node, u.item_index)
-        scope[node.as_] = item
     rec = ex.state.compensations.get((u.step, u.item_index)) if ex.state else None
     where: dict[str, Any] = {"step": u.step}
     if u.item_index is not None:
         where["item_index"] = u.item_index
     attempt = rec.attempt if rec is not None else 0
-    try:
-        args = ex.render_args(comp.with_, scope)
-        if rec is not None and rec.idempotency_key is not None:
-            key: str | None = rec.idempotency_key
-        else:
-            key = ex.render_key(comp.idempotency_key, scope)
-    except StepError as e:
-        await _failed(ex, u, where, e, attempt, 0)
-        return False
     spec = ex.action_of(u.step, comp.action.spec, compensation=True)
+    scope = {**ex.scope, "result": u.result, "error": u.error, "failure": ex.failure}
+    if isinstance(node, ir.ForeachNode):
+        item = u.item
+        if item is None and u.item_index is not None:
+            item = item_at(ex, node, u.item_index)
+        scope[node.as_] = item
+    # Never cut by the saga's deadline (saga_bound False).
     loop = _Undoing(
-        ex, u.step, u.item_index, where, spec, args, scope, key, comp.retry, comp.timeout
+        ex,
+        u.step,
+        u.item_index,
+        where,
+        spec,
+        None,
+        scope,
+        None,
+        comp.retry,
+        comp.timeout,
+        None,
+        None,
+        False,
     )
-    loop.saga_bound = False  # never cut by the saga's deadline
     loop.u = u
     try:
-        await loop.run(attempt)
-    except AttemptsFailed as f:
-        await _failed(ex, u, where, f.exc, f.attempt, f.started)
-        return False
-    return True
+        loop.args = ex.render_args(comp.with_, scope)
+        if rec is not None and rec.idempotency_key is not None:
+            loop.key = rec.idempotency_key
+        else:
+            loop.key = ex.render_key(comp.idempotency_key, scope)
+    except StepError as e:
+        return loop.give_up(e, attempt, 0.0)
+    return loop.run(attempt)
 
 
 class _Undoing(Attempts):
-    """A compensation's attempts: `compensation_started` before each, `compensation_completed`
-    and an `ok` entry when it succeeds, `compensation_failed` (`final: false`) between them."""
+    """A compensation's attempts: `compensation_started` before each; `compensation_completed`
+    and an `ok` entry when it succeeds; `compensation_failed` between attempts (`final: false`)
+    and when it fails for good (`final: true`, a `failed` entry, an error in the report)."""
 
     START = "compensation_started"
     WHAT = "the compensation"
     COMPENSATING = True
-    __slots__ = ("u",)
+    __slots__ = ("attempt", "u")
+    attempt: int
+    u: Undo
 
-    async def completed(self, attempt: int, started: float, result: Any) -> Any:
-        ex = self.ex
-        u = self.u
-        await ex.emit(
-            "compensation_completed",
-            {**self.where, "attempt": attempt, "duration_ms": ex.ms(started)},
-        )
-        ex.comp_log.append(
-            {
-                "step": u.step,
-                "item_index": u.item_index,
-                "status": "ok",
-                "attempts": attempt,
-                "error": None,
-            }
-        )
-
-    async def retrying(
-        self, attempt: int, started: float, exc: StepError, delay: float, max_attempts: int
-    ) -> None:
-        ex = self.ex
-        await ex.emit(
-            "compensation_failed",
-            {
-                **self.where,
-                "attempt": attempt,
-                "duration_ms": ex.ms(started),
-                "error": ex.redact(error_dict(exc)),
-                "final": False,
-                "delay_ms": int(delay * 1000),
-            },
-        )
-
-
-async def _failed(
-    ex: Executor, u: Undo, where: dict[str, Any], exc: StepError, attempt: int, started: float
-) -> None:
-    """The compensation failed for good: journaled, recorded in the report, needs a person."""
-    err = ex.redact(error_dict(exc))
-    fields = {
-        **where,
-        "attempt": attempt,
-        "duration_ms": ex.ms(started) if started else 0,
-        "error": err,
-        "final": True,
-    }
-    await ex.emit("compensation_failed", fields)
-    ex.comp_failed = True
-    info = {**ex._error_at(u.step, err, attempt, u.item_index), "phase": "compensation"}
-    info.pop("attempts", None)
-    ex.errors.append(info)
-    ex.comp_log.append(
-        {
-            "step": u.step,
-            "item_index": u.item_index,
-            "status": "failed",
-            "attempts": attempt,
-            "error": info,
+    def completion(self, attempt: int, started: float, result: Any) -> Journaled:
+        self.attempt = attempt
+        return "compensation_completed", {
+            **self.where,
+            "attempt": attempt,
+            "duration_ms": int((self.ex.clock.monotonic() - started) * 1000),
         }
-    )
+
+    def recorded(self, seq: int) -> bool:
+        self.ex.comp_log.append(_entry(self.u, "ok", self.attempt, None))
+        return True
+
+    def retry(
+        self, attempt: int, started: float, exc: StepError, delay: float, max_attempts: int
+    ) -> tuple[str, dict[str, Any]]:
+        event, fields = self.failure(exc, attempt, started)
+        fields["final"] = False
+        fields["delay_ms"] = int(delay * 1000)
+        return event, fields
+
+    def failure(self, exc: StepError, attempt: int, started: float) -> tuple[str, dict[str, Any]]:
+        ex = self.ex
+        return "compensation_failed", {
+            **self.where,
+            "attempt": attempt,
+            "duration_ms": ex.ms(started) if started else 0,
+            "error": ex.redact(error_dict(exc)),
+            "final": True,
+        }
+
+    def failure_recorded(self, seq: int, exc: StepError, attempt: int) -> bool:
+        """Failed for good: recorded for the report (`errors`, `compensations`,
+        `needs_attention`)."""
+        ex, u = self.ex, self.u
+        ex.comp_failed = True
+        err = ex.redact(error_dict(exc))
+        info = {**ex._error_at(u.step, err, attempt, u.item_index), "phase": "compensation"}
+        info.pop("attempts", None)
+        ex.errors.append(info)
+        ex.comp_log.append(_entry(u, "failed", attempt, info))
+        return False
+
+
+def _entry(u: Undo, status: str, attempts: int, error: dict[str, Any] | None) -> dict[str, Any]:
+    """A compensation's line in the report."""
+    return {
+        "step": u.step,
+        "item_index": u.item_index,
+        "status": status,
+        "attempts": attempts,
+        "error": error,
+    }

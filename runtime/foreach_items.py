@@ -9,7 +9,7 @@ never journal an item's completion one by one, and never schedules items (`forea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from sagac.compiler import ir
@@ -17,7 +17,7 @@ from sagac.runtime.errors import StepError
 
 from .attempts import (
     Attempts,
-    AttemptsFailed,
+    Journaled,
     cancelled_error,
     check_result_size,
     kept,
@@ -28,6 +28,9 @@ from .outcomes import error_dict
 if TYPE_CHECKING:
     from .executor import Executor
     from .foreach_checkpoints import Progress
+
+
+_NO_WHERE: dict[str, Any] = {}  # an item's events build their fields (cursor, batch) themselves
 
 
 class ItemFailed(Exception):
@@ -60,85 +63,69 @@ class Items:
         self.key_prefix = f"{ex.run_id}:{node.id}:"
         self.phase = "on_failure" if "phase" in ex._where(node.id) else "run"
 
-    async def run(self, i: int, batch: int) -> None:
-        """Run item `i` to its end; raises ItemFailed once its failure is journaled."""
+    def run(self, i: int, batch: int) -> Coroutine[Any, Any, None]:
+        """Run item `i` to its end, to await; raises ItemFailed once its failure is journaled."""
         ex, node = self.ex, self.node
         item = self.items[i]
         iscope = {**self.scope, node.as_: item}
-        cursor: str | None = None
-        try:
-            if node.checkpoint is None:
-                cursor = str(i)
-            else:
-                cursor = ex.engine.render_text(node.checkpoint, iscope)
-            args = ex.render_args(node.with_, iscope)
-            if node.idempotency_key is None:
-                key: str | None = self.key_prefix + cursor
-            else:
-                key = ex.render_key(node.idempotency_key, iscope)
-        except StepError as e:
-            await self.failed(i, item, cursor, batch, e, 0, 0.0)
         loop = _ItemAttempts(
-            ex, node.id, i, {}, self.spec, args, iscope, key, node.retry, node.timeout
+            ex,
+            node.id,
+            i,
+            _NO_WHERE,
+            self.spec,
+            None,
+            iscope,
+            None,
+            node.retry,
+            node.timeout,
+            node.deadline,
+            node.keep,
+            True,
         )
-        loop.deadline = node.deadline
-        loop.keep = node.keep
-        loop.progress = self.progress
-        loop.cursor = cursor
+        loop.items = self
+        loop.cursor = None
         loop.batch = batch
         loop.item = item
         try:
-            await loop.run()
-        except AttemptsFailed as f:
-            await self.failed(i, item, cursor, batch, f.exc, f.attempt, f.started)
-
-    async def failed(
-        self,
-        i: int,
-        item: Any,
-        cursor: str | None,
-        batch: int,
-        exc: StepError,
-        attempt: int,
-        started: float,
-    ) -> NoReturn:
-        """Journal item `i`'s final failure (undone too with `on: attempted`), count it and
-        raise ItemFailed."""
-        ex, nid = self.ex, self.node.id
-        err = ex.redact(error_dict(exc))
-        fields = ex._where(nid, i)
-        fields.update(
-            cursor=ex.redact(cursor),
-            batch=batch,
-            attempt=attempt,
-            duration_ms=ex.ms(started) if started else 0,
-            error=err,
-            final=True,
-        )
-        event = await ex.emit("step_failed", fields)
-        if attempt:
-            undo_if_attempted(ex, nid, i, event["seq"], err, item)
-        info = ex._error_at(nid, err, attempt, i)
-        ex.errors.append({**info, "phase": self.phase})
-        self.progress.failed_one()
-        raise ItemFailed(info, batch, cursor)
+            if node.checkpoint is None:
+                cursor = loop.cursor = str(i)
+            else:
+                cursor = loop.cursor = ex.engine.render_text(node.checkpoint, iscope)
+            loop.args = ex.render_args(node.with_, iscope)
+            if node.idempotency_key is None:
+                loop.key = self.key_prefix + cursor
+            else:
+                loop.key = ex.render_key(node.idempotency_key, iscope)
+        except StepError as e:
+            return loop.give_up(e, 0, 0.0)
+        return loop.run()
 
 
 class _ItemAttempts(Attempts):
-    """An item's attempts: no event before each, its completion to `Progress`, a retry or a
-    cancel journaled with its cursor and batch."""
+    """An item's attempts: no event before each, its completion handed to `Progress` (no event
+    either), a retry or a cancel journaled with its cursor and batch."""
 
-    __slots__ = ("batch", "cursor", "item", "progress")
+    __slots__ = ("batch", "cursor", "item", "items")
+    batch: int
+    cursor: str | None
+    item: Any
+    items: Items
 
-    async def completed(self, attempt: int, started: float, result: Any) -> None:
+    def completion(self, attempt: int, started: float, result: Any) -> Journaled:
         value = kept(self.keep, result)
-        if self.progress.keep_results:
+        progress = self.items.progress
+        if progress.keep_results:
             check_result_size(value, "the compensation")
-        self.progress.completed(self.item_index, self.cursor, value)  # type: ignore[arg-type]
+        progress.completed(self.item_index, self.cursor, value)  # type: ignore[arg-type]
+        return None
 
-    async def retrying(
+    def recorded(self, seq: int) -> None:
+        return None
+
+    def retry(
         self, attempt: int, started: float, exc: StepError, delay: float, max_attempts: int
-    ) -> None:
+    ) -> tuple[str, dict[str, Any]]:
         ex = self.ex
         fields = ex._where(self.nid, self.item_index)
         fields.update(
@@ -148,20 +135,46 @@ class _ItemAttempts(Attempts):
             delay_ms=int(delay * 1000),
             error=ex.redact(error_dict(exc)),
         )
-        await ex.emit("step_retrying", fields)
+        return "step_retrying", fields
 
-    async def cancelled(self, attempt: int, started: float) -> None:
+    def failure(self, exc: StepError, attempt: int, started: float) -> tuple[str, dict[str, Any]]:
         ex = self.ex
-        err = cancelled_error()
+        fields = ex._where(self.nid, self.item_index)
+        fields.update(
+            cursor=ex.redact(self.cursor),
+            batch=self.batch,
+            attempt=attempt,
+            duration_ms=ex.ms(started) if started else 0,
+            error=ex.redact(error_dict(exc)),
+            final=True,
+        )
+        return "step_failed", fields
+
+    def failure_recorded(self, seq: int, exc: StepError, attempt: int) -> NoReturn:
+        """Failed for good: undone too with `on: attempted`, in the report, counted; raises
+        ItemFailed for the scheduler."""
+        ex, nid, i = self.ex, self.nid, self.item_index
+        err = ex.redact(error_dict(exc))
+        if attempt:
+            undo_if_attempted(ex, nid, i, seq, err, self.item)
+        info = ex._error_at(nid, err, attempt, i)
+        ex.errors.append({**info, "phase": self.items.phase})
+        self.items.progress.failed_one()
+        raise ItemFailed(info, self.batch, self.cursor)
+
+    def cancellation(self, attempt: int, started: float) -> Journaled:
+        ex = self.ex
         fields = ex._where(self.nid, self.item_index)
         fields.update(
             cursor=ex.redact(self.cursor),
             batch=self.batch,
             attempt=attempt,
             duration_ms=ex.ms(started),
-            error=err,
+            error=cancelled_error(),
             final=True,
             cancelled=True,
         )
-        event = await ex.emit("step_failed", fields)
-        undo_if_attempted(ex, self.nid, self.item_index, event["seq"], err, self.item)
+        return "step_failed", fields
+
+    def cancel_recorded(self, seq: int) -> None:
+        undo_if_attempted(self.ex, self.nid, self.item_index, seq, cancelled_error(), self.item)
