@@ -481,6 +481,14 @@ def undo_if_attempted(
         ex.undo.append(Undo(nid, item_index, seq, None, error, ex.prep.chain[nid], item))
 
 
+def templated(ex: Executor, spec: Any) -> bool:
+    """Whether the action spec has templated fields (rendered with the scope on each call)."""
+    hit = ex.prep.spec_templated.get(id(spec))
+    if hit is None:
+        hit = ex.prep.spec_templated[id(spec)] = bool(spec_templates(spec))
+    return hit
+
+
 async def call_action(
     ex: Executor,
     spec: Any,
@@ -494,10 +502,7 @@ async def call_action(
     if limit is not None and limit <= 0:
         raise TimeoutError
     prep = ex.prep
-    templated = prep.spec_templated.get(id(spec))
-    if templated is None:
-        templated = prep.spec_templated[id(spec)] = bool(spec_templates(spec))
-    rendered = render_spec(spec, args, scope, ex.engine) if templated else None
+    rendered = render_spec(spec, args, scope, ex.engine) if templated(ex, spec) else None
     if isinstance(spec, ir.PythonAction):
         sync = prep.sync_python.get(id(spec))
         if sync is None:  # decided once per spec, from the imported callable

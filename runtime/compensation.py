@@ -15,14 +15,14 @@ end is re-run with the idempotency key it was given.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from sagac.compiler import ir
 from sagac.runtime.errors import StepError
 
-from .attempts import Attempts, Journaled
+from .attempts import Attempts, Journaled, templated
 from .foreach_checkpoints import block_undos, item_at
 from .outcomes import Undo, error_dict
 
@@ -144,36 +144,31 @@ def compensate_one(ex: Executor, u: Undo) -> Coroutine[Any, Any, bool]:
     where: dict[str, Any] = {"step": u.step}
     if u.item_index is not None:
         where["item_index"] = u.item_index
-    attempt = rec.attempt if rec is not None else 0
     spec = ex.action_of(u.step, comp.action.spec, compensation=True)
-    scope = {**ex.scope, "result": u.result, "error": u.error, "failure": ex.failure}
+    const, args = ex.prep.constant(comp.with_)
+    if const and comp.idempotency_key is None and not templated(ex, spec):
+        scope: Mapping[str, Any] = ex.scope  # nothing renders: no scope of its own to build
+    else:
+        scope = {**ex.scope, "result": u.result, "error": u.error, "failure": ex.failure}
     if isinstance(node, ir.ForeachNode):
+        scope = dict(scope)
         item = u.item
         if item is None and u.item_index is not None:
             item = item_at(ex, node, u.item_index)
         scope[node.as_] = item
     # Never cut by the saga's deadline (saga_bound False).
     loop = _Undoing(
-        ex,
-        u.step,
-        u.item_index,
-        where,
-        spec,
-        None,
-        scope,
-        None,
-        comp.retry,
-        comp.timeout,
-        None,
-        None,
-        False,
-    )
+        ex, u.step, u.item_index, where, spec, args, scope, None, comp.retry, comp.timeout,
+        None, None, False,
+    )  # fmt: skip
     loop.u = u
+    attempt = rec.attempt if rec is not None else 0
+    if rec is not None and rec.idempotency_key is not None:
+        loop.key = rec.idempotency_key
     try:
-        loop.args = ex.render_args(comp.with_, scope)
-        if rec is not None and rec.idempotency_key is not None:
-            loop.key = rec.idempotency_key
-        else:
+        if not const:
+            loop.args = ex.render_args(comp.with_, scope)
+        if loop.key is None:
             loop.key = ex.render_key(comp.idempotency_key, scope)
     except StepError as e:
         return loop.give_up(e, attempt, 0.0)
