@@ -502,7 +502,10 @@ async def call_action(
     if limit is not None and limit <= 0:
         raise TimeoutError
     prep = ex.prep
-    rendered = render_spec(spec, args, scope, ex.engine) if templated(ex, spec) else None
+    hit = prep.spec_templated.get(id(spec))  # inline: the hot path
+    if hit is None:
+        hit = templated(ex, spec)
+    rendered = render_spec(spec, args, scope, ex.engine) if hit else None
     if isinstance(spec, ir.PythonAction):
         sync = prep.sync_python.get(id(spec))
         if sync is None:  # decided once per spec, from the imported callable

@@ -46,7 +46,7 @@ def _each(ex: Executor, entries: list[Undo]) -> Iterator[Undo]:
         ended = {k for k, r in ex.state.compensations.items() if r.status in ("ok", "failed")}
     for u in entries:
         if u.block is None:
-            if (u.step, u.item_index) not in ended:
+            if not ended or (u.step, u.item_index) not in ended:
                 yield u
             continue
         for item_undo in block_undos(ex, u):
