@@ -2,9 +2,12 @@
 
 Task steps, foreach items and compensations all run their action through `Attempts.run`: the
 attempts, the retry policies, backoff, the per-attempt bound (the tightest of the `timeout`,
-the step's `deadline` and the saga's) and cancellation live here once. A caller subclasses
-`Attempts` to say only what differs: which event starts an attempt (`START`), and what
-`completed`, `retrying` and `cancelled` journal and record. `run_attempts` is a task step's.
+the step's `deadline` and the saga's) and cancellation live here once, and so does journaling
+each outcome. A caller subclasses `Attempts` to say only what differs: the event before each
+attempt (`START`), and the events and records of a completion (`completion`, `recorded`), a
+retry (`retry`), a final failure (`failure`, `failure_recorded`: by default none, AttemptsFailed
+goes to the node) and a cancel by the run (`cancellation`, `cancel_recorded`).
+`run_attempts` is a task step's.
 
 The rule this module keeps (docs/runtime.md, "Attempts and cancellation"): **an attempt has
 ended before its loop moves on**, so a step's compensation never starts before its forward
@@ -15,8 +18,9 @@ CancelledError as `sagac_result`), after a timeout the attempt fails with TIMEOU
 thread returned, with `detail.overran_ms` (and `detail.late_result`). Whether a python action
 is sync is decided from its imported callable (`actions.calls_in_thread`), never guessed.
 
-This module must never journal a step's final failure or raise NodeFailed: the node that ran
-the loop does both, once.
+This module must never journal a task step's final failure or raise NodeFailed (the node does
+both, once), and never starts anything after an attempt while that attempt's action may still
+be running.
 """
 
 from __future__ import annotations
