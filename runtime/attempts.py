@@ -3,11 +3,11 @@
 Task steps, foreach items and compensations all run their action through `Attempts.run`: the
 attempts, the retry policies, backoff, the per-attempt bound (the tightest of the `timeout`,
 the step's `deadline` and the saga's) and cancellation live here once, and so does journaling
-each outcome. A caller subclasses `Attempts` to say only what differs: the event before each
+each outcome. A caller subclasses `Outcomes` to say only what differs: the event before each
 attempt (`START`), and the events and records of a completion (`completion`, `recorded`), a
 retry (`retry`), a final failure (`failure`, `failure_recorded`: by default none, AttemptsFailed
 goes to the node) and a cancel by the run (`cancellation`, `cancel_recorded`).
-`run_attempts` is a task step's.
+`run_attempts` is a task step's (`TaskOutcomes`).
 
 The rule this module keeps (docs/runtime.md, "Attempts and cancellation"): **an attempt has
 ended before its loop moves on**, so a step's compensation never starts before its forward
@@ -99,14 +99,59 @@ class Overran(TimeoutError):
 Journaled = tuple[str, dict[str, Any]] | None  # an event to journal (type, fields), or none
 
 
-class Attempts:
-    """The attempts of one action call (a step, an item, a compensation). `run` is the loop,
-    the same for all; a subclass says what each outcome journals (`completion`, `retry`,
-    `cancellation`: an event for the loop to journal, or None) and records (`recorded`)."""
+class Outcomes:
+    """What one kind of caller journals and records of its attempts; a subclass per caller
+    (`TaskOutcomes`, a compensation's, a foreach item's), holding that caller's own state. The
+    loop's state is the `Attempts` passed in: one class for every caller, so the hot loop only
+    ever sees one type."""
 
     START: ClassVar[str | None] = None  # the event journaled before each attempt, if any
     WHAT: ClassVar[str] = "the attempt"  # who took too long, in a TIMEOUT message
     COMPENSATING: ClassVar[bool] = False  # the action undoes the step (`StepContext`)
+    __slots__ = ()
+
+    def completion(self, a: Attempts, attempt: int, started: float, result: Any) -> Journaled:
+        """The event that records a result (raise StepError to fail the attempt instead)."""
+        raise NotImplementedError
+
+    def recorded(self, a: Attempts, seq: int) -> Any:
+        """The completion is journaled (as `seq`, 0 without an event): what `run` returns."""
+        raise NotImplementedError
+
+    def retry(
+        self,
+        a: Attempts,
+        attempt: int,
+        started: float,
+        exc: StepError,
+        delay: float,
+        max_attempts: int,
+    ) -> tuple[str, dict[str, Any]]:
+        """The event saying the attempt failed and the action runs again after `delay`."""
+        raise NotImplementedError
+
+    def failure(
+        self, a: Attempts, exc: StepError, attempt: int, started: float
+    ) -> tuple[str, dict[str, Any]]:
+        """The event of the final failure. By default there is none: AttemptsFailed is raised
+        for the node, which journals it."""
+        raise AttemptsFailed(exc, attempt, started)
+
+    def failure_recorded(self, a: Attempts, seq: int, exc: StepError, attempt: int) -> Any:
+        """The final failure is journaled as `seq`: what `run` returns (or raises)."""
+        raise NotImplementedError
+
+    def cancellation(self, a: Attempts, attempt: int, started: float) -> Journaled:
+        """The event of an attempt the run cancelled (nothing to count), if any."""
+        return None
+
+    def cancel_recorded(self, a: Attempts, seq: int) -> None:
+        """The cancellation is journaled as `seq`."""
+
+
+class Attempts:
+    """The attempts of one action call (a step, an item, a compensation): `run` is the loop,
+    the same for all; `outcomes` says what each outcome journals and records."""
 
     __slots__ = (
         "args",
@@ -116,6 +161,7 @@ class Attempts:
         "keep",
         "key",
         "nid",
+        "outcomes",
         "policies",
         "saga_bound",
         "scope",
@@ -126,6 +172,7 @@ class Attempts:
 
     def __init__(
         self,
+        outcomes: Outcomes,
         ex: Executor,
         nid: str,
         item_index: int | None,
@@ -140,6 +187,7 @@ class Attempts:
         keep: tuple[str, ...] | None,
         saga_bound: bool,
     ) -> None:
+        self.outcomes = outcomes
         self.ex = ex
         self.nid = nid
         self.item_index = item_index
@@ -159,6 +207,7 @@ class Attempts:
         Raises AttemptsFailed, or CancelledError once what the run's own cancel left is
         journaled."""
         ex = self.ex
+        out = self.outcomes
         clock = ex.clock
         emit = ex.emit
         retry: RetryState | None = None
@@ -168,7 +217,7 @@ class Attempts:
         spec = self.spec
         # A mock without delay: no coroutine, no context.
         instant = immediate(spec) if type(spec) is ir.MockAction else None
-        start = self.START
+        start = out.START
         while True:
             attempt += 1
             if start is not None:
@@ -189,7 +238,7 @@ class Attempts:
                     result = await call_action(ex, spec, self.args, ctx, limit, self.scope)
                 if isinstance(result, StepError):
                     raise result
-                done = self.completion(attempt, started, result)
+                done = out.completion(self, attempt, started, result)
             except StepError as e:
                 # A value from here on: without its traceback, this frame holding it is no
                 # reference cycle (each one is the garbage collector's work, a whole run's).
@@ -201,14 +250,14 @@ class Attempts:
                     await self._cancelled(cancel, attempt, started)
                 raise
             else:
-                return self.recorded(0 if done is None else (await emit(*done))["seq"])
+                return out.recorded(self, 0 if done is None else (await emit(*done))["seq"])
             if retry is None:
                 retry = RetryState(self.policies)
             exc, nxt = retry_delay(retry, exc, binding, attempt, deadline, deadline_at, saga_at, ex)
             if nxt is None:
                 return await self.give_up(exc, attempt, started)
             delay, max_attempts = nxt
-            await emit(*self.retry(attempt, started, exc, delay, max_attempts))
+            await emit(*out.retry(self, attempt, started, exc, delay, max_attempts))
             await clock.sleep(delay)
 
     async def _cancelled(
@@ -216,25 +265,27 @@ class Attempts:
     ) -> None:
         """The run cancelled the attempt: a thread that ran to its end despite it counts as
         completed; anything else is journaled as cancelled."""
+        out = self.outcomes
         late = getattr(cancel, "sagac_result", NO_RESULT)
         if late is not NO_RESULT:
             try:
-                done = self.completion(attempt, started, late)
+                done = out.completion(self, attempt, started, late)
             except StepError:
                 pass  # not recordable (too large): the attempt counts as cancelled
             else:
-                self.recorded(0 if done is None else (await self.ex.emit(*done))["seq"])
+                out.recorded(self, 0 if done is None else (await self.ex.emit(*done))["seq"])
                 return
-        cancelled = self.cancellation(attempt, started)
+        cancelled = out.cancellation(self, attempt, started)
         if cancelled is not None:
-            self.cancel_recorded((await self.ex.emit(*cancelled))["seq"])
+            out.cancel_recorded(self, (await self.ex.emit(*cancelled))["seq"])
 
     async def give_up(self, exc: StepError, attempt: int, started: float) -> Any:
         """The action failed for good (`attempt` 0: before its first attempt, e.g. its
         arguments did not render): journal `failure` and return what `failure_recorded` does
         (or raise what it raises)."""
-        event = self.failure(exc, attempt, started)
-        return self.failure_recorded((await self.ex.emit(*event))["seq"], exc, attempt)
+        out = self.outcomes
+        event = out.failure(self, exc, attempt, started)
+        return out.failure_recorded(self, (await self.ex.emit(*event))["seq"], exc, attempt)
 
     def timed_out(self, binding: str, e: TimeoutError) -> StepError:
         """The TIMEOUT (or SAGA_TIMEOUT) of an attempt; an overrunning thread is in its detail."""
@@ -246,7 +297,8 @@ class Attempts:
         elif binding == "deadline":
             exc = StepError("TIMEOUT", f"the step's deadline of {self.deadline:g}s passed")
         else:
-            exc = StepError("TIMEOUT", f"{self.WHAT} took longer than {self.timeout:g}s")
+            what = self.outcomes.WHAT
+            exc = StepError("TIMEOUT", f"{what} took longer than {self.timeout:g}s")
         if isinstance(e, Overran):
             detail: dict[str, Any] = {"overran_ms": int(e.seconds * 1000)}
             if e.result is not NO_RESULT:
@@ -256,95 +308,71 @@ class Attempts:
             exc.detail = detail
         return exc
 
-    def completion(self, attempt: int, started: float, result: Any) -> Journaled:
-        """The event that records a result (raise StepError to fail the attempt instead)."""
-        raise NotImplementedError
 
-    def recorded(self, seq: int) -> Any:
-        """The completion is journaled (as `seq`, 0 when there was no event): what `run`
-        returns."""
-        raise NotImplementedError
-
-    def retry(
-        self, attempt: int, started: float, exc: StepError, delay: float, max_attempts: int
-    ) -> tuple[str, dict[str, Any]]:
-        """The event saying the attempt failed and the action runs again after `delay`."""
-        raise NotImplementedError
-
-    def failure(self, exc: StepError, attempt: int, started: float) -> tuple[str, dict[str, Any]]:
-        """The event of the final failure. By default there is none: AttemptsFailed is raised
-        for the node, which journals it."""
-        raise AttemptsFailed(exc, attempt, started)
-
-    def failure_recorded(self, seq: int, exc: StepError, attempt: int) -> Any:
-        """The final failure is journaled as `seq`: what `run` returns (or raises)."""
-        raise NotImplementedError
-
-    def cancellation(self, attempt: int, started: float) -> Journaled:
-        """The event of an attempt the run cancelled (nothing to count), if any."""
-        return None
-
-    def cancel_recorded(self, seq: int) -> None:
-        """The cancellation is journaled as `seq`."""
-
-
-class TaskAttempts(Attempts):
-    """A task step's attempts: `step_started` before each, `step_completed` with the kept
-    result (an Undo entry when the step is compensable), `step_retrying` between attempts."""
+class TaskOutcomes(Outcomes):
+    """A task step's: `step_started` before each attempt, `step_completed` with the kept result
+    (an Undo entry when the step is compensable), `step_retrying` between attempts; its final
+    failure goes to the node (AttemptsFailed)."""
 
     START = "step_started"
     __slots__ = ("attempt", "item", "result", "undo")
-    attempt: int
-    item: Any
-    result: Any
-    undo: bool
 
-    def completion(self, attempt: int, started: float, result: Any) -> Journaled:
-        ex = self.ex
-        keep = self.keep
+    def __init__(self, undo: bool, item: Any) -> None:
+        self.undo = undo
+        self.item = item
+
+    def completion(self, a: Attempts, attempt: int, started: float, result: Any) -> Journaled:
+        ex = a.ex
+        keep = a.keep
         if keep is not None and isinstance(result, dict):
             result = {k: result[k] for k in keep if k in result}
         check_result_size(result, "later steps")
         self.result = result
         self.attempt = attempt
         return "step_completed", {
-            **self.where,
+            **a.where,
             "attempt": attempt,
             "duration_ms": int((ex.clock.monotonic() - started) * 1000),
             "result": ex.engine.redact(result) if ex.redacting else result,
         }
 
-    def recorded(self, seq: int) -> tuple[Any, int, int]:
+    def recorded(self, a: Attempts, seq: int) -> tuple[Any, int, int]:
         if self.undo:
-            ex, nid = self.ex, self.nid
+            ex, nid = a.ex, a.nid
             ex.undo.append(
-                Undo(nid, self.item_index, seq, self.result, None, ex.prep.chain[nid], self.item)
+                Undo(nid, a.item_index, seq, self.result, None, ex.prep.chain[nid], self.item)
             )
         return self.result, self.attempt, seq
 
     def retry(
-        self, attempt: int, started: float, exc: StepError, delay: float, max_attempts: int
+        self,
+        a: Attempts,
+        attempt: int,
+        started: float,
+        exc: StepError,
+        delay: float,
+        max_attempts: int,
     ) -> tuple[str, dict[str, Any]]:
         return "step_retrying", {
-            **self.where,
+            **a.where,
             "attempt": attempt,
             "max_attempts": max_attempts,
             "delay_ms": int(delay * 1000),
-            "error": self.ex.redact(error_dict(exc)),
+            "error": a.ex.redact(error_dict(exc)),
         }
 
-    def cancellation(self, attempt: int, started: float) -> Journaled:
+    def cancellation(self, a: Attempts, attempt: int, started: float) -> Journaled:
         return "step_failed", {
-            **self.where,
+            **a.where,
             "attempt": attempt,
-            "duration_ms": self.ex.ms(started),
+            "duration_ms": a.ex.ms(started),
             "error": cancelled_error(),
             "final": True,
             "cancelled": True,
         }
 
-    def cancel_recorded(self, seq: int) -> None:
-        undo_if_attempted(self.ex, self.nid, self.item_index, seq, cancelled_error(), self.item)
+    def cancel_recorded(self, a: Attempts, seq: int) -> None:
+        undo_if_attempted(a.ex, a.nid, a.item_index, seq, cancelled_error(), self.item)
 
 
 def cancelled_error() -> dict[str, Any]:
@@ -369,18 +397,28 @@ def run_attempts(
     undo: bool = False,
     item: Any = None,
 ) -> Coroutine[Any, Any, tuple[Any, int, int]]:
-    """A task step's attempts (see TaskAttempts), to await: (recorded result, attempt, seq of
+    """A task step's attempts (see TaskOutcomes), to await: (recorded result, attempt, seq of
     step_completed); raises AttemptsFailed or CancelledError. (The loop's own coroutine,
     without one around it: the hot path.)"""
     where = ex.prep.where.get(nid) if item_index is None else None
     if where is None:
         where = ex._where(nid, item_index)
-    loop = TaskAttempts(
-        ex, nid, item_index, where, spec, args, scope, key, policies, timeout, deadline, keep, True
-    )
-    loop.undo = undo
-    loop.item = item
-    return loop.run(start_attempt)
+    return Attempts(
+        TaskOutcomes(undo, item),
+        ex,
+        nid,
+        item_index,
+        where,
+        spec,
+        args,
+        scope,
+        key,
+        policies,
+        timeout,
+        deadline,
+        keep,
+        True,
+    ).run(start_attempt)
 
 
 def step_context(
@@ -395,7 +433,7 @@ def step_context(
     """What an action sees of its attempt; `limit` seconds from now is its deadline. A command
     action (`spec`) also gets the hook that journals its process group."""
     deadline = None if limit is None else ex.clock.now() + limit
-    compensating = loop.COMPENSATING
+    compensating = loop.outcomes.COMPENSATING
     hook = None
     if isinstance(spec, ir.CommandAction):
         hook = functools.partial(_process_started, ex, nid, attempt, loop.item_index, compensating)

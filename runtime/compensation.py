@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sagac.compiler import ir
 from sagac.runtime.errors import StepError
 
-from .attempts import Attempts, Journaled, templated
+from .attempts import Attempts, Journaled, Outcomes, templated
 from .foreach_checkpoints import block_undos, item_at
 from .outcomes import Undo, error_dict
 
@@ -157,11 +157,10 @@ def compensate_one(ex: Executor, u: Undo) -> Coroutine[Any, Any, bool]:
             item = item_at(ex, node, u.item_index)
         scope[node.as_] = item
     # Never cut by the saga's deadline (saga_bound False).
-    loop = _Undoing(
-        ex, u.step, u.item_index, where, spec, args, scope, None, comp.retry, comp.timeout,
-        None, None, False,
+    loop = Attempts(
+        _Undoing(u), ex, u.step, u.item_index, where, spec, args, scope, None, comp.retry,
+        comp.timeout, None, None, False,
     )  # fmt: skip
-    loop.u = u
     attempt = rec.attempt if rec is not None else 0
     if rec is not None and rec.idempotency_key is not None:
         loop.key = rec.idempotency_key
@@ -175,52 +174,63 @@ def compensate_one(ex: Executor, u: Undo) -> Coroutine[Any, Any, bool]:
     return loop.run(attempt)
 
 
-class _Undoing(Attempts):
-    """A compensation's attempts: `compensation_started` before each; `compensation_completed`
-    and an `ok` entry when it succeeds; `compensation_failed` between attempts (`final: false`)
-    and when it fails for good (`final: true`, a `failed` entry, an error in the report)."""
+class _Undoing(Outcomes):
+    """A compensation's: `compensation_started` before each attempt; `compensation_completed`
+    and an `ok` entry when it succeeds; `compensation_failed` between attempts (`final:
+    false`) and when it fails for good (`final: true`, a `failed` entry, an error in the
+    report)."""
 
     START = "compensation_started"
     WHAT = "the compensation"
     COMPENSATING = True
     __slots__ = ("attempt", "u")
-    attempt: int
-    u: Undo
 
-    def completion(self, attempt: int, started: float, result: Any) -> Journaled:
+    def __init__(self, u: Undo) -> None:
+        self.u = u
+        self.attempt = 0
+
+    def completion(self, a: Attempts, attempt: int, started: float, result: Any) -> Journaled:
         self.attempt = attempt
         return "compensation_completed", {
-            **self.where,
+            **a.where,
             "attempt": attempt,
-            "duration_ms": int((self.ex.clock.monotonic() - started) * 1000),
+            "duration_ms": int((a.ex.clock.monotonic() - started) * 1000),
         }
 
-    def recorded(self, seq: int) -> bool:
-        self.ex.comp_log.append(_entry(self.u, "ok", self.attempt, None))
+    def recorded(self, a: Attempts, seq: int) -> bool:
+        a.ex.comp_log.append(_entry(self.u, "ok", self.attempt, None))
         return True
 
     def retry(
-        self, attempt: int, started: float, exc: StepError, delay: float, max_attempts: int
+        self,
+        a: Attempts,
+        attempt: int,
+        started: float,
+        exc: StepError,
+        delay: float,
+        max_attempts: int,
     ) -> tuple[str, dict[str, Any]]:
-        event, fields = self.failure(exc, attempt, started)
+        event, fields = self.failure(a, exc, attempt, started)
         fields["final"] = False
         fields["delay_ms"] = int(delay * 1000)
         return event, fields
 
-    def failure(self, exc: StepError, attempt: int, started: float) -> tuple[str, dict[str, Any]]:
-        ex = self.ex
+    def failure(
+        self, a: Attempts, exc: StepError, attempt: int, started: float
+    ) -> tuple[str, dict[str, Any]]:
+        ex = a.ex
         return "compensation_failed", {
-            **self.where,
+            **a.where,
             "attempt": attempt,
             "duration_ms": ex.ms(started) if started else 0,
             "error": ex.redact(error_dict(exc)),
             "final": True,
         }
 
-    def failure_recorded(self, seq: int, exc: StepError, attempt: int) -> bool:
+    def failure_recorded(self, a: Attempts, seq: int, exc: StepError, attempt: int) -> bool:
         """Failed for good: recorded for the report (`errors`, `compensations`,
         `needs_attention`)."""
-        ex, u = self.ex, self.u
+        ex, u = a.ex, self.u
         ex.comp_failed = True
         err = ex.redact(error_dict(exc))
         info = {**ex._error_at(u.step, err, attempt, u.item_index), "phase": "compensation"}

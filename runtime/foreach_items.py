@@ -18,6 +18,7 @@ from sagac.runtime.errors import StepError
 from .attempts import (
     Attempts,
     Journaled,
+    Outcomes,
     cancelled_error,
     check_result_size,
     kept,
@@ -68,30 +69,16 @@ class Items:
         ex, node = self.ex, self.node
         item = self.items[i]
         iscope = {**self.scope, node.as_: item}
-        loop = _ItemAttempts(
-            ex,
-            node.id,
-            i,
-            _NO_WHERE,
-            self.spec,
-            None,
-            iscope,
-            None,
-            node.retry,
-            node.timeout,
-            node.deadline,
-            node.keep,
-            True,
-        )
-        loop.items = self
-        loop.cursor = None
-        loop.batch = batch
-        loop.item = item
+        out = _ItemOutcomes(self, batch, item)
+        loop = Attempts(
+            out, ex, node.id, i, _NO_WHERE, self.spec, None, iscope, None, node.retry,
+            node.timeout, node.deadline, node.keep, True,
+        )  # fmt: skip
         try:
             if node.checkpoint is None:
-                cursor = loop.cursor = str(i)
+                cursor = out.cursor = str(i)
             else:
-                cursor = loop.cursor = ex.engine.render_text(node.checkpoint, iscope)
+                cursor = out.cursor = ex.engine.render_text(node.checkpoint, iscope)
             loop.args = ex.render_args(node.with_, iscope)
             if node.idempotency_key is None:
                 loop.key = self.key_prefix + cursor
@@ -102,32 +89,40 @@ class Items:
         return loop.run()
 
 
-class _ItemAttempts(Attempts):
-    """An item's attempts: no event before each, its completion handed to `Progress` (no event
-    either), a retry or a cancel journaled with its cursor and batch."""
+class _ItemOutcomes(Outcomes):
+    """An item's: no event before each attempt, its completion handed to `Progress` (no event
+    either), a retry, a cancel or its final failure journaled with its cursor and batch."""
 
     __slots__ = ("batch", "cursor", "item", "items")
-    batch: int
-    cursor: str | None
-    item: Any
-    items: Items
 
-    def completion(self, attempt: int, started: float, result: Any) -> Journaled:
-        value = kept(self.keep, result)
+    def __init__(self, items: Items, batch: int, item: Any) -> None:
+        self.items = items
+        self.batch = batch
+        self.item = item
+        self.cursor: str | None = None
+
+    def completion(self, a: Attempts, attempt: int, started: float, result: Any) -> Journaled:
+        value = kept(a.keep, result)
         progress = self.items.progress
         if progress.keep_results:
             check_result_size(value, "the compensation")
-        progress.completed(self.item_index, self.cursor, value)  # type: ignore[arg-type]
+        progress.completed(a.item_index, self.cursor, value)  # type: ignore[arg-type]
         return None
 
-    def recorded(self, seq: int) -> None:
+    def recorded(self, a: Attempts, seq: int) -> None:
         return None
 
     def retry(
-        self, attempt: int, started: float, exc: StepError, delay: float, max_attempts: int
+        self,
+        a: Attempts,
+        attempt: int,
+        started: float,
+        exc: StepError,
+        delay: float,
+        max_attempts: int,
     ) -> tuple[str, dict[str, Any]]:
-        ex = self.ex
-        fields = ex._where(self.nid, self.item_index)
+        ex = a.ex
+        fields = ex._where(a.nid, a.item_index)
         fields.update(
             cursor=ex.redact(self.cursor),
             attempt=attempt,
@@ -137,9 +132,11 @@ class _ItemAttempts(Attempts):
         )
         return "step_retrying", fields
 
-    def failure(self, exc: StepError, attempt: int, started: float) -> tuple[str, dict[str, Any]]:
-        ex = self.ex
-        fields = ex._where(self.nid, self.item_index)
+    def failure(
+        self, a: Attempts, exc: StepError, attempt: int, started: float
+    ) -> tuple[str, dict[str, Any]]:
+        ex = a.ex
+        fields = ex._where(a.nid, a.item_index)
         fields.update(
             cursor=ex.redact(self.cursor),
             batch=self.batch,
@@ -150,10 +147,10 @@ class _ItemAttempts(Attempts):
         )
         return "step_failed", fields
 
-    def failure_recorded(self, seq: int, exc: StepError, attempt: int) -> NoReturn:
+    def failure_recorded(self, a: Attempts, seq: int, exc: StepError, attempt: int) -> NoReturn:
         """Failed for good: undone too with `on: attempted`, in the report, counted; raises
         ItemFailed for the scheduler."""
-        ex, nid, i = self.ex, self.nid, self.item_index
+        ex, nid, i = a.ex, a.nid, a.item_index
         err = ex.redact(error_dict(exc))
         if attempt:
             undo_if_attempted(ex, nid, i, seq, err, self.item)
@@ -162,9 +159,9 @@ class _ItemAttempts(Attempts):
         self.items.progress.failed_one()
         raise ItemFailed(info, self.batch, self.cursor)
 
-    def cancellation(self, attempt: int, started: float) -> Journaled:
-        ex = self.ex
-        fields = ex._where(self.nid, self.item_index)
+    def cancellation(self, a: Attempts, attempt: int, started: float) -> Journaled:
+        ex = a.ex
+        fields = ex._where(a.nid, a.item_index)
         fields.update(
             cursor=ex.redact(self.cursor),
             batch=self.batch,
@@ -176,5 +173,5 @@ class _ItemAttempts(Attempts):
         )
         return "step_failed", fields
 
-    def cancel_recorded(self, seq: int) -> None:
-        undo_if_attempted(self.ex, self.nid, self.item_index, seq, cancelled_error(), self.item)
+    def cancel_recorded(self, a: Attempts, seq: int) -> None:
+        undo_if_attempted(a.ex, a.nid, a.item_index, seq, cancelled_error(), self.item)
