@@ -21,7 +21,6 @@ from .attempts import (
     Outcomes,
     cancelled_error,
     check_result_size,
-    kept,
     undo_if_attempted,
 )
 from .outcomes import error_dict
@@ -102,11 +101,13 @@ class _ItemOutcomes(Outcomes):
         self.cursor: str | None = None
 
     def completion(self, a: Attempts, attempt: int, started: float, result: Any) -> Journaled:
-        value = kept(a.keep, result)
+        keep = a.keep
+        if keep is not None and isinstance(result, dict):
+            result = {k: result[k] for k in keep if k in result}
         progress = self.items.progress
         if progress.keep_results:
-            check_result_size(value, "the compensation")
-        progress.completed(a.item_index, self.cursor, value)  # type: ignore[arg-type]
+            check_result_size(result, "the compensation")
+        progress.completed(a.item_index, self.cursor, result)  # type: ignore[arg-type]
         return None
 
     def recorded(self, a: Attempts, seq: int) -> None:
