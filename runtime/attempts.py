@@ -155,6 +155,9 @@ class Attempts:
 
     __slots__ = (
         "args",
+        "attempt",
+        "batch",
+        "cursor",
         "deadline",
         "ex",
         "item_index",
@@ -162,13 +165,26 @@ class Attempts:
         "key",
         "nid",
         "outcomes",
+        "owner",
         "policies",
+        "result",
         "saga_bound",
         "scope",
         "spec",
+        "subject",
         "timeout",
         "where",
     )
+    # The callers' own state, set by them when they use it (the Outcomes objects are shared
+    # and hold none): the attempt and result `completion` recorded; `subject` (a task step's
+    # foreach item or None, a compensation's Undo, a foreach item); `owner` (a task step's
+    # "compensable" flag, a foreach item's Items); a foreach item's `batch` and `cursor`.
+    attempt: int
+    result: Any
+    subject: Any
+    owner: Any
+    batch: int
+    cursor: str | None
 
     def __init__(
         self,
@@ -311,15 +327,11 @@ class Attempts:
 
 class TaskOutcomes(Outcomes):
     """A task step's: `step_started` before each attempt, `step_completed` with the kept result
-    (an Undo entry when the step is compensable), `step_retrying` between attempts; its final
-    failure goes to the node (AttemptsFailed)."""
+    (an Undo entry when the step is compensable: `owner` True), `step_retrying` between
+    attempts; its final failure goes to the node (AttemptsFailed)."""
 
     START = "step_started"
-    __slots__ = ("attempt", "item", "result", "undo")
-
-    def __init__(self, undo: bool, item: Any) -> None:
-        self.undo = undo
-        self.item = item
+    __slots__ = ()
 
     def completion(self, a: Attempts, attempt: int, started: float, result: Any) -> Journaled:
         ex = a.ex
@@ -327,8 +339,8 @@ class TaskOutcomes(Outcomes):
         if keep is not None and isinstance(result, dict):
             result = {k: result[k] for k in keep if k in result}
         check_result_size(result, "later steps")
-        self.result = result
-        self.attempt = attempt
+        a.result = result
+        a.attempt = attempt
         return "step_completed", {
             **a.where,
             "attempt": attempt,
@@ -337,12 +349,12 @@ class TaskOutcomes(Outcomes):
         }
 
     def recorded(self, a: Attempts, seq: int) -> tuple[Any, int, int]:
-        if self.undo:
+        if a.owner:
             ex, nid = a.ex, a.nid
             ex.undo.append(
-                Undo(nid, a.item_index, seq, self.result, None, ex.prep.chain[nid], self.item)
+                Undo(nid, a.item_index, seq, a.result, None, ex.prep.chain[nid], a.subject)
             )
-        return self.result, self.attempt, seq
+        return a.result, a.attempt, seq
 
     def retry(
         self,
@@ -372,7 +384,10 @@ class TaskOutcomes(Outcomes):
         }
 
     def cancel_recorded(self, a: Attempts, seq: int) -> None:
-        undo_if_attempted(a.ex, a.nid, a.item_index, seq, cancelled_error(), self.item)
+        undo_if_attempted(a.ex, a.nid, a.item_index, seq, cancelled_error(), a.subject)
+
+
+TASK = TaskOutcomes()
 
 
 def cancelled_error() -> dict[str, Any]:
@@ -403,22 +418,13 @@ def run_attempts(
     where = ex.prep.where.get(nid) if item_index is None else None
     if where is None:
         where = ex._where(nid, item_index)
-    return Attempts(
-        TaskOutcomes(undo, item),
-        ex,
-        nid,
-        item_index,
-        where,
-        spec,
-        args,
-        scope,
-        key,
-        policies,
-        timeout,
-        deadline,
-        keep,
-        True,
-    ).run(start_attempt)
+    loop = Attempts(
+        TASK, ex, nid, item_index, where, spec, args, scope, key, policies, timeout, deadline,
+        keep, True,
+    )  # fmt: skip
+    loop.owner = undo
+    loop.subject = item
+    return loop.run(start_attempt)
 
 
 def step_context(

@@ -158,9 +158,10 @@ def compensate_one(ex: Executor, u: Undo) -> Coroutine[Any, Any, bool]:
         scope[node.as_] = item
     # Never cut by the saga's deadline (saga_bound False).
     loop = Attempts(
-        _Undoing(u), ex, u.step, u.item_index, where, spec, args, scope, None, comp.retry,
+        _UNDOING, ex, u.step, u.item_index, where, spec, args, scope, None, comp.retry,
         comp.timeout, None, None, False,
     )  # fmt: skip
+    loop.subject = u
     attempt = rec.attempt if rec is not None else 0
     if rec is not None and rec.idempotency_key is not None:
         loop.key = rec.idempotency_key
@@ -183,14 +184,10 @@ class _Undoing(Outcomes):
     START = "compensation_started"
     WHAT = "the compensation"
     COMPENSATING = True
-    __slots__ = ("attempt", "u")
-
-    def __init__(self, u: Undo) -> None:
-        self.u = u
-        self.attempt = 0
+    __slots__ = ()
 
     def completion(self, a: Attempts, attempt: int, started: float, result: Any) -> Journaled:
-        self.attempt = attempt
+        a.attempt = attempt
         return "compensation_completed", {
             **a.where,
             "attempt": attempt,
@@ -198,7 +195,7 @@ class _Undoing(Outcomes):
         }
 
     def recorded(self, a: Attempts, seq: int) -> bool:
-        a.ex.comp_log.append(_entry(self.u, "ok", self.attempt, None))
+        a.ex.comp_log.append(_entry(a.subject, "ok", a.attempt, None))
         return True
 
     def retry(
@@ -230,7 +227,7 @@ class _Undoing(Outcomes):
     def failure_recorded(self, a: Attempts, seq: int, exc: StepError, attempt: int) -> bool:
         """Failed for good: recorded for the report (`errors`, `compensations`,
         `needs_attention`)."""
-        ex, u = a.ex, self.u
+        ex, u = a.ex, a.subject
         ex.comp_failed = True
         err = ex.redact(error_dict(exc))
         info = {**ex._error_at(u.step, err, attempt, u.item_index), "phase": "compensation"}
@@ -238,6 +235,9 @@ class _Undoing(Outcomes):
         ex.errors.append(info)
         ex.comp_log.append(_entry(u, "failed", attempt, info))
         return False
+
+
+_UNDOING = _Undoing()
 
 
 def _entry(u: Undo, status: str, attempts: int, error: dict[str, Any] | None) -> dict[str, Any]:

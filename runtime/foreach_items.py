@@ -68,16 +68,19 @@ class Items:
         ex, node = self.ex, self.node
         item = self.items[i]
         iscope = {**self.scope, node.as_: item}
-        out = _ItemOutcomes(self, batch, item)
         loop = Attempts(
-            out, ex, node.id, i, _NO_WHERE, self.spec, None, iscope, None, node.retry,
+            _ITEM, ex, node.id, i, _NO_WHERE, self.spec, None, iscope, None, node.retry,
             node.timeout, node.deadline, node.keep, True,
         )  # fmt: skip
+        loop.owner = self
+        loop.batch = batch
+        loop.subject = item
+        loop.cursor = None
         try:
             if node.checkpoint is None:
-                cursor = out.cursor = str(i)
+                cursor = loop.cursor = str(i)
             else:
-                cursor = out.cursor = ex.engine.render_text(node.checkpoint, iscope)
+                cursor = loop.cursor = ex.engine.render_text(node.checkpoint, iscope)
             loop.args = ex.render_args(node.with_, iscope)
             if node.idempotency_key is None:
                 loop.key = self.key_prefix + cursor
@@ -92,22 +95,16 @@ class _ItemOutcomes(Outcomes):
     """An item's: no event before each attempt, its completion handed to `Progress` (no event
     either), a retry, a cancel or its final failure journaled with its cursor and batch."""
 
-    __slots__ = ("batch", "cursor", "item", "items")
-
-    def __init__(self, items: Items, batch: int, item: Any) -> None:
-        self.items = items
-        self.batch = batch
-        self.item = item
-        self.cursor: str | None = None
+    __slots__ = ()
 
     def completion(self, a: Attempts, attempt: int, started: float, result: Any) -> Journaled:
         keep = a.keep
         if keep is not None and isinstance(result, dict):
             result = {k: result[k] for k in keep if k in result}
-        progress = self.items.progress
+        progress = a.owner.progress
         if progress.keep_results:
             check_result_size(result, "the compensation")
-        progress.completed(a.item_index, self.cursor, result)  # type: ignore[arg-type]
+        progress.completed(a.item_index, a.cursor, result)
         return None
 
     def recorded(self, a: Attempts, seq: int) -> None:
@@ -125,7 +122,7 @@ class _ItemOutcomes(Outcomes):
         ex = a.ex
         fields = ex._where(a.nid, a.item_index)
         fields.update(
-            cursor=ex.redact(self.cursor),
+            cursor=ex.redact(a.cursor),
             attempt=attempt,
             max_attempts=max_attempts,
             delay_ms=int(delay * 1000),
@@ -139,8 +136,8 @@ class _ItemOutcomes(Outcomes):
         ex = a.ex
         fields = ex._where(a.nid, a.item_index)
         fields.update(
-            cursor=ex.redact(self.cursor),
-            batch=self.batch,
+            cursor=ex.redact(a.cursor),
+            batch=a.batch,
             attempt=attempt,
             duration_ms=ex.ms(started) if started else 0,
             error=ex.redact(error_dict(exc)),
@@ -154,18 +151,18 @@ class _ItemOutcomes(Outcomes):
         ex, nid, i = a.ex, a.nid, a.item_index
         err = ex.redact(error_dict(exc))
         if attempt:
-            undo_if_attempted(ex, nid, i, seq, err, self.item)
+            undo_if_attempted(ex, nid, i, seq, err, a.subject)
         info = ex._error_at(nid, err, attempt, i)
-        ex.errors.append({**info, "phase": self.items.phase})
-        self.items.progress.failed_one()
-        raise ItemFailed(info, self.batch, self.cursor)
+        ex.errors.append({**info, "phase": a.owner.phase})
+        a.owner.progress.failed_one()
+        raise ItemFailed(info, a.batch, a.cursor)
 
     def cancellation(self, a: Attempts, attempt: int, started: float) -> Journaled:
         ex = a.ex
         fields = ex._where(a.nid, a.item_index)
         fields.update(
-            cursor=ex.redact(self.cursor),
-            batch=self.batch,
+            cursor=ex.redact(a.cursor),
+            batch=a.batch,
             attempt=attempt,
             duration_ms=ex.ms(started),
             error=cancelled_error(),
@@ -175,4 +172,7 @@ class _ItemOutcomes(Outcomes):
         return "step_failed", fields
 
     def cancel_recorded(self, a: Attempts, seq: int) -> None:
-        undo_if_attempted(a.ex, a.nid, a.item_index, seq, cancelled_error(), self.item)
+        undo_if_attempted(a.ex, a.nid, a.item_index, seq, cancelled_error(), a.subject)
+
+
+_ITEM = _ItemOutcomes()
