@@ -3,11 +3,12 @@
 Task steps, foreach items and compensations all run their action through `Attempts.run`: the
 attempts, the retry policies, backoff, the per-attempt bound (the tightest of the `timeout`,
 the step's `deadline` and the saga's) and cancellation live here once, and so does journaling
-each outcome. A caller subclasses `Outcomes` to say only what differs: the event before each
-attempt (`START`), and the events and records of a completion (`completion`, `recorded`), a
-retry (`retry`), a final failure (`failure`, `failure_recorded`: by default none, AttemptsFailed
-goes to the node) and a cancel by the run (`cancellation`, `cancel_recorded`).
-`run_attempts` is a task step's (`TaskOutcomes`).
+each outcome. A kind of caller subclasses `Outcomes` (one shared, stateless object; a call's
+own state sits on its `Attempts`) to say only what differs: the event before each attempt
+(`START`), and the events and records of a completion (`completion`, `recorded`), a retry
+(`retry`), a final failure (`failure`, `failure_recorded`: by default none, AttemptsFailed goes
+to the node) and a cancel by the run (`cancellation`, `cancel_recorded`). `run_attempts` is a
+task step's (`TaskOutcomes`).
 
 The rule this module keeps (docs/runtime.md, "Attempts and cancellation"): **an attempt has
 ended before its loop moves on**, so a step's compensation never starts before its forward
@@ -100,10 +101,10 @@ Journaled = tuple[str, dict[str, Any]] | None  # an event to journal (type, fiel
 
 
 class Outcomes:
-    """What one kind of caller journals and records of its attempts; a subclass per caller
-    (`TaskOutcomes`, a compensation's, a foreach item's), holding that caller's own state. The
-    loop's state is the `Attempts` passed in: one class for every caller, so the hot loop only
-    ever sees one type."""
+    """What one kind of caller journals and records of its attempts: a subclass per kind
+    (`TaskOutcomes`, a compensation's, a foreach item's), one shared instance each, holding no
+    state. The state is the `Attempts` passed in: one class for every caller, so the hot loop
+    only ever sees one type (the interpreter specialises its attribute reads)."""
 
     START: ClassVar[str | None] = None  # the event journaled before each attempt, if any
     WHAT: ClassVar[str] = "the attempt"  # who took too long, in a TIMEOUT message
