@@ -1,36 +1,48 @@
-"""One step's attempts: call its action until it succeeds or fails for good, journaling each.
+"""The one attempt loop: call an action until it succeeds or fails for good.
 
-`run_attempts` is the loop of a task step (foreach items run their own, sharing `attempt_limit`
-and `retry_delay`): `step_started` is in the store before the action is called, an attempt is
-bounded by the tightest of the step's `timeout`, its `deadline` and the saga's deadline, and a
-failure is retried by the step's policies unless a deadline leaves no time for the next attempt.
-`call_action` runs one attempt; a sync python action's thread cannot be interrupted, so on a
-cancel by the run it is awaited and its result counted (carried on the CancelledError as
-`sagac_result`). This module must never journal a step's final failure or raise NodeFailed:
-the node that called it does both, once.
+Task steps, foreach items and compensations all run their action through `Attempts.run`: the
+attempts, the retry policies, backoff, the per-attempt bound (the tightest of the `timeout`,
+the step's `deadline` and the saga's) and cancellation live here once, and so does journaling
+each outcome. A kind of caller subclasses `Outcomes` (one shared, stateless object; a call's
+own state sits on its `Attempts`) to say only what differs: the event before each attempt
+(`START`), and the events and records of a completion (`completion`, `recorded`), a retry
+(`retry`), a final failure (`failure`, `failure_recorded`: by default none, AttemptsFailed goes
+to the node) and a cancel by the run (`cancellation`, `cancel_recorded`). `run_attempts` is a
+task step's (`TaskOutcomes`).
+
+The rule this module keeps (docs/runtime.md, "Attempts and cancellation"): **an attempt has
+ended before its loop moves on**, so a step's compensation never starts before its forward
+action has ended. Async actions are cancelled and awaited; a command's process group is ended
+and reaped (`actions.command`); a sync python action's thread cannot be interrupted, so it is
+awaited: on a cancel by the run its late result counts as the step's (carried on the
+CancelledError as `sagac_result`), after a timeout the attempt fails with TIMEOUT once the
+thread returned, with `detail.overran_ms` (and `detail.late_result`). Whether a python action
+is sync is decided from its imported callable (`actions.calls_in_thread`), never guessed.
+
+This module must never journal a task step's final failure or raise NodeFailed (the node does
+both, once), and never starts anything after an attempt while that attempt's action may still
+be running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
-import sys
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sagac.compiler import ir
 from sagac.runtime import codec
 from sagac.runtime.actions import (
     StepContext,
-    immediate_action,
+    calls_in_thread,
     invoke,
     render_spec,
     spec_templates,
 )
+from sagac.runtime.actions.mock import immediate
 from sagac.runtime.errors import StepError
 
-from .clock import Clock
 from .outcomes import Undo, error_dict
 from .processes import identity
 from .retry import RetryState
@@ -56,11 +68,18 @@ def check_result_size(result: Any, needed_by: str) -> None:
             )
 
 
+def kept(keep: tuple[str, ...] | None, result: Any) -> Any:
+    """The fields of a mapping result that `keep:` names (other results whole)."""
+    if keep is not None and isinstance(result, dict):
+        return {k: result[k] for k in keep if k in result}
+    return result
+
+
 class AttemptsFailed(Exception):
-    """The step failed for good: `exc` is journaled as its last attempt's error, not yet as the
+    """The action failed for good: `exc` is its last attempt's error, not yet journaled as the
     step's final failure."""
 
-    def __init__(self, exc: StepError, attempt: int, started: float, item: Any) -> None:
+    def __init__(self, exc: StepError, attempt: int, started: float, item: Any = None) -> None:
         super().__init__(exc.code)
         self.exc = exc
         self.attempt = attempt
@@ -68,7 +87,318 @@ class AttemptsFailed(Exception):
         self.item = item
 
 
-async def run_attempts(
+class Overran(TimeoutError):
+    """A sync action's thread outlived its attempt's bound by `seconds`; the attempt ended when
+    it returned (`result`, or NO_RESULT when it raised)."""
+
+    def __init__(self, seconds: float, result: Any) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.result = result
+
+
+Journaled = tuple[str, dict[str, Any]] | None  # an event to journal (type, fields), or none
+
+
+class Outcomes:
+    """What one kind of caller journals and records of its attempts: a subclass per kind
+    (`TaskOutcomes`, a compensation's, a foreach item's), one shared instance each, holding no
+    state. The state is the `Attempts` passed in: one class for every caller, so the hot loop
+    only ever sees one type (the interpreter specialises its attribute reads)."""
+
+    START: ClassVar[str | None] = None  # the event journaled before each attempt, if any
+    WHAT: ClassVar[str] = "the attempt"  # who took too long, in a TIMEOUT message
+    COMPENSATING: ClassVar[bool] = False  # the action undoes the step (`StepContext`)
+    __slots__ = ()
+
+    def completion(self, a: Attempts, attempt: int, started: float, result: Any) -> Journaled:
+        """The event that records a result (raise StepError to fail the attempt instead)."""
+        raise NotImplementedError
+
+    def recorded(self, a: Attempts, seq: int) -> Any:
+        """The completion is journaled (as `seq`, 0 without an event): what `run` returns."""
+        raise NotImplementedError
+
+    def retry(
+        self,
+        a: Attempts,
+        attempt: int,
+        started: float,
+        exc: StepError,
+        delay: float,
+        max_attempts: int,
+    ) -> tuple[str, dict[str, Any]]:
+        """The event saying the attempt failed and the action runs again after `delay`."""
+        raise NotImplementedError
+
+    def failure(
+        self, a: Attempts, exc: StepError, attempt: int, started: float
+    ) -> tuple[str, dict[str, Any]]:
+        """The event of the final failure. By default there is none: AttemptsFailed is raised
+        for the node, which journals it."""
+        raise AttemptsFailed(exc, attempt, started)
+
+    def failure_recorded(self, a: Attempts, seq: int, exc: StepError, attempt: int) -> Any:
+        """The final failure is journaled as `seq`: what `run` returns (or raises)."""
+        raise NotImplementedError
+
+    def cancellation(self, a: Attempts, attempt: int, started: float) -> Journaled:
+        """The event of an attempt the run cancelled (nothing to count), if any."""
+        return None
+
+    def cancel_recorded(self, a: Attempts, seq: int) -> None:
+        """The cancellation is journaled as `seq`."""
+
+
+class Attempts:
+    """The attempts of one action call (a step, an item, a compensation): `run` is the loop,
+    the same for all; `outcomes` says what each outcome journals and records."""
+
+    __slots__ = (
+        "args",
+        "attempt",
+        "batch",
+        "ctx",
+        "cursor",
+        "deadline",
+        "item_index",
+        "keep",
+        "key",
+        "nid",
+        "outcomes",
+        "owner",
+        "policies",
+        "result",
+        "saga_bound",
+        "scope",
+        "spec",
+        "subject",
+        "timeout",
+        "where",
+    )
+    # The callers' own state, set by them when they use it (the Outcomes objects are shared
+    # and hold none): the attempt and result `completion` recorded; `subject` (a task step's
+    # foreach item or None, a compensation's Undo, a foreach item); `owner` (a task step's
+    # "compensable" flag, a foreach item's Items); a foreach item's `batch` and `cursor`.
+    attempt: int
+    result: Any
+    subject: Any
+    owner: Any
+    batch: int
+    cursor: str | None
+
+    def __init__(
+        self,
+        outcomes: Outcomes,
+        ctx: RunContext,
+        nid: str,
+        item_index: int | None,
+        where: dict[str, Any],
+        spec: Any,
+        args: Any,
+        scope: Mapping[str, Any],
+        key: str | None,
+        policies: tuple[ir.RetryPolicy, ...],
+        timeout: float | None,
+        deadline: float | None,
+        keep: tuple[str, ...] | None,
+        saga_bound: bool,
+    ) -> None:
+        self.outcomes = outcomes
+        self.ctx = ctx
+        self.nid = nid
+        self.item_index = item_index
+        self.where = where
+        self.spec = spec
+        self.args = args
+        self.scope = scope
+        self.key = key
+        self.policies = policies
+        self.timeout = timeout
+        self.deadline = deadline
+        self.keep = keep
+        self.saga_bound = saga_bound
+
+    async def run(self, start_attempt: int = 0) -> Any:
+        """Attempt until `completion` accepts a result; returns what `recorded` makes of it.
+        Raises AttemptsFailed, or CancelledError once what the run's own cancel left is
+        journaled."""
+        ctx = self.ctx
+        out = self.outcomes
+        clock = ctx.clock
+        emit = ctx.emit
+        retry: RetryState | None = None
+        attempt = start_attempt
+        deadline = self.deadline
+        deadline_at = None if deadline is None else clock.monotonic() + deadline
+        spec = self.spec
+        # A mock without delay: no coroutine, no context.
+        instant = immediate(spec) if type(spec) is ir.MockAction else None
+        start = out.START
+        while True:
+            attempt += 1
+            if start is not None:
+                await emit(start, {**self.where, "attempt": attempt, "idempotency_key": self.key})
+            started = clock.monotonic()
+            saga_at = ctx.saga_deadline_at if self.saga_bound else None
+            if deadline_at is None and saga_at is None:
+                limit, binding = self.timeout, "timeout"
+            else:
+                limit, binding = attempt_limit(started, self.timeout, deadline_at, saga_at)
+            try:
+                if instant is not None:
+                    if limit is not None and limit <= 0:
+                        raise TimeoutError
+                    result = instant(attempt)
+                else:
+                    sctx = step_context(ctx, self.nid, attempt, self.key, limit, self, spec)
+                    result = await call_action(ctx, spec, self.args, sctx, limit, self.scope)
+                if isinstance(result, StepError):
+                    raise result
+                done = out.completion(self, attempt, started, result)
+            except StepError as e:
+                # A value from here on: without its traceback, this frame holding it is no
+                # reference cycle (each one is the garbage collector's work, a whole run's).
+                exc = e.with_traceback(None)
+            except TimeoutError as e:
+                exc = self.timed_out(binding, e)
+            except asyncio.CancelledError as cancel:
+                if ctx.cancelled_by_run():
+                    await self._cancelled(cancel, attempt, started)
+                raise
+            else:
+                return out.recorded(self, 0 if done is None else (await emit(*done))["seq"])
+            if retry is None:
+                retry = RetryState(self.policies)
+            exc, nxt = retry_delay(
+                retry, exc, binding, attempt, deadline, deadline_at, saga_at, ctx
+            )
+            if nxt is None:
+                return await self.give_up(exc, attempt, started)
+            delay, max_attempts = nxt
+            await emit(*out.retry(self, attempt, started, exc, delay, max_attempts))
+            await clock.sleep(delay)
+
+    async def _cancelled(
+        self, cancel: asyncio.CancelledError, attempt: int, started: float
+    ) -> None:
+        """The run cancelled the attempt: a thread that ran to its end despite it counts as
+        completed; anything else is journaled as cancelled."""
+        out = self.outcomes
+        late = getattr(cancel, "sagac_result", NO_RESULT)
+        if late is not NO_RESULT:
+            try:
+                done = out.completion(self, attempt, started, late)
+            except StepError:
+                pass  # not recordable (too large): the attempt counts as cancelled
+            else:
+                out.recorded(self, 0 if done is None else (await self.ctx.emit(*done))["seq"])
+                return
+        cancelled = out.cancellation(self, attempt, started)
+        if cancelled is not None:
+            out.cancel_recorded(self, (await self.ctx.emit(*cancelled))["seq"])
+
+    async def give_up(self, exc: StepError, attempt: int, started: float) -> Any:
+        """The action failed for good (`attempt` 0: before its first attempt, e.g. its
+        arguments did not render): journal `failure` and return what `failure_recorded` does
+        (or raise what it raises)."""
+        out = self.outcomes
+        event = out.failure(self, exc, attempt, started)
+        return out.failure_recorded(self, (await self.ctx.emit(*event))["seq"], exc, attempt)
+
+    def timed_out(self, binding: str, e: TimeoutError) -> StepError:
+        """The TIMEOUT (or SAGA_TIMEOUT) of an attempt; an overrunning thread is in its detail."""
+        ctx = self.ctx
+        if binding == "saga":
+            exc = StepError(
+                "SAGA_TIMEOUT", f"the saga's timeout of {ctx.saga.timeout:g}s (active time) passed"
+            )
+        elif binding == "deadline":
+            exc = StepError("TIMEOUT", f"the step's deadline of {self.deadline:g}s passed")
+        else:
+            what = self.outcomes.WHAT
+            exc = StepError("TIMEOUT", f"{what} took longer than {self.timeout:g}s")
+        if isinstance(e, Overran):
+            detail: dict[str, Any] = {"overran_ms": int(e.seconds * 1000)}
+            if e.result is not NO_RESULT:
+                late = kept(self.keep, e.result)
+                if codec.size(late) <= MAX_RESULT_BYTES:
+                    detail["late_result"] = late
+            exc.detail = detail
+        return exc
+
+
+class TaskOutcomes(Outcomes):
+    """A task step's: `step_started` before each attempt, `step_completed` with the kept result
+    (an Undo entry when the step is compensable: `owner` True), `step_retrying` between
+    attempts; its final failure goes to the node (AttemptsFailed)."""
+
+    START = "step_started"
+    __slots__ = ()
+
+    def completion(self, a: Attempts, attempt: int, started: float, result: Any) -> Journaled:
+        ctx = a.ctx
+        keep = a.keep
+        if keep is not None and isinstance(result, dict):
+            result = {k: result[k] for k in keep if k in result}
+        check_result_size(result, "later steps")
+        a.result = result
+        a.attempt = attempt
+        return "step_completed", {
+            **a.where,
+            "attempt": attempt,
+            "duration_ms": int((ctx.clock.monotonic() - started) * 1000),
+            "result": ctx.engine.redact(result) if ctx.redacting else result,
+        }
+
+    def recorded(self, a: Attempts, seq: int) -> tuple[Any, int, int]:
+        if a.owner:
+            ctx, nid = a.ctx, a.nid
+            ctx.undo.append(
+                Undo(nid, a.item_index, seq, a.result, None, ctx.prep.chain[nid], a.subject)
+            )
+        return a.result, a.attempt, seq
+
+    def retry(
+        self,
+        a: Attempts,
+        attempt: int,
+        started: float,
+        exc: StepError,
+        delay: float,
+        max_attempts: int,
+    ) -> tuple[str, dict[str, Any]]:
+        return "step_retrying", {
+            **a.where,
+            "attempt": attempt,
+            "max_attempts": max_attempts,
+            "delay_ms": int(delay * 1000),
+            "error": a.ctx.redact(error_dict(exc)),
+        }
+
+    def cancellation(self, a: Attempts, attempt: int, started: float) -> Journaled:
+        return "step_failed", {
+            **a.where,
+            "attempt": attempt,
+            "duration_ms": a.ctx.ms(started),
+            "error": cancelled_error(),
+            "final": True,
+            "cancelled": True,
+        }
+
+    def cancel_recorded(self, a: Attempts, seq: int) -> None:
+        a.ctx.undo_attempted(a.nid, a.item_index, seq, cancelled_error(), a.subject)
+
+
+TASK = TaskOutcomes()
+
+
+def cancelled_error() -> dict[str, Any]:
+    """The error of an attempt the run cancelled (a fresh dict: events keep what they get)."""
+    return {"code": "CANCELLED", "message": "cancelled: the run is stopping"}
+
+
+def run_attempts(
     ctx: RunContext,
     nid: str,
     item_index: int | None,
@@ -84,89 +414,20 @@ async def run_attempts(
     start_attempt: int = 0,
     undo: bool = False,
     item: Any = None,
-) -> tuple[Any, int, int]:
-    """Call a step's action until it succeeds or fails for good; journal every attempt.
-    Returns (recorded result, attempt, seq of step_completed); raises AttemptsFailed or
-    CancelledError."""
-    clock = ctx.clock
-    retry: RetryState | None = None
-    attempt = start_attempt
-    deadline_at = clock.monotonic() + deadline if deadline is not None else None
+) -> Coroutine[Any, Any, tuple[Any, int, int]]:
+    """A task step's attempts (see TaskOutcomes), to await: (recorded result, attempt, seq of
+    step_completed); raises AttemptsFailed or CancelledError. (The loop's own coroutine,
+    without one around it: the hot path.)"""
     where = ctx.prep.where.get(nid) if item_index is None else None
     if where is None:
         where = ctx.where(nid, item_index)
-    emit = ctx.journal.emit
-    instant = immediate_action(spec)  # a mock without delay: no coroutine, no context
-    while True:
-        attempt += 1
-        await emit("step_started", {**where, "attempt": attempt, "idempotency_key": key})
-        started = clock.monotonic()
-        saga_at = ctx.saga_deadline_at
-        limit, binding = attempt_limit(started, timeout, deadline_at, saga_at)
-        try:
-            if instant is not None:
-                if limit is not None and limit <= 0:
-                    raise TimeoutError
-                result = instant(attempt)
-            else:
-                sctx = step_context(ctx, nid, attempt, key, limit, item_index, spec=spec)
-                result = await call_action(ctx, spec, args, sctx, limit, scope)
-            exc: StepError | None = None
-            if isinstance(result, StepError):
-                exc = result
-        except StepError as e:
-            # A value from here on: without its traceback, this frame holding it is no
-            # reference cycle (each one is the garbage collector's work, a whole run's).
-            exc = e.with_traceback(None)
-        except TimeoutError:
-            exc = timeout_error(binding, limit, timeout, deadline, ctx.saga.timeout)
-        except asyncio.CancelledError as cancel:
-            completed = getattr(cancel, "sagac_result", NO_RESULT)
-            if not ctx.cancelled_by_run():
-                raise
-            if completed is not NO_RESULT:
-                await _completed(
-                    ctx, where, nid, item_index, attempt, started, completed, keep, undo, item
-                )
-                raise
-            err = {"code": "CANCELLED", "message": "cancelled: the run is stopping"}
-            ev = await emit(
-                "step_failed",
-                {
-                    **where,
-                    "attempt": attempt,
-                    "duration_ms": ctx.ms(started),
-                    "error": err,
-                    "final": True,
-                    "cancelled": True,
-                },
-            )
-            ctx.undo_attempted(nid, item_index, ev["seq"], err, item)
-            raise
-        if exc is None:
-            try:
-                return await _completed(
-                    ctx, where, nid, item_index, attempt, started, result, keep, undo, item
-                )
-            except StepError as e:
-                exc = e.with_traceback(None)  # RESULT_TOO_LARGE: retried if a policy says
-        if retry is None:
-            retry = RetryState(policies)
-        exc, nxt = retry_delay(retry, exc, binding, attempt, deadline, deadline_at, saga_at, clock)
-        if nxt is None:
-            raise AttemptsFailed(exc, attempt, started, item)
-        delay, max_attempts = nxt
-        await emit(
-            "step_retrying",
-            {
-                **where,
-                "attempt": attempt,
-                "max_attempts": max_attempts,
-                "delay_ms": int(delay * 1000),
-                "error": ctx.redact(error_dict(exc)),
-            },
-        )
-        await clock.sleep(delay)
+    loop = Attempts(
+        TASK, ctx, nid, item_index, where, spec, args, scope, key, policies, timeout, deadline,
+        keep, True,
+    )  # fmt: skip
+    loop.owner = undo
+    loop.subject = item
+    return loop.run(start_attempt)
 
 
 def step_context(
@@ -175,16 +436,16 @@ def step_context(
     attempt: int,
     key: str | None,
     limit: float | None,
-    item_index: int | None,
-    compensating: bool = False,
+    loop: Attempts,
     spec: Any = None,
 ) -> StepContext:
     """What an action sees of its attempt; `limit` seconds from now is its deadline. A command
     action (`spec`) also gets the hook that journals its process group."""
     deadline = None if limit is None else ctx.clock.now() + limit
+    compensating = loop.outcomes.COMPENSATING
     hook = None
     if isinstance(spec, ir.CommandAction):
-        hook = functools.partial(_process_started, ctx, nid, attempt, item_index, compensating)
+        hook = functools.partial(_process_started, ctx, nid, attempt, loop.item_index, compensating)
     return StepContext(
         ctx.run_id,
         ctx.plan.saga,
@@ -192,7 +453,7 @@ def step_context(
         attempt,
         key,
         deadline,
-        item_index,
+        loop.item_index,
         compensating,
         ctx.prep.base_dir,
         hook,
@@ -208,7 +469,7 @@ async def _process_started(
     if compensating:
         fields["compensation"] = True
     fields.update(identity(pgid))
-    await ctx.journal.emit("process_started", fields)
+    await ctx.emit("process_started", fields)
 
 
 def attempt_limit(
@@ -232,17 +493,19 @@ def retry_delay(
     deadline: float | None,
     deadline_at: float | None,
     saga_at: float | None,
-    clock: Clock,
+    ctx: RunContext,
 ) -> tuple[StepError, tuple[float, int] | None]:
-    """The error to report and, when the step is to be tried again, (delay, attempts allowed in
-    all). A deadline that passed is not retried; one that leaves no time for the next attempt
-    ends the step with TIMEOUT or SAGA_TIMEOUT, the last error as its cause."""
+    """The error to report and, when the action is to be tried again, (delay, attempts allowed
+    in all). A deadline that passed is not retried; one that leaves no time for the next
+    attempt ends the step with TIMEOUT or SAGA_TIMEOUT, the last error as its cause."""
     if binding != "timeout" and exc.code in ("TIMEOUT", "SAGA_TIMEOUT"):
         return exc, None
-    nxt = retry.next_delay(exc.code, clock.random)
+    nxt = retry.next_delay(exc.code, ctx.clock.random)
     if nxt is None:
         return exc, None
-    now = clock.monotonic()
+    if deadline_at is None and saga_at is None:
+        return exc, nxt
+    now = ctx.clock.monotonic()
     if deadline_at is not None and now + nxt[0] >= deadline_at:
         return StepError(
             "TIMEOUT",
@@ -259,45 +522,12 @@ def retry_delay(
     return exc, nxt
 
 
-def timeout_error(
-    binding: str,
-    limit: float | None,
-    timeout: float | None,
-    deadline: float | None,
-    saga_timeout: float | None,
-) -> StepError:
-    if binding == "saga":
-        return StepError(
-            "SAGA_TIMEOUT", f"the saga's timeout of {saga_timeout:g}s (active time) passed"
-        )
-    if binding == "deadline":
-        return StepError("TIMEOUT", f"the step's deadline of {deadline:g}s passed")
-    return StepError("TIMEOUT", f"the attempt took longer than {timeout:g}s")
-
-
-async def _completed(
-    ctx: RunContext,
-    where: dict[str, Any],
-    nid: str,
-    item_index: int | None,
-    attempt: int,
-    started: float,
-    result: Any,
-    keep: tuple[str, ...] | None,
-    undo: bool,
-    item: Any,
-) -> tuple[Any, int, int]:
-    if keep is not None and isinstance(result, dict):
-        result = {k: result[k] for k in keep if k in result}
-    check_result_size(result, "later steps")
-    recorded = ctx.redact(result)
-    ev = await ctx.journal.emit(
-        "step_completed",
-        {**where, "attempt": attempt, "duration_ms": ctx.ms(started), "result": recorded},
-    )
-    if undo:
-        ctx.undo.append(Undo(nid, item_index, ev["seq"], result, None, ctx.prep.chain[nid], item))
-    return result, attempt, ev["seq"]
+def templated(ctx: RunContext, spec: Any) -> bool:
+    """Whether the action spec has templated fields (rendered with the scope on each call)."""
+    hit = ctx.prep.spec_templated.get(id(spec))
+    if hit is None:
+        hit = ctx.prep.spec_templated[id(spec)] = bool(spec_templates(spec))
+    return hit
 
 
 async def call_action(
@@ -308,67 +538,69 @@ async def call_action(
     limit: float | None,
     scope: Mapping[str, Any],
 ) -> Any:
-    """One attempt of an action, bounded by `limit` seconds."""
-    instant = immediate_action(spec)
-    if instant is not None:  # takes no time: only a deadline already passed can stop it
-        if limit is not None and limit <= 0:
-            raise TimeoutError
-        return instant(sctx.attempt)
+    """One attempt of an action, bounded by `limit` seconds; it has ended when this returns or
+    raises (a sync python action's thread included: see `_in_thread`)."""
+    if limit is not None and limit <= 0:
+        raise TimeoutError
     prep = ctx.prep
-    templated = prep.spec_templated.get(id(spec))
-    if templated is None:
-        templated = prep.spec_templated[id(spec)] = bool(spec_templates(spec))
-    rendered = render_spec(spec, args, scope, ctx.engine) if templated else None
+    hit = prep.spec_templated.get(id(spec))  # inline: the hot path
+    if hit is None:
+        hit = templated(ctx, spec)
+    rendered = render_spec(spec, args, scope, ctx.engine) if hit else None
     if isinstance(spec, ir.PythonAction):
         sync = prep.sync_python.get(id(spec))
-        if sync is None:
-            sync = _sync_python(spec)
-            if spec.target.partition(":")[0] in sys.modules:
-                prep.sync_python[id(spec)] = sync
-            else:
-                sync = True  # not imported yet: assume a thread, to be safe
+        if sync is None:  # decided once per spec, from the imported callable
+            sync = prep.sync_python[id(spec)] = await calls_in_thread(spec, prep.base_dir)
         if sync:
-            return await _call_python(ctx, spec, args, sctx, limit, rendered)
+            return await _in_thread(ctx, spec, args, sctx, limit, rendered)
     if limit is None:
         return await invoke(spec, args, sctx, rendered_spec=rendered)
-    if limit <= 0:
-        raise TimeoutError
     async with asyncio.timeout(limit):
         return await invoke(spec, args, sctx, rendered_spec=rendered)
 
 
-async def _call_python(
+async def _in_thread(
     ctx: RunContext, spec: Any, args: Any, sctx: StepContext, limit: float | None, rendered: Any
 ) -> Any:
-    if limit is not None and limit <= 0:
-        raise TimeoutError
+    """A sync python action: its thread cannot be interrupted, so the attempt ends when it
+    returns. Past `limit` the thread is awaited and Overran raised; on a cancel by the run it is
+    awaited and its result carried on the CancelledError (`sagac_result`). A cancel from
+    outside (the process is going down) abandons it."""
     inner = asyncio.ensure_future(invoke(spec, args, sctx, rendered_spec=rendered))
     try:
         async with asyncio.timeout(limit):
             return await asyncio.shield(inner)
+    except TimeoutError:
+        bound_at = ctx.clock.monotonic()
     except asyncio.CancelledError as cancel:
-        if not ctx.cancelled_by_run() or (inner.done() and inner.cancelled()):
+        if inner.cancelled() or not ctx.cancelled_by_run():
             inner.cancel()
             raise
-        # A thread cannot be interrupted: wait for it, and count what it did.
+        await _thread_end(ctx, inner, cancel)
+        raise  # unreachable: _thread_end raises `cancel`
+    result = await _thread_end(ctx, inner, None)
+    raise Overran(ctx.clock.monotonic() - bound_at, result)
+
+
+async def _thread_end(
+    ctx: RunContext, inner: asyncio.Future[Any], cancel: asyncio.CancelledError | None
+) -> Any:
+    """Await a sync action's thread through any cancel by the run; its result, or NO_RESULT
+    when it raised. When the run cancelled the attempt, raise that cancel, carrying the result."""
+    while True:
         try:
             result = await asyncio.shield(inner)
+        except asyncio.CancelledError as again:
+            if inner.cancelled() or not ctx.cancelled_by_run():
+                inner.cancel()
+                raise
+            cancel = cancel or again
+            continue
         except StepError:
-            raise cancel from None
-        except asyncio.CancelledError:
-            inner.cancel()
-            raise
-        cancel.sagac_result = result  # type: ignore[attr-defined]
+            result = NO_RESULT
+        break
+    if cancel is not None:
+        if result is not NO_RESULT:
+            cancel.sagac_result = result  # type: ignore[attr-defined]
         raise cancel
-
-
-def _sync_python(spec: Any) -> bool:
-    """Whether `spec` is a python action whose (already imported) function is sync: its thread
-    cannot be interrupted, so on cancel the executor awaits it and counts its result."""
-    if not isinstance(spec, ir.PythonAction):
-        return False
-    module_name, _, attrs = spec.target.partition(":")
-    obj: Any = sys.modules.get(module_name)
-    for part in attrs.split("."):
-        obj = getattr(obj, part, None)
-    return obj is not None and not inspect.iscoroutinefunction(obj)
+    return result

@@ -1,37 +1,41 @@
 """Compensation: undo what a failed run did, in reverse order of completion.
 
-`compensate(ctx, undo)` runs the compensations of the given `Undo` entries: sequentially in
-strict LIFO order (the default), or with `compensation: parallel` along the reverse DAG (a
-step's compensation waits only for those of the steps that depended on it; the items of one
-foreach are undone one at a time, last completed first). Each compensation is retried by its own
-policy and is never cut by the saga's deadline. One that still fails is recorded (report
-`compensations`, `errors`, `needs_attention`) and the others run anyway, unless the saga says
-`on_compensation_failure: stop`: then nothing new starts and the rest are `not_run`.
-A compensation the journal shows as ended (resume) is never run again; one that started and
-did not end is re-run with the idempotency key it was given.
+`compensate(ctx, undo)` runs the compensations of the given `Undo` entries: sequentially in strict
+LIFO order (the default), or with `compensation: parallel` along the reverse DAG (a step's
+compensation waits only for those of the steps that depended on it; the items of one foreach are
+undone one at a time, last completed first). Each compensation is retried by its own policy and is
+never cut by the saga's deadline; its attempts run in the one attempt loop (`attempts.Attempts`),
+which never lets one start before the forward action it undoes ended. One that still fails is
+recorded (report `compensations`, `errors`, `needs_attention`) and the others run anyway, unless the
+saga says `on_compensation_failure: stop`: then nothing new starts and the rest are `not_run`. A
+compensation the journal shows as ended (resume) is never run again; one that started and did not
+end is re-run with the idempotency key it was given.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator, Mapping
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from sagac.compiler import ir
-from sagac.runtime.actions import immediate_action
 from sagac.runtime.errors import StepError
 
-from .attempts import call_action, step_context
+from .attempts import Attempts, Journaled, Outcomes, templated
+from .foreach_checkpoints import block_undos, item_at
 from .outcomes import Undo, error_dict
-from .retry import RetryState
 
 if TYPE_CHECKING:
     from .context import RunContext
 
 
+_ORDER = attrgetter("order")
+
+
 def compensation_order(undo: list[Undo]) -> list[Undo]:
     """Reverse order of completion (LIFO)."""
-    return sorted(undo, key=lambda u: u.order, reverse=True)
+    return sorted(undo, key=_ORDER, reverse=True)
 
 
 def _each(ctx: RunContext, entries: list[Undo]) -> Iterator[Undo]:
@@ -42,11 +46,9 @@ def _each(ctx: RunContext, entries: list[Undo]) -> Iterator[Undo]:
         ended = {k for k, r in ctx.state.compensations.items() if r.status in ("ok", "failed")}
     for u in entries:
         if u.block is None:
-            if (u.step, u.item_index) not in ended:
+            if not ended or (u.step, u.item_index) not in ended:
                 yield u
             continue
-        from .foreach import block_undos
-
         for item_undo in block_undos(ctx, u):
             if (item_undo.step, item_undo.item_index) not in ended:
                 yield item_undo
@@ -131,136 +133,119 @@ async def _parallel(ctx: RunContext, entries: list[Undo], stop_on_failure: bool)
 
 def _not_run(ctx: RunContext, u: Undo) -> None:
     ctx.comp_failed = True
-    ctx.comp_log.append(
-        {
-            "step": u.step,
-            "item_index": u.item_index,
-            "status": "not_run",
-            "attempts": 0,
-            "error": None,
-        }
-    )
+    ctx.comp_log.append(_entry(u, "not_run", 0, None))
 
 
-async def compensate_one(ctx: RunContext, u: Undo) -> bool:
-    """Run one compensation to its end; True when it succeeded."""
+def compensate_one(ctx: RunContext, u: Undo) -> Coroutine[Any, Any, bool]:
+    """Run one compensation to its end, to await: True when it succeeded."""
     node: Any = ctx.prep.nodes[u.step]
     comp: ir.Compensation = node.compensate
-    scope = {**ctx.scope, "result": u.result, "error": u.error, "failure": ctx.failure}
-    if isinstance(node, ir.ForeachNode):
-        item = u.item
-        if item is None and u.item_index is not None:
-            from .foreach import item_at
-
-            item = item_at(ctx, node, u.item_index)
-        scope[node.as_] = item
     rec = ctx.state.compensations.get((u.step, u.item_index)) if ctx.state else None
     where: dict[str, Any] = {"step": u.step}
     if u.item_index is not None:
         where["item_index"] = u.item_index
-    attempt = rec.attempt if rec is not None else 0
-    try:
-        args = ctx.render_args(comp.with_, scope)
-        if rec is not None and rec.idempotency_key is not None:
-            key: str | None = rec.idempotency_key
-        else:
-            key = ctx.render_key(comp.idempotency_key, scope)
-    except StepError as e:
-        await _failed(ctx, u, where, e, attempt, 0, final=True)
-        return False
     spec = ctx.action_of(u.step, comp.action.spec, compensation=True)
-    retry = RetryState(comp.retry)
-    clock = ctx.clock
-    instant = immediate_action(spec)  # a mock without delay: no coroutine, no context
-    while True:
-        attempt += 1
-        await ctx.emit(
-            "compensation_started", {**where, "attempt": attempt, "idempotency_key": key}
-        )
-        started = clock.monotonic()
-        try:
-            if instant is not None:
-                if comp.timeout is not None and comp.timeout <= 0:
-                    raise TimeoutError
-                result = instant(attempt)
-            else:
-                sctx = step_context(
-                    ctx, u.step, attempt, key, comp.timeout, u.item_index, True, spec
-                )
-                result = await call_action(ctx, spec, args, sctx, comp.timeout, scope)
-            if isinstance(result, StepError):
-                raise result
-        except StepError as e:
-            exc = e.with_traceback(None)  # a value now: no frame <-> traceback cycle
-        except TimeoutError:
-            exc = StepError("TIMEOUT", f"the compensation took longer than {comp.timeout:g}s")
-        except asyncio.CancelledError as cancel:
-            if hasattr(cancel, "sagac_result") and ctx.cancelled_by_run():
-                await _ok(ctx, u, where, attempt, started)
-            raise
-        else:
-            await _ok(ctx, u, where, attempt, started)
-            return True
-        nxt = retry.next_delay(exc.code, clock.random)
-        if nxt is None:
-            await _failed(ctx, u, where, exc, attempt, started, final=True)
-            return False
-        await _failed(ctx, u, where, exc, attempt, started, final=False, delay=nxt[0])
-        await clock.sleep(nxt[0])
+    const, args = ctx.prep.constant(comp.with_)
+    if const and comp.idempotency_key is None and not templated(ctx, spec):
+        scope: Mapping[str, Any] = ctx.scope  # nothing renders: no scope of its own to build
+    else:
+        scope = {**ctx.scope, "result": u.result, "error": u.error, "failure": ctx.failure}
+    if isinstance(node, ir.ForeachNode):
+        scope = dict(scope)
+        item = u.item
+        if item is None and u.item_index is not None:
+            item = item_at(ctx, node, u.item_index)
+        scope[node.as_] = item
+    # Never cut by the saga's deadline (saga_bound False).
+    loop = Attempts(
+        _UNDOING, ctx, u.step, u.item_index, where, spec, args, scope, None, comp.retry,
+        comp.timeout, None, None, False,
+    )  # fmt: skip
+    loop.subject = u
+    attempt = rec.attempt if rec is not None else 0
+    if rec is not None and rec.idempotency_key is not None:
+        loop.key = rec.idempotency_key
+    try:
+        if not const:
+            loop.args = ctx.render_args(comp.with_, scope)
+        if loop.key is None:
+            loop.key = ctx.render_key(comp.idempotency_key, scope)
+    except StepError as e:
+        return loop.give_up(e, attempt, 0.0)
+    return loop.run(attempt)
 
 
-async def _ok(
-    ctx: RunContext, u: Undo, where: dict[str, Any], attempt: int, started: float
-) -> None:
-    await ctx.emit(
-        "compensation_completed",
-        {**where, "attempt": attempt, "duration_ms": ctx.ms(started) if started else 0},
-    )
-    ctx.comp_log.append(
-        {
-            "step": u.step,
-            "item_index": u.item_index,
-            "status": "ok",
-            "attempts": attempt,
-            "error": None,
+class _Undoing(Outcomes):
+    """A compensation's: `compensation_started` before each attempt; `compensation_completed`
+    and an `ok` entry when it succeeds; `compensation_failed` between attempts (`final:
+    false`) and when it fails for good (`final: true`, a `failed` entry, an error in the
+    report)."""
+
+    START = "compensation_started"
+    WHAT = "the compensation"
+    COMPENSATING = True
+    __slots__ = ()
+
+    def completion(self, a: Attempts, attempt: int, started: float, result: Any) -> Journaled:
+        a.attempt = attempt
+        return "compensation_completed", {
+            **a.where,
+            "attempt": attempt,
+            "duration_ms": int((a.ctx.clock.monotonic() - started) * 1000),
         }
-    )
 
+    def recorded(self, a: Attempts, seq: int) -> bool:
+        a.ctx.comp_log.append(_entry(a.subject, "ok", a.attempt, None))
+        return True
 
-async def _failed(
-    ctx: RunContext,
-    u: Undo,
-    where: dict[str, Any],
-    exc: StepError,
-    attempt: int,
-    started: float,
-    *,
-    final: bool,
-    delay: float | None = None,
-) -> None:
-    err = ctx.redact(error_dict(exc))
-    fields = {
-        **where,
-        "attempt": attempt,
-        "duration_ms": ctx.ms(started) if started else 0,
-        "error": err,
-        "final": final,
-    }
-    if delay is not None:
+    def retry(
+        self,
+        a: Attempts,
+        attempt: int,
+        started: float,
+        exc: StepError,
+        delay: float,
+        max_attempts: int,
+    ) -> tuple[str, dict[str, Any]]:
+        event, fields = self.failure(a, exc, attempt, started)
+        fields["final"] = False
         fields["delay_ms"] = int(delay * 1000)
-    await ctx.emit("compensation_failed", fields)
-    if not final:
-        return
-    ctx.comp_failed = True
-    info = {**ctx.error_at(u.step, err, attempt, u.item_index), "phase": "compensation"}
-    info.pop("attempts", None)
-    ctx.errors.append(info)
-    ctx.comp_log.append(
-        {
-            "step": u.step,
-            "item_index": u.item_index,
-            "status": "failed",
-            "attempts": attempt,
-            "error": info,
+        return event, fields
+
+    def failure(
+        self, a: Attempts, exc: StepError, attempt: int, started: float
+    ) -> tuple[str, dict[str, Any]]:
+        ctx = a.ctx
+        return "compensation_failed", {
+            **a.where,
+            "attempt": attempt,
+            "duration_ms": ctx.ms(started) if started else 0,
+            "error": ctx.redact(error_dict(exc)),
+            "final": True,
         }
-    )
+
+    def failure_recorded(self, a: Attempts, seq: int, exc: StepError, attempt: int) -> bool:
+        """Failed for good: recorded for the report (`errors`, `compensations`,
+        `needs_attention`)."""
+        ctx, u = a.ctx, a.subject
+        ctx.comp_failed = True
+        err = ctx.redact(error_dict(exc))
+        info = {**ctx.error_at(u.step, err, attempt, u.item_index), "phase": "compensation"}
+        info.pop("attempts", None)
+        ctx.errors.append(info)
+        ctx.comp_log.append(_entry(u, "failed", attempt, info))
+        return False
+
+
+_UNDOING = _Undoing()
+
+
+def _entry(u: Undo, status: str, attempts: int, error: dict[str, Any] | None) -> dict[str, Any]:
+    """A compensation's line in the report."""
+    return {
+        "step": u.step,
+        "item_index": u.item_index,
+        "status": status,
+        "attempts": attempts,
+        "error": error,
+    }

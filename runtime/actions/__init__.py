@@ -10,13 +10,15 @@ spec (an http `url`, `headers` and `json`; a command's argv) with `args` added t
 scope (`{{ args.lease_id }}`), and returns them as field overrides, or None when the spec has
 no templates. `spec_templates(spec)` lists those fields for tools that want to inspect them.
 
-`invoke` returns the action's result as JSON data (what a round trip through `json` gives, so
-it is exactly what a journal will hold and replay; small flat results are copied instead, to the
-same effect) or raises `StepError` with a code from the spec's
-table. Nothing else escapes except `asyncio.CancelledError`: the per-attempt timeout is the
-executor's (`asyncio.timeout` around `invoke`), and on cancellation every action cleans up
-before the error goes on (a subprocess is killed and reaped, an http request is closed). Any
-other exception becomes `StepError("UNEXPECTED", "<ExcType>: <msg>")`.
+`invoke` returns the action's result as JSON data (what a round trip through `json` gives, so it is
+exactly what a journal will hold and replay; small flat results are copied instead, to the same
+effect) or raises `StepError` with a code from the spec's table. Nothing else escapes except
+`asyncio.CancelledError`: the per-attempt timeout is the executor's (`asyncio.timeout` around
+`invoke`), and on cancellation every action cleans up before the error goes on (a subprocess is
+killed and reaped, an http request is closed), except a sync python function's thread, which nothing
+can stop: `await calls_in_thread(spec, base_dir)` (which imports the target to decide) names those,
+so the executor can await the thread before anything that needs the action to have ended. Any other
+exception becomes `StepError("UNEXPECTED", "<ExcType>: <msg>")`.
 
 `immediate_action(spec)` is `invoke` without a coroutine for an action that needs no I/O and no
 time (a mock without `delay`): a function of the attempt number, or None. The executor calls it
@@ -43,7 +45,7 @@ from sagac.compiler.templates import is_template
 from sagac.runtime.actions.command import run_command
 from sagac.runtime.actions.context import StepContext
 from sagac.runtime.actions.mock import immediate, run_mock
-from sagac.runtime.actions.python import run_python, runs_in_thread
+from sagac.runtime.actions.python import calls_in_thread, run_python, runs_in_thread
 from sagac.runtime.errors import StepError
 from sagac.runtime.templates import TemplateEngine, has_template
 
@@ -51,6 +53,7 @@ __all__ = [
     "ActionSpec",
     "StepContext",
     "aclose_clients",
+    "calls_in_thread",
     "http_clients",
     "immediate_action",
     "invoke",

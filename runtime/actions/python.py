@@ -5,13 +5,16 @@ Import path: the saga file's folder (`StepContext.base_dir`) is inserted at the 
 process, as if Python ran a script there. Modules are imported by name, so two saga folders that
 each hold a package called `shop` share whichever was imported first.
 
-Calling: a parameter named `context` receives the `StepContext` (so `context` cannot be an
-argument name in `with`). Async functions are awaited on the loop; sync functions run in a
-thread of their own so they never block the loop. A cancelled sync call cannot be stopped: its
-thread runs to the end and the result is dropped. These threads are daemons, not the loop's
-default executor, because `asyncio.run` waits for every executor thread on its way out: one
-hung sync action would hold up the end of a cancelled run (and a pool of `cpu + 4` threads
-would cap a foreach's concurrency).
+Calling: a parameter named `context` receives the `StepContext` (so `context` cannot be an argument
+name in `with`). Async functions are awaited on the loop; sync functions run in a thread of their
+own so they never block the loop. Which one a target is, is decided from the callable itself
+(`inspect.iscoroutinefunction`, through `functools.partial` and an object's `__call__`) once it is
+imported: `calls_in_thread` imports the target first, so the executor never has to guess. A
+cancelled sync call cannot be stopped: `invoke` abandons its thread (the executor, which must not
+let a compensation start before the action ended, awaits it). These threads are daemons, not the
+loop's default executor, because `asyncio.run` waits for every executor thread on its way out: one
+hung sync action would hold up the end of a cancelled run (and a pool of `cpu + 4` threads would cap
+a foreach's concurrency).
 
 Failing: raising `StepError` fails with its code; returning a `StepError` instance is an error
 result and fails the same way. An import failure, a missing function or arguments that do not
@@ -37,7 +40,7 @@ from sagac.compiler.ir import PythonAction
 from sagac.runtime.actions.context import StepContext
 from sagac.runtime.errors import StepError
 
-__all__ = ["run_python", "runs_in_thread"]
+__all__ = ["calls_in_thread", "run_python", "runs_in_thread"]
 
 _path_lock = threading.Lock()
 _paths_added: set[str] = set()
@@ -64,15 +67,28 @@ def runs_in_thread(spec: PythonAction, base_dir: Path | None) -> bool | None:
     return None if target is None else not target.is_async
 
 
-async def run_python(spec: PythonAction, args: Any, ctx: StepContext) -> Any:
-    key = (str(ctx.base_dir) if ctx.base_dir is not None else None, spec.target)
+async def calls_in_thread(spec: PythonAction, base_dir: Path | None) -> bool:
+    """Whether `spec` calls a sync function (run in a thread that a cancel cannot stop),
+    importing its module first when needed. Raises StepError when the target cannot be found."""
+    return not (await _target(spec, base_dir)).is_async
+
+
+async def _target(spec: PythonAction, base_dir: Path | None) -> _Target:
+    key = (str(base_dir) if base_dir is not None else None, spec.target)
     target = _targets.get(key)
     if target is None:
         # Importing runs the module's top-level code: keep it off the loop too.
         target = await _in_thread(
-            _resolve, {"target": spec.target, "base_dir": ctx.base_dir}, spec.target
+            _resolve, {"target": spec.target, "base_dir": base_dir}, spec.target
         )
         _targets[key] = target
+    return target
+
+
+async def run_python(spec: PythonAction, args: Any, ctx: StepContext) -> Any:
+    target = _targets.get((str(ctx.base_dir) if ctx.base_dir is not None else None, spec.target))
+    if target is None:
+        target = await _target(spec, ctx.base_dir)
 
     if args is None:
         args = {}
@@ -183,11 +199,22 @@ def _resolve(target: str, base_dir: Path | None) -> _Target:
         signature: inspect.Signature | None = inspect.signature(obj)
     except (TypeError, ValueError):  # some builtins have no signature: let the call decide
         signature = None
-    is_async = inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
-        getattr(obj, "__call__", None)  # noqa: B004 - an object with an async __call__
-    )
+    is_async = _is_async(obj)
     takes_context = signature is not None and "context" in signature.parameters
     return _Target(obj, is_async, takes_context, signature)
+
+
+def _is_async(obj: Any) -> bool:
+    """Whether calling `obj` gives a coroutine to await: an async function, a partial of one,
+    or an object (not a class: calling a class makes an instance) with an async `__call__`."""
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    if inspect.iscoroutinefunction(obj):
+        return True
+    call = None if isinstance(obj, type) else getattr(obj, "__call__", None)  # noqa: B004
+    while isinstance(call, functools.partial):
+        call = call.func
+    return call is not None and inspect.iscoroutinefunction(call)
 
 
 def _add_import_path(base_dir: Path) -> None:

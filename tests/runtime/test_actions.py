@@ -17,6 +17,7 @@ from sagac.compiler.ir import CommandAction, HttpAction, MockAction, PythonActio
 from sagac.runtime.actions import (
     StepContext,
     aclose_clients,
+    calls_in_thread,
     http_clients,
     immediate_action,
     invoke,
@@ -124,6 +125,43 @@ async def test_runs_in_thread_is_known_after_the_first_call(tmp_path: Path) -> N
     assert runs_in_thread(spec, tmp_path) is None
     await invoke(spec, {}, ctx(base_dir=tmp_path))
     assert runs_in_thread(spec, tmp_path) is True
+
+
+async def test_calls_in_thread_is_read_from_the_callable_before_its_first_call(
+    tmp_path: Path,
+) -> None:
+    # Not imported by anyone yet: deciding imports the module (never a guess).
+    (tmp_path / "kinds_probe.py").write_text(
+        "import functools\n"
+        "async def a(x): return x\n"
+        "def s(x): return x\n"
+        "pa = functools.partial(a, x=1)\n"
+        "ps = functools.partial(s, x=1)\n"
+        "class AsyncCall:\n"
+        "    async def __call__(self): return 1\n"
+        "class SyncCall:\n"
+        "    def __call__(self): return 1\n"
+        "ac = AsyncCall()\n"
+        "sc = SyncCall()\n"
+        "pac = functools.partial(ac)\n"
+    )
+    assert "kinds_probe" not in sys.modules
+    kinds = {
+        name: await calls_in_thread(PythonAction(target=f"kinds_probe:{name}"), tmp_path)
+        for name in ("a", "s", "pa", "ps", "ac", "sc", "pac", "AsyncCall")
+    }
+    assert kinds == {
+        "a": False,
+        "s": True,
+        "pa": False,
+        "ps": True,
+        "ac": False,
+        "sc": True,
+        "pac": False,
+        "AsyncCall": True,  # calling the class makes an instance: a sync call
+    }
+    with pytest.raises(StepError, match="no module named"):
+        await calls_in_thread(PythonAction(target="kinds_probe_missing:f"), tmp_path)
 
 
 async def test_python_context_parameter_receives_the_step_context() -> None:
