@@ -41,7 +41,8 @@ from sagac.runtime.actions import (
     spec_templates,
 )
 from sagac.runtime.actions.mock import immediate
-from sagac.runtime.errors import StepError
+
+from sagac.errors import StepError
 
 from .outcomes import Undo, error_dict
 from .processes import identity

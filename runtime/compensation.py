@@ -20,7 +20,8 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from sagac.compiler import ir
-from sagac.runtime.errors import StepError
+
+from sagac.errors import StepError
 
 from .attempts import Attempts, Journaled, Outcomes, templated
 from .foreach_checkpoints import block_undos, item_at

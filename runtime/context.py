@@ -20,8 +20,9 @@ from typing import Any, NoReturn
 
 from sagac.compiler import ir
 from sagac.compiler.plan import Plan
-from sagac.runtime.errors import StepError
 from sagac.runtime.templates import TemplateEngine
+
+from sagac.errors import StepError
 
 from .clock import DEFAULT_CLOCK, Clock, new_run_id
 from .events import EventCallback, Journal

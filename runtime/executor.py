@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from sagac.compiler.plan import Plan
-from sagac.runtime.errors import StepError
+
+from sagac.errors import StepError
 
 from .clock import Clock, parse_rfc3339
 from .compensation import compensate

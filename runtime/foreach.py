@@ -31,7 +31,8 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sagac.compiler import ir
-from sagac.runtime.errors import StepError
+
+from sagac.errors import StepError
 
 from .foreach_checkpoints import (
     FLUSH_ITEMS,

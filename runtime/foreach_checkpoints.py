@@ -19,7 +19,8 @@ from weakref import WeakKeyDictionary
 
 from sagac.compiler import ir
 from sagac.runtime.actions import spec_templates
-from sagac.runtime.errors import StepError
+
+from sagac.errors import StepError
 
 from .checkpoints import ItemBlock
 from .outcomes import Undo

@@ -13,7 +13,8 @@ from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from sagac.compiler import ir
-from sagac.runtime.errors import StepError
+
+from sagac.errors import StepError
 
 from .attempts import (
     Attempts,

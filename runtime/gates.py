@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sagac.compiler import ir
-from sagac.runtime.errors import StepError
+
+from sagac.errors import StepError
 
 from .clock import rfc3339
 from .outcomes import HALTED

@@ -21,7 +21,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .errors import LeaseHeld
+from sagac.errors import LeaseHeld
+
 from .store.base import Store
 
 LEASE_TTL = 30.0  # seconds; renewed every LEASE_TTL / 3

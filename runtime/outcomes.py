@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sagac.runtime.errors import StepError
+from sagac.errors import StepError
 
 HALTED: Any = object()  # a node that cannot finish now (an approval gate waiting)
 

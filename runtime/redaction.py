@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from sagac.compiler.errors import InputError
+from sagac.errors import InputError
 
 MASK = "***"
 MIN_SECRET_LENGTH = 4

@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from typing import Any, assert_never
 
 from sagac.compiler import ir
-from sagac.runtime.errors import StepError
+
+from sagac.errors import StepError
 
 from .context import RunContext
 from .foreach import run_foreach

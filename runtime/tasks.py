@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from sagac.compiler import ir
-from sagac.runtime.errors import StepError
+
+from sagac.errors import StepError
 
 from .attempts import AttemptsFailed, run_attempts
 from .context import RunContext

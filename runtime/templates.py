@@ -43,8 +43,9 @@ from sagac.compiler.templates import (
     is_template,
     single_expression,
 )
-from sagac.runtime.errors import StepError
 from sagac.runtime.redaction import MIN_SECRET_LENGTH, Redactor
+
+from sagac.errors import StepError
 
 __all__ = ["TemplateEngine", "has_template"]
 

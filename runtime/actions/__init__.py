@@ -46,8 +46,9 @@ from sagac.runtime.actions.command import run_command
 from sagac.runtime.actions.context import StepContext
 from sagac.runtime.actions.mock import immediate, run_mock
 from sagac.runtime.actions.python import calls_in_thread, run_python, runs_in_thread
-from sagac.runtime.errors import StepError
 from sagac.runtime.templates import TemplateEngine, has_template
+
+from sagac.errors import StepError
 
 __all__ = [
     "ActionSpec",

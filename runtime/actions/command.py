@@ -35,7 +35,8 @@ from typing import Any
 from sagac.compiler.ir import CommandAction
 from sagac.runtime.actions.context import StepContext
 from sagac.runtime.actions.limits import READ_LIMIT, too_large
-from sagac.runtime.errors import StepError
+
+from sagac.errors import StepError
 
 __all__ = ["KILL_GRACE", "run_command"]
 

@@ -35,7 +35,8 @@ import httpx
 from sagac.compiler.ir import HttpAction
 from sagac.runtime.actions.context import StepContext
 from sagac.runtime.actions.limits import READ_LIMIT, too_large
-from sagac.runtime.errors import StepError
+
+from sagac.errors import StepError
 
 __all__ = ["aclose_clients", "run_http"]
 

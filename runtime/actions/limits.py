@@ -10,7 +10,7 @@ unbounded amount.
 
 from __future__ import annotations
 
-from sagac.runtime.errors import StepError
+from sagac.errors import StepError
 
 __all__ = ["READ_LIMIT", "too_large"]
 

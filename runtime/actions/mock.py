@@ -20,7 +20,8 @@ from typing import Any
 
 from sagac.compiler.ir import MockAction
 from sagac.runtime.actions.context import StepContext
-from sagac.runtime.errors import StepError
+
+from sagac.errors import StepError
 
 __all__ = ["immediate", "run_mock"]
 

@@ -38,7 +38,8 @@ from typing import Any
 
 from sagac.compiler.ir import PythonAction
 from sagac.runtime.actions.context import StepContext
-from sagac.runtime.errors import StepError
+
+from sagac.errors import StepError
 
 __all__ = ["calls_in_thread", "run_python", "runs_in_thread"]
 

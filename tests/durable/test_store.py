@@ -11,16 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sagac.compiler.errors import UsageError
 from sagac.compiler.pipeline import compile_text
 from sagac.runtime import resume as durable
 from sagac.runtime.api import arun
 from sagac.runtime.clock import new_run_id
-from sagac.runtime.errors import RunNotFound, StoreError
 from sagac.runtime.store import MemoryStore, open_store
 from sagac.runtime.store.base import RunRecord
 from sagac.runtime.store.migrations import SCHEMA_VERSION, migrate
 from sagac.runtime.store.sqlite import SqliteStore
+
+from sagac.errors import RunNotFound, StoreError, UsageError
 
 
 def run(coro: Any) -> Any:

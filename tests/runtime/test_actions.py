@@ -27,8 +27,9 @@ from sagac.runtime.actions import (
 )
 from sagac.runtime.actions import command as command_module
 from sagac.runtime.actions import http as http_module
-from sagac.runtime.errors import StepError
 from sagac.runtime.templates import TemplateEngine
+
+from sagac.errors import StepError
 
 pytestmark = pytest.mark.anyio
 

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from sagac.runtime import approvals
 from sagac.runtime.clock import rfc3339
-from sagac.runtime.errors import ApprovalRefused, DecisionConflict, LeaseHeld, RunNotFound
 from sagac.runtime.store import Store
 from sagac.runtime.store.base import AuditEntry, os_user
+
+from sagac.errors import ApprovalRefused, DecisionConflict, LeaseHeld, RunNotFound
 
 from .conftest import Stores, ev, new_run
 

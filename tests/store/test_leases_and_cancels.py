@@ -8,9 +8,9 @@ import socket
 import time
 
 import pytest
-from sagac.compiler.errors import UsageError
 from sagac.runtime import leases, resume
-from sagac.runtime.errors import LeaseHeld, RunNotFound
+
+from sagac.errors import LeaseHeld, RunNotFound, UsageError
 
 from .conftest import Stores, ev, new_run
 

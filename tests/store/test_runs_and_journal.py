@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from sagac.compiler.pipeline import compile_text
 from sagac.runtime import resume
-from sagac.runtime.errors import RunNotFound, StoreError
 from sagac.runtime.store import Store
 from sagac.runtime.store.base import RunRecord
+
+from sagac.errors import RunNotFound, StoreError
 
 from .conftest import Stores, ev, new_run
 
