@@ -7,8 +7,8 @@ each outcome. A kind of caller subclasses `Outcomes` (one shared, stateless obje
 own state sits on its `Attempts`) to say only what differs: the event before each attempt
 (`START`), and the events and records of a completion (`completion`, `recorded`), a retry
 (`retry`), a final failure (`failure`, `failure_recorded`: by default none, AttemptsFailed goes
-to the node) and a cancel by the run (`cancellation`, `cancel_recorded`). `run_attempts` is a
-task step's (`TaskOutcomes`).
+to the node) and a cancel by the run (`cancellation`, `cancel_recorded`). A task step's is
+`TaskOutcomes` (`TASK`, used by `tasks.run_task`).
 
 The rule this module keeps (docs/runtime.md, "Attempts and cancellation"): **an attempt has
 ended before its loop moves on**, so a step's compensation never starts before its forward
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sagac.compiler import ir
@@ -397,38 +397,6 @@ TASK = TaskOutcomes()
 def cancelled_error() -> dict[str, Any]:
     """The error of an attempt the run cancelled (a fresh dict: events keep what they get)."""
     return {"code": "CANCELLED", "message": "cancelled: the run is stopping"}
-
-
-def run_attempts(
-    ctx: RunContext,
-    nid: str,
-    item_index: int | None,
-    spec: Any,
-    args: Any,
-    scope: Mapping[str, Any],
-    key: str | None,
-    policies: tuple[ir.RetryPolicy, ...],
-    timeout: float | None,
-    deadline: float | None,
-    keep: tuple[str, ...] | None,
-    *,
-    start_attempt: int = 0,
-    undo: bool = False,
-    item: Any = None,
-) -> Coroutine[Any, Any, tuple[Any, int, int]]:
-    """A task step's attempts (see TaskOutcomes), to await: (recorded result, attempt, seq of
-    step_completed); raises AttemptsFailed or CancelledError. (The loop's own coroutine,
-    without one around it: the hot path.)"""
-    where = ctx.prep.where.get(nid) if item_index is None else None
-    if where is None:
-        where = ctx.where(nid, item_index)
-    loop = Attempts(
-        TASK, ctx, nid, item_index, where, spec, args, scope, key, policies, timeout, deadline,
-        keep, True,
-    )  # fmt: skip
-    loop.owner = undo
-    loop.subject = item
-    return loop.run(start_attempt)
 
 
 def step_context(

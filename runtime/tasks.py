@@ -2,9 +2,10 @@
 
 `run_task` renders a step's arguments and idempotency key (a resumed step keeps the key the
 journal recorded), picks the action (`fail=` override, simulated stand-in, or its own) and hands
-the attempts to `attempts.run_attempts`; a step that fails for good is journaled once, through
-`RunContext.fail_node`. `run_fail` fails the run with the node's code and rendered message. This
-module must never schedule other nodes nor journal an attempt's events (`attempts` does).
+the attempts to the one attempt loop (`attempts.Attempts` with `TASK`); a step that fails for
+good is journaled once, through `RunContext.fail_node`. `run_fail` fails the run with the
+node's code and rendered message. This module must never schedule other nodes nor journal an
+attempt's events (`attempts` does).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sagac.compiler import ir
 
 from sagac.errors import StepError
 
-from .attempts import AttemptsFailed, run_attempts
+from .attempts import TASK, Attempts, AttemptsFailed
 from .context import RunContext
 
 
@@ -42,23 +43,16 @@ async def run_task(
         except StepError as e:
             await ctx.fail_node(nid, e, 0, t0)
         spec = ir.MockAction(result=simulated)
-    comp = node.compensate
+    # `where` uncopied: the loop only spreads it into its events.
+    where = ctx.prep.where.get(nid) or ctx.where(nid)
+    loop = Attempts(
+        TASK, ctx, nid, None, where, spec, args, scope, key, node.retry, node.timeout,
+        node.deadline, node.keep, True,
+    )  # fmt: skip
+    loop.owner = node.compensate is not None and ctx.prep.phase[nid] == "steps"
+    loop.subject = None
     try:
-        result, _, _ = await run_attempts(
-            ctx,
-            nid,
-            None,
-            spec,
-            args,
-            scope,
-            key,
-            node.retry,
-            node.timeout,
-            node.deadline,
-            node.keep,
-            start_attempt=rec.attempt if rec is not None else 0,
-            undo=comp is not None and ctx.prep.phase[nid] == "steps",
-        )
+        result, _, _ = await loop.run(rec.attempt if rec is not None else 0)
     except AttemptsFailed as f:
         await ctx.fail_node(nid, f.exc, f.attempt, t0, attempted=True)
     return result
