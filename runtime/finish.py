@@ -1,7 +1,8 @@
 """The end of a run: its last event, its report, and the report stored with the run's status.
 
 `finish(ctx, status, output)` is called once per `Executor.run`, whatever the outcome: it
-builds the `RunReport` from the executor's plain state in one validation, then journals
+builds the report's JSON from the run's plain state (`report_data`, already in the report's
+shape, so neither validated nor dumped again), then journals
 `saga_completed`, `saga_failed` or `saga_waiting` carrying the report, which the store keeps in
 the same write (a durable store ends the run's lease there too: the driver writes nothing after
 it). Everything journaled or stored goes through the run's redaction; approval tokens are added
@@ -14,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .clock import rfc3339
-from .report import ErrorInfo, Failure, RunReport
+from .report import ErrorInfo, Failure, RunReport, WaitingGate, shaped
 
 if TYPE_CHECKING:
     from .context import RunContext
@@ -22,11 +23,11 @@ if TYPE_CHECKING:
 
 async def finish(ctx: RunContext, status: str, output: Any) -> RunReport:
     ctx.ending = True
-    report = build_report(ctx, status, output)
-    needs, duration = report.needs_attention, report.duration_ms
+    stored = report_data(ctx, status, output)
+    report = RunReport.from_shaped(stored)
+    needs, duration = stored["needs_attention"], stored["duration_ms"]
     waiting = status == "waiting_approval"
-    stored = report.to_json_dict()
-    shown_output = stored["output"]  # redacted once, by build_report
+    shown_output = stored["output"]  # redacted once, by report_data
     if waiting:
         fields: dict[str, Any] = {
             "status": status,
@@ -50,53 +51,48 @@ async def finish(ctx: RunContext, status: str, output: Any) -> RunReport:
     return report
 
 
-def build_report(ctx: RunContext, status: str, output: Any, finished: bool = True) -> RunReport:
-    """The run's report as it stands (redacted): the last event's, or, with `finished` False,
-    what `on_failure` nodes see as `report` (no `finished_at` yet)."""
+def report_data(ctx: RunContext, status: str, output: Any, finished: bool = True) -> dict[str, Any]:
+    """The run's report as it stands (redacted), as JSON: what `RunReport.to_json_dict` gives
+    (`waiting` only while the run waits), built from the run's plain state in the report's
+    shape, with no validation and no dump. With `finished` False, what `on_failure` nodes see
+    as `report` (no `finished_at` yet)."""
     failure = ctx.failure
     needs = []
     for c in ctx.comp_log:
         if c["status"] != "ok" and c["step"] not in needs:
             needs.append(c["step"])
     redact = ctx.redact
-    shown_failure = redact(failure)
-    # One validation of plain data: cheaper than building the nested models one by one.
-    return RunReport.model_validate(
-        {
-            "run_id": ctx.run_id,
-            "saga": ctx.plan.saga,
-            "version": ctx.plan.version,
-            "status": status,
-            "failure": _fields(shown_failure, Failure) if failure else None,
-            "errors": [_fields(redact(e), ErrorInfo) for e in ctx.errors],
-            "compensations": [
-                {
-                    "step": c["step"],
-                    "item_index": c.get("item_index"),
-                    "status": c["status"],
-                    "attempts": c["attempts"],
-                    "error": _fields(redact(c["error"]), ErrorInfo) if c.get("error") else None,
-                }
-                for c in ctx.comp_log
-            ],
-            "needs_attention": needs,
-            "output": redact(output),
-            "duration_ms": ctx.ms(ctx.t0),
-            "started_at": rfc3339(ctx.started_wall),
-            "finished_at": rfc3339(ctx.clock.now())
-            if finished and status != "waiting_approval"
-            else None,
-            "definition_hash": ctx.plan.hash,
-            "waiting": [_waiting(ctx.gate_requests[g]) for g in sorted(ctx.waiting)]
-            if status == "waiting_approval"
-            else [],
-        }
-    )
-
-
-def _fields(data: dict[str, Any], model: type[Any]) -> dict[str, Any]:
-    names = model.model_fields
-    return {k: v for k, v in data.items() if k in names}
+    data: dict[str, Any] = {
+        "run_id": ctx.run_id,
+        "saga": ctx.plan.saga,
+        "version": ctx.plan.version,
+        "status": status,
+        "failure": shaped(Failure, redact(failure)) if failure else None,
+        "errors": [shaped(ErrorInfo, redact(e)) for e in ctx.errors],
+        "compensations": [
+            {
+                "step": c["step"],
+                "item_index": c.get("item_index"),
+                "status": c["status"],
+                "attempts": c["attempts"],
+                "error": shaped(ErrorInfo, redact(c["error"])) if c.get("error") else None,
+            }
+            for c in ctx.comp_log
+        ],
+        "needs_attention": needs,
+        "output": redact(output),
+        "duration_ms": ctx.ms(ctx.t0),
+        "started_at": rfc3339(ctx.started_wall),
+        "finished_at": rfc3339(ctx.clock.now())
+        if finished and status != "waiting_approval"
+        else None,
+        "definition_hash": ctx.plan.hash,
+    }
+    if status == "waiting_approval":
+        data["waiting"] = [
+            shaped(WaitingGate, _waiting(ctx.gate_requests[g])) for g in sorted(ctx.waiting)
+        ]
+    return data
 
 
 def _waiting(request: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from .finish import build_report
+from .finish import report_data
 from .outcomes import NodeFailed
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ async def run_on_failure(ctx: RunContext) -> None:
     if not ctx.saga.on_failure:
         return
     # The whole report as it stands after compensation (spec 2.6), not yet finished.
-    report = build_report(ctx, ctx.failed_status(), None, finished=False).to_json_dict()
+    report = report_data(ctx, ctx.failed_status(), None, finished=False)
     extra = {"failure": ctx.failure, "report": report}
     ctx.halting = False  # a gate left waiting by the failed run does not hold these back
     saved = ctx.saga_deadline_at

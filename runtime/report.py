@@ -2,7 +2,10 @@
 
 `RunReport.model_json_schema()` documents the JSON that `sagac run --json` prints and the API
 returns. The executor builds the report once, at the end of a run, from its plain-dataclass
-state; nothing on the hot path touches pydantic.
+state, already in this JSON shape (`shaped`), and wraps it without validating it again
+(`RunReport.from_shaped`): validating and dumping it back cost more than the rest of a short
+failed run's end. `tests/runtime/test_report.py` checks that what it builds validates to
+itself. Nothing on the hot path touches pydantic.
 """
 
 from __future__ import annotations
@@ -116,6 +119,32 @@ class RunReport(_Model):
     def exit_code(self) -> int:
         return EXIT_CODES[self.status]
 
+    @classmethod
+    def from_shaped(cls, data: dict[str, Any]) -> RunReport:
+        """The report of `data`, JSON already in this model's shape (`shaped` for each nested
+        model, every list present): built without validation. Only for data the runtime
+        built itself; anything read from outside goes through `model_validate`."""
+        failure = data["failure"]
+        return cls.model_construct(
+            **{
+                **data,
+                "failure": None if failure is None else Failure.model_construct(**failure),
+                "errors": [ErrorInfo.model_construct(**e) for e in data["errors"]],
+                "compensations": [
+                    CompensationInfo.model_construct(
+                        **{
+                            **c,
+                            "error": None
+                            if c["error"] is None
+                            else ErrorInfo.model_construct(**c["error"]),
+                        }
+                    )
+                    for c in data["compensations"]
+                ],
+                "waiting": [WaitingGate.model_construct(**w) for w in data.get("waiting", ())],
+            }
+        )
+
     def to_json_dict(self, tokens: bool = False) -> dict[str, Any]:
         """The report as JSON data; with `tokens`, each waiting gate carries the clear token
         this process got for it (for the caller's output only: never store that form)."""
@@ -126,3 +155,18 @@ class RunReport(_Model):
             for gate in data["waiting"]:
                 gate["token"] = self._approval_tokens.get(gate["id"])
         return data
+
+
+_SHAPES: dict[type[BaseModel], tuple[tuple[str, Any], ...]] = {}
+
+
+def shaped(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """`data` as `model`'s JSON: exactly its fields, in their order, missing ones at their
+    default (the nested models here have no default factories)."""
+    fields = _SHAPES.get(model)
+    if fields is None:
+        fields = _SHAPES[model] = tuple(
+            (name, info.get_default(call_default_factory=True))
+            for name, info in model.model_fields.items()
+        )
+    return {name: data.get(name, default) for name, default in fields}

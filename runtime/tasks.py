@@ -32,11 +32,15 @@ async def run_task(
         key: str | None
         if rec is not None and rec.idempotency_key is not None:
             key = rec.idempotency_key
-        else:
+        elif node.idempotency_key is not None:
             key = ctx.render_key(node.idempotency_key, scope)
+        else:
+            key = None
     except StepError as e:
         await ctx.fail_node(nid, e, 0, t0)
-    spec = ctx.action_of(nid, node.action.spec)
+    spec = node.action.spec
+    if ctx.overrides or ctx.simulate:
+        spec = ctx.action_of(nid, spec)
     if ctx.simulate and node.has_simulate and nid not in ctx.overrides:
         try:  # the step's declared stand-in result, shaped like what the saga reads
             simulated = ctx.engine.render(node.simulate, {**scope, "args": args})
