@@ -2,7 +2,7 @@
 
 `finish(ctx, status, output)` is called once per `Executor.run`, whatever the outcome: it
 builds the report's JSON from the run's plain state (`report_data`, already in the report's
-shape, so neither validated nor dumped again), then journals
+shape: validated once into the returned `RunReport`, never dumped back), then journals
 `saga_completed`, `saga_failed` or `saga_waiting` carrying the report, which the store keeps in
 the same write (a durable store ends the run's lease there too: the driver writes nothing after
 it). Everything journaled or stored goes through the run's redaction; approval tokens are added
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 async def finish(ctx: RunContext, status: str, output: Any) -> RunReport:
     ctx.ending = True
     stored = report_data(ctx, status, output)
-    report = RunReport.from_shaped(stored)
+    report = RunReport.model_validate(stored)
     needs, duration = stored["needs_attention"], stored["duration_ms"]
     waiting = status == "waiting_approval"
     shown_output = stored["output"]  # redacted once, by report_data
@@ -54,8 +54,8 @@ async def finish(ctx: RunContext, status: str, output: Any) -> RunReport:
 def report_data(ctx: RunContext, status: str, output: Any, finished: bool = True) -> dict[str, Any]:
     """The run's report as it stands (redacted), as JSON: what `RunReport.to_json_dict` gives
     (`waiting` only while the run waits), built from the run's plain state in the report's
-    shape, with no validation and no dump. With `finished` False, what `on_failure` nodes see
-    as `report` (no `finished_at` yet)."""
+    shape, so that it need not be dumped from the model. With `finished` False, what
+    `on_failure` nodes see as `report` (no `finished_at` yet)."""
     failure = ctx.failure
     needs = []
     for c in ctx.comp_log:

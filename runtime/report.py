@@ -2,10 +2,10 @@
 
 `RunReport.model_json_schema()` documents the JSON that `sagac run --json` prints and the API
 returns. The executor builds the report once, at the end of a run, from its plain-dataclass
-state, already in this JSON shape (`shaped`), and wraps it without validating it again
-(`RunReport.from_shaped`): validating and dumping it back cost more than the rest of a short
-failed run's end. `tests/runtime/test_report.py` checks that what it builds validates to
-itself. Nothing on the hot path touches pydantic.
+state, already in this JSON shape (`shaped`): that dict is what the store keeps and the last
+event carries, and one validation makes the model (no dump back to JSON).
+`tests/runtime/test_report.py` checks that the dict is what the model dumps. Nothing on the
+hot path touches pydantic.
 """
 
 from __future__ import annotations
@@ -118,32 +118,6 @@ class RunReport(_Model):
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.status]
-
-    @classmethod
-    def from_shaped(cls, data: dict[str, Any]) -> RunReport:
-        """The report of `data`, JSON already in this model's shape (`shaped` for each nested
-        model, every list present): built without validation. Only for data the runtime
-        built itself; anything read from outside goes through `model_validate`."""
-        failure = data["failure"]
-        return cls.model_construct(
-            **{
-                **data,
-                "failure": None if failure is None else Failure.model_construct(**failure),
-                "errors": [ErrorInfo.model_construct(**e) for e in data["errors"]],
-                "compensations": [
-                    CompensationInfo.model_construct(
-                        **{
-                            **c,
-                            "error": None
-                            if c["error"] is None
-                            else ErrorInfo.model_construct(**c["error"]),
-                        }
-                    )
-                    for c in data["compensations"]
-                ],
-                "waiting": [WaitingGate.model_construct(**w) for w in data.get("waiting", ())],
-            }
-        )
 
     def to_json_dict(self, tokens: bool = False) -> dict[str, Any]:
         """The report as JSON data; with `tokens`, each waiting gate carries the clear token

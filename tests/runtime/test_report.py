@@ -1,5 +1,5 @@
-"""The report a run builds without validation (`report_data`, `RunReport.from_shaped`) is what
-validating it would give: the same JSON stored, returned and journaled, for every way a run ends."""
+"""The report's JSON a run builds by hand (`finish.report_data`) is what its model dumps: the
+same JSON stored, returned and journaled, for every way a run ends."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ steps:
 
 
 @pytest.mark.parametrize("status", sorted(SAGAS))
-def test_the_unvalidated_report_is_what_validation_gives(status: str) -> None:
+def test_the_stored_report_is_what_the_model_dumps(status: str) -> None:
     compiled = compile_text(SAGAS[status])
     assert compiled.plan is not None, compiled.diagnostics
     store = MemoryStore()
