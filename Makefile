@@ -47,7 +47,7 @@ clean:
 
 .PHONY: system-deps diagrams
 
-# Debian packages outside Python (graphviz, chromium), installed only when missing.
+# Debian packages outside Python (graphviz, chromium, postgresql), installed only when missing.
 system-deps:
 	@bash scripts/setup-system.sh
 

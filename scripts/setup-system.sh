@@ -2,11 +2,12 @@
 # Install the Debian packages sagac needs outside Python, when they are missing:
 #   graphviz  `dot`, for `sagac diagram --format svg|html` and the run report
 #   chromium  headless browser, for the report's rendering test
+#   postgresql  `initdb` and `pg_ctl`, for the PostgreSQL store's tests (a throw-away server)
 # Idempotent and quiet: installed packages are left alone, and `apt-get update` runs at most
 # once, only when something is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
-PACKAGES=(graphviz chromium)
+PACKAGES=(graphviz chromium postgresql)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from throwaway_pg import PgServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,3 +35,14 @@ def run_cli(
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One throw-away PostgreSQL server for the session (`tests/throwaway_pg.py`), stopped at
+    its end whatever happened; started only when a test asks for it."""
+    server = PgServer()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -3,8 +3,9 @@
 `open_store("memory")` keeps everything in the process (gone when it ends);
 `open_store("sqlite:///PATH")` opens (creating and migrating as needed) the durable journal in
 the SQLite file PATH: `sqlite:///.sagac/sagac.db` is relative to the current directory,
-`sqlite:////var/lib/sagac.db` (four slashes) is absolute. `DEFAULT_STORE` is what `sagac run`
-uses when `--store` is not given.
+`sqlite:////var/lib/sagac.db` (four slashes) is absolute; `postgresql://USER@HOST:PORT/DB` (or
+`postgres://...`) is a PostgreSQL database (created tables and migrations on first use).
+`DEFAULT_STORE` is what `sagac run` uses when `--store` is not given.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ if TYPE_CHECKING:
     from .base import Event, RunRecord, Store
     from .memory import MemoryStore
 
-STORES = ("memory", "sqlite:///PATH")
+STORES = ("memory", "sqlite:///PATH", "postgresql://USER@HOST:PORT/DB")
 DEFAULT_STORE = "sqlite:///.sagac/sagac.db"
 SQLITE_PREFIX = "sqlite:///"
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 
 def __getattr__(name: str) -> Any:
@@ -36,8 +38,8 @@ def __getattr__(name: str) -> Any:
 
 
 def open_store(url: str, *, readonly: bool = False) -> Store:
-    """The store at `url` (`memory`, or `sqlite:///PATH`). `readonly`: open an existing
-    journal only to read it (never created, migrated or written; see `SqliteStore`)."""
+    """The store at `url` (`memory`, `sqlite:///PATH` or `postgresql://...`). `readonly`:
+    open an existing journal only to read it (never created, migrated or written)."""
     if url == "memory":
         from .memory import MemoryStore
 
@@ -54,9 +56,14 @@ def open_store(url: str, *, readonly: bool = False) -> Store:
                 hint="point --store at a journal file: sqlite:///PATH",
             )
         return SqliteStore(path, readonly=readonly)
+    if url.startswith(POSTGRES_PREFIXES):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, readonly=readonly)
     raise UsageError(
         f"unknown store {url!r}",
-        hint="use `memory` or `sqlite:///PATH` (e.g. sqlite:///.sagac/sagac.db)",
+        hint="use `memory`, `sqlite:///PATH` (e.g. sqlite:///.sagac/sagac.db)"
+        " or `postgresql://USER@HOST:PORT/DB`",
     )
 
 

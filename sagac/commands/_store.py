@@ -19,14 +19,16 @@ def add_store_option(p: argparse.ArgumentParser) -> None:
         "--store",
         default=DEFAULT_STORE,
         metavar="URL",
-        help=f"the journal: sqlite:///PATH (default {DEFAULT_STORE})",
+        help=f"the journal: sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+        f" (default {DEFAULT_STORE})",
     )
 
 
 def open_existing(url: str, *, readonly: bool = False) -> Store:
     """The durable store at `url`; a missing file is a usage error, not a new empty journal.
     `readonly` (the inspection commands): opened only to read, never created, upgraded or
-    written, so that a read-only journal can be inspected."""
+    written, so that a read-only journal can be inspected (a PostgreSQL database without
+    sagac's tables is then a StoreError, not a new journal)."""
     from sagac import SQLITE_PREFIX, open_store
 
     if url == "memory":
@@ -35,7 +37,7 @@ def open_existing(url: str, *, readonly: bool = False) -> Store:
             hint="use --store sqlite:///PATH",
         )
     if not url.startswith(SQLITE_PREFIX):
-        return open_store(url)  # UsageError: unknown store
+        return open_store(url, readonly=readonly)  # PostgreSQL; else UsageError: unknown store
     path = Path(url[len(SQLITE_PREFIX) :])
     if not path.exists():
         raise UsageError(

@@ -252,8 +252,8 @@ def test_inspection_never_creates_or_changes_a_journal(tmp_path: Path) -> None:
 
 def test_inspection_names_an_unknown_store(tmp_path: Path) -> None:
     for command in (("runs",), ("show", "r")):
-        r = sagac(*command, "--store", "postgres://db/x")
-        assert r.returncode == 64 and "unknown store 'postgres://db/x'" in r.stderr, r.stderr
+        r = sagac(*command, "--store", "mongodb://db/x")
+        assert r.returncode == 64 and "unknown store 'mongodb://db/x'" in r.stderr, r.stderr
     r = sagac("runs", "--store", "memory")
     assert r.returncode == 64 and "keeps nothing between processes" in r.stderr
 

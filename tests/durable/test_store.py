@@ -35,9 +35,13 @@ def test_open_store_urls(tmp_path: Path) -> None:
     assert isinstance(open_store("memory"), MemoryStore)
     s = open_store(f"sqlite:///{tmp_path}/sub/j.db")
     assert isinstance(s, SqliteStore) and (tmp_path / "sub" / "j.db").is_file()
-    for bad in ("sqlite://", "postgres://x", "sqlite:///"):
+    for bad in ("sqlite://", "mysql://x", "sqlite:///"):
         with pytest.raises(UsageError):
             open_store(bad)
+    from sagac.runtime.store.postgres import PostgresStore
+
+    for url in ("postgres://x", "postgresql://u@127.0.0.1:1/db"):
+        assert isinstance(open_store(url), PostgresStore)  # connects on first use only
 
 
 def test_wal_and_full_sync_on_every_connection(db: Path) -> None:

@@ -1,8 +1,9 @@
 """The one fixture of the store contract suite: `stores`, once per kind of store.
 
 Every test in this folder takes `stores` and runs against each kind in `KINDS`. A new store
-(PostgreSQL, issue 12) adds its name to `KINDS` and one branch to `Stores.open`: nothing else
-in this folder changes.
+adds its name to `KINDS` and one branch to `Stores.open`: nothing else in this folder changes.
+PostgreSQL runs on the session's throw-away server (`pg_server`, `tests/throwaway_pg.py`), with
+a fresh database per test.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sagac.runtime.clock import rfc3339
 from sagac.runtime.store import Store
 from sagac.runtime.store.base import RunRecord
 
-KINDS = ["memory", "sqlite"]  # issue 12: add "postgres" here, and a branch in Stores.open
+KINDS = ["memory", "sqlite", "postgres"]
 
 
 class Stores:
@@ -26,9 +27,10 @@ class Stores:
     process (memory) is its only handle. `run(body)` runs `body(self)` in a fresh event loop
     and closes every handle opened, whatever happened."""
 
-    def __init__(self, kind: str, folder: Path) -> None:
+    def __init__(self, kind: str, folder: Path, url: str | None = None) -> None:
         self.kind = kind
         self.folder = folder
+        self.url = url  # postgres: the test's own database
         self.opened: list[Store] = []
         self._memory: Store | None = None
 
@@ -47,6 +49,11 @@ class Stores:
             from sagac.runtime.store.sqlite import SqliteStore
 
             store = SqliteStore(self.folder / "journal.db")
+        elif self.kind == "postgres":
+            from sagac.runtime.store.postgres import PostgresStore
+
+            assert self.url is not None
+            store = PostgresStore(self.url)
         else:
             raise AssertionError(f"no store kind {self.kind!r}")
         self.opened.append(store)
@@ -70,7 +77,10 @@ class Stores:
 
 @pytest.fixture(params=KINDS)
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
-    return Stores(request.param, tmp_path)
+    url = None
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_server").database()
+    return Stores(request.param, tmp_path, url)
 
 
 def ev(run_id: str, seq: int, type_: str, **fields: Any) -> dict[str, Any]:

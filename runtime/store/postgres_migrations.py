@@ -1,0 +1,167 @@
+"""The PostgreSQL journal's schema, as an ordered list of migrations.
+
+`MIGRATIONS[i]` takes a database at schema version `i` to version `i + 1`; `migrate` applies
+the missing ones in one transaction, under an advisory lock (two processes opening a new
+database at once migrate it once), and records each in `sagac_schema_version`. The tables
+and their meaning are SQLite's (`migrations.py`) at its latest version; the numbering is this
+store's own. A migration is never edited once released: a change is a new migration at the
+end. A database whose version is newer than the last migration is refused, never guessed at.
+This module only runs DDL inside the caller's connection; it never opens a connection.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from sagac.runtime.clock import rfc3339
+
+from sagac.errors import StoreError
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+
+# Any fixed number: the key of the advisory lock that serialises migrations.
+_LOCK_KEY = 0x5A6AC
+
+_V1 = (
+    """
+    CREATE TABLE runs (
+        id BIGSERIAL UNIQUE,
+        run_id TEXT PRIMARY KEY,
+        saga TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        definition_hash TEXT NOT NULL,
+        file TEXT,
+        input TEXT,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        report TEXT,
+        meta TEXT,
+        cancel_requested_at TEXT,
+        cancel_by TEXT,
+        cancel_reason TEXT
+    )""",
+    "CREATE INDEX runs_by_status ON runs (status, created_at)",
+    "CREATE INDEX runs_by_saga ON runs (saga, created_at)",
+    """
+    CREATE TABLE events (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        at TEXT NOT NULL,
+        step TEXT,
+        body TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    )""",
+    """
+    CREATE TABLE approvals (
+        run_id TEXT NOT NULL,
+        gate TEXT NOT NULL,
+        key TEXT,
+        message TEXT,
+        approvers TEXT NOT NULL,
+        context TEXT,
+        deadline TEXT,
+        deadline_epoch DOUBLE PRECISION,
+        on_timeout TEXT,
+        token_sha256 TEXT,
+        definition_hash TEXT NOT NULL,
+        status TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        requested_seq INTEGER NOT NULL,
+        decided_by TEXT,
+        decided_at TEXT,
+        comment TEXT,
+        value TEXT,
+        decision_code TEXT,
+        n BIGSERIAL,
+        PRIMARY KEY (run_id, gate)
+    )""",
+    "CREATE INDEX approvals_by_status ON approvals (status)",
+    """
+    CREATE TABLE audit (
+        id BIGSERIAL PRIMARY KEY,
+        at TEXT NOT NULL,
+        run_id TEXT,
+        gate TEXT,
+        actor TEXT,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        code TEXT,
+        message TEXT,
+        detail TEXT,
+        os_user TEXT
+    )""",
+    "CREATE INDEX audit_by_run ON audit (run_id, id)",
+    """
+    CREATE TABLE leases (
+        run_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        acquired_at TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    )""",
+    """
+    CREATE TABLE idempotency_keys (
+        saga TEXT NOT NULL,
+        key TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        input_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (saga, key)
+    )""",
+    "CREATE INDEX idempotency_keys_by_run ON idempotency_keys (run_id)",
+    """
+    CREATE TABLE approver_groups (
+        name TEXT NOT NULL,
+        member TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        added_by TEXT,
+        PRIMARY KEY (name, member)
+    )""",
+)
+
+# Each migration: its statements, run in order inside the upgrade's transaction.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+async def current_version(c: AsyncConnection) -> int:
+    """The database's schema version (0: no sagac tables)."""
+    cur = await c.execute("SELECT to_regclass('sagac_schema_version') IS NOT NULL")
+    row = await cur.fetchone()
+    if not row or not row[0]:
+        return 0
+    cur = await c.execute("SELECT MAX(version) FROM sagac_schema_version")
+    row = await cur.fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def too_new(where: str, version: int) -> StoreError:
+    return StoreError(
+        f"{where} has journal schema version {version}, newer than this sagac knows"
+        f" ({SCHEMA_VERSION})",
+        hint="upgrade sagac, or point --store at another database",
+    )
+
+
+async def migrate(c: AsyncConnection, where: str, target: int = SCHEMA_VERSION) -> int:
+    """Bring the database up to `target` in one transaction; returns the version it was at."""
+    async with c.transaction():
+        await c.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        before = await current_version(c)
+        if before > SCHEMA_VERSION:
+            raise too_new(where, before)
+        if before == 0:
+            await c.execute(
+                "CREATE TABLE sagac_schema_version (version INTEGER NOT NULL, applied_at TEXT)"
+            )
+        for version in range(before, target):
+            for statement in MIGRATIONS[version]:
+                await c.execute(statement)
+            await c.execute(
+                "INSERT INTO sagac_schema_version VALUES (%s, %s)",
+                (version + 1, rfc3339(time.time())),
+            )
+    return before
