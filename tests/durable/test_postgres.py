@@ -130,3 +130,40 @@ def test_migrations_run_once_and_a_newer_database_is_refused(pg_server: PgServer
             await newer.close()
 
     asyncio.run(body())
+
+
+def test_the_journal_reads_back_as_sqlite_reads_it_and_a_seq_is_written_once(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    """The same appends give the same `load_events` (key order, text, numbers) in both
+    stores; appending an event at a seq the run already has is a StoreError and writes
+    nothing of its append."""
+    from sagac.runtime.store.base import RunRecord
+    from sagac.runtime.store.sqlite import SqliteStore
+
+    journal = [
+        {"type": "saga_started", "run_id": "r", "seq": 1, "at": "t", "input": {"z": 1, "a": "é"}},
+        {
+            "type": "step_completed",
+            "run_id": "r",
+            "seq": 2,
+            "at": "t",
+            "step": "a",
+            "result": {"n": 2.5, "big": 2**70, "list": [None, True, "x\u0000y"]},
+        },
+    ]
+
+    async def read(store: PostgresStore | SqliteStore) -> list[dict[str, object]]:
+        try:
+            await store.create_run(RunRecord("r", "s", 1, "sha256:d", {"k": [1]}))
+            await store.append("r", journal)
+            with pytest.raises(StoreError):
+                await store.append("r", [{**journal[1], "seq": 3}, {**journal[1], "seq": 2}])
+            return await store.load_events("r")
+        finally:
+            await store.close()
+
+    got = asyncio.run(read(PostgresStore(pg_server.database())))
+    expected = asyncio.run(read(SqliteStore(tmp_path / "j.db")))
+    assert got == expected and [list(e) for e in got] == [list(e) for e in expected]
+    assert [e["seq"] for e in got] == [1, 2]
