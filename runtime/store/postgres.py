@@ -45,6 +45,7 @@ from .base import (
 )
 from .memory import steps_of
 from .postgres_migrations import SCHEMA_VERSION, current_version, migrate, too_new
+from .rows import APPROVAL_COLUMNS, RUN_COLUMNS, approval_row, dumps, loads, run_record
 
 if TYPE_CHECKING:
     from psycopg import AsyncCursor
@@ -55,29 +56,12 @@ __all__ = ["PostgresStore", "redact_url"]
 PREFIXES = ("postgresql://", "postgres://")
 CONNECT_TIMEOUT = 5  # seconds to reach the server before a clear error
 
-dumps = codec.dumps
-
-
-def loads(text: str | None) -> Any:
-    return None if text is None else codec.loads(text)
-
 
 def redact_url(url: str) -> str:
     """`url` without its password (for messages)."""
     return re.sub(r"^(\w+://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
-RUN_COLUMNS = (
-    "run_id, saga, version, definition_hash, file, input, status, created_at, updated_at,"
-    " report, meta, cancel_requested_at, cancel_by, cancel_reason,"
-    " (SELECT key FROM idempotency_keys k WHERE k.run_id = runs.run_id LIMIT 1)"
-)
-APPROVAL_COLUMNS = (
-    "run_id, gate, key, message, approvers, context, deadline, deadline_epoch, on_timeout,"
-    " token_sha256, definition_hash, status, requested_at, requested_seq, decided_by,"
-    " decided_at, comment, value, decision_code"
-)
-_APPROVAL_NAMES = [n.strip() for n in APPROVAL_COLUMNS.split(",")]
 _FINAL_STATUS = {"saga_completed", "saga_failed", "saga_waiting"}
 # The event types the steps view reads (`memory.steps_of`).
 _STEP_TYPES = [
@@ -91,38 +75,6 @@ _STEP_TYPES = [
     "compensation_completed",
     "compensation_failed",
 ]
-
-
-def _run_record(r: Sequence[Any]) -> RunRecord:
-    meta = loads(r[10]) or {}
-    for name, value in zip(
-        ("cancel_requested_at", "cancel_by", "cancel_reason", "idempotency_key"),
-        r[11:],
-        strict=True,
-    ):
-        if value is not None:
-            meta[name] = value
-    return RunRecord(
-        run_id=r[0],
-        saga=r[1],
-        version=r[2],
-        definition_hash=r[3],
-        file=r[4],
-        input=loads(r[5]),
-        status=r[6],
-        created_at=r[7],
-        updated_at=r[8],
-        report=loads(r[9]),
-        meta=meta,
-    )
-
-
-def _approval_row(r: Sequence[Any]) -> Approval:
-    out = dict(zip(_APPROVAL_NAMES, r, strict=True))
-    out["approvers"] = loads(out["approvers"]) or []
-    out["context"] = loads(out["context"])
-    out["value"] = loads(out["value"])
-    return out
 
 
 def _where(**filters: Any) -> tuple[str, list[Any]]:
@@ -287,7 +239,7 @@ class PostgresStore(Store):
         row = await cur.fetchone()
         if row is None:
             raise RunNotFound(f"no run {run_id!r} in this store")
-        return _run_record(row)
+        return run_record(row)
 
     async def get_run(self, run_id: str) -> RunRecord:
         async with self._tx() as cur:
@@ -316,7 +268,7 @@ class PostgresStore(Store):
     ) -> list[RunRecord]:
         where, args = _where(saga=saga, status=status)
         sql = f"SELECT {RUN_COLUMNS} FROM runs{where} ORDER BY created_at DESC, id DESC LIMIT %s"
-        return [_run_record(r) for r in await self._fetch(sql, [*args, limit])]
+        return [run_record(r) for r in await self._fetch(sql, [*args, limit])]
 
     async def claim_key(self, saga: str, key: str, run_id: str, input_hash: str) -> tuple[str, str]:
         async with self._tx() as cur:
@@ -467,14 +419,14 @@ class PostgresStore(Store):
     ) -> list[Approval]:
         where, args = _where(run_id=run_id, status=status)
         sql = f"SELECT {APPROVAL_COLUMNS} FROM approvals{where} ORDER BY requested_at, n"
-        return [_approval_row(r) for r in await self._fetch(sql, args)]
+        return [approval_row(r) for r in await self._fetch(sql, args)]
 
     async def approval(self, run_id: str, gate: str) -> Approval | None:
         rows = await self._fetch(
             f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE run_id = %s AND gate = %s",
             (run_id, gate),
         )
-        return _approval_row(rows[0]) if rows else None
+        return approval_row(rows[0]) if rows else None
 
     async def append_decision(
         self,
@@ -496,7 +448,7 @@ class PostgresStore(Store):
                 (run_id, gate),
             )
             found = await cur.fetchone()
-            row = _approval_row(found) if found else None
+            row = approval_row(found) if found else None
             if row is None or row["status"] != "pending":
                 raise DecisionConflict(f"gate {gate!r} of run {run_id} is not pending")
             if definition_hash is not None and not (

@@ -6,7 +6,8 @@ idempotency keys, leases, cancel requests, approvals and the audit log, as SQL. 
 * `sqlite_writer`: the connections and the writer and reader threads (group commit);
 * `sqlite_journal`: appends, and the materialised view (`steps`, `approvals`, the run's
   status) they change in the same transaction;
-* `sqlite_rows`: rows as Python values (runs, approval requests) and audit entries;
+* `sqlite_rows`: rows read and written on a connection (runs, approval requests, groups,
+  audit entries); what a row means is `rows.py`'s, shared with PostgreSQL;
 * `sqlite_leases`: who may write a run's journal.
 
 This module is the one front door: other code uses the SQLite store only as a `Store` (tests
@@ -45,20 +46,10 @@ from .base import (
     with_seq,
 )
 from .migrations import READS_FROM, SCHEMA_VERSION, current_version, migrate
+from .rows import APPROVAL_COLUMNS, RUN_COLUMNS, approval_row, dumps, loads, run_record
 from .sqlite_journal import Prepared, append_external, apply
 from .sqlite_leases import check_lease
-from .sqlite_rows import (
-    APPROVAL_COLUMNS,
-    RUN_COLUMNS,
-    add_audit,
-    approval_row,
-    dumps,
-    get_approval,
-    get_run_sync,
-    group_members,
-    loads,
-    run_record,
-)
+from .sqlite_rows import add_audit, get_approval, get_run_sync, group_members
 from .sqlite_writer import Worker, connect
 
 __all__ = ["SqliteStore"]

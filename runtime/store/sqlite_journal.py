@@ -25,8 +25,8 @@ from sagac.runtime.clock import rfc3339
 from sagac.errors import RunNotFound
 
 from .base import Event
+from .rows import dumps
 from .sqlite_leases import check_lease
-from .sqlite_rows import dumps
 
 _FINAL_STATUS = {"saga_completed", "saga_failed", "saga_waiting"}
 
