@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from sagac.runtime import codec
-from sagac.runtime.clock import parse_rfc3339, rfc3339
+from sagac.runtime.clock import rfc3339
 
 from sagac.errors import DecisionConflict, LeaseHeld, RunNotFound, StoreError
 
@@ -45,7 +45,18 @@ from .base import (
 )
 from .memory import steps_of
 from .postgres_migrations import SCHEMA_VERSION, current_version, migrate, too_new
-from .rows import APPROVAL_COLUMNS, RUN_COLUMNS, approval_row, dumps, loads, run_record
+from .rows import (
+    APPROVAL_COLUMNS,
+    RUN_COLUMNS,
+    approval_decision_values,
+    approval_request_values,
+    approval_row,
+    audit_values,
+    dumps,
+    loads,
+    run_record,
+    where_clause,
+)
 
 if TYPE_CHECKING:
     from psycopg import AsyncCursor
@@ -75,13 +86,6 @@ _STEP_TYPES = [
     "compensation_completed",
     "compensation_failed",
 ]
-
-
-def _where(**filters: Any) -> tuple[str, list[Any]]:
-    given = [(column, value) for column, value in filters.items() if value is not None]
-    if not given:
-        return "", []
-    return " WHERE " + " AND ".join(f"{column} = %s" for column, _ in given), [v for _, v in given]
 
 
 class PostgresStore(Store):
@@ -266,7 +270,7 @@ class PostgresStore(Store):
     async def list_runs(
         self, *, saga: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[RunRecord]:
-        where, args = _where(saga=saga, status=status)
+        where, args = where_clause("%s", saga=saga, status=status)
         sql = f"SELECT {RUN_COLUMNS} FROM runs{where} ORDER BY created_at DESC, id DESC LIMIT %s"
         return [run_record(r) for r in await self._fetch(sql, [*args, limit])]
 
@@ -417,7 +421,7 @@ class PostgresStore(Store):
     async def approvals(
         self, run_id: str | None = None, status: str | None = None
     ) -> list[Approval]:
-        where, args = _where(run_id=run_id, status=status)
+        where, args = where_clause("%s", run_id=run_id, status=status)
         sql = f"SELECT {APPROVAL_COLUMNS} FROM approvals{where} ORDER BY requested_at, n"
         return [approval_row(r) for r in await self._fetch(sql, args)]
 
@@ -474,7 +478,7 @@ class PostgresStore(Store):
             await _add_audit(cur, entry)
 
     async def audit_log(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        where, args = _where(run_id=run_id)
+        where, args = where_clause("%s", run_id=run_id)
         sql = (
             "SELECT id, at, run_id, gate, actor, os_user, action, outcome, code, message,"
             f" detail FROM audit{where} ORDER BY id"
@@ -516,7 +520,7 @@ class PostgresStore(Store):
             return removed
 
     async def group_members(self, group: str | None = None) -> dict[str, list[str]]:
-        where, args = _where(name=group)
+        where, args = where_clause("%s", name=group)
         rows = await self._fetch(
             f"SELECT name, member FROM approver_groups{where} ORDER BY name, member", args
         )
@@ -576,8 +580,6 @@ async def _append(
 
 
 async def _approval_requested(cur: AsyncCursor[Any], run_id: str, e: Event) -> None:
-    deadline = e.get("deadline")
-    context = e.get("context")
     await cur.execute(
         "INSERT INTO approvals (run_id, gate, key, message, approvers, context, deadline,"
         " deadline_epoch, on_timeout, token_sha256, definition_hash, status, requested_at,"
@@ -592,64 +594,22 @@ async def _approval_requested(cur: AsyncCursor[Any], run_id: str, e: Event) -> N
         " status = 'pending', requested_at = excluded.requested_at,"
         " requested_seq = excluded.requested_seq, decided_by = NULL, decided_at = NULL,"
         " comment = NULL, value = NULL, decision_code = NULL, n = excluded.n",
-        (
-            run_id,
-            e["step"],
-            e.get("key"),
-            e.get("message"),
-            dumps(e.get("approvers", [])),
-            dumps(context) if context is not None else None,
-            deadline,
-            parse_rfc3339(deadline) if deadline else None,
-            e.get("on_timeout"),
-            e.get("token_sha256"),
-            e.get("definition_hash"),
-            run_id,
-            e["at"],
-            e["seq"],
-        ),
+        approval_request_values(run_id, e),
     )
 
 
 async def _approval_decided(cur: AsyncCursor[Any], run_id: str, e: Event) -> None:
-    if e.get("approved"):
-        status = "approved"
-    elif e.get("timed_out"):
-        status = "timed_out"
-    else:
-        status = "rejected"
-    value = e.get("value")
     await cur.execute(
         "UPDATE approvals SET status = %s, decided_by = %s, decided_at = %s, comment = %s,"
         " value = %s, decision_code = %s WHERE run_id = %s AND gate = %s",
-        (
-            status,
-            e.get("by"),
-            e.get("decided_at", e["at"]),
-            e.get("comment"),
-            dumps(value) if value is not None else None,
-            e.get("code"),
-            run_id,
-            e["step"],
-        ),
+        approval_decision_values(run_id, e),
     )
 
 
 async def _add_audit(cur: AsyncCursor[Any], entry: AuditEntry) -> None:
-    """Write `entry`, stamped with the time and the operating-system user of this process."""
+    """Write `entry` (`rows.audit_values`)."""
     await cur.execute(
         "INSERT INTO audit (at, run_id, gate, actor, action, outcome, code, message, detail,"
         " os_user) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            rfc3339(time.time()),
-            entry.run_id,
-            entry.gate,
-            entry.actor,
-            entry.action,
-            entry.outcome,
-            entry.code,
-            entry.message,
-            None if entry.detail is None else dumps(entry.detail),
-            os_user(),
-        ),
+        audit_values(entry),
     )

@@ -46,7 +46,15 @@ from .base import (
     with_seq,
 )
 from .migrations import READS_FROM, SCHEMA_VERSION, current_version, migrate
-from .rows import APPROVAL_COLUMNS, RUN_COLUMNS, approval_row, dumps, loads, run_record
+from .rows import (
+    APPROVAL_COLUMNS,
+    RUN_COLUMNS,
+    approval_row,
+    dumps,
+    loads,
+    run_record,
+    where_clause,
+)
 from .sqlite_journal import Prepared, append_external, apply
 from .sqlite_leases import check_lease
 from .sqlite_rows import add_audit, get_approval, get_run_sync, group_members
@@ -63,15 +71,6 @@ def _absolute(cwd: str, file: str) -> str:
     once per folder and file, not for every run (a few system calls each)."""
     path = Path(cwd, file)
     return str(path.resolve()) if path.exists() else file
-
-
-def _where(**filters: Any) -> tuple[str, list[Any]]:
-    """A WHERE clause testing each column given a value (not None) for equality, and its
-    arguments; empty when no value is given."""
-    given = [(column, value) for column, value in filters.items() if value is not None]
-    if not given:
-        return "", []
-    return " WHERE " + " AND ".join(f"{column} = ?" for column, _ in given), [v for _, v in given]
 
 
 class SqliteStore(Store):
@@ -267,7 +266,7 @@ class SqliteStore(Store):
         self, *, saga: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[RunRecord]:
         def fn(c: sqlite3.Connection) -> list[RunRecord]:
-            where, args = _where(saga=saga, status=status)
+            where, args = where_clause("?", saga=saga, status=status)
             sql = f"SELECT {RUN_COLUMNS} FROM runs{where}"
             sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
             return [run_record(r) for r in c.execute(sql, [*args, limit])]
@@ -507,7 +506,7 @@ class SqliteStore(Store):
         self, run_id: str | None = None, status: str | None = None
     ) -> list[dict[str, Any]]:
         def fn(c: sqlite3.Connection) -> list[dict[str, Any]]:
-            where, args = _where(run_id=run_id, status=status)
+            where, args = where_clause("?", run_id=run_id, status=status)
             sql = f"SELECT {APPROVAL_COLUMNS} FROM approvals{where} ORDER BY requested_at"
             return [approval_row(r) for r in c.execute(sql, args)]
 
@@ -547,7 +546,7 @@ class SqliteStore(Store):
     async def audit_log(self, run_id: str | None = None) -> list[dict[str, Any]]:
         def fn(c: sqlite3.Connection) -> list[dict[str, Any]]:
             sql = "SELECT id, at, run_id, gate, actor, os_user, action, outcome, code, message,"
-            where, args = _where(run_id=run_id)
+            where, args = where_clause("?", run_id=run_id)
             sql += f" detail FROM audit{where} ORDER BY id"
             keys = ("id", "at", "run_id", "gate", "actor", "os_user", "action", "outcome", "code")
             out = []

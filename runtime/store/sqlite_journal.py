@@ -25,7 +25,7 @@ from sagac.runtime.clock import rfc3339
 from sagac.errors import RunNotFound
 
 from .base import Event
-from .rows import dumps
+from .rows import approval_decision_values, approval_request_values, dumps
 from .sqlite_leases import check_lease
 
 _FINAL_STATUS = {"saga_completed", "saga_failed", "saga_waiting"}
@@ -175,8 +175,6 @@ def _append(c: sqlite3.Connection, run_id: str, events: Sequence[Event]) -> None
 
 
 def _approval_requested(run_id: str, e: Event) -> list[Statement]:
-    deadline = e.get("deadline")
-    context = e.get("context")
     return [
         (
             "INSERT OR REPLACE INTO approvals (run_id, gate, key, message, approvers, context,"
@@ -184,48 +182,17 @@ def _approval_requested(run_id: str, e: Event) -> list[Statement]:
             " requested_at, requested_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
             " COALESCE(?, (SELECT definition_hash FROM runs WHERE run_id = ?), ''),"
             " 'pending', ?, ?)",
-            (
-                run_id,
-                e["step"],
-                e.get("key"),
-                e.get("message"),
-                dumps(e.get("approvers", [])),
-                dumps(context) if context is not None else None,
-                deadline,
-                _epoch(deadline),
-                e.get("on_timeout"),
-                e.get("token_sha256"),
-                e.get("definition_hash"),
-                run_id,
-                e["at"],
-                e["seq"],
-            ),
+            approval_request_values(run_id, e),
         ),
     ]
 
 
 def _approval_decided(run_id: str, e: Event) -> list[Statement]:
-    if e.get("approved"):
-        status = "approved"
-    elif e.get("timed_out"):
-        status = "timed_out"
-    else:
-        status = "rejected"
-    value = e.get("value")
     return [
         (
             "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, comment = ?,"
             " value = ?, decision_code = ? WHERE run_id = ? AND gate = ?",
-            (
-                status,
-                e.get("by"),
-                e.get("decided_at", e["at"]),
-                e.get("comment"),
-                dumps(value) if value is not None else None,
-                e.get("code"),
-                run_id,
-                e["step"],
-            ),
+            approval_decision_values(run_id, e),
         )
     ]
 
@@ -234,11 +201,3 @@ _MATERIALISE: dict[str, Callable[[str, Event], list[Statement]]] = {
     "approval_requested": _approval_requested,
     "approval_decided": _approval_decided,
 }
-
-
-def _epoch(text: str | None) -> float | None:
-    if not text:
-        return None
-    from datetime import datetime
-
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

@@ -10,15 +10,12 @@ redacted by the executor.
 from __future__ import annotations
 
 import sqlite3
-import time
 from typing import Any
-
-from sagac.runtime.clock import rfc3339
 
 from sagac.errors import RunNotFound
 
-from .base import AuditEntry, RunRecord, os_user
-from .rows import APPROVAL_COLUMNS, RUN_COLUMNS, approval_row, dumps, run_record
+from .base import AuditEntry, RunRecord
+from .rows import APPROVAL_COLUMNS, RUN_COLUMNS, approval_row, audit_values, run_record
 
 
 def get_run_sync(c: sqlite3.Connection, run_id: str) -> RunRecord:
@@ -49,20 +46,9 @@ def group_members(c: sqlite3.Connection, name: str | None = None) -> dict[str, l
 
 
 def add_audit(c: sqlite3.Connection, entry: AuditEntry) -> None:
-    """Write `entry`, stamped with the time and the operating-system user of this process."""
+    """Write `entry` (`rows.audit_values`)."""
     c.execute(
         "INSERT INTO audit (at, run_id, gate, actor, action, outcome, code, message, detail,"
         " os_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            rfc3339(time.time()),
-            entry.run_id,
-            entry.gate,
-            entry.actor,
-            entry.action,
-            entry.outcome,
-            entry.code,
-            entry.message,
-            None if entry.detail is None else dumps(entry.detail),
-            os_user(),
-        ),
+        audit_values(entry),
     )
