@@ -63,6 +63,9 @@ class Plan(_Frozen):
     nodes: dict[str, NodePlan]
     error_codes: list[str]
     definition: ir.Saga
+    # The definition's canonical JSON (what `hash` hashes): a durable run keeps it in its store
+    # so that a worker runs exactly this definition. Not part of the plan's JSON.
+    source: str = Field("", exclude=True, repr=False)
 
     def scope(self, key: str) -> ScopePlan:
         for s in self.scopes:
@@ -71,10 +74,15 @@ class Plan(_Frozen):
         raise KeyError(key)
 
 
-def definition_hash(data: Any) -> str:
-    """A hash that ignores formatting, comments and key order, but not meaning."""
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+def canonical_json(data: Any) -> str:
+    """The definition as JSON that ignores formatting, comments and key order, but not meaning;
+    YAML reads it back as the same data."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def source_hash(source: str) -> str:
+    """The definition hash of `canonical_json`'s text: "sha256:HEX"."""
+    return "sha256:" + hashlib.sha256(source.encode()).hexdigest()
 
 
 def _order_and_layers(scope: Scope) -> tuple[list[str], list[list[str]]]:
@@ -146,10 +154,12 @@ def build_plan(saga: ir.Saga, graph: SagaGraph, data: Any, file: str | None = No
         if saga.compensation == "sequential"
         else "reverse DAG: a compensation waits only for those of the steps that depended on it"
     )
+    source = canonical_json(data)
     return Plan(
         saga=saga.saga,
         version=saga.version,
-        hash=definition_hash(data),
+        hash=source_hash(source),
+        source=source,
         file=file,
         compensation=CompensationPlan(
             mode=saga.compensation,

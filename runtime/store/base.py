@@ -17,9 +17,11 @@ own.
 The rules *about* these rows (who may decide a gate, with what token, how an expired gate
 resolves, how a lease is renewed) live in the runtime (`approvals.py`, `leases.py`); a store
 only applies them atomically: `append_decision` is a compare-and-set on the gate's status.
-Implementations: `memory.py` (in-process) and `sqlite.py` (with its `sqlite_*` parts). The
-behaviour every store must have is `tests/store/`, run against each of them. This module never
-does I/O and never imports a store implementation.
+Workers (`runtime/worker.py`) add a queue: a `queued` run, `claim_runs` (leases handed out
+atomically), `next_wake` and `wait_for_work` (when to look again) and a registry of live workers.
+Implementations: `memory.py` (in-process), `sqlite.py` (with its `sqlite_*` parts) and
+`postgres.py`. The behaviour every store must have is `tests/store/`, run against each of them.
+This module never does I/O and never imports a store implementation.
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ Event = dict[str, Any]
 # requested_seq, decided_by, decided_at, comment, value, decision_code.
 Approval = dict[str, Any]
 
-# Every status a run can have (`RunRecord.status`; the report's `RunStatus`, plus `interrupted`:
-# a run a signal stopped, which no report is written for).
+# Every status a run can have (`RunRecord.status`; the report's `RunStatus`, plus `queued`: a
+# run submitted for a worker and not started yet, and `interrupted`: a run a signal stopped;
+# no report is written for either).
 RUN_STATUSES = (
+    "queued",
     "running",
     "interrupted",
     "waiting_approval",
@@ -67,6 +71,31 @@ class RunRecord:
     report: dict[str, Any] | None = None
     # Also, when set: cancel_requested_at, cancel_by, cancel_reason, idempotency_key.
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """What a run runs, kept in the store with it: a worker runs exactly this, whatever the
+    YAML file on its machine says now (or wherever it is)."""
+
+    hash: str  # the plan's definition hash: "sha256:" + the sha256 of `source`
+    saga: str
+    source: str  # the definition's canonical JSON (`compiler.plan.canonical_json`)
+    file: str | None = None  # the path it was compiled from: python actions import beside it
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A live `sagac worker` process, as `Store.workers` lists it."""
+
+    worker_id: str  # also the owner of every lease it holds (`leases.owner_id` form)
+    host: str
+    pid: int
+    concurrency: int
+    started_at: str = ""  # RFC 3339, set by the store
+    heartbeat_at: str = ""  # RFC 3339, set by the store at every `heartbeat`
+    state: str = "running"  # or "stopping" (a graceful stop: it claims nothing new)
+    held: tuple[str, ...] = ()  # the runs whose lease it holds now (filled by `workers`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +127,11 @@ class Store(ABC):
     # -- runs ----------------------------------------------------------------------------
 
     @abstractmethod
-    async def create_run(self, record: RunRecord) -> None:
-        """Record a new run; raises StoreError when `record.run_id` already exists."""
+    async def create_run(self, record: RunRecord, definition: Definition | None = None) -> None:
+        """Record a new run, and with it its `definition` (kept once per hash: saving a hash
+        the store has changes nothing) in the same write; raises StoreError when
+        `record.run_id` already exists. A record with status `queued` is work for workers:
+        creating one wakes them (`wait_for_work`)."""
 
     @abstractmethod
     async def get_run(self, run_id: str) -> RunRecord:
@@ -116,6 +148,10 @@ class Store(ABC):
         self, *, saga: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[RunRecord]:
         """Runs, newest first, optionally filtered by saga and status."""
+
+    @abstractmethod
+    async def definition(self, definition_hash: str) -> Definition | None:
+        """The definition saved under `definition_hash`, or None."""
 
     @abstractmethod
     async def claim_key(self, saga: str, key: str, run_id: str, input_hash: str) -> tuple[str, str]:
@@ -177,6 +213,48 @@ class Store(ABC):
     @abstractmethod
     async def get_lease(self, run_id: str) -> tuple[str, float] | None:
         """(owner, expires_at) of an unexpired lease, else None."""
+
+    # -- workers: who moves runs by themselves -------------------------------------------
+
+    @abstractmethod
+    async def claim_runs(self, owner: str, ttl: float, limit: int) -> list[str]:
+        """Take, in one atomic write, the leases (for `owner`, `ttl` seconds) of up to `limit`
+        runs a worker should move now, and return their ids, the longest-waiting first. Two
+        claimers never get the same run (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: one
+        write transaction). Runnable means: the store holds the run's definition, no
+        unexpired lease covers it, and either its status is `queued`, `running` or
+        `interrupted` (never started, or its driver stopped or died), or it is
+        `waiting_approval` and its wake time has come (see `next_wake`)."""
+
+    @abstractmethod
+    async def next_wake(self) -> float | None:
+        """The earliest future time (epoch seconds) at which a run that is not runnable now
+        becomes runnable by the clock alone, or None. A waiting run's wake time is the
+        earliest deadline of its pending approval gates, set when it parks (the append or
+        `update_run` that makes it `waiting_approval`); a decision (`append_decision`) and a
+        cancel request (`request_cancel`) make it now. An unexpired lease on an unfinished run
+        wakes at its expiry. A worker sleeps no longer than this."""
+
+    @abstractmethod
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds; return True as soon as another process (or task)
+        made work: created a `queued` run, decided a gate, requested a cancel or released a
+        lease (PostgreSQL: LISTEN/NOTIFY; SQLite: a cheap poll of the file's commit counter;
+        memory: an in-process event). False when the time ran out. May return True without
+        work (a spurious wake is only a wasted claim)."""
+
+    @abstractmethod
+    async def heartbeat(self, worker: WorkerInfo) -> None:
+        """Record that `worker` is alive now (insert or update its row, `started_at` kept)."""
+
+    @abstractmethod
+    async def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker that stopped (nothing when unknown)."""
+
+    @abstractmethod
+    async def workers(self, alive_within: float) -> list[WorkerInfo]:
+        """Workers whose last heartbeat is at most `alive_within` seconds old, oldest first,
+        each with the runs whose unexpired lease it holds (`held`, sorted)."""
 
     # -- cancel requests -----------------------------------------------------------------
 
