@@ -79,6 +79,7 @@ _EXPORTS = {
     "RunNotFound": _ERRORS,
     "DefinitionChanged": _ERRORS,
     "StoreError": _ERRORS,
+    "StoreUnavailable": _ERRORS,
     "LeaseHeld": _ERRORS,
     "ApprovalRefused": _ERRORS,
 }
@@ -109,6 +110,7 @@ __all__ = [
     "StepError",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "TooLarge",
     "UsageError",
     "__version__",
@@ -193,6 +195,7 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
         SecretMissing,
         StepError,
         StoreError,
+        StoreUnavailable,
         UsageError,
     )
     from sagac.runtime.actions import (

@@ -288,6 +288,15 @@ class StoreError(SagacError):
     exit_code = ExitCode.SOFTWARE
 
 
+class StoreUnavailable(StoreError):
+    """The store's server could not be reached, or the connection was lost mid-operation (a
+    write may or may not have committed). Trying again later is safe: a worker backs off,
+    reconnects and continues its runs from their journals."""
+
+    code = "STORE_UNAVAILABLE"
+    exit_code = ExitCode.UNAVAILABLE
+
+
 class LeaseHeld(StoreError):
     """The run is leased by another live owner (`owner`, until `expires_at`, epoch seconds)."""
 
