@@ -516,14 +516,16 @@ class SqliteStore(Store):
     async def wait_for_work(self, timeout: float) -> bool:
         """Poll the file's `PRAGMA data_version` on the reader's connection every
         `POLL_SECONDS`: it changes when any other connection commits (another process, or this
-        store's own writer: a spurious wake at worst). The last value seen is kept between
-        calls, so a commit made while nobody waited still wakes the next wait."""
+        store's own writer: a spurious wake at worst). The value a wait last returned on is
+        kept, so a commit made while nobody waited wakes the next wait, and every wait that
+        began before a commit wakes on it."""
         deadline = time.monotonic() + timeout
-        if self._data_version is None:
-            self._data_version = await self.read(_data_version)
+        seen = self._data_version
+        if seen is None:
+            seen = self._data_version = await self.read(_data_version)
         while True:
             version = await self.read(_data_version)
-            if version != self._data_version:
+            if version != seen:
                 self._data_version = version
                 return True
             left = deadline - time.monotonic()
