@@ -229,19 +229,19 @@ class PostgresStore(Store):
         return version
 
     async def migrate(self) -> tuple[int, int]:
-        """Bring the database to this sagac's schema now: (the version it was at, the version
-        it is at); refused (StoreError) when it is newer than this sagac knows."""
+        """On a connection of its own, whether or not the store was used (read-only: checked,
+        never upgraded)."""
         import psycopg
 
         try:
             conn = await self._connect()
             try:
-                before = await migrate(conn, self.where)
+                before = await self._check_schema(conn)
             finally:
                 await conn.close()
         except (psycopg.Error, ValueError) as e:
             raise self._failure(e) from None
-        return before, max(before, SCHEMA_VERSION)
+        return before, before if self.readonly else max(before, SCHEMA_VERSION)
 
     async def _connection(self) -> Any:
         """A pooled connection's context manager (for the writer)."""

@@ -16,6 +16,7 @@ before its commit, and never builds SQL from values.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,10 +33,7 @@ MAX_BATCH = 2_000  # appends per commit
 
 _FINAL_STATUS = {"saga_completed", "saga_failed", "saga_waiting"}
 
-_INSERT_EVENTS = (
-    "INSERT INTO events (run_id, seq, type, at, step, body) SELECT * FROM unnest("
-    "%s::text[], %s::integer[], %s::text[], %s::text[], %s::text[], %s::text[])"
-)
+MAX_ROWS = 4_000  # events per INSERT statement (6 parameters each, of at most 65,535)
 
 
 @dataclass(slots=True)
@@ -72,19 +70,25 @@ class Append:
         )
 
 
-def event_columns(appends: Sequence[Append]) -> tuple[list[Any], ...]:
-    """The parameters of `_INSERT_EVENTS` for the events of `appends`, in order."""
-    columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
-    run_ids, seqs, types, ats, steps, bodies = columns
-    for a in appends:
-        for e in a.events:
-            run_ids.append(a.run_id)
-            seqs.append(e["seq"])
-            types.append(e["type"])
-            ats.append(e["at"])
-            steps.append(e.get("step"))
-            bodies.append(dumps(e))
-    return columns
+def event_inserts(appends: Sequence[Append]) -> list[tuple[str, list[Any]]]:
+    """The INSERT statements (one per MAX_ROWS events) that write the events of `appends`, in
+    order. A multi-row VALUES list, not arrays: psycopg escapes array elements one by one."""
+    rows = [
+        (a.run_id, e["seq"], e["type"], e["at"], e.get("step"), dumps(e))
+        for a in appends
+        for e in a.events
+    ]
+    out = []
+    for start in range(0, len(rows), MAX_ROWS):
+        chunk = rows[start : start + MAX_ROWS]
+        out.append((_insert_events(len(chunk)), [v for row in chunk for v in row]))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_events(rows: int) -> str:
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * rows)
+    return f"INSERT INTO events (run_id, seq, type, at, step, body) VALUES {values}"
 
 
 async def write(cur: AsyncCursor[Any], a: Append) -> None:
@@ -102,7 +106,8 @@ async def write(cur: AsyncCursor[Any], a: Append) -> None:
         if cur.rowcount != 1:
             raise RunNotFound(f"no run {a.run_id!r} in this store")
     try:
-        await cur.execute(_INSERT_EVENTS, event_columns([a]))
+        for sql, args in event_inserts([a]):
+            await cur.execute(sql, args)
     except psycopg.errors.ForeignKeyViolation:
         raise RunNotFound(f"no run {a.run_id!r} in this store") from None
     for e in a.events:
@@ -224,8 +229,9 @@ class Writer:
         async with cm as conn:
             appends = [q.append for q in batch]
             try:
-                if all(a.plain for a in appends):
-                    await conn.execute(_INSERT_EVENTS, event_columns(appends))
+                inserts = event_inserts(appends) if all(a.plain for a in appends) else []
+                if len(inserts) == 1:  # one statement: committed by itself
+                    await conn.execute(*inserts[0])
                 else:
                     await _transaction(conn, appends)
             except (psycopg.Error, RunNotFound):
