@@ -208,7 +208,7 @@ def test_store_migrate_creates_upgrades_says_current_and_refuses_a_newer_databas
             await c.execute(
                 "INSERT INTO runs (run_id, saga, version, definition_hash, input, status,"
                 " created_at, updated_at, meta) VALUES ('r', 's', 1, 'h', '{}', 'running',"
-                " 't', 't', '{}')"
+                " '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', '{}')"
             )
             await c.execute(
                 "INSERT INTO events VALUES ('r', 1, 'saga_started', 't', NULL, %s)",
@@ -221,6 +221,18 @@ def test_store_migrate_creates_upgrades_says_current_and_refuses_a_newer_databas
     assert f"from schema version 1 to {SCHEMA_VERSION}" in upgraded.stdout, upgraded.stdout
     events = sagac("events", "r", "--store", older)
     assert events.returncode == 0 and "saga_started" in events.stdout, events.stderr
+
+    async def claimed_once_its_definition_is_stored() -> list[str]:
+        store = PostgresStore(older)
+        try:
+            await store.create_run(*_queued("h"))  # saves the definition of hash "sha256:h"
+            return await store.claim_runs("w", 60, 10)
+        finally:
+            await store.close()
+
+    # the old run got the wake time it would have had (its creation): oldest first
+    asyncio.run(_rehash(older))
+    assert asyncio.run(claimed_once_its_definition_is_stored()) == ["r", "h"]
 
     async def newer() -> None:
         import psycopg
@@ -254,6 +266,13 @@ def test_sagac_store_selects_postgres_for_run_and_runs_and_store_beats_it(
 
 
 # -- wake-ups, claims, connection loss ------------------------------------------------------
+
+
+async def _rehash(url: str) -> None:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as c:
+        await c.execute("UPDATE runs SET definition_hash = 'sha256:h' WHERE run_id = 'r'")
 
 
 def _queued(run_id: str) -> tuple[RunRecord, Definition]:
