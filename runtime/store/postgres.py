@@ -409,6 +409,7 @@ class PostgresStore(Store):
     async def update_run(
         self, run_id: str, status: str, report: dict[str, Any] | None = None
     ) -> None:
+        await self._writer.flushed()  # after this store's appends, as they were asked for
         now = rfc3339(time.time())
         async with self._tx() as cur:
             await cur.execute(
@@ -444,6 +445,7 @@ class PostgresStore(Store):
             return row[0], row[1]
 
     async def rebind_definition(self, run_id: str, new_hash: str, actor: str) -> None:
+        await self._writer.flushed()  # after this store's appends, as they were asked for
         async with self._tx() as cur:
             old = (await self._get_run(cur, run_id, lock=True)).definition_hash
             await cur.execute(
@@ -524,6 +526,7 @@ class PostgresStore(Store):
             return cur.rowcount == 1
 
     async def release_lease(self, run_id: str, owner: str) -> None:
+        await self._writer.flushed()  # after this store's appends, as they were asked for
         if (run_id, owner) in self._ended:  # already, by the run's final append
             self._ended.discard((run_id, owner))
             return
@@ -683,6 +686,7 @@ class PostgresStore(Store):
         owner: str | None = None,
         definition_hash: str | None = None,
     ) -> Event:
+        await self._writer.flushed()  # numbered after this store's appends of the run
         async with self._tx() as cur:
             # The run's row first (every external append of the run waits here: one numbers
             # its event after the other), then the gate's: the compare-and-set's lock.

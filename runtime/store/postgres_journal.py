@@ -192,15 +192,25 @@ class Writer:
         self._failure = failure
         self._queue: list[_Queued] = []
         self._task: asyncio.Task[None] | None = None
+        self._last: asyncio.Future[None] | None = None  # the latest append submitted
         self.commits = 0  # for the measurements
 
     def submit(self, append: Append) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._queue.append(_Queued(append, future))
+        self._last = future
         if self._task is None:
             self._task = loop.create_task(self._drain())
         return future
+
+    async def flushed(self) -> None:
+        """Return once every append submitted so far is written (or failed): they are
+        written in order, so once the latest has been. Appends submitted meanwhile are not
+        waited for (a busy writer never holds this up for long)."""
+        last = self._last
+        if last is not None and not last.done():
+            await asyncio.wait([last])
 
     async def idle(self) -> None:
         """Return once everything queued so far is written (or failed)."""
