@@ -193,7 +193,8 @@ class PostgresStore(Store):
         self.migrated_from: int | None = None
         self._pool: AsyncConnectionPool[Any] | None = None
         self._opening: asyncio.Lock | None = None
-        self._writer = Writer(self._connection, self._failure)
+        self._writer = Writer(self._writer_connection, self._failure)
+        self._writes: AsyncConnection[Any] | None = None  # the writer's own connection
         self._listener: AsyncConnection[Any] | None = None
         self._listened = False  # a listener connected once: a new one may have missed news
         self._dropped: set[asyncio.Task[None]] = set()  # pools being closed after a loss
@@ -317,6 +318,24 @@ class PostgresStore(Store):
             yield conn
 
     @asynccontextmanager
+    async def _writer_connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """The writer's own connection, kept between its commits (a lone saga commits once a
+        step: a pool checkout each time costs a tenth of it), replaced when the server has
+        closed it."""
+        conn = self._writes
+        if conn is None or not await _alive(conn):
+            self._writes = None
+            if conn is not None:
+                await conn.close()
+            await self._open()  # the schema is there
+            conn = self._writes = await self._connect()
+        try:
+            yield conn
+        finally:
+            if conn.broken or conn.closed:
+                self._writes = None
+
+    @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncCursor[Any]]:
         """A cursor inside one transaction (committed when the block ends without error)."""
         try:
@@ -338,6 +357,9 @@ class PostgresStore(Store):
     async def close(self) -> None:
         await self._writer.idle()
         await asyncio.gather(*self._dropped, return_exceptions=True)
+        writes, self._writes = self._writes, None
+        if writes is not None:
+            await writes.close()
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()

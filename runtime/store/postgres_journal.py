@@ -2,7 +2,7 @@
 that lets appends share commits (group commit).
 
 `Writer` queues the appends a `PostgresStore` is given (`submit_append`) and writes whatever
-has queued up while the previous commit was in flight in one go, on one pooled connection: a
+has queued up while the previous commit was in flight in one go, on one connection: a
 batch of plain appends (events only, no status, approval or lease change) is one multi-row
 INSERT committed by itself (autocommit: one round trip), anything else one transaction. Should
 the batch fail for any reason other than a lost connection, each append is written again in a
@@ -180,7 +180,7 @@ class _Queued:
 class Writer:
     """Appends in call order, each batch of what queued up meanwhile sharing one commit.
 
-    `connection()` gives a pooled (autocommit) connection; `failure(error)` turns a driver
+    `connection()` gives an autocommit connection; `failure(error)` turns a driver
     error into the StoreError the callers get (and lets the store drop a lost connection)."""
 
     def __init__(
