@@ -3,9 +3,10 @@
 Used by `sagac run --store memory` (the default store is a SQLite journal) and by tests,
 including resume tests: two executions that share one `MemoryStore` see the same journal, as
 two processes would share a database file. It implements the whole contract (leases, cancel
-requests, approvals, audit, idempotency keys), so that the contract tests hold it to the same
-behaviour as SQLite; but it is not `shared`: no other process can see it, so the runtime takes
-no leases on it and accepts no cancel requests for it.
+requests, approvals, audit, idempotency keys, definitions, claims and wake times, the worker
+registry; `wait_for_work` waits on an `asyncio.Event`), so that the contract tests hold it to
+the same behaviour as SQLite; but it is not `shared`: no other process can see it, so the
+runtime takes no leases on it and accepts no cancel requests for it.
 
 Appends only extend a list (the journal's hot path): what SQLite materialises as it appends
 (approval requests, the steps view) is folded from the journal when it is read. This module
@@ -64,6 +65,7 @@ class MemoryStore(Store):
         self._wake: dict[str, float | None] = {}  # run id -> its wake time (`next_wake`)
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}  # id -> (row, last beat)
         self._work = asyncio.Event()  # set by whatever makes work (`wait_for_work`)
+        self._work_loop: asyncio.AbstractEventLoop | None = None
 
     # -- runs and the journal --------------------------------------------------------------
 
@@ -238,6 +240,11 @@ class MemoryStore(Store):
         return min((t for t in times if t is not None and t > now), default=None)
 
     async def wait_for_work(self, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        if self._work_loop is not loop:  # an Event waits in the loop of its first wait only
+            work, self._work, self._work_loop = self._work, asyncio.Event(), loop
+            if work.is_set():
+                self._work.set()
         if not self._work.is_set():  # else: work was made since the last wait
             try:
                 async with asyncio.timeout(timeout):
