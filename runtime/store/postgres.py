@@ -24,6 +24,7 @@ it is given has been redacted by the executor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -608,8 +609,10 @@ class PostgresStore(Store):
         assert self._listener is not None
         try:
             woken = False
-            async for _ in self._listener.notifies(timeout=max(timeout, 0), stop_after=1):
-                woken = True
+            news = self._listener.notifies(timeout=max(timeout, 0), stop_after=1)
+            async with contextlib.aclosing(news):  # the connection's lock, even if cancelled
+                async for _ in news:
+                    woken = True
             return woken
         except psycopg.Error as e:
             listener, self._listener = self._listener, None
@@ -624,9 +627,15 @@ class PostgresStore(Store):
 
         try:
             conn = await self._connect()
-            await conn.execute(f"LISTEN {CHANNEL}")
         except (psycopg.Error, ValueError) as e:
             raise self._failure(e) from None
+        try:
+            await conn.execute(f"LISTEN {CHANNEL}")
+        except BaseException as e:  # lost at once, or the wait was cancelled
+            await conn.close()
+            if isinstance(e, psycopg.Error):
+                raise self._failure(e) from None
+            raise
         self._listener = conn
         again, self._listened = self._listened, True
         return again
