@@ -14,7 +14,8 @@ cancel request and a released lease `NOTIFY sagac_work` in their transaction; `w
 LISTENs on a connection of its own.
 
 A lost connection (the server restarted or is down) is `StoreUnavailable`: the pool is then
-dropped, and the next operation opens a new one, so a store outlives an outage. psycopg is
+dropped, and the next operation opens a new one, so a store outlives an outage; a pooled
+connection the server closed while it sat idle is noticed before it is used. psycopg is
 imported only when a store is opened (`sagac --help` never loads it). This module never
 builds SQL from values (parameters only), never lets a driver error through as a traceback (it
 becomes a `StoreError` naming the server, without its password), and never sees a secret: what
