@@ -63,7 +63,7 @@ from .base import (
     with_seq,
 )
 from .memory import steps_of
-from .postgres_journal import Append, Writer, add_audit, park, write
+from .postgres_journal import Append, Writer, add_audit, wake_for, write
 from .postgres_migrations import SCHEMA_VERSION, current_version, migrate, too_new
 from .rows import (
     APPROVAL_COLUMNS,
@@ -97,12 +97,16 @@ CONNECT_TIMEOUT = 5  # seconds to reach the server before a clear error
 POOL_TIMEOUT = 10  # seconds to wait for a free pooled connection
 CHANNEL = "sagac_work"  # NOTIFY'd when there is work for workers
 _NOTIFY = f"NOTIFY {CHANNEL}"
-# The runs a claim takes (now, now, limit), in order along `runs_to_claim`, each row locked
-# for the claim's transaction; a row another claim (or a decision) holds is skipped.
+# The runs a claim takes (now, now, now + CLAIM_HORIZON, limit), in order along
+# `runs_to_claim`, each row locked for the claim's transaction; a row another claim (or a
+# decision) holds is skipped. The horizon bounds the index range read, as in SQLite: a run that
+# is not parked has a wake time no later than now, so only runs parked until a later deadline
+# lie beyond it, and an empty claim never reads them (the margin is for a clock set back).
 _CLAIM = (
-    f"SELECT run_id FROM runs WHERE {runnable('%s')} ORDER BY {CLAIM_ORDER} LIMIT %s"
-    " FOR NO KEY UPDATE SKIP LOCKED"
+    f"SELECT run_id FROM runs WHERE {runnable('%s')} AND wake_at <= %s"
+    f" ORDER BY {CLAIM_ORDER} LIMIT %s FOR NO KEY UPDATE SKIP LOCKED"
 )
+CLAIM_HORIZON = 300.0
 # A connection failure reported by a server that is there but not ready (FATAL at connect).
 _NOT_READY = ("the database system is", "too many clients", "remaining connection slots")
 # SQLSTATEs of a connection that is lost or of a server that cannot serve now.
@@ -375,7 +379,7 @@ class PostgresStore(Store):
         import psycopg
 
         now = time.time()
-        wake = parse_rfc3339(record.created_at) if record.created_at else now
+        wake = min(parse_rfc3339(record.created_at), now) if record.created_at else now
         record.created_at = record.created_at or rfc3339(now)
         record.updated_at = rfc3339(now)
         record.file = _absolute(record.file)
@@ -443,8 +447,7 @@ class PostgresStore(Store):
             )
             if cur.rowcount == 0:
                 raise RunNotFound(f"no run {run_id!r} in {self.where}")
-            if status == "waiting_approval":
-                await park(cur, run_id)
+            await wake_for(cur, run_id, status)
 
     async def list_runs(
         self, *, saga: str | None = None, status: str | None = None, limit: int = 100
@@ -577,7 +580,7 @@ class PostgresStore(Store):
             return []
         async with self._tx() as cur:
             now = time.time()
-            await cur.execute(_CLAIM, (now, now, limit))
+            await cur.execute(_CLAIM, (now, now, now + CLAIM_HORIZON, limit))
             picked = [r[0] for r in await cur.fetchall()]
             if not picked:
                 return []
