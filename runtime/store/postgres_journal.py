@@ -230,15 +230,15 @@ class Writer:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 try:
                     await self._write(batch)
-                except BaseException as e:  # lost connection, cancelled: the rest fail too
+                except asyncio.CancelledError:  # the loop is ending: nothing more is written
+                    for q in batch + self._queue:
+                        q.future.cancel()
+                    self._queue.clear()
+                    raise
+                except Exception as e:  # a lost connection: this batch fails
                     error = self._failure(e)
                     for q in batch:
                         _settle(q.future, error)
-                    if isinstance(e, asyncio.CancelledError):
-                        for q in self._queue:
-                            _settle(q.future, error)
-                        self._queue.clear()
-                        raise
         finally:
             self._task = None
 
