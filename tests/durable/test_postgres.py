@@ -95,6 +95,8 @@ def test_a_server_that_is_down_is_one_clear_line_without_the_password() -> None:
     assert "error[STORE_UNAVAILABLE]" in r.stderr, r.stderr
     assert "PostgreSQL store postgresql://u:***@127.0.0.1:1/x" in r.stderr, r.stderr
     assert "secret" not in r.stderr and "Traceback" not in r.stderr
+    migrate = sagac("store", "migrate", "--store", "postgresql://u:secret@127.0.0.1:1/x")
+    assert migrate.returncode == 69 and "secret" not in migrate.stderr, migrate.stderr
 
 
 def test_a_database_that_does_not_exist_is_a_store_error_not_an_outage(
@@ -310,6 +312,17 @@ def test_notify_wakes_a_waiting_worker_of_another_store_at_once(pg_server: PgSer
                 await make()
                 assert await waiting is True
                 assert loop.time() - started < 2  # woken at once: the timeout is 10 s
+            # The listening connection dropped (the server is up): the next wait reconnects and
+            # says so at once, since news may have been missed meanwhile.
+            import psycopg
+
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE query LIKE 'LISTEN%%' AND datname = current_database()"
+                )
+            assert await asyncio.wait_for(waiter.wait_for_work(10), 5) is True
+            assert await waiter.wait_for_work(0.1) is False
         finally:
             await waiter.close()
             await writer.close()
