@@ -203,6 +203,8 @@ class PostgresStore(Store):
         self._writes: AsyncConnection[Any] | None = None  # the writer's own connection
         self._listener: AsyncConnection[Any] | None = None
         self._listened = False  # a listener connected once: a new one may have missed news
+        self._listening: asyncio.Lock | None = None  # one waiter reads the listener at a time
+        self._heard = 0  # how many waits ended on news (a queued waiter sees it changed)
         self._dropped: set[asyncio.Task[None]] = set()  # pools being closed after a loss
         self._leased: dict[str, str] = {}  # run id -> owner: the leases this store holds
         self._ended: set[tuple[str, str]] = set()  # (run id, owner): ended by a final append
@@ -369,6 +371,7 @@ class PostgresStore(Store):
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
+        self._listening = self._opening = None  # bound to this event loop
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -606,6 +609,22 @@ class PostgresStore(Store):
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def wait_for_work(self, timeout: float) -> bool:
+        """One waiter reads the listening connection at a time; the others queue, and one
+        that queued while news came returns True at once (every waiter hears it)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0)
+        heard = self._heard
+        if self._listening is None:
+            self._listening = asyncio.Lock()
+        async with self._listening:
+            if self._heard != heard:
+                return True
+            woken = await self._read_news(max(deadline - loop.time(), 0))
+            if woken:
+                self._heard += 1
+            return woken
+
+    async def _read_news(self, timeout: float) -> bool:
         import psycopg
 
         if (self._listener is None or self._listener.closed) and await self._listen():
@@ -613,7 +632,7 @@ class PostgresStore(Store):
         assert self._listener is not None
         try:
             woken = False
-            news = self._listener.notifies(timeout=max(timeout, 0), stop_after=1)
+            news = self._listener.notifies(timeout=timeout, stop_after=1)
             async with contextlib.aclosing(news):  # the connection's lock, even if cancelled
                 async for _ in news:
                     woken = True

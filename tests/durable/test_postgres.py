@@ -285,7 +285,7 @@ def _queued(run_id: str) -> tuple[RunRecord, Definition]:
 def test_notify_wakes_a_waiting_worker_of_another_store_at_once(pg_server: PgServer) -> None:
     """Each kind of news (a queued run, a cancel request, a released lease; decisions in
     `test_a_decision_wakes_a_worker`) wakes `wait_for_work` on another store at once, long
-    before its timeout, also after a wait was cancelled."""
+    before its timeout, also after a wait was cancelled, and every wait of a store at once."""
     url = pg_server.database()
 
     async def body() -> None:
@@ -312,6 +312,10 @@ def test_notify_wakes_a_waiting_worker_of_another_store_at_once(pg_server: PgSer
                 await make()
                 assert await waiting is True
                 assert loop.time() - started < 2  # woken at once: the timeout is 10 s
+            both = [asyncio.ensure_future(waiter.wait_for_work(10)) for _ in range(2)]
+            await asyncio.sleep(0.05)  # two waits of one store at once: both hear the news
+            await writer.create_run(*_queued("q2"))
+            assert await asyncio.wait_for(asyncio.gather(*both), 5) == [True, True]
             # The listening connection dropped (the server is up): the next wait reconnects and
             # says so at once, since news may have been missed meanwhile.
             import psycopg
