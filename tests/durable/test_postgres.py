@@ -1,7 +1,9 @@
 """The PostgreSQL store beyond the contract suite (`tests/store/` runs that on it): the real
 `sagac` in a subprocess running a saga into PostgreSQL and reading it back, what a server
-that is down or a database of a newer sagac says, and the schema's migrations. Every test
-runs on the session's throw-away server (`pg_server`, `tests/throwaway_pg.py`)."""
+that is down or a database of a newer sagac says, the schema's migrations and `sagac store
+migrate`, `SAGAC_STORE`, wake-ups by NOTIFY, concurrent claims, and a server restarted under
+an open store. Every test runs on the session's throw-away server (`pg_server`,
+`tests/throwaway_pg.py`), but the restart, which takes down a server of its own."""
 
 from __future__ import annotations
 
