@@ -459,3 +459,15 @@ def test_a_restarted_server_loses_no_event_doubles_none_and_the_store_goes_on(
         asyncio.run(body())
     finally:
         server.stop()
+
+
+def test_a_run_an_outage_stopped_is_told_to_resume_once_the_server_is_back() -> None:
+    from sagac.commands._store import explain_interruption
+    from sagac.errors import StoreUnavailable
+
+    url = "postgresql://u@127.0.0.1:1/x"
+    told = explain_interruption(StoreUnavailable("PostgreSQL store is unavailable"), "r1", url)
+    assert told.hint == (
+        "run r1 stopped: its journal could not be written. Once it can be (the store's server"
+        f" is back), continue the run with: sagac resume r1 --store {url}"
+    )
