@@ -122,8 +122,40 @@ _V1 = (
     )""",
 )
 
+# Workers: the definitions runs carry, a run's wake time and the index claims read it by, the
+# registry of live workers, and each event's run made a foreign key (an append to an unknown
+# run fails in its one statement instead of needing a look-up first; NOT VALID: the rows
+# already there are not scanned, every run's events having their run).
+_V2 = (
+    """
+    CREATE TABLE definitions (
+        hash TEXT PRIMARY KEY,
+        saga TEXT NOT NULL,
+        source TEXT NOT NULL,
+        file TEXT,
+        created_at TEXT NOT NULL
+    )""",
+    "ALTER TABLE runs ADD COLUMN wake_at DOUBLE PRECISION",
+    "CREATE INDEX runs_to_claim ON runs (wake_at NULLS FIRST, created_at)"
+    " WHERE status IN ('queued', 'running', 'interrupted', 'waiting_approval')",
+    "ALTER TABLE events ADD CONSTRAINT events_run FOREIGN KEY (run_id) REFERENCES runs (run_id)"
+    " NOT VALID",
+    """
+    CREATE TABLE workers (
+        worker_id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        concurrency INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL,
+        heartbeat_epoch DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE INDEX leases_by_owner ON leases (owner, expires_at)",
+)
+
 # Each migration: its statements, run in order inside the upgrade's transaction.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -133,6 +133,11 @@ class SqliteStore(Store):
         self._writer = Worker(self.path, writer=True, readonly=readonly)
         self._reader = Worker(self.path, writer=False, readonly=readonly)
 
+    async def migrate(self) -> tuple[int, int]:
+        """Done when the store was opened (read-only: checked, never upgraded)."""
+        before = self.migrated_from or 0
+        return before, before if self.readonly else max(before, SCHEMA_VERSION)
+
     def _check_schema(self) -> int:
         """A read-only store reads an existing journal as it is (from schema `READS_FROM`
         on): it neither creates nor upgrades one (an inspection never changes a journal)."""
