@@ -25,6 +25,7 @@ from .workers_support import (
     saga_folder,
     sagac,
     submit,
+    submit_many,
     wait_until,
 )
 
@@ -153,10 +154,8 @@ def test_three_workers_share_one_sqlite_file(
     shop: Path, store: str, ledger: Path, tmp_path: Path
 ) -> None:
     saga = shop / "ledger_checkout.yaml"
-    ids = {
-        submit(store, saga, {"order_id": f"o-{i}", "fail": i % 3 == 2}, ledger): i
-        for i in range(12)
-    }
+    inputs = [{"order_id": f"o-{i}", "fail": i % 3 == 2} for i in range(12)]
+    ids = dict(zip(submit_many(store, saga, inputs), range(12), strict=True))
     workers = [
         Worker(store, tmp_path, ledger, *TTL, "--exit-when-idle", "--concurrency", "2")
         for _ in range(3)

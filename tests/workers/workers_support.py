@@ -220,3 +220,20 @@ def runs(store: str, ledger: Path, *more: str) -> list[dict[str, Any]]:
     assert done.returncode == 0, done.stderr
     rows: list[dict[str, Any]] = json.loads(done.stdout)
     return rows
+
+
+def submit_many(store: str, file: Path, inputs: list[dict[str, Any]]) -> list[str]:
+    """Submit a run per input through the Python API (`sagac.asubmit`), in this process."""
+    import asyncio
+
+    import sagac
+
+    async def go() -> list[str]:
+        s = sagac.open_store(store)
+        try:
+            plan = sagac.load(file)
+            return [await sagac.asubmit(plan, data, store=s) for data in inputs]
+        finally:
+            await s.close()
+
+    return asyncio.run(go())
