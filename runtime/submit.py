@@ -52,11 +52,15 @@ async def submit(
                 if await _exists(s, owner_run):
                     return owner_run
                 run_id = owner_run  # its submitter died after claiming the key: create it
+        # Absolute, so that a worker started in another folder finds the saga's actions.
+        file = plan.file
+        if file is not None and Path(file).is_file():
+            file = str(Path(file).resolve())
         record = RunRecord(
-            run_id, plan.saga, plan.version, plan.hash, input, status="queued", file=plan.file
+            run_id, plan.saga, plan.version, plan.hash, input, status="queued", file=file
         )
         try:
-            await s.create_run(record, Definition(plan.hash, plan.saga, plan.source, plan.file))
+            await s.create_run(record, Definition(plan.hash, plan.saga, plan.source, file))
         except StoreError:
             # Two repeats of a dead submitter's key both created its run: one write won.
             if idempotency_key is None or not await _exists(s, run_id):

@@ -274,8 +274,10 @@ class Worker:
             self.log("interrupted", run_id, saga=saga)
             self.log("released", run_id, saga=saga)
             raise
-        except SagacError as e:  # the lease could not be taken (another owner has it)
-            self.log("error", run_id, saga=saga, code=e.code, message=str(e))
+        except SagacError as e:
+            # The lease could not be taken again (another owner has it, or the store is gone):
+            # the claim's lease runs out and whoever claims the run next continues it.
+            self.log("error", run_id, saga=saga, where="lease", code=e.code, message=str(e))
             return
         self.log("released", run_id, saga=saga)
 

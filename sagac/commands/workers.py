@@ -31,7 +31,8 @@ releases its leases and exits 0. A second signal stops at once.
 Logs: one JSON line per run transition on stderr: {"at", "worker", "event", "run_id", "saga",
 ...}; events: worker_started, claimed, started (a queued run) or resumed, parked (waits for a
 person), finished (with the run's status and duration_ms), released, error, retry, interrupted,
-lease_lost, worker_stopping, cancelling, idle, worker_stopped.
+lease_lost, worker_stopping, cancelling, idle, worker_stopped; library_log (a warning of
+a library, e.g. psycopg's pool losing a connection).
 
 Exit codes: 0 stopped by a signal (gracefully) or idle (--exit-when-idle); 64 bad arguments or
 an unknown store; 70 the store cannot be opened (a newer schema, not a journal); 130 / 143 a
@@ -182,9 +183,14 @@ def worker(args: argparse.Namespace) -> int:
 
     _refuse_memory(args.store)
     store = open_store(args.store)
+    me: list[str] = []  # the worker's id, from its first line
 
     def log(line: dict[str, Any]) -> None:
+        if not me:
+            me.append(line["worker"])
         print(json.dumps(line, default=str), file=sys.stderr, flush=True)
+
+    _library_logs_as_json(log, me)
 
     async def go() -> int:
         try:
@@ -203,6 +209,29 @@ def worker(args: argparse.Namespace) -> int:
             await store.close()
 
     return ExitCode(asyncio.run(go()))
+
+
+def _library_logs_as_json(log: Any, me: list[str]) -> None:
+    """What libraries log (psycopg_pool: a connection lost, a reconnection failing) becomes
+    lines of the worker's JSON log instead of plain text among them."""
+    import logging
+    from datetime import UTC, datetime
+
+    class JsonLines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            at = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+            log(
+                {
+                    "at": at.replace("+00:00", "Z"),
+                    "worker": me[0] if me else None,
+                    "event": "library_log",
+                    "level": record.levelname.lower(),
+                    "logger": record.name,
+                    "message": record.getMessage(),
+                }
+            )
+
+    logging.getLogger().addHandler(JsonLines(logging.WARNING))
 
 
 def workers(args: argparse.Namespace) -> int:

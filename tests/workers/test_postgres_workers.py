@@ -87,6 +87,7 @@ def test_a_worker_outlives_a_server_restart(pg_server: PgServer, tmp_path: Path)
     pg_server.start()
     assert w.wait(timeout=120) == 0, w.log.read_text()[-3000:]
     assert w.events("error")  # it saw the server go away, and went on
+    assert not w.events("not_json")  # the pool's complaints too are JSON lines
     final = {r["run_id"]: r["status"] for r in runs(store, ledger)}
     assert len(final) == 60
     for run_id, order in zip(ids, orders, strict=True):
