@@ -46,6 +46,7 @@ def heavy(modules: set[str]) -> list[str]:
         ["submit", "--help"],
         ["worker", "--help"],
         ["workers", "--help"],
+        ["store", "migrate", "--help"],
     ],
 )
 def test_help_imports_no_heavy_library(args: list[str], tmp_path: Path) -> None:

@@ -24,15 +24,17 @@ it is given has been redacted by the executor.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sagac.runtime import codec
-from sagac.runtime.clock import rfc3339
+from sagac.runtime.clock import parse_rfc3339, rfc3339
 
 from sagac.errors import (
     DecisionConflict,
@@ -63,12 +65,23 @@ from .postgres_journal import Append, Writer, add_audit, park, write
 from .postgres_migrations import SCHEMA_VERSION, current_version, migrate, too_new
 from .rows import (
     APPROVAL_COLUMNS,
+    CLAIM_ORDER,
+    DEFINITION_COLUMNS,
     RUN_COLUMNS,
+    WORKER_COLUMNS,
     approval_row,
+    definition_row,
+    definition_values,
     dumps,
+    insert_definition,
     loads,
+    next_wake_sql,
     run_record,
+    runnable,
+    upsert_worker,
     where_clause,
+    worker_row,
+    worker_values,
 )
 
 if TYPE_CHECKING:
@@ -82,12 +95,21 @@ CONNECT_TIMEOUT = 5  # seconds to reach the server before a clear error
 POOL_TIMEOUT = 10  # seconds to wait for a free pooled connection
 CHANNEL = "sagac_work"  # NOTIFY'd when there is work for workers
 _NOTIFY = f"NOTIFY {CHANNEL}"
-# The statuses of a run that is not over (a worker may have to move it).
-_UNFINISHED = "('queued', 'running', 'interrupted', 'waiting_approval')"
+# The runs a claim takes (now, now, limit), in order along `runs_to_claim`, each row locked
+# for the claim's transaction; a row another claim (or a decision) holds is skipped.
+_CLAIM = (
+    f"SELECT run_id FROM runs WHERE {runnable('%s')} ORDER BY {CLAIM_ORDER} LIMIT %s"
+    " FOR NO KEY UPDATE SKIP LOCKED"
+)
 # A connection failure reported by a server that is there but not ready (FATAL at connect).
 _NOT_READY = ("the database system is", "too many clients", "remaining connection slots")
 # SQLSTATEs of a connection that is lost or of a server that cannot serve now.
 _LOST_STATES = ("57P01", "57P02", "57P03", "53300")
+
+
+# The pool logs every failed reconnection at WARNING: with no logging configured, Python would
+# print each to stderr. An outage is told once, as StoreUnavailable, by whoever met it.
+logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 
 
 def redact_url(url: str) -> str:
@@ -107,6 +129,38 @@ _STEP_TYPES = [
     "compensation_completed",
     "compensation_failed",
 ]
+
+
+def _absolute(file: str | None) -> str | None:
+    """`file` as an absolute path when it exists here (python actions import beside it, from
+    wherever the run is resumed), else as given."""
+    if not file:
+        return file
+    path = os.path.join(os.getcwd(), file)
+    return os.path.realpath(path) if os.path.exists(path) else file
+
+
+async def _alive(conn: AsyncConnection[Any]) -> bool:
+    """Whether an idle connection is still open. The server sends an idle connection nothing
+    unless it ends it (a restart, `pg_terminate_backend`), so one with nothing to read is
+    taken as open (no round trip); one with something to read is asked (an empty query)."""
+    import select
+
+    import psycopg
+    from psycopg.pq import ConnStatus
+
+    pgconn = conn.pgconn
+    if pgconn.status != ConnStatus.OK:
+        return False
+    try:
+        poll = select.poll()
+        poll.register(pgconn.socket, select.POLLIN)
+        if not poll.poll(0):
+            return True
+        await conn.execute("")
+    except (OSError, psycopg.Error):
+        return False
+    return True
 
 
 def unavailable(e: BaseException) -> bool:
@@ -142,6 +196,7 @@ class PostgresStore(Store):
         self._writer = Writer(self._connection, self._failure)
         self._listener: AsyncConnection[Any] | None = None
         self._listened = False  # a listener connected once: a new one may have missed news
+        self._dropped: set[asyncio.Task[None]] = set()  # pools being closed after a loss
         self._leased: dict[str, str] = {}  # run id -> owner: the leases this store holds
         self._ended: set[tuple[str, str]] = set()  # (run id, owner): ended by a final append
 
@@ -155,21 +210,24 @@ class PostgresStore(Store):
             return e
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if unavailable(e):
-            self._drop_pool()
+            self._drop_pool(self._pool)
             return StoreUnavailable(
                 f"PostgreSQL store {self.where} is unavailable: {text}",
                 hint="check that the server is up; trying again is safe once it is",
             )
-        return StoreError(
-            f"PostgreSQL store {self.where}: {text}",
-            hint="check the URL (postgresql://USER@HOST:PORT/DB) and that the database exists",
-        )
+        hint = None
+        if text.startswith("connection"):  # refused by the server: a login, a database
+            hint = "check the URL (postgresql://USER@HOST:PORT/DB) and that the database exists"
+        return StoreError(f"PostgreSQL store {self.where}: {text}", hint=hint)
 
-    def _drop_pool(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
+    def _drop_pool(self, pool: AsyncConnectionPool[Any] | None) -> None:
+        """Forget `pool` (its connections are dead), closing it in the background; the next
+        operation opens a new one."""
+        if pool is not None and pool is self._pool:
+            self._pool = None
             task = asyncio.get_running_loop().create_task(pool.close(timeout=1))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._dropped.add(task)
+            task.add_done_callback(self._dropped.discard)
 
     async def _open(self) -> AsyncConnectionPool[Any]:
         """The pool, opened on first use (and again after a lost connection dropped it) once
@@ -243,25 +301,34 @@ class PostgresStore(Store):
             raise self._failure(e) from None
         return before, before if self.readonly else max(before, SCHEMA_VERSION)
 
-    async def _connection(self) -> Any:
-        """A pooled connection's context manager (for the writer)."""
-        return (await self._open()).connection()
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """A pooled (autocommit) connection the server has not closed. One it closed while it
+        sat in the pool means the server restarted (or is down): the pool is dropped and a
+        new one opened, so that no operation is handed a dead connection, and one during an
+        outage fails at once (StoreUnavailable) instead of waiting for the pool."""
+        pool = await self._open()
+        async with pool.connection() as conn:
+            if await _alive(conn):
+                yield conn
+                return
+        self._drop_pool(pool)
+        async with (await self._open()).connection() as conn:
+            yield conn
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncCursor[Any]]:
         """A cursor inside one transaction (committed when the block ends without error)."""
-        pool = await self._open()
         try:
-            async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            async with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
                 yield cur
         except Exception as e:
             raise self._failure(e) from None
 
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """One statement's rows (autocommit: one round trip)."""
-        pool = await self._open()
         try:
-            async with pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(sql, args)
                 rows: list[tuple[Any, ...]] = await cur.fetchall()
                 return rows
@@ -270,6 +337,7 @@ class PostgresStore(Store):
 
     async def close(self) -> None:
         await self._writer.idle()
+        await asyncio.gather(*self._dropped, return_exceptions=True)
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
@@ -282,24 +350,21 @@ class PostgresStore(Store):
     async def create_run(self, record: RunRecord, definition: Definition | None = None) -> None:
         import psycopg
 
-        now = rfc3339(time.time())
-        record.created_at = record.created_at or now
-        record.updated_at = now
-        if record.file:
-            path = os.path.join(os.getcwd(), record.file)
-            record.file = os.path.realpath(path) if os.path.exists(path) else record.file
+        now = time.time()
+        wake = parse_rfc3339(record.created_at) if record.created_at else now
+        record.created_at = record.created_at or rfc3339(now)
+        record.updated_at = rfc3339(now)
+        record.file = _absolute(record.file)
+        if definition is not None and definition.file:
+            definition = replace(definition, file=_absolute(definition.file))
         try:
             async with self._tx() as cur:
                 if definition is not None:
-                    await cur.execute(
-                        "INSERT INTO definitions (hash, saga, source, file, created_at)"
-                        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                        (definition.hash, definition.saga, definition.source, definition.file, now),
-                    )
+                    await cur.execute(insert_definition("%s"), definition_values(definition))
                 await cur.execute(
                     "INSERT INTO runs (run_id, saga, version, definition_hash, file, input,"
-                    " status, created_at, updated_at, meta)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    " status, created_at, updated_at, meta, wake_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (
                         record.run_id,
                         record.saga,
@@ -311,6 +376,7 @@ class PostgresStore(Store):
                         record.created_at,
                         record.updated_at,
                         dumps(record.meta),
+                        wake,
                     ),
                 )
                 if record.status == "queued":
@@ -322,9 +388,9 @@ class PostgresStore(Store):
 
     async def definition(self, definition_hash: str) -> Definition | None:
         rows = await self._fetch(
-            "SELECT hash, saga, source, file FROM definitions WHERE hash = %s", (definition_hash,)
+            f"SELECT {DEFINITION_COLUMNS} FROM definitions WHERE hash = %s", (definition_hash,)
         )
-        return Definition(*rows[0]) if rows else None
+        return definition_row(rows[0]) if rows else None
 
     async def _get_run(self, cur: AsyncCursor[Any], run_id: str, lock: bool = False) -> RunRecord:
         sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = %s"
@@ -484,17 +550,7 @@ class PostgresStore(Store):
             return []
         async with self._tx() as cur:
             now = time.time()
-            await cur.execute(
-                "SELECT r.run_id FROM runs r"
-                f" WHERE r.status IN {_UNFINISHED}"
-                " AND (r.status <> 'waiting_approval' OR r.wake_at <= %s)"
-                " AND EXISTS (SELECT 1 FROM definitions d WHERE d.hash = r.definition_hash)"
-                " AND NOT EXISTS (SELECT 1 FROM leases l"
-                " WHERE l.run_id = r.run_id AND l.expires_at > %s)"
-                " ORDER BY r.wake_at NULLS FIRST, r.created_at, r.id LIMIT %s"
-                " FOR NO KEY UPDATE OF r SKIP LOCKED",
-                (now, now, limit),
-            )
+            await cur.execute(_CLAIM, (now, now, limit))
             picked = [r[0] for r in await cur.fetchall()]
             if not picked:
                 return []
@@ -516,17 +572,7 @@ class PostgresStore(Store):
         return claimed
 
     async def next_wake(self) -> float | None:
-        now = time.time()
-        rows = await self._fetch(
-            "SELECT MIN(t) FROM (SELECT GREATEST(COALESCE(l.expires_at, 0),"
-            " CASE WHEN r.status = 'waiting_approval' THEN r.wake_at ELSE 0 END) AS t"
-            " FROM runs r LEFT JOIN leases l ON l.run_id = r.run_id"
-            f" WHERE r.status IN {_UNFINISHED}"
-            " AND (r.status <> 'waiting_approval' OR r.wake_at IS NOT NULL)"
-            " AND EXISTS (SELECT 1 FROM definitions d WHERE d.hash = r.definition_hash)) w"
-            " WHERE t > %s",
-            (now,),
-        )
+        rows = await self._fetch(next_wake_sql("%s"), (time.time(),))
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def wait_for_work(self, timeout: float) -> bool:
@@ -561,26 +607,8 @@ class PostgresStore(Store):
         return again
 
     async def heartbeat(self, worker: WorkerInfo) -> None:
-        now = time.time()
         async with self._tx() as cur:
-            await cur.execute(
-                "INSERT INTO workers (worker_id, host, pid, concurrency, state, started_at,"
-                " heartbeat_at, heartbeat_epoch) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (worker_id) DO UPDATE SET host = excluded.host,"
-                " pid = excluded.pid, concurrency = excluded.concurrency,"
-                " state = excluded.state, heartbeat_at = excluded.heartbeat_at,"
-                " heartbeat_epoch = excluded.heartbeat_epoch",
-                (
-                    worker.worker_id,
-                    worker.host,
-                    worker.pid,
-                    worker.concurrency,
-                    worker.state,
-                    worker.started_at or rfc3339(now),
-                    rfc3339(now),
-                    now,
-                ),
-            )
+            await cur.execute(upsert_worker("%s"), worker_values(worker, time.time()))
 
     async def remove_worker(self, worker_id: str) -> None:
         async with self._tx() as cur:
@@ -590,32 +618,19 @@ class PostgresStore(Store):
         now = time.time()
         async with self._tx() as cur:
             await cur.execute(
-                "SELECT worker_id, host, pid, concurrency, started_at, heartbeat_at, state"
-                " FROM workers WHERE heartbeat_epoch >= %s ORDER BY started_at, worker_id",
+                f"SELECT {WORKER_COLUMNS} FROM workers WHERE heartbeat_epoch >= %s"
+                " ORDER BY started_at, worker_id",
                 (now - alive_within,),
             )
             found = await cur.fetchall()
             await cur.execute(
-                "SELECT owner, run_id FROM leases WHERE owner = ANY(%s) AND expires_at > %s"
-                " ORDER BY run_id",
+                "SELECT owner, run_id FROM leases WHERE owner = ANY(%s) AND expires_at > %s",
                 ([r[0] for r in found], now),
             )
             held: dict[str, list[str]] = {}
             for owner, run_id in await cur.fetchall():
                 held.setdefault(owner, []).append(run_id)
-        return [
-            WorkerInfo(
-                worker_id=r[0],
-                host=r[1],
-                pid=r[2],
-                concurrency=r[3],
-                started_at=r[4],
-                heartbeat_at=r[5],
-                state=r[6],
-                held=tuple(held.get(r[0], ())),
-            )
-            for r in found
-        ]
+        return [worker_row(r, held.get(r[0], ())) for r in found]
 
     # -- cancel requests -------------------------------------------------------------------
 
@@ -629,7 +644,7 @@ class PostgresStore(Store):
                     " cancel_reason = %s WHERE run_id = %s",
                     (rfc3339(time.time()), by, reason, run_id),
                 )
-            await _wake(cur, run_id)
+                await _wake(cur, run_id)
             await add_audit(cur, cancel_entry(run_id, by, reason, first))
             return first
 

@@ -17,14 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sagac.errors import RunNotFound
 
 from .base import AuditEntry, Event
-from .rows import approval_decision_values, approval_request_values, audit_values, dumps
+from .rows import (
+    approval_decision_values,
+    approval_request_values,
+    audit_values,
+    dumps,
+    park_wake,
+)
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection, AsyncCursor
@@ -128,13 +136,8 @@ async def write(cur: AsyncCursor[Any], a: Append) -> None:
 
 
 async def park(cur: AsyncCursor[Any], run_id: str) -> None:
-    """A run that waits: its wake time is the earliest deadline of its pending gates (none
-    when none has one)."""
-    await cur.execute(
-        "UPDATE runs SET wake_at = (SELECT MIN(deadline_epoch) FROM approvals"
-        " WHERE run_id = %s AND status = 'pending') WHERE run_id = %s",
-        (run_id, run_id),
-    )
+    """A run that waits gets its wake time (`rows.park_wake`)."""
+    await cur.execute(park_wake("%s"), (time.time(), run_id))
 
 
 async def _approval_requested(cur: AsyncCursor[Any], run_id: str, e: Event) -> None:
@@ -182,7 +185,7 @@ class Writer:
 
     def __init__(
         self,
-        connection: Callable[[], Awaitable[Any]],
+        connection: Callable[[], AbstractAsyncContextManager[AsyncConnection[Any]]],
         failure: Callable[[BaseException], BaseException],
     ) -> None:
         self._connection = connection
@@ -225,8 +228,7 @@ class Writer:
     async def _write(self, batch: list[_Queued]) -> None:
         import psycopg
 
-        cm = await self._connection()
-        async with cm as conn:
+        async with self._connection() as conn:
             appends = [q.append for q in batch]
             try:
                 inserts = event_inserts(appends) if all(a.plain for a in appends) else []

@@ -122,10 +122,13 @@ _V1 = (
     )""",
 )
 
-# Workers: the definitions runs carry, a run's wake time and the index claims read it by, the
-# registry of live workers, and each event's run made a foreign key (an append to an unknown
-# run fails in its one statement instead of needing a look-up first; NOT VALID: the rows
-# already there are not scanned, every run's events having their run).
+# What workers need (`sagac worker`), as SQLite's migration 8 has it: the definitions runs
+# were submitted with, each run's wake time (`runs.wake_at`: its creation until it parks, then
+# the earliest deadline of its pending gates, or now once a cancel was requested; runs already
+# there get the time they would have had), the index claims read in order (`rows.WAKEABLE`),
+# the registry of live workers, and the owner index `workers()` joins leases by. Also each
+# event's run as a foreign key: an append to an unknown run fails in its one INSERT instead
+# of needing a look-up first (NOT VALID: the rows already there are not scanned again).
 _V2 = (
     """
     CREATE TABLE definitions (
@@ -136,8 +139,14 @@ _V2 = (
         created_at TEXT NOT NULL
     )""",
     "ALTER TABLE runs ADD COLUMN wake_at DOUBLE PRECISION",
-    "CREATE INDEX runs_to_claim ON runs (wake_at NULLS FIRST, created_at)"
-    " WHERE status IN ('queued', 'running', 'interrupted', 'waiting_approval')",
+    "UPDATE runs SET wake_at = EXTRACT(EPOCH FROM created_at::timestamptz)"
+    " WHERE status IN ('queued', 'running', 'interrupted')",
+    "UPDATE runs SET wake_at = CASE WHEN cancel_requested_at IS NOT NULL"
+    " THEN EXTRACT(EPOCH FROM now()) ELSE (SELECT MIN(a.deadline_epoch) FROM approvals a"
+    " WHERE a.run_id = runs.run_id AND a.status = 'pending') END"
+    " WHERE status = 'waiting_approval'",
+    "CREATE INDEX runs_to_claim ON runs (wake_at, created_at, run_id) WHERE wake_at IS NOT NULL"
+    " AND status IN ('queued', 'running', 'interrupted', 'waiting_approval')",  # rows.WAKEABLE
     "ALTER TABLE events ADD CONSTRAINT events_run FOREIGN KEY (run_id) REFERENCES runs (run_id)"
     " NOT VALID",
     """
