@@ -348,3 +348,22 @@ def test_workers_lists_a_live_worker_and_what_it_holds(
         w.signal(signal.SIGTERM)
         assert w.wait() == 0
     assert sagac("workers", "--store", store, ledger=ledger).stderr.strip() == "no live workers"
+
+
+def test_a_foreground_run_keeps_its_definition_too(
+    tmp_path: Path, store: str, ledger: Path
+) -> None:
+    from durable.durable_support import gated_saga
+
+    saga = gated_saga(tmp_path, timeout="1h")
+    ran = sagac("run", str(saga), "--input", '{"order_id": "o-1"}', "--store", store, "--json",
+                ledger=ledger)  # fmt: skip
+    assert ran.returncode == 3, ran.stderr
+    report = json.loads(ran.stdout)
+    (gate,) = report["waiting"]
+    saga.unlink()  # the file is gone: the decision and the resume use the stored definition
+    done = sagac("approve", report["run_id"], "--gate", "sign_off", "--as", "alice", "--token",
+                 gate["token"], "--resume", "--store", store, ledger=ledger)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert status_of(store, ledger) == {report["run_id"]: "succeeded"}
+    assert [e["action"] for e in read_ledger(ledger)] == ["charge", "ship"]
