@@ -213,11 +213,14 @@ def test_a_killed_workers_runs_are_finished_by_another_with_the_same_keys(
 def test_sigterm_lets_a_run_finish_within_the_grace_period(
     shop: Path, store: str, ledger: Path, tmp_path: Path
 ) -> None:
-    run_id = submit(store, shop / "slow.yaml", {"order_id": "o-1", "seconds": 1}, ledger)
+    run_id = submit(store, shop / "slow.yaml", {"order_id": "o-1", "seconds": 3}, ledger)
     w = Worker(store, tmp_path, ledger, *TTL)
     w.wait_for("started", run_id)
     wait_until(lambda: any(e["action"] == "slow" for e in read_ledger(ledger)), what="slow")
     w.signal(signal.SIGTERM)
+    w.wait_for("worker_stopping")
+    (me,) = json.loads(sagac("workers", "--store", store, "--json", ledger=ledger).stdout)
+    assert me["state"] == "stopping" and me["held"] == [run_id]
     assert w.wait() == 0, w.log.read_text()
     assert status_of(store, ledger) == {run_id: "succeeded"}
     events = [x["event"] for x in w.lines()]
