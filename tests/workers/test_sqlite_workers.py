@@ -193,7 +193,10 @@ def test_a_killed_workers_runs_are_finished_by_another_with_the_same_keys(
 
     stuck = wait_until(stuck_rows, what="a stuck run")
     assert [r["run_id"] for r in stuck] == [killed["run_id"]]
-    assert "no live lease; 0 workers alive" in stuck[0]["why"]
+    doomed_id = doomed.events("worker_started")[0]["worker"]
+    why = stuck[0]["why"]
+    assert why.startswith("running, last event step_started ") and "s ago; lease of " in why
+    assert f"lease of {doomed_id} (no longer alive) expired " in why and "0 workers alive" in why
     text = sagac(*stuck_args, ledger=ledger)
     assert killed["run_id"] in text.stdout and "0 workers alive" in text.stdout
     survivor = Worker(store, tmp_path, ledger, *TTL, "--exit-when-idle")
