@@ -1,5 +1,6 @@
 """Journal rows as Python values, the same for every SQL store: JSON columns, run records,
-approval requests and decisions, audit entries, and WHERE clauses of equalities.
+approval requests and decisions, audit entries, definitions and workers, WHERE clauses of
+equalities, and the SQL of claims and wake times (text with the driver's placeholder).
 
 SQLite and PostgreSQL keep the same tables with the same columns; what a row means is decided
 here once, so that both stores read and write a run, an approval or an audit entry alike (only
@@ -218,6 +219,21 @@ def park_wake(p: str) -> str:
         f"UPDATE runs SET wake_at = CASE WHEN cancel_requested_at IS NOT NULL THEN {p}"
         " ELSE (SELECT MIN(a.deadline_epoch) FROM approvals a WHERE a.run_id = runs.run_id"
         f" AND a.status = 'pending') END WHERE run_id = {p}"
+    )
+
+
+# The statuses of a run that is neither parked nor finished: moved by whoever holds its lease,
+# or by a worker once no lease covers it.
+UNPARKED = ("queued", "running", "interrupted")
+
+
+def unpark_wake(p: str) -> str:
+    """The UPDATE keeping the wake time of a run whose status became one of `UNPARKED` (it was
+    resumed), with three parameters: now, run_id, now. Its wake time becomes now at the
+    latest: a run parked with no deadline (NULL) or a later one must stay claimable should
+    its new driver die, and keeps its place in claim order otherwise."""
+    return (
+        f"UPDATE runs SET wake_at = {p} WHERE run_id = {p} AND (wake_at IS NULL OR wake_at > {p})"
     )
 
 
