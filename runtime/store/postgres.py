@@ -14,7 +14,8 @@ cancel request and a released lease `NOTIFY sagac_work` in their transaction; `w
 LISTENs on a connection of its own.
 
 A lost connection (the server restarted or is down) is `StoreUnavailable`: the pool is then
-dropped, and the next operation opens a new one, so a store outlives an outage. psycopg is
+dropped, and the next operation opens a new one, so a store outlives an outage; a pooled
+connection the server closed while it sat idle is noticed before it is used. psycopg is
 imported only when a store is opened (`sagac --help` never loads it). This module never
 builds SQL from values (parameters only), never lets a driver error through as a traceback (it
 becomes a `StoreError` naming the server, without its password), and never sees a secret: what
@@ -24,6 +25,7 @@ it is given has been redacted by the executor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -61,7 +63,7 @@ from .base import (
     with_seq,
 )
 from .memory import steps_of
-from .postgres_journal import Append, Writer, add_audit, park, write
+from .postgres_journal import Append, Writer, add_audit, wake_for, write
 from .postgres_migrations import SCHEMA_VERSION, current_version, migrate, too_new
 from .rows import (
     APPROVAL_COLUMNS,
@@ -95,12 +97,16 @@ CONNECT_TIMEOUT = 5  # seconds to reach the server before a clear error
 POOL_TIMEOUT = 10  # seconds to wait for a free pooled connection
 CHANNEL = "sagac_work"  # NOTIFY'd when there is work for workers
 _NOTIFY = f"NOTIFY {CHANNEL}"
-# The runs a claim takes (now, now, limit), in order along `runs_to_claim`, each row locked
-# for the claim's transaction; a row another claim (or a decision) holds is skipped.
+# The runs a claim takes (now, now, now + CLAIM_HORIZON, limit), in order along
+# `runs_to_claim`, each row locked for the claim's transaction; a row another claim (or a
+# decision) holds is skipped. The horizon bounds the index range read, as in SQLite: a run that
+# is not parked has a wake time no later than now, so only runs parked until a later deadline
+# lie beyond it, and an empty claim never reads them (the margin is for a clock set back).
 _CLAIM = (
-    f"SELECT run_id FROM runs WHERE {runnable('%s')} ORDER BY {CLAIM_ORDER} LIMIT %s"
-    " FOR NO KEY UPDATE SKIP LOCKED"
+    f"SELECT run_id FROM runs WHERE {runnable('%s')} AND wake_at <= %s"
+    f" ORDER BY {CLAIM_ORDER} LIMIT %s FOR NO KEY UPDATE SKIP LOCKED"
 )
+CLAIM_HORIZON = 300.0
 # A connection failure reported by a server that is there but not ready (FATAL at connect).
 _NOT_READY = ("the database system is", "too many clients", "remaining connection slots")
 # SQLSTATEs of a connection that is lost or of a server that cannot serve now.
@@ -193,9 +199,12 @@ class PostgresStore(Store):
         self.migrated_from: int | None = None
         self._pool: AsyncConnectionPool[Any] | None = None
         self._opening: asyncio.Lock | None = None
-        self._writer = Writer(self._connection, self._failure)
+        self._writer = Writer(self._writer_connection, self._failure)
+        self._writes: AsyncConnection[Any] | None = None  # the writer's own connection
         self._listener: AsyncConnection[Any] | None = None
         self._listened = False  # a listener connected once: a new one may have missed news
+        self._listening: asyncio.Lock | None = None  # one waiter reads the listener at a time
+        self._heard = 0  # how many waits ended on news (a queued waiter sees it changed)
         self._dropped: set[asyncio.Task[None]] = set()  # pools being closed after a loss
         self._leased: dict[str, str] = {}  # run id -> owner: the leases this store holds
         self._ended: set[tuple[str, str]] = set()  # (run id, owner): ended by a final append
@@ -317,6 +326,24 @@ class PostgresStore(Store):
             yield conn
 
     @asynccontextmanager
+    async def _writer_connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """The writer's own connection, kept between its commits (a lone saga commits once a
+        step: a pool checkout each time costs a tenth of it), replaced when the server has
+        closed it."""
+        conn = self._writes
+        if conn is None or not await _alive(conn):
+            self._writes = None
+            if conn is not None:
+                await conn.close()
+            await self._open()  # the schema is there
+            conn = self._writes = await self._connect()
+        try:
+            yield conn
+        finally:
+            if conn.broken or conn.closed:
+                self._writes = None
+
+    @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncCursor[Any]]:
         """A cursor inside one transaction (committed when the block ends without error)."""
         try:
@@ -338,9 +365,13 @@ class PostgresStore(Store):
     async def close(self) -> None:
         await self._writer.idle()
         await asyncio.gather(*self._dropped, return_exceptions=True)
+        writes, self._writes = self._writes, None
+        if writes is not None:
+            await writes.close()
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
+        self._listening = self._opening = None  # bound to this event loop
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -351,7 +382,7 @@ class PostgresStore(Store):
         import psycopg
 
         now = time.time()
-        wake = parse_rfc3339(record.created_at) if record.created_at else now
+        wake = min(parse_rfc3339(record.created_at), now) if record.created_at else now
         record.created_at = record.created_at or rfc3339(now)
         record.updated_at = rfc3339(now)
         record.file = _absolute(record.file)
@@ -409,6 +440,7 @@ class PostgresStore(Store):
     async def update_run(
         self, run_id: str, status: str, report: dict[str, Any] | None = None
     ) -> None:
+        await self._writer.flushed()  # after this store's appends, as they were asked for
         now = rfc3339(time.time())
         async with self._tx() as cur:
             await cur.execute(
@@ -418,8 +450,7 @@ class PostgresStore(Store):
             )
             if cur.rowcount == 0:
                 raise RunNotFound(f"no run {run_id!r} in {self.where}")
-            if status == "waiting_approval":
-                await park(cur, run_id)
+            await wake_for(cur, run_id, status)
 
     async def list_runs(
         self, *, saga: str | None = None, status: str | None = None, limit: int = 100
@@ -444,6 +475,7 @@ class PostgresStore(Store):
             return row[0], row[1]
 
     async def rebind_definition(self, run_id: str, new_hash: str, actor: str) -> None:
+        await self._writer.flushed()  # after this store's appends, as they were asked for
         async with self._tx() as cur:
             old = (await self._get_run(cur, run_id, lock=True)).definition_hash
             await cur.execute(
@@ -524,6 +556,7 @@ class PostgresStore(Store):
             return cur.rowcount == 1
 
     async def release_lease(self, run_id: str, owner: str) -> None:
+        await self._writer.flushed()  # after this store's appends, as they were asked for
         if (run_id, owner) in self._ended:  # already, by the run's final append
             self._ended.discard((run_id, owner))
             return
@@ -550,7 +583,7 @@ class PostgresStore(Store):
             return []
         async with self._tx() as cur:
             now = time.time()
-            await cur.execute(_CLAIM, (now, now, limit))
+            await cur.execute(_CLAIM, (now, now, now + CLAIM_HORIZON, limit))
             picked = [r[0] for r in await cur.fetchall()]
             if not picked:
                 return []
@@ -576,6 +609,22 @@ class PostgresStore(Store):
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def wait_for_work(self, timeout: float) -> bool:
+        """One waiter reads the listening connection at a time; the others queue, and one
+        that queued while news came returns True at once (every waiter hears it)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0)
+        heard = self._heard
+        if self._listening is None:
+            self._listening = asyncio.Lock()
+        async with self._listening:
+            if self._heard != heard:
+                return True
+            woken = await self._read_news(max(deadline - loop.time(), 0))
+            if woken:
+                self._heard += 1
+            return woken
+
+    async def _read_news(self, timeout: float) -> bool:
         import psycopg
 
         if (self._listener is None or self._listener.closed) and await self._listen():
@@ -583,8 +632,10 @@ class PostgresStore(Store):
         assert self._listener is not None
         try:
             woken = False
-            async for _ in self._listener.notifies(timeout=max(timeout, 0), stop_after=1):
-                woken = True
+            news = self._listener.notifies(timeout=timeout, stop_after=1)
+            async with contextlib.aclosing(news):  # the connection's lock, even if cancelled
+                async for _ in news:
+                    woken = True
             return woken
         except psycopg.Error as e:
             listener, self._listener = self._listener, None
@@ -599,9 +650,15 @@ class PostgresStore(Store):
 
         try:
             conn = await self._connect()
-            await conn.execute(f"LISTEN {CHANNEL}")
         except (psycopg.Error, ValueError) as e:
             raise self._failure(e) from None
+        try:
+            await conn.execute(f"LISTEN {CHANNEL}")
+        except BaseException as e:  # lost at once, or the wait was cancelled
+            await conn.close()
+            if isinstance(e, psycopg.Error):
+                raise self._failure(e) from None
+            raise
         self._listener = conn
         again, self._listened = self._listened, True
         return again
@@ -683,6 +740,7 @@ class PostgresStore(Store):
         owner: str | None = None,
         definition_hash: str | None = None,
     ) -> Event:
+        await self._writer.flushed()  # numbered after this store's appends of the run
         async with self._tx() as cur:
             # The run's row first (every external append of the run waits here: one numbers
             # its event after the other), then the gate's: the compare-and-set's lock.

@@ -2,7 +2,7 @@
 that lets appends share commits (group commit).
 
 `Writer` queues the appends a `PostgresStore` is given (`submit_append`) and writes whatever
-has queued up while the previous commit was in flight in one go, on one pooled connection: a
+has queued up while the previous commit was in flight in one go, on one connection: a
 batch of plain appends (events only, no status, approval or lease change) is one multi-row
 INSERT committed by itself (autocommit: one round trip), anything else one transaction. Should
 the batch fail for any reason other than a lost connection, each append is written again in a
@@ -27,11 +27,13 @@ from sagac.errors import RunNotFound
 
 from .base import AuditEntry, Event
 from .rows import (
+    UNPARKED,
     approval_decision_values,
     approval_request_values,
     audit_values,
     dumps,
     park_wake,
+    unpark_wake,
 )
 
 if TYPE_CHECKING:
@@ -127,17 +129,22 @@ async def write(cur: AsyncCursor[Any], a: Append) -> None:
                 " comment = %s, value = %s, decision_code = %s WHERE run_id = %s AND gate = %s",
                 approval_decision_values(a.run_id, e),
             )
-    if status == "waiting_approval":
-        await park(cur, a.run_id)
+    if status is not None:
+        await wake_for(cur, a.run_id, status)
     if a.release is not None:
         await cur.execute(
             "DELETE FROM leases WHERE run_id = %s AND owner = %s", (a.run_id, a.release)
         )
 
 
-async def park(cur: AsyncCursor[Any], run_id: str) -> None:
-    """A run that waits gets its wake time (`rows.park_wake`)."""
-    await cur.execute(park_wake("%s"), (time.time(), run_id))
+async def wake_for(cur: AsyncCursor[Any], run_id: str, status: str) -> None:
+    """The wake time of a run whose status became `status`: a run that parks gets its own
+    (`rows.park_wake`), one resumed now at the latest (`rows.unpark_wake`)."""
+    now = time.time()
+    if status == "waiting_approval":
+        await cur.execute(park_wake("%s"), (now, run_id))
+    elif status in UNPARKED:
+        await cur.execute(unpark_wake("%s"), (now, run_id, now))
 
 
 async def _approval_requested(cur: AsyncCursor[Any], run_id: str, e: Event) -> None:
@@ -180,7 +187,7 @@ class _Queued:
 class Writer:
     """Appends in call order, each batch of what queued up meanwhile sharing one commit.
 
-    `connection()` gives a pooled (autocommit) connection; `failure(error)` turns a driver
+    `connection()` gives an autocommit connection; `failure(error)` turns a driver
     error into the StoreError the callers get (and lets the store drop a lost connection)."""
 
     def __init__(
@@ -192,15 +199,25 @@ class Writer:
         self._failure = failure
         self._queue: list[_Queued] = []
         self._task: asyncio.Task[None] | None = None
+        self._last: asyncio.Future[None] | None = None  # the latest append submitted
         self.commits = 0  # for the measurements
 
     def submit(self, append: Append) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._queue.append(_Queued(append, future))
+        self._last = future
         if self._task is None:
             self._task = loop.create_task(self._drain())
         return future
+
+    async def flushed(self) -> None:
+        """Return once every append submitted so far is written (or failed): they are
+        written in order, so once the latest has been. Appends submitted meanwhile are not
+        waited for (a busy writer never holds this up for long)."""
+        last = self._last
+        if last is not None and not last.done():
+            await asyncio.wait([last])
 
     async def idle(self) -> None:
         """Return once everything queued so far is written (or failed)."""
@@ -213,15 +230,15 @@ class Writer:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 try:
                     await self._write(batch)
-                except BaseException as e:  # lost connection, cancelled: the rest fail too
+                except asyncio.CancelledError:  # the loop is ending: nothing more is written
+                    for q in batch + self._queue:
+                        q.future.cancel()
+                    self._queue.clear()
+                    raise
+                except Exception as e:  # a lost connection: this batch fails
                     error = self._failure(e)
                     for q in batch:
                         _settle(q.future, error)
-                    if isinstance(e, asyncio.CancelledError):
-                        for q in self._queue:
-                            _settle(q.future, error)
-                        self._queue.clear()
-                        raise
         finally:
             self._task = None
 
