@@ -386,3 +386,20 @@ def test_a_foreground_run_keeps_its_definition_too(
     assert done.returncode == 0, done.stderr
     assert status_of(store, ledger) == {report["run_id"]: "succeeded"}
     assert [e["action"] for e in read_ledger(ledger)] == ["charge", "ship"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--lease-ttl", "0s"), "10ms or more"),
+        (("--poll", "soon"), "not a duration"),
+        (("--concurrency", "0"), "1 or more"),
+        (("--store", "memory"), "keeps nothing between processes"),
+        (("--store", "mysql://x"), "mysql"),
+    ],
+)
+def test_worker_usage_errors_are_one_line_and_exit_64(
+    args: tuple[str, ...], says: str, ledger: Path
+) -> None:
+    done = sagac("worker", *args, ledger=ledger)
+    assert done.returncode == 64 and says in done.stderr and "Traceback" not in done.stderr
