@@ -581,6 +581,8 @@ class PostgresStore(Store):
     async def claim_runs(self, owner: str, ttl: float, limit: int) -> list[str]:
         if limit <= 0:
             return []
+        if self._listener is None and not (self._listening and self._listening.locked()):
+            await self._listen()  # before looking: work made after this claim wakes a wait
         async with self._tx() as cur:
             now = time.time()
             await cur.execute(_CLAIM, (now, now, now + CLAIM_HORIZON, limit))
@@ -659,6 +661,9 @@ class PostgresStore(Store):
             if isinstance(e, psycopg.Error):
                 raise self._failure(e) from None
             raise
+        if self._listener is not None:  # opened meanwhile by a claim or a wait: keep that one
+            await conn.close()
+            return False
         self._listener = conn
         again, self._listened = self._listened, True
         return again

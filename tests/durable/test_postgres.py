@@ -358,6 +358,14 @@ def test_a_decision_wakes_a_worker_and_makes_the_parked_run_claimable(
             await inject_decision(writer, "w", "g", by="bob")
             assert await asyncio.wait_for(waiting, 5) is True
             assert await waiter.claim_runs("me", 60, 5) == ["w"]
+            # A claim listens before it looks: what is made after it wakes the first wait.
+            fresh = PostgresStore(url)
+            try:
+                assert await fresh.claim_runs("you", 60, 5) == []
+                await writer.create_run(*_queued("after"))
+                assert await fresh.wait_for_work(5) is True
+            finally:
+                await fresh.close()
         finally:
             await waiter.close()
             await writer.close()
