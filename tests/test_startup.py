@@ -43,6 +43,9 @@ def heavy(modules: set[str]) -> list[str]:
         ["validate", "--help"],
         ["diagram", "--help"],
         ["resume", "--help"],
+        ["submit", "--help"],
+        ["worker", "--help"],
+        ["workers", "--help"],
         ["store", "migrate", "--help"],
     ],
 )

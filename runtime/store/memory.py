@@ -207,9 +207,9 @@ class MemoryStore(Store):
             del self._leases[run_id]
             self._work.set()
 
-    async def get_lease(self, run_id: str) -> tuple[str, float] | None:
+    async def get_lease(self, run_id: str, *, expired: bool = False) -> tuple[str, float] | None:
         held = self._leases.get(run_id)
-        return held if held is not None and held[1] > time.time() else None
+        return held if held is not None and (expired or held[1] > time.time()) else None
 
     # -- workers ---------------------------------------------------------------------------
 

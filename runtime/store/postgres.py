@@ -569,10 +569,10 @@ class PostgresStore(Store):
             if cur.rowcount:
                 await cur.execute(_NOTIFY)
 
-    async def get_lease(self, run_id: str) -> tuple[str, float] | None:
+    async def get_lease(self, run_id: str, *, expired: bool = False) -> tuple[str, float] | None:
         rows = await self._fetch(
             "SELECT owner, expires_at FROM leases WHERE run_id = %s AND expires_at > %s",
-            (run_id, time.time()),
+            (run_id, float("-inf") if expired else time.time()),
         )
         return (rows[0][0], rows[0][1]) if rows else None
 

@@ -1,0 +1,67 @@
+"""Stuck runs: unfinished runs that nothing moves, and why (`sagac runs --status stuck`).
+
+A run is stuck when it is not waiting for a person (`queued`, `running` or `interrupted`), no
+unexpired lease covers it (an expired one names the worker that died holding it), and it has
+not moved (no event; for a queued run, since it was
+submitted) for longer than a lease's time to live: its worker died and no live worker took it
+over, or no worker runs at all. This module only reads the store.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .clock import parse_rfc3339
+from .leases import LEASE_TTL
+from .store.base import RunRecord, Store
+
+UNFINISHED = ("queued", "running", "interrupted")
+
+
+def _ago(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h"
+
+
+async def stuck_runs(
+    store: Store, lease_ttl: float = LEASE_TTL, *, limit: int = 1000
+) -> list[tuple[RunRecord, str]]:
+    """(run, why) of each stuck run, newest first; only runs without a lease are read beyond
+    their row (their last event)."""
+    now = time.time()
+    alive = {w.worker_id for w in await store.workers(lease_ttl)}
+    workers = f"{len(alive)} worker{'s' if len(alive) != 1 else ''} alive"
+    out: list[tuple[RunRecord, str]] = []
+    for status in UNFINISHED:
+        for record in await store.list_runs(status=status, limit=limit):
+            lease = await store.get_lease(record.run_id, expired=True)
+            if lease is not None and lease[1] > now:
+                continue
+            last = await _last_event(store, record)
+            if last is None:
+                since, what = parse_rfc3339(record.created_at), status
+            else:
+                since, what = parse_rfc3339(last["at"]), f"{status}, last event {last['type']}"
+            if now - since <= lease_ttl:
+                continue
+            why = f"{what} {_ago(now - since)} ago; "
+            if lease is None:
+                why += f"no lease; {workers}"
+            else:
+                owner = lease[0] + ("" if lease[0] in alive else " (no longer alive)")
+                why += f"lease of {owner} expired {_ago(now - lease[1])} ago; {workers}"
+            out.append((record, why))
+    out.sort(key=lambda pair: pair[0].created_at, reverse=True)
+    return out[:limit]
+
+
+async def _last_event(store: Store, record: RunRecord) -> dict[str, Any] | None:
+    if record.status == "queued":
+        return None
+    events = await store.load_events(record.run_id)
+    return events[-1] if events else None
