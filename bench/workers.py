@@ -51,6 +51,7 @@ from sagac.compiler.pipeline import load  # noqa: E402
 from sagac.compiler.plan import Plan  # noqa: E402
 from sagac.runtime.api import arun  # noqa: E402
 from sagac.runtime.clock import parse_rfc3339  # noqa: E402
+from sagac.runtime.store import open_store  # noqa: E402
 from sagac.runtime.store.base import Store  # noqa: E402
 from sagac.runtime.store.postgres import PostgresStore  # noqa: E402
 from sagac.runtime.store.sqlite import SqliteStore  # noqa: E402
@@ -364,7 +365,7 @@ def drain(server: PgServer, folder: Path, runs: int, counts: list[int]) -> None:
 async def latency_once(url: str, plan: Plan, submits: int, folder: Path) -> dict[str, Any]:
     import sagac
 
-    store: Store = PostgresStore(url) if url.startswith("postgres") else SqliteStore(url[10:])
+    store = open_store(url)
     workers = Workers(url, 1, folder)
     waits: list[float] = []
     submit_calls: list[float] = []
