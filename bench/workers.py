@@ -10,7 +10,8 @@ the same run, its target, and the peak RSS of the processes that matter.
    store, against the raw rate of one-row commits of the same server (one connection, INSERT
    one row + COMMIT in a loop, psycopg 3); target >= 0.5 of it. The same for the SQLite journal
    against its disk's raw rate (reference: 0.54 - 0.70). The first saga through a just-opened
-   store is shown apart from the warm rounds (medians of interleaved rounds).
+   store (the executor warmed on a memory store before) is shown apart from the warm ones
+   (medians of interleaved rounds).
 2. drain: 1, 2 and 4 `sagac worker` processes (`--concurrency 1` each) draining the same number
    of runs (400; `--quick` 60), all submitted before the workers start, of a saga of 10 python
    steps that each `await asyncio.sleep(0.02)`: runs/s from the workers' start to the last
@@ -53,6 +54,7 @@ from sagac.runtime.api import arun  # noqa: E402
 from sagac.runtime.clock import parse_rfc3339  # noqa: E402
 from sagac.runtime.store import open_store  # noqa: E402
 from sagac.runtime.store.base import Store  # noqa: E402
+from sagac.runtime.store.memory import MemoryStore  # noqa: E402
 from sagac.runtime.store.postgres import PostgresStore  # noqa: E402
 from sagac.runtime.store.sqlite import SqliteStore  # noqa: E402
 
@@ -183,6 +185,7 @@ def journal(server: PgServer, folder: Path, rounds: int, seconds: float) -> None
             "sq": SqliteStore(folder / "journal.db"),
         }
         try:
+            await arun(plan, {}, store=MemoryStore())  # the executor's first run, apart
             firsts = {k: await first_saga(s, plan) for k, s in stores.items()}
             for s in stores.values():
                 await saga_rate(s, plan, seconds / 4)  # warm up
@@ -233,15 +236,13 @@ class Workers:
     def __init__(self, url: str, count: int, folder: Path, concurrency: int = 1) -> None:
         self.logs = [folder / f"worker-{time.monotonic_ns()}-{i}.log" for i in range(count)]
         self.started = time.time()
-        self.procs = [
-            subprocess.Popen(
-                [str(SAGAC), "worker", "--store", url, "--concurrency", str(concurrency)],
-                cwd=folder,
-                stdout=subprocess.DEVNULL,
-                stderr=log.open("w"),
-            )
-            for log in self.logs
-        ]
+        argv = [str(SAGAC), "worker", "--store", url, "--concurrency", str(concurrency)]
+        self.procs = []
+        for log in self.logs:
+            with log.open("w") as err:
+                self.procs.append(
+                    subprocess.Popen(argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=err)
+                )
 
     def check_alive(self) -> None:
         for p, log in zip(self.procs, self.logs, strict=True):
@@ -376,9 +377,10 @@ async def latency_once(url: str, plan: Plan, submits: int, folder: Path) -> dict
             t0 = time.time()
             run_id = await sagac.asubmit(plan, {}, store=store)
             t1 = time.time()
+            await asyncio.sleep(0.01)
             while (await store.get_run(run_id)).status not in FINAL:
                 workers.check_alive()
-                await asyncio.sleep(0.002)
+                await asyncio.sleep(0.005)  # seldom enough to leave the worker the CPU
             events = await store.load_events(run_id)
             started = next(e["result"]["t"] for e in events if e["type"] == "step_completed")
             return started - t0, t1 - t0
