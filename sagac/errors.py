@@ -74,8 +74,9 @@ EXIT_MEANINGS: Mapping[ExitCode, tuple[str, str]] = {
     ExitCode.USAGE: ("usage", "usage error"),
     ExitCode.INVALID_DEFINITION: ("invalid or changed saga", "invalid saga definition"),
     ExitCode.UNAVAILABLE: (
-        "a required program (Graphviz dot) is missing",
-        "a required program (Graphviz `dot`) is missing",
+        "a required program (Graphviz dot) is missing or the store's server is unreachable",
+        "a required program (Graphviz `dot`) is missing, or the store's server (PostgreSQL) is"
+        " unreachable or the connection was lost: try again later",
     ),
     ExitCode.SOFTWARE: (
         "journal store error",

@@ -47,9 +47,12 @@ def _free_port() -> int:
 
 
 class PgServer:
-    """One running throw-away server; `database()` is the URL of a new empty database."""
+    """One running throw-away server; `database()` is the URL of a new empty database.
+    `halt()` and `start()` take it down and up again on the same data and port (an outage);
+    `stop()` ends it for good. `durable`: fsync and synchronous commits on, as a production
+    server has them (for measurements; the tests run without)."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="sagac-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -72,6 +75,15 @@ class PgServer:
             "--locale=C",
             "-N",
         )
+        self._options = f"-h 127.0.0.1 -p {self.port} -k {self.root} -c max_connections=200"
+        if not durable:
+            self._options += " -F -c synchronous_commit=off"
+        self.start()
+        self.admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        """Start the server (again) on its data folder and port; returns once it accepts
+        connections."""
         self._run(
             _binary("pg_ctl"),
             "-D",
@@ -82,11 +94,15 @@ class PgServer:
             "-t",
             "60",
             "-o",
-            f"-F -h 127.0.0.1 -p {self.port} -k {self.root} -c max_connections=200"
-            " -c synchronous_commit=off",
+            self._options,
             "start",
         )
-        self.admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data for `start()`. `fast` (a restart): every
+        connection is cut and what was committed is kept; `immediate` (a crash): without fsync
+        and synchronous commits, as this server runs, the last commits may be lost."""
+        self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def _run(self, *argv: str) -> None:
         r = subprocess.run([*self._as, *argv], capture_output=True, text=True, cwd=self.root)
@@ -105,7 +121,9 @@ class PgServer:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
+        """Stop the server for good and remove its files."""
         try:
-            self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            if (self.data / "postmaster.pid").exists():
+                self.halt("immediate")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)

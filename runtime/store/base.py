@@ -323,6 +323,12 @@ class Store(ABC):
     async def group_members(self, group: str | None = None) -> dict[str, list[str]]:
         """Approver groups (or the one named) and their members, sorted by name."""
 
+    async def migrate(self) -> tuple[int, int]:
+        """Bring the store to this sagac's schema now (`sagac store migrate`); returns (the
+        schema version it was at, the version it is at). Raises StoreError when the store's
+        schema is newer than this sagac knows. A store without a schema (memory): (0, 0)."""
+        return 0, 0
+
     async def close(self) -> None:  # noqa: B027 - nothing to release by default
         """Release connections (nothing to do for in-process stores)."""
 

@@ -14,9 +14,11 @@ never does I/O.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sagac.runtime.clock import parse_rfc3339, rfc3339
@@ -26,9 +28,11 @@ from sagac.errors import DecisionConflict, LeaseHeld, RunNotFound, StoreError
 from .base import (
     Approval,
     AuditEntry,
+    Definition,
     Event,
     RunRecord,
     Store,
+    WorkerInfo,
     cancel_entry,
     group_change,
     os_user,
@@ -36,6 +40,8 @@ from .base import (
     rebind_entry,
     with_seq,
 )
+
+_UNFINISHED = frozenset(("queued", "running", "interrupted", "waiting_approval"))
 
 
 class MemoryStore(Store):
@@ -54,20 +60,29 @@ class MemoryStore(Store):
         # run id -> (last seq, hash before) of each forced resume: the run's hash at any seq
         self._rebinds: dict[str, list[tuple[int, str]]] = {}
         self._audit: list[dict[str, Any]] = []
+        self._definitions: dict[str, Definition] = {}
+        self._wake: dict[str, float | None] = {}  # run id -> its wake time (`next_wake`)
+        self._workers: dict[str, tuple[WorkerInfo, float]] = {}  # id -> (row, last beat)
+        self._work = asyncio.Event()  # set by whatever makes work (`wait_for_work`)
 
     # -- runs and the journal --------------------------------------------------------------
 
-    async def create_run(self, record: RunRecord) -> None:
+    async def create_run(self, record: RunRecord, definition: Definition | None = None) -> None:
         if record.run_id in self._runs:
             raise StoreError(f"run {record.run_id!r} already exists")
-        now = rfc3339(time.time())
-        record.created_at = record.created_at or now
-        record.updated_at = now
+        now = time.time()
+        self._wake[record.run_id] = parse_rfc3339(record.created_at) if record.created_at else now
+        record.created_at = record.created_at or rfc3339(now)
+        record.updated_at = rfc3339(now)
         self._runs[record.run_id] = record
         self._events[record.run_id] = []
         key = self._key_of.get(record.run_id)
         if key is not None:
             record.meta["idempotency_key"] = key
+        if definition is not None:
+            self._definitions.setdefault(definition.hash, definition)
+        if record.status == "queued":
+            self._work.set()
 
     async def get_run(self, run_id: str) -> RunRecord:
         try:
@@ -83,6 +98,21 @@ class MemoryStore(Store):
         record.updated_at = rfc3339(time.time())
         if report is not None:
             record.report = report
+        if status == "waiting_approval":
+            self._park(record)
+
+    def _park(self, record: RunRecord) -> None:
+        """A parked run's wake time: now when a cancel was requested, else the earliest
+        deadline of its pending gates (None: none), as `rows.park_wake` says."""
+        if record.meta.get("cancel_requested_at"):
+            self._wake[record.run_id] = time.time()
+            return
+        deadlines = [
+            row["deadline_epoch"]
+            for row in self._approval_rows(record.run_id).values()
+            if row["status"] == "pending" and row["deadline_epoch"] is not None
+        ]
+        self._wake[record.run_id] = min(deadlines, default=None)
 
     async def list_runs(
         self, *, saga: str | None = None, status: str | None = None, limit: int = 100
@@ -93,6 +123,9 @@ class MemoryStore(Store):
             if (saga is None or r.saga == saga) and (status is None or r.status == status)
         ]
         return runs[:limit]
+
+    async def definition(self, definition_hash: str) -> Definition | None:
+        return self._definitions.get(definition_hash)
 
     async def claim_key(self, saga: str, key: str, run_id: str, input_hash: str) -> tuple[str, str]:
         owner = self._keys.setdefault((saga, key), (run_id, input_hash))
@@ -122,7 +155,7 @@ class MemoryStore(Store):
             raise RunNotFound(f"no run {run_id!r} in this store") from None
         journal.extend(events)
         if report is not None:
-            await self.update_run(run_id, report["status"], report)
+            await self.update_run(run_id, report["status"], report)  # parks it, when it waits
             lease = self._leases.pop(run_id, None)  # the run's end ends its lease
             if lease is not None:
                 self._ended.add((run_id, lease[0]))
@@ -164,10 +197,78 @@ class MemoryStore(Store):
         held = self._leases.get(run_id)
         if held is not None and held[0] == owner:
             del self._leases[run_id]
+            self._work.set()
 
     async def get_lease(self, run_id: str) -> tuple[str, float] | None:
         held = self._leases.get(run_id)
         return held if held is not None and held[1] > time.time() else None
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _runnable_at(self, record: RunRecord, now: float) -> float | None:
+        """When the run becomes runnable (now or earlier: it is), or None: never by the clock
+        alone (finished, no stored definition, or parked with no deadline)."""
+        if record.status not in _UNFINISHED or record.definition_hash not in self._definitions:
+            return None
+        held = self._leases.get(record.run_id)
+        free = held[1] if held is not None and held[1] > now else now
+        if record.status != "waiting_approval":
+            return free
+        wake = self._wake.get(record.run_id)
+        return None if wake is None else max(wake, free)
+
+    async def claim_runs(self, owner: str, ttl: float, limit: int) -> list[str]:
+        now = time.time()
+        ready = []
+        for order, record in enumerate(self._runs.values()):
+            at = self._runnable_at(record, now)
+            if at is not None and at <= now:
+                wake = self._wake.get(record.run_id) or 0.0
+                ready.append((wake, record.created_at, order, record.run_id))
+        ready.sort()
+        claimed = [run_id for *_, run_id in ready[: max(limit, 0)]]
+        for run_id in claimed:
+            self._leases[run_id] = (owner, now + ttl)
+            self._ended.discard((run_id, owner))
+        return claimed
+
+    async def next_wake(self) -> float | None:
+        now = time.time()
+        times = [self._runnable_at(r, now) for r in self._runs.values()]
+        return min((t for t in times if t is not None and t > now), default=None)
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        if not self._work.is_set():  # else: work was made since the last wait
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._work.wait()
+            except TimeoutError:
+                return False
+        self._work.clear()
+        return True
+
+    async def heartbeat(self, worker: WorkerInfo) -> None:
+        now = time.time()
+        known = self._workers.get(worker.worker_id)
+        started = known[0].started_at if known is not None else rfc3339(now)
+        row = replace(worker, started_at=started, heartbeat_at=rfc3339(now), held=())
+        self._workers[worker.worker_id] = (row, now)
+
+    async def remove_worker(self, worker_id: str) -> None:
+        self._workers.pop(worker_id, None)
+
+    async def workers(self, alive_within: float) -> list[WorkerInfo]:
+        now = time.time()
+        held: dict[str, list[str]] = {}
+        for run_id, (owner, expires) in self._leases.items():
+            if expires > now:
+                held.setdefault(owner, []).append(run_id)
+        alive = [
+            replace(row, held=tuple(sorted(held.get(row.worker_id, ()))))
+            for row, beat in self._workers.values()
+            if beat >= now - alive_within
+        ]
+        return sorted(alive, key=lambda w: (w.started_at, w.worker_id))
 
     # -- cancel requests -------------------------------------------------------------------
 
@@ -179,6 +280,8 @@ class MemoryStore(Store):
             meta["cancel_by"] = by
             if reason is not None:
                 meta["cancel_reason"] = reason
+            self._wake[run_id] = time.time()
+            self._work.set()
         self._write_audit(cancel_entry(run_id, by, reason, first))
         return first
 
@@ -263,6 +366,8 @@ class MemoryStore(Store):
         }
         journal.append(event)
         self._write_audit(with_seq(audit, event["seq"]))
+        self._wake[run_id] = now
+        self._work.set()
         return copy.deepcopy(event)
 
     def _write_audit(self, entry: AuditEntry) -> None:

@@ -308,6 +308,49 @@ def _v7_keys_by_saga(c: sqlite3.Connection) -> None:
     )
 
 
+def _v8_workers(c: sqlite3.Connection) -> None:
+    """What workers need (`sagac worker`): the definitions runs were submitted with (once per
+    hash), each run's wake time (`runs.wake_at`, epoch seconds: its creation until it parks,
+    then the earliest deadline of its pending gates, or NULL; a decision or a cancel request
+    makes it now), a partial index in claim order of the runs that are not finished and have a
+    wake time (a claim reads only those, and in order: `rows.WAKEABLE`), and the registry of
+    live workers. Runs of older files get the wake time they would have had; they have no
+    stored definition: no worker claims them until one with their hash is saved (`sagac
+    resume` moves them as before)."""
+    _script(
+        c,
+        """
+        CREATE TABLE definitions (
+            hash TEXT PRIMARY KEY,
+            saga TEXT NOT NULL,
+            source TEXT NOT NULL,
+            file TEXT,
+            created_at TEXT NOT NULL
+        );
+        ALTER TABLE runs ADD COLUMN wake_at REAL;
+        UPDATE runs SET wake_at = (julianday(created_at) - 2440587.5) * 86400.0
+            WHERE status IN ('queued', 'running', 'interrupted');
+        UPDATE runs SET wake_at = CASE WHEN cancel_requested_at IS NOT NULL
+            THEN (julianday('now') - 2440587.5) * 86400.0
+            ELSE (SELECT MIN(a.deadline_epoch) FROM approvals a
+                WHERE a.run_id = runs.run_id AND a.status = 'pending') END
+            WHERE status = 'waiting_approval';
+        CREATE INDEX runs_to_claim ON runs (wake_at, created_at, run_id) WHERE wake_at IS NOT NULL
+            AND status IN ('queued', 'running', 'interrupted', 'waiting_approval');
+        CREATE TABLE workers (
+            worker_id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            concurrency INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL,
+            heartbeat_epoch REAL NOT NULL
+        )
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_journal,
     _v2_approvals_and_audit,
@@ -316,6 +359,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v5_steps_view,
     _v6_approver_groups,
     _v7_keys_by_saga,
+    _v8_workers,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # The oldest schema this sagac's read queries work on as it is: a read-only store (the

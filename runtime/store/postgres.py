@@ -1,18 +1,24 @@
 """The journal in PostgreSQL: the `Store` contract on a database server shared by machines.
 
 `PostgresStore` keeps SQLite's tables with SQLite's meaning (runs, events, approvals, audit,
-leases, cancel requests, run-level idempotency keys, approver groups; schema in
-`postgres_migrations.py`), through psycopg 3's async API and a `psycopg_pool` connection pool
-opened on first use. Event bodies are stored as the codec's JSON text, so `load_events` gives
-back exactly what SQLite gives back. The steps view is folded from the run's events with the
-same code as the memory store (`memory.steps_of`, SQLite's view in Python). Every multi-row
-write is one transaction; an approval decision locks the run and its approval row (`FOR
-UPDATE`) and is a compare-and-set on the gate's status.
+leases, cancel requests, run-level idempotency keys, approver groups, definitions, workers;
+schema in `postgres_migrations.py`), through psycopg 3's async API and a `psycopg_pool` pool
+of autocommit connections opened on first use. Appends go through a group-committing writer
+(`postgres_journal.Writer`). Event bodies are stored as the codec's JSON text, so
+`load_events` gives back exactly what SQLite gives back. The steps view is folded from the
+run's events with the same code as the memory store (`memory.steps_of`). Every multi-row write
+is one transaction; an approval decision locks the run and its approval row (`FOR UPDATE`) and
+is a compare-and-set on the gate's status; `claim_runs` picks runs `FOR NO KEY UPDATE SKIP
+LOCKED` and writes their leases in the same transaction. Creating a queued run, a decision, a
+cancel request and a released lease `NOTIFY sagac_work` in their transaction; `wait_for_work`
+LISTENs on a connection of its own.
 
-psycopg is imported only when a store is opened (`sagac --help` never loads it). This module
-never builds SQL from values (parameters only), never lets a driver error through as a
-traceback (it becomes a `StoreError` naming the server, without its password), and never sees
-a secret: what it is given has been redacted by the executor.
+A lost connection (the server restarted or is down) is `StoreUnavailable`: the pool is then
+dropped, and the next operation opens a new one, so a store outlives an outage. psycopg is
+imported only when a store is opened (`sagac --help` never loads it). This module never
+builds SQL from values (parameters only), never lets a driver error through as a traceback (it
+becomes a `StoreError` naming the server, without its password), and never sees a secret: what
+it is given has been redacted by the executor.
 """
 
 from __future__ import annotations
@@ -23,19 +29,29 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sagac.runtime import codec
-from sagac.runtime.clock import rfc3339
+from sagac.runtime.clock import parse_rfc3339, rfc3339
 
-from sagac.errors import DecisionConflict, LeaseHeld, RunNotFound, StoreError
+from sagac.errors import (
+    DecisionConflict,
+    LeaseHeld,
+    RunNotFound,
+    SagacError,
+    StoreError,
+    StoreUnavailable,
+)
 
 from .base import (
     Approval,
     AuditEntry,
+    Definition,
     Event,
     RunRecord,
     Store,
+    WorkerInfo,
     cancel_entry,
     group_change,
     os_user,
@@ -44,28 +60,50 @@ from .base import (
     with_seq,
 )
 from .memory import steps_of
+from .postgres_journal import Append, Writer, add_audit, park, write
 from .postgres_migrations import SCHEMA_VERSION, current_version, migrate, too_new
 from .rows import (
     APPROVAL_COLUMNS,
+    CLAIM_ORDER,
+    DEFINITION_COLUMNS,
     RUN_COLUMNS,
-    approval_decision_values,
-    approval_request_values,
+    WORKER_COLUMNS,
     approval_row,
-    audit_values,
+    definition_row,
+    definition_values,
     dumps,
+    insert_definition,
     loads,
+    next_wake_sql,
     run_record,
+    runnable,
+    upsert_worker,
     where_clause,
+    worker_row,
+    worker_values,
 )
 
 if TYPE_CHECKING:
-    from psycopg import AsyncCursor
+    from psycopg import AsyncConnection, AsyncCursor
     from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["PostgresStore", "redact_url"]
+__all__ = ["CHANNEL", "PostgresStore", "redact_url"]
 
 PREFIXES = ("postgresql://", "postgres://")
 CONNECT_TIMEOUT = 5  # seconds to reach the server before a clear error
+POOL_TIMEOUT = 10  # seconds to wait for a free pooled connection
+CHANNEL = "sagac_work"  # NOTIFY'd when there is work for workers
+_NOTIFY = f"NOTIFY {CHANNEL}"
+# The runs a claim takes (now, now, limit), in order along `runs_to_claim`, each row locked
+# for the claim's transaction; a row another claim (or a decision) holds is skipped.
+_CLAIM = (
+    f"SELECT run_id FROM runs WHERE {runnable('%s')} ORDER BY {CLAIM_ORDER} LIMIT %s"
+    " FOR NO KEY UPDATE SKIP LOCKED"
+)
+# A connection failure reported by a server that is there but not ready (FATAL at connect).
+_NOT_READY = ("the database system is", "too many clients", "remaining connection slots")
+# SQLSTATEs of a connection that is lost or of a server that cannot serve now.
+_LOST_STATES = ("57P01", "57P02", "57P03", "53300")
 
 
 def redact_url(url: str) -> str:
@@ -73,7 +111,6 @@ def redact_url(url: str) -> str:
     return re.sub(r"^(\w+://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
-_FINAL_STATUS = {"saga_completed", "saga_failed", "saga_waiting"}
 # The event types the steps view reads (`memory.steps_of`).
 _STEP_TYPES = [
     "step_started",
@@ -88,11 +125,36 @@ _STEP_TYPES = [
 ]
 
 
+def _absolute(file: str | None) -> str | None:
+    """`file` as an absolute path when it exists here (python actions import beside it, from
+    wherever the run is resumed), else as given."""
+    if not file:
+        return file
+    path = os.path.join(os.getcwd(), file)
+    return os.path.realpath(path) if os.path.exists(path) else file
+
+
+def unavailable(e: BaseException) -> bool:
+    """Whether `e` says the server is unreachable or the connection was lost (as opposed to
+    a wrong URL, a refused login or a bad statement): trying again later may succeed."""
+    import psycopg
+
+    if not isinstance(e, psycopg.OperationalError | psycopg.InterfaceError):
+        return False
+    state = e.sqlstate
+    if state is not None:
+        return state.startswith("08") or state in _LOST_STATES
+    text = str(e)
+    if "FATAL:" in text:  # the server answered: a missing database or role, a bad password
+        return any(words in text for words in _NOT_READY)
+    return "connection option" not in text and "invalid dsn" not in text.lower()
+
+
 class PostgresStore(Store):
     """The `Store` on one PostgreSQL database, shared by every process that connects to it."""
 
     shared = True
-    group_commit = False
+    group_commit = True
 
     def __init__(self, url: str, *, readonly: bool = False, max_size: int = 10) -> None:
         self.url = url
@@ -100,24 +162,44 @@ class PostgresStore(Store):
         self.max_size = max_size
         self.where = redact_url(url)
         self.migrated_from: int | None = None
-        self._pool: AsyncConnectionPool | None = None
+        self._pool: AsyncConnectionPool[Any] | None = None
         self._opening: asyncio.Lock | None = None
-        self._locks: dict[str, asyncio.Lock] = {}  # run id -> its appends, in call order
+        self._writer = Writer(self._connection, self._failure)
+        self._listener: AsyncConnection[Any] | None = None
+        self._listened = False  # a listener connected once: a new one may have missed news
         self._leased: dict[str, str] = {}  # run id -> owner: the leases this store holds
         self._ended: set[tuple[str, str]] = set()  # (run id, owner): ended by a final append
 
     # -- connections -----------------------------------------------------------------------
 
-    def _error(self, e: BaseException) -> StoreError:
+    def _failure(self, e: BaseException) -> BaseException:
+        """What a caller gets for `e`: a SagacError as it is, a lost connection as
+        StoreUnavailable (and the pool dropped: its connections are dead), any other driver
+        error as a StoreError naming the server."""
+        if isinstance(e, SagacError | asyncio.CancelledError):
+            return e
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return StoreError(
-            f"PostgreSQL store {self.where}: {text}",
-            hint="check that the server is up and the URL (postgresql://USER@HOST:PORT/DB)",
-        )
+        if unavailable(e):
+            self._drop_pool()
+            return StoreUnavailable(
+                f"PostgreSQL store {self.where} is unavailable: {text}",
+                hint="check that the server is up; trying again is safe once it is",
+            )
+        hint = None
+        if text.startswith("connection"):  # refused by the server: a login, a database
+            hint = "check the URL (postgresql://USER@HOST:PORT/DB) and that the database exists"
+        return StoreError(f"PostgreSQL store {self.where}: {text}", hint=hint)
 
-    async def _open(self) -> AsyncConnectionPool:
-        """The pool, opened on first use after one direct connection has checked the server
-        and brought (or, read-only, checked) the schema up to date."""
+    def _drop_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            task = asyncio.get_running_loop().create_task(pool.close(timeout=1))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _open(self) -> AsyncConnectionPool[Any]:
+        """The pool, opened on first use (and again after a lost connection dropped it) once
+        one direct connection has checked the server and brought (or, read-only, checked)
+        the schema up to date."""
         if self._pool is not None:
             return self._pool
         if self._opening is None:
@@ -131,94 +213,115 @@ class PostgresStore(Store):
             except ImportError as e:  # pragma: no cover - a dependency of the package
                 raise StoreError(f"the PostgreSQL store needs psycopg: {e}") from None
             try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self.url, connect_timeout=CONNECT_TIMEOUT, autocommit=True
+                conn = await self._connect()
+                try:
+                    self.migrated_from = await self._check_schema(conn)
+                finally:
+                    await conn.close()
+                pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+                    self.url,
+                    min_size=1,
+                    max_size=self.max_size,
+                    open=False,
+                    kwargs={"connect_timeout": CONNECT_TIMEOUT, "autocommit": True},
+                    timeout=POOL_TIMEOUT,
                 )
+                try:
+                    await pool.open(wait=True, timeout=POOL_TIMEOUT)
+                except BaseException:
+                    await pool.close()
+                    raise
             except (psycopg.Error, ValueError) as e:
-                raise self._error(e) from None
-            try:
-                if self.readonly:
-                    version = await current_version(conn)
-                    if version == 0:
-                        raise StoreError(
-                            f"{self.where} is not a sagac journal (it has no journal tables)"
-                        )
-                    if version > SCHEMA_VERSION:
-                        raise too_new(self.where, version)
-                    self.migrated_from = version
-                else:
-                    self.migrated_from = await migrate(conn, self.where)
-            except psycopg.Error as e:
-                raise self._error(e) from None
-            finally:
-                await conn.close()
-            pool: AsyncConnectionPool = AsyncConnectionPool(
-                self.url,
-                min_size=1,
-                max_size=self.max_size,
-                open=False,
-                kwargs={"connect_timeout": CONNECT_TIMEOUT},
-                timeout=CONNECT_TIMEOUT * 2,
-            )
-            try:
-                await pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
-            except Exception as e:
-                await pool.close()
-                raise self._error(e) from None
+                raise self._failure(e) from None
             self._pool = pool
             return pool
+
+    async def _connect(self) -> AsyncConnection[Any]:
+        import psycopg
+
+        return await psycopg.AsyncConnection.connect(
+            self.url, connect_timeout=CONNECT_TIMEOUT, autocommit=True
+        )
+
+    async def _check_schema(self, conn: AsyncConnection[Any]) -> int:
+        if not self.readonly:
+            return await migrate(conn, self.where)
+        version = await current_version(conn)
+        if version == 0:
+            raise StoreError(f"{self.where} is not a sagac journal (it has no journal tables)")
+        if version > SCHEMA_VERSION:
+            raise too_new(self.where, version)
+        return version
+
+    async def migrate(self) -> tuple[int, int]:
+        """On a connection of its own, whether or not the store was used (read-only: checked,
+        never upgraded)."""
+        import psycopg
+
+        try:
+            conn = await self._connect()
+            try:
+                before = await self._check_schema(conn)
+            finally:
+                await conn.close()
+        except (psycopg.Error, ValueError) as e:
+            raise self._failure(e) from None
+        return before, before if self.readonly else max(before, SCHEMA_VERSION)
+
+    async def _connection(self) -> Any:
+        """A pooled connection's context manager (for the writer)."""
+        return (await self._open()).connection()
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncCursor[Any]]:
         """A cursor inside one transaction (committed when the block ends without error)."""
-        import psycopg
-
         pool = await self._open()
         try:
             async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 yield cur
-        except psycopg.Error as e:
-            raise self._error(e) from None
         except Exception as e:
-            from psycopg_pool import PoolTimeout
-
-            if isinstance(e, PoolTimeout):
-                raise self._error(e) from None
-            raise
+            raise self._failure(e) from None
 
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        async with self._tx() as cur:
-            await cur.execute(sql, args)
-            return await cur.fetchall()
+        """One statement's rows (autocommit: one round trip)."""
+        pool = await self._open()
+        try:
+            async with pool.connection() as conn:
+                cur = await conn.execute(sql, args)
+                rows: list[tuple[Any, ...]] = await cur.fetchall()
+                return rows
+        except Exception as e:
+            raise self._failure(e) from None
 
     async def close(self) -> None:
+        await self._writer.idle()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
 
-    def _lock(self, run_id: str) -> asyncio.Lock:
-        lock = self._locks.get(run_id)
-        if lock is None:
-            lock = self._locks[run_id] = asyncio.Lock()
-        return lock
-
     # -- runs and the journal --------------------------------------------------------------
 
-    async def create_run(self, record: RunRecord) -> None:
+    async def create_run(self, record: RunRecord, definition: Definition | None = None) -> None:
         import psycopg
 
-        now = rfc3339(time.time())
-        record.created_at = record.created_at or now
-        record.updated_at = now
-        if record.file:
-            path = os.path.join(os.getcwd(), record.file)
-            record.file = os.path.realpath(path) if os.path.exists(path) else record.file
+        now = time.time()
+        wake = parse_rfc3339(record.created_at) if record.created_at else now
+        record.created_at = record.created_at or rfc3339(now)
+        record.updated_at = rfc3339(now)
+        record.file = _absolute(record.file)
+        if definition is not None and definition.file:
+            definition = replace(definition, file=_absolute(definition.file))
         try:
             async with self._tx() as cur:
+                if definition is not None:
+                    await cur.execute(insert_definition("%s"), definition_values(definition))
                 await cur.execute(
                     "INSERT INTO runs (run_id, saga, version, definition_hash, file, input,"
-                    " status, created_at, updated_at, meta)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    " status, created_at, updated_at, meta, wake_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (
                         record.run_id,
                         record.saga,
@@ -230,12 +333,21 @@ class PostgresStore(Store):
                         record.created_at,
                         record.updated_at,
                         dumps(record.meta),
+                        wake,
                     ),
                 )
+                if record.status == "queued":
+                    await cur.execute(_NOTIFY)
         except StoreError as e:
             if isinstance(e.__context__, psycopg.errors.UniqueViolation):
                 raise StoreError(f"run {record.run_id!r} already exists") from None
             raise
+
+    async def definition(self, definition_hash: str) -> Definition | None:
+        rows = await self._fetch(
+            f"SELECT {DEFINITION_COLUMNS} FROM definitions WHERE hash = %s", (definition_hash,)
+        )
+        return definition_row(rows[0]) if rows else None
 
     async def _get_run(self, cur: AsyncCursor[Any], run_id: str, lock: bool = False) -> RunRecord:
         sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = %s"
@@ -246,26 +358,25 @@ class PostgresStore(Store):
         return run_record(row)
 
     async def get_run(self, run_id: str) -> RunRecord:
-        async with self._tx() as cur:
-            return await self._get_run(cur, run_id)
+        rows = await self._fetch(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = %s", (run_id,))
+        if not rows:
+            raise RunNotFound(f"no run {run_id!r} in this store")
+        return run_record(rows[0])
 
     async def update_run(
         self, run_id: str, status: str, report: dict[str, Any] | None = None
     ) -> None:
         now = rfc3339(time.time())
         async with self._tx() as cur:
-            if report is None:
-                await cur.execute(
-                    "UPDATE runs SET status = %s, updated_at = %s WHERE run_id = %s",
-                    (status, now, run_id),
-                )
-            else:
-                await cur.execute(
-                    "UPDATE runs SET status = %s, updated_at = %s, report = %s WHERE run_id = %s",
-                    (status, now, dumps(report), run_id),
-                )
+            await cur.execute(
+                "UPDATE runs SET status = %s, updated_at = %s, report = COALESCE(%s, report)"
+                " WHERE run_id = %s",
+                (status, now, None if report is None else dumps(report), run_id),
+            )
             if cur.rowcount == 0:
                 raise RunNotFound(f"no run {run_id!r} in {self.where}")
+            if status == "waiting_approval":
+                await park(cur, run_id)
 
     async def list_runs(
         self, *, saga: str | None = None, status: str | None = None, limit: int = 100
@@ -300,43 +411,37 @@ class PostgresStore(Store):
                 " WHERE run_id = %s AND status = 'pending'",
                 (new_hash, run_id),
             )
-            await _add_audit(cur, rebind_entry(run_id, actor, old, new_hash))
+            await add_audit(cur, rebind_entry(run_id, actor, old, new_hash))
 
     async def append(
         self, run_id: str, events: Sequence[Event], report: dict[str, Any] | None = None
     ) -> None:
-        """One transaction: the events (at the seqs they carry; (run_id, seq) is unique), the
-        approval rows they imply, the run's status and report, and the end of the lease this
-        store holds on the run when this is its final append. Appends of one run through this
-        store are written in call order."""
+        """One commit (shared with other appends queued meanwhile): the events (at the seqs
+        they carry; (run_id, seq) is unique), the approval rows they imply, the run's status,
+        report and wake time, and the end of the lease this store holds on the run when this
+        is its final append. Appends through this store are written in call order."""
+        await self.submit_append(run_id, events, report)
+
+    def submit_append(
+        self, run_id: str, events: Sequence[Event], report: dict[str, Any] | None = None
+    ) -> asyncio.Future[None]:
         if not events:
-            return
-        async with self._lock(run_id):
-            status: str | None = None
-            for e in events:
-                if e["type"] in _FINAL_STATUS:
-                    status = e.get("status")
-                elif e["type"] == "saga_resumed":
-                    status = "running"
-            if report is not None:
-                status = report["status"]
-            release = self._leased.get(run_id) if report is not None else None
-            async with self._tx() as cur:
-                await _append(cur, run_id, events, status, report, release)
-            if release is not None:
-                self._leased.pop(run_id, None)
-                self._ended.add((run_id, release))
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        release = self._leased.pop(run_id, None) if report is not None else None
+        if release is not None:
+            self._ended.add((run_id, release))
+        return self._writer.submit(Append(run_id, events, report, release))
 
     async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
-        async with self._tx() as cur:
-            await cur.execute(
-                "SELECT body FROM events WHERE run_id = %s AND seq > %s ORDER BY seq",
-                (run_id, after_seq),
-            )
-            rows = await cur.fetchall()
-            if not rows:
-                await self._get_run(cur, run_id)  # RunNotFound for an unknown run
-            return [codec.loads(r[0]) for r in rows]
+        rows = await self._fetch(
+            "SELECT body FROM events WHERE run_id = %s AND seq > %s ORDER BY seq",
+            (run_id, after_seq),
+        )
+        if not rows:
+            await self.get_run(run_id)  # RunNotFound for an unknown run
+        return [codec.loads(r[0]) for r in rows]
 
     async def steps(self, run_id: str) -> list[dict[str, Any]]:
         rows = await self._fetch(
@@ -362,6 +467,7 @@ class PostgresStore(Store):
                 (owner, rfc3339(now), expires, run_id),
             )
         self._leased[run_id] = owner
+        self._ended.discard((run_id, owner))
         return expires
 
     async def renew_lease(self, run_id: str, owner: str, ttl: float) -> bool:
@@ -384,6 +490,8 @@ class PostgresStore(Store):
             await cur.execute(
                 "DELETE FROM leases WHERE run_id = %s AND owner = %s", (run_id, owner)
             )
+            if cur.rowcount:
+                await cur.execute(_NOTIFY)
 
     async def get_lease(self, run_id: str) -> tuple[str, float] | None:
         rows = await self._fetch(
@@ -391,6 +499,95 @@ class PostgresStore(Store):
             (run_id, time.time()),
         )
         return (rows[0][0], rows[0][1]) if rows else None
+
+    # -- workers ---------------------------------------------------------------------------
+
+    async def claim_runs(self, owner: str, ttl: float, limit: int) -> list[str]:
+        if limit <= 0:
+            return []
+        async with self._tx() as cur:
+            now = time.time()
+            await cur.execute(_CLAIM, (now, now, limit))
+            picked = [r[0] for r in await cur.fetchall()]
+            if not picked:
+                return []
+            # A lease taken meanwhile by `acquire_lease` (which does not lock the run) wins:
+            # the upsert's WHERE is checked against the lease row as it is now.
+            await cur.execute(
+                "INSERT INTO leases (run_id, owner, acquired_at, expires_at)"
+                " SELECT unnest(%s::text[]), %s, %s, %s"
+                " ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner,"
+                " acquired_at = excluded.acquired_at, expires_at = excluded.expires_at"
+                " WHERE leases.expires_at <= %s RETURNING run_id",
+                (picked, owner, rfc3339(now), now + ttl, now),
+            )
+            taken = {r[0] for r in await cur.fetchall()}
+        claimed = [run_id for run_id in picked if run_id in taken]
+        for run_id in claimed:
+            self._leased[run_id] = owner
+            self._ended.discard((run_id, owner))
+        return claimed
+
+    async def next_wake(self) -> float | None:
+        rows = await self._fetch(next_wake_sql("%s"), (time.time(),))
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        import psycopg
+
+        if (self._listener is None or self._listener.closed) and await self._listen():
+            return True  # a new connection after a lost one: news may have been missed
+        assert self._listener is not None
+        try:
+            woken = False
+            async for _ in self._listener.notifies(timeout=max(timeout, 0), stop_after=1):
+                woken = True
+            return woken
+        except psycopg.Error as e:
+            listener, self._listener = self._listener, None
+            await listener.close()
+            if not unavailable(e):
+                raise self._failure(e) from None
+            return await self._listen()
+
+    async def _listen(self) -> bool:
+        """Open the listening connection; True when it replaces one that was lost."""
+        import psycopg
+
+        try:
+            conn = await self._connect()
+            await conn.execute(f"LISTEN {CHANNEL}")
+        except (psycopg.Error, ValueError) as e:
+            raise self._failure(e) from None
+        self._listener = conn
+        again, self._listened = self._listened, True
+        return again
+
+    async def heartbeat(self, worker: WorkerInfo) -> None:
+        async with self._tx() as cur:
+            await cur.execute(upsert_worker("%s"), worker_values(worker, time.time()))
+
+    async def remove_worker(self, worker_id: str) -> None:
+        async with self._tx() as cur:
+            await cur.execute("DELETE FROM workers WHERE worker_id = %s", (worker_id,))
+
+    async def workers(self, alive_within: float) -> list[WorkerInfo]:
+        now = time.time()
+        async with self._tx() as cur:
+            await cur.execute(
+                f"SELECT {WORKER_COLUMNS} FROM workers WHERE heartbeat_epoch >= %s"
+                " ORDER BY started_at, worker_id",
+                (now - alive_within,),
+            )
+            found = await cur.fetchall()
+            await cur.execute(
+                "SELECT owner, run_id FROM leases WHERE owner = ANY(%s) AND expires_at > %s",
+                ([r[0] for r in found], now),
+            )
+            held: dict[str, list[str]] = {}
+            for owner, run_id in await cur.fetchall():
+                held.setdefault(owner, []).append(run_id)
+        return [worker_row(r, held.get(r[0], ())) for r in found]
 
     # -- cancel requests -------------------------------------------------------------------
 
@@ -404,7 +601,8 @@ class PostgresStore(Store):
                     " cancel_reason = %s WHERE run_id = %s",
                     (rfc3339(time.time()), by, reason, run_id),
                 )
-            await _add_audit(cur, cancel_entry(run_id, by, reason, first))
+                await _wake(cur, run_id)
+            await add_audit(cur, cancel_entry(run_id, by, reason, first))
             return first
 
     async def cancel_request(self, run_id: str) -> dict[str, Any] | None:
@@ -469,13 +667,14 @@ class PostgresStore(Store):
                 "at": rfc3339(time.time()),
             }
             event.update(fields)
-            await _append(cur, run_id, (event,), None, None, None)
-            await _add_audit(cur, with_seq(audit, event["seq"]))
+            await write(cur, Append(run_id, (event,)))
+            await _wake(cur, run_id)
+            await add_audit(cur, with_seq(audit, event["seq"]))
             return event
 
     async def audit(self, entry: AuditEntry) -> None:
         async with self._tx() as cur:
-            await _add_audit(cur, entry)
+            await add_audit(cur, entry)
 
     async def audit_log(self, run_id: str | None = None) -> list[dict[str, Any]]:
         where, args = where_clause("%s", run_id=run_id)
@@ -504,7 +703,7 @@ class PostgresStore(Store):
                 )
                 if cur.rowcount:
                     added.append(user)
-            await _add_audit(cur, group_change("group_add", group, users, added))
+            await add_audit(cur, group_change("group_add", group, users, added))
             return added
 
     async def remove_group_members(self, group: str, users: Sequence[str]) -> list[str]:
@@ -516,7 +715,7 @@ class PostgresStore(Store):
                 )
                 if cur.rowcount:
                     removed.append(user)
-            await _add_audit(cur, group_change("group_remove", group, users, removed))
+            await add_audit(cur, group_change("group_remove", group, users, removed))
             return removed
 
     async def group_members(self, group: str | None = None) -> dict[str, list[str]]:
@@ -544,72 +743,7 @@ async def _check_lease(cur: AsyncCursor[Any], run_id: str, owner: str | None, no
         raise LeaseHeld(run_id, row[0], row[1])
 
 
-async def _append(
-    cur: AsyncCursor[Any],
-    run_id: str,
-    events: Sequence[Event],
-    status: str | None,
-    report: dict[str, Any] | None,
-    release: str | None,
-) -> None:
-    """Write `events` and what they imply (approval rows; the run's status and report; the
-    end of `release`'s lease)."""
-    if status is not None:
-        await cur.execute(
-            "UPDATE runs SET updated_at = %s, status = %s, report = COALESCE(%s, report)"
-            " WHERE run_id = %s",
-            (events[-1]["at"], status, None if report is None else dumps(report), run_id),
-        )
-        exists = cur.rowcount == 1
-    else:
-        await cur.execute("SELECT 1 FROM runs WHERE run_id = %s", (run_id,))
-        exists = await cur.fetchone() is not None
-    if not exists:
-        raise RunNotFound(f"no run {run_id!r} in this store")
-    if release is not None:
-        await cur.execute("DELETE FROM leases WHERE run_id = %s AND owner = %s", (run_id, release))
-    await cur.executemany(
-        "INSERT INTO events (run_id, seq, type, at, step, body) VALUES (%s, %s, %s, %s, %s, %s)",
-        [(run_id, e["seq"], e["type"], e["at"], e.get("step"), dumps(e)) for e in events],
-    )
-    for e in events:
-        if e["type"] == "approval_requested":
-            await _approval_requested(cur, run_id, e)
-        elif e["type"] == "approval_decided":
-            await _approval_decided(cur, run_id, e)
-
-
-async def _approval_requested(cur: AsyncCursor[Any], run_id: str, e: Event) -> None:
-    await cur.execute(
-        "INSERT INTO approvals (run_id, gate, key, message, approvers, context, deadline,"
-        " deadline_epoch, on_timeout, token_sha256, definition_hash, status, requested_at,"
-        " requested_seq) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-        " COALESCE(%s, (SELECT definition_hash FROM runs WHERE run_id = %s), ''),"
-        " 'pending', %s, %s)"
-        " ON CONFLICT (run_id, gate) DO UPDATE SET key = excluded.key,"
-        " message = excluded.message, approvers = excluded.approvers,"
-        " context = excluded.context, deadline = excluded.deadline,"
-        " deadline_epoch = excluded.deadline_epoch, on_timeout = excluded.on_timeout,"
-        " token_sha256 = excluded.token_sha256, definition_hash = excluded.definition_hash,"
-        " status = 'pending', requested_at = excluded.requested_at,"
-        " requested_seq = excluded.requested_seq, decided_by = NULL, decided_at = NULL,"
-        " comment = NULL, value = NULL, decision_code = NULL, n = excluded.n",
-        approval_request_values(run_id, e),
-    )
-
-
-async def _approval_decided(cur: AsyncCursor[Any], run_id: str, e: Event) -> None:
-    await cur.execute(
-        "UPDATE approvals SET status = %s, decided_by = %s, decided_at = %s, comment = %s,"
-        " value = %s, decision_code = %s WHERE run_id = %s AND gate = %s",
-        approval_decision_values(run_id, e),
-    )
-
-
-async def _add_audit(cur: AsyncCursor[Any], entry: AuditEntry) -> None:
-    """Write `entry` (`rows.audit_values`)."""
-    await cur.execute(
-        "INSERT INTO audit (at, run_id, gate, actor, action, outcome, code, message, detail,"
-        " os_user) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        audit_values(entry),
-    )
+async def _wake(cur: AsyncCursor[Any], run_id: str) -> None:
+    """The run is to be moved now (a decision, a cancel request): wake workers."""
+    await cur.execute("UPDATE runs SET wake_at = %s WHERE run_id = %s", (time.time(), run_id))
+    await cur.execute(_NOTIFY)

@@ -122,8 +122,49 @@ _V1 = (
     )""",
 )
 
+# What workers need (`sagac worker`), as SQLite's migration 8 has it: the definitions runs
+# were submitted with, each run's wake time (`runs.wake_at`: its creation until it parks, then
+# the earliest deadline of its pending gates, or now once a cancel was requested; runs already
+# there get the time they would have had), the index claims read in order (`rows.WAKEABLE`),
+# the registry of live workers, and the owner index `workers()` joins leases by. Also each
+# event's run as a foreign key: an append to an unknown run fails in its one INSERT instead
+# of needing a look-up first (NOT VALID: the rows already there are not scanned again).
+_V2 = (
+    """
+    CREATE TABLE definitions (
+        hash TEXT PRIMARY KEY,
+        saga TEXT NOT NULL,
+        source TEXT NOT NULL,
+        file TEXT,
+        created_at TEXT NOT NULL
+    )""",
+    "ALTER TABLE runs ADD COLUMN wake_at DOUBLE PRECISION",
+    "UPDATE runs SET wake_at = EXTRACT(EPOCH FROM created_at::timestamptz)"
+    " WHERE status IN ('queued', 'running', 'interrupted')",
+    "UPDATE runs SET wake_at = CASE WHEN cancel_requested_at IS NOT NULL"
+    " THEN EXTRACT(EPOCH FROM now()) ELSE (SELECT MIN(a.deadline_epoch) FROM approvals a"
+    " WHERE a.run_id = runs.run_id AND a.status = 'pending') END"
+    " WHERE status = 'waiting_approval'",
+    "CREATE INDEX runs_to_claim ON runs (wake_at, created_at, run_id) WHERE wake_at IS NOT NULL"
+    " AND status IN ('queued', 'running', 'interrupted', 'waiting_approval')",  # rows.WAKEABLE
+    "ALTER TABLE events ADD CONSTRAINT events_run FOREIGN KEY (run_id) REFERENCES runs (run_id)"
+    " NOT VALID",
+    """
+    CREATE TABLE workers (
+        worker_id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        concurrency INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL,
+        heartbeat_epoch DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE INDEX leases_by_owner ON leases (owner, expires_at)",
+)
+
 # Each migration: its statements, run in order inside the upgrade's transaction.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from sagac.runtime import codec
 from sagac.runtime.clock import parse_rfc3339, rfc3339
 
-from .base import Approval, AuditEntry, Event, RunRecord, os_user
+from .base import Approval, AuditEntry, Definition, Event, RunRecord, WorkerInfo, os_user
 
 dumps = codec.dumps
 
@@ -147,3 +147,107 @@ def where_clause(placeholder: str, **filters: Any) -> tuple[str, list[Any]]:
         return "", []
     clause = " AND ".join(f"{column} = {placeholder}" for column, _ in given)
     return " WHERE " + clause, [v for _, v in given]
+
+
+# -- what workers need: stored definitions, claims, wake times and the worker registry ------
+
+# The runs `claim_runs` and `next_wake` look at: not finished, and with a wake time (a run parked
+# with no deadline has none: only a person wakes it). The partial index `runs_to_claim` of both
+# SQL stores covers exactly these rows, so this text must stay the index's condition.
+WAKEABLE = (
+    "wake_at IS NOT NULL AND status IN ('queued', 'running', 'interrupted', 'waiting_approval')"
+)
+CLAIM_ORDER = "wake_at, created_at, run_id"
+DEFINITION_COLUMNS = "hash, saga, source, file"
+WORKER_COLUMNS = "worker_id, host, pid, concurrency, started_at, heartbeat_at, state"
+
+
+def insert_definition(p: str) -> str:
+    """The INSERT of a `definitions` row (hash, saga, source, file, created_at): nothing when
+    the hash is there already (a hash names one source)."""
+    return (
+        f"INSERT INTO definitions ({DEFINITION_COLUMNS}, created_at)"
+        f" VALUES ({p}, {p}, {p}, {p}, {p}) ON CONFLICT (hash) DO NOTHING"
+    )
+
+
+def definition_values(d: Definition) -> tuple[Any, ...]:
+    """`insert_definition`'s parameters."""
+    return (d.hash, d.saga, d.source, d.file, rfc3339(time.time()))
+
+
+def definition_row(r: Sequence[Any]) -> Definition:
+    """A `Definition` from a row of `DEFINITION_COLUMNS`."""
+    return Definition(hash=r[0], saga=r[1], source=r[2], file=r[3])
+
+
+def runnable(p: str) -> str:
+    """The condition a `runs` row must meet to be claimed, with two parameters: now, now (see
+    `Store.claim_runs`): `WAKEABLE`, its definition stored, no unexpired lease, and either not
+    parked or parked and its wake time come."""
+    return (
+        f"{WAKEABLE}"
+        " AND EXISTS (SELECT 1 FROM definitions d WHERE d.hash = runs.definition_hash)"
+        " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.run_id = runs.run_id"
+        f" AND l.expires_at > {p})"
+        f" AND (status != 'waiting_approval' OR wake_at <= {p})"
+    )
+
+
+def next_wake_sql(p: str) -> str:
+    """The earliest time after now (one parameter) at which a `WAKEABLE` run with a stored
+    definition becomes runnable: a waiting run at its wake time (or its lease's expiry, when
+    later), any other at its lease's expiry (see `Store.next_wake`)."""
+    wait = "CASE WHEN wake_at > COALESCE(l.expires_at, 0) THEN wake_at ELSE l.expires_at END"
+    return (
+        f"SELECT MIN(t) FROM (SELECT CASE WHEN status = 'waiting_approval' THEN {wait}"
+        " ELSE l.expires_at END AS t"
+        " FROM runs LEFT JOIN leases l ON l.run_id = runs.run_id"
+        f" WHERE {WAKEABLE}"
+        " AND EXISTS (SELECT 1 FROM definitions d WHERE d.hash = runs.definition_hash)"
+        f") AS w WHERE t > {p}"
+    )
+
+
+def park_wake(p: str) -> str:
+    """The UPDATE giving a run that parks (status `waiting_approval`) its wake time, with two
+    parameters: now, run_id. It is the earliest deadline of its pending gates (NULL: none), or
+    now when a cancel was requested (a request that came while it was still running: its
+    driver never saw it, so a worker must)."""
+    return (
+        f"UPDATE runs SET wake_at = CASE WHEN cancel_requested_at IS NOT NULL THEN {p}"
+        " ELSE (SELECT MIN(a.deadline_epoch) FROM approvals a WHERE a.run_id = runs.run_id"
+        f" AND a.status = 'pending') END WHERE run_id = {p}"
+    )
+
+
+def upsert_worker(p: str) -> str:
+    """The INSERT or UPDATE of a worker's row (worker_id, host, pid, concurrency, state, now
+    as RFC 3339 twice, now as epoch seconds), `started_at` kept."""
+    return (
+        "INSERT INTO workers (worker_id, host, pid, concurrency, state, started_at,"
+        f" heartbeat_at, heartbeat_epoch) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+        " ON CONFLICT (worker_id) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
+        " concurrency = excluded.concurrency, state = excluded.state,"
+        " heartbeat_at = excluded.heartbeat_at, heartbeat_epoch = excluded.heartbeat_epoch"
+    )
+
+
+def worker_values(w: WorkerInfo, now: float) -> tuple[Any, ...]:
+    """`upsert_worker`'s parameters."""
+    at = rfc3339(now)
+    return (w.worker_id, w.host, w.pid, w.concurrency, w.state, at, at, now)
+
+
+def worker_row(r: Sequence[Any], held: Sequence[str]) -> WorkerInfo:
+    """A `WorkerInfo` from a row of `WORKER_COLUMNS` and the runs it holds."""
+    return WorkerInfo(
+        worker_id=r[0],
+        host=r[1],
+        pid=r[2],
+        concurrency=r[3],
+        started_at=r[4],
+        heartbeat_at=r[5],
+        state=r[6],
+        held=tuple(sorted(held)),
+    )

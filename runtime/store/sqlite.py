@@ -24,21 +24,24 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sagac.runtime import codec
-from sagac.runtime.clock import rfc3339
+from sagac.runtime.clock import parse_rfc3339, rfc3339
 
 from sagac.errors import DecisionConflict, RunNotFound, StoreError
 
 from .base import (
     Approval,
     AuditEntry,
+    Definition,
     Event,
     RunRecord,
     Store,
+    WorkerInfo,
     cancel_entry,
     group_change,
     os_user,
@@ -48,21 +51,44 @@ from .base import (
 from .migrations import READS_FROM, SCHEMA_VERSION, current_version, migrate
 from .rows import (
     APPROVAL_COLUMNS,
+    CLAIM_ORDER,
+    DEFINITION_COLUMNS,
     RUN_COLUMNS,
+    WORKER_COLUMNS,
     approval_row,
+    definition_row,
+    definition_values,
     dumps,
+    insert_definition,
     loads,
+    next_wake_sql,
+    park_wake,
     run_record,
+    runnable,
+    upsert_worker,
     where_clause,
+    worker_row,
+    worker_values,
 )
 from .sqlite_journal import Prepared, append_external, apply
-from .sqlite_leases import check_lease
+from .sqlite_leases import check_lease, take_lease
 from .sqlite_rows import add_audit, get_approval, get_run_sync, group_members
 from .sqlite_writer import Worker, connect
 
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
+# The runs a claim takes (now, now, limit), read in order along `runs_to_claim` (named: with no
+# statistics the planner would rather read `runs_by_status` and sort every unfinished run).
+CLAIM_SQL = (
+    f"SELECT run_id FROM runs INDEXED BY runs_to_claim WHERE {runnable('?')}"
+    f" ORDER BY {CLAIM_ORDER} LIMIT ?"
+)
+POLL_SECONDS = 0.025  # how often `wait_for_work` looks at the file's commit counter
+
+
+def _data_version(c: sqlite3.Connection) -> int:
+    return int(c.execute("PRAGMA data_version").fetchone()[0])
 
 
 @functools.lru_cache(maxsize=256)
@@ -101,8 +127,16 @@ class SqliteStore(Store):
         self._leased: dict[str, str] = {}  # run id -> owner: the leases this store holds
         self._last_writer: str | None = None  # of appends: for writers without a lease
         self._ended: set[tuple[str, str]] = set()  # (run id, owner): ended by a final append
+        # The schema this store reads: a read-only store reads an older file as it is.
+        self._schema = self.migrated_from if readonly else SCHEMA_VERSION
+        self._data_version: int | None = None  # the file's commit counter, last seen
         self._writer = Worker(self.path, writer=True, readonly=readonly)
         self._reader = Worker(self.path, writer=False, readonly=readonly)
+
+    async def migrate(self) -> tuple[int, int]:
+        """Done when the store was opened (read-only: checked, never upgraded)."""
+        before = self.migrated_from or 0
+        return before, before if self.readonly else max(before, SCHEMA_VERSION)
 
     def _check_schema(self) -> int:
         """A read-only store reads an existing journal as it is (from schema `READS_FROM`
@@ -173,18 +207,22 @@ class SqliteStore(Store):
 
     # -- runs and the journal --------------------------------------------------------------
 
-    async def create_run(self, record: RunRecord) -> None:
-        now = rfc3339(time.time())
-        record.created_at = record.created_at or now
-        record.updated_at = now
+    async def create_run(self, record: RunRecord, definition: Definition | None = None) -> None:
+        now = time.time()
+        wake = parse_rfc3339(record.created_at) if record.created_at else now
+        record.created_at = record.created_at or rfc3339(now)
+        record.updated_at = rfc3339(now)
         if record.file:
             record.file = _absolute(os.getcwd(), record.file)  # resume works from any folder
+        if definition is not None and definition.file:
+            definition = replace(definition, file=_absolute(os.getcwd(), definition.file))
 
         def fn(c: sqlite3.Connection) -> None:
             try:
                 c.execute(
                     "INSERT INTO runs (run_id, saga, version, definition_hash, file, input,"
-                    " status, created_at, updated_at, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " status, created_at, updated_at, meta, wake_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         record.run_id,
                         record.saga,
@@ -196,10 +234,13 @@ class SqliteStore(Store):
                         record.created_at,
                         record.updated_at,
                         dumps(record.meta),
+                        wake,
                     ),
                 )
             except sqlite3.IntegrityError:
                 raise StoreError(f"run {record.run_id!r} already exists") from None
+            if definition is not None:
+                c.execute(insert_definition("?"), definition_values(definition))
 
         await self.write(fn, self._alone(record.run_id))
 
@@ -224,6 +265,8 @@ class SqliteStore(Store):
                 )
             if cur.rowcount == 0:
                 raise RunNotFound(f"no run {run_id!r} in {self.path}")
+            if status == "waiting_approval":
+                c.execute(park_wake("?"), (time.time(), run_id))
 
         await self.write(fn, self._alone(run_id))
 
@@ -270,6 +313,18 @@ class SqliteStore(Store):
             sql = f"SELECT {RUN_COLUMNS} FROM runs{where}"
             sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
             return [run_record(r) for r in c.execute(sql, [*args, limit])]
+
+        return await self.read(fn)
+
+    async def definition(self, definition_hash: str) -> Definition | None:
+        if self._schema < 8:  # a read-only look at a file older than stored definitions
+            return None
+
+        def fn(c: sqlite3.Connection) -> Definition | None:
+            row = c.execute(
+                f"SELECT {DEFINITION_COLUMNS} FROM definitions WHERE hash = ?", (definition_hash,)
+            ).fetchone()
+            return definition_row(row) if row else None
 
         return await self.read(fn)
 
@@ -370,14 +425,7 @@ class SqliteStore(Store):
         def fn(c: sqlite3.Connection) -> float:
             now = time.time()
             check_lease(c, run_id, owner, now)
-            expires = now + ttl
-            c.execute(
-                "INSERT INTO leases (run_id, owner, acquired_at, expires_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner,"
-                " acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
-                (run_id, owner, rfc3339(now), expires),
-            )
-            return expires
+            return take_lease(c, run_id, owner, now, ttl)
 
         # Counted as driven from now on, and never inline: runs started together all ask for
         # their leases before any of them can take itself to be alone.
@@ -431,6 +479,89 @@ class SqliteStore(Store):
 
         return await self.read(fn)
 
+    # workers
+
+    async def claim_runs(self, owner: str, ttl: float, limit: int) -> list[str]:
+        """One write transaction (`BEGIN IMMEDIATE`: other processes' claims wait for it) that
+        picks the runnable runs (`CLAIM_SQL`) and writes their leases."""
+
+        def fn(c: sqlite3.Connection) -> list[str]:
+            now = time.time()
+            ids = [
+                r[0]
+                for r in c.execute(
+                    f"SELECT run_id FROM runs WHERE {runnable('?')} ORDER BY {CLAIM_ORDER} LIMIT ?",
+                    (now, now, limit),
+                )
+            ]
+            for run_id in ids:
+                take_lease(c, run_id, owner, now, ttl)
+            return ids
+
+        if limit <= 0:
+            return []
+        claimed = await self.write(fn)
+        for run_id in claimed:  # driven through this store from now on (see `_alone`)
+            self._leased[run_id] = owner
+            self._ended.discard((run_id, owner))
+        return claimed
+
+    async def next_wake(self) -> float | None:
+        if self._schema < 8:
+            return None
+
+        def fn(c: sqlite3.Connection) -> float | None:
+            row = c.execute(next_wake_sql("?"), (time.time(),)).fetchone()
+            return None if row[0] is None else float(row[0])
+
+        return await self.read(fn)
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Poll the file's `PRAGMA data_version` on the reader's connection every
+        `POLL_SECONDS`: it changes when any other connection commits (another process, or this
+        store's own writer: a spurious wake at worst). The last value seen is kept between
+        calls, so a commit made while nobody waited still wakes the next wait."""
+        deadline = time.monotonic() + timeout
+        if self._data_version is None:
+            self._data_version = await self.read(_data_version)
+        while True:
+            version = await self.read(_data_version)
+            if version != self._data_version:
+                self._data_version = version
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(POLL_SECONDS, left))
+
+    async def heartbeat(self, worker: WorkerInfo) -> None:
+        values = worker_values(worker, time.time())
+        await self.write(lambda c: c.execute(upsert_worker("?"), values))
+
+    async def remove_worker(self, worker_id: str) -> None:
+        sql = "DELETE FROM workers WHERE worker_id = ?"
+        await self.write(lambda c: c.execute(sql, (worker_id,)))
+
+    async def workers(self, alive_within: float) -> list[WorkerInfo]:
+        if self._schema < 8:
+            return []
+
+        def fn(c: sqlite3.Connection) -> list[WorkerInfo]:
+            now = time.time()
+            held: dict[str, list[str]] = {}
+            for owner, run_id in c.execute(
+                "SELECT owner, run_id FROM leases WHERE expires_at > ?", (now,)
+            ):
+                held.setdefault(owner, []).append(run_id)
+            rows = c.execute(
+                f"SELECT {WORKER_COLUMNS} FROM workers WHERE heartbeat_epoch >= ?"
+                " ORDER BY started_at, worker_id",
+                (now - alive_within,),
+            )
+            return [worker_row(r, held.get(r[0], ())) for r in rows]
+
+        return await self.read(fn)
+
     # cancel requests
 
     async def request_cancel(self, run_id: str, by: str, reason: str | None) -> bool:
@@ -442,9 +573,9 @@ class SqliteStore(Store):
             first = not record.meta.get("cancel_requested_at")
             if first:
                 c.execute(
-                    "UPDATE runs SET cancel_requested_at = ?, cancel_by = ?, cancel_reason = ?"
-                    " WHERE run_id = ?",
-                    (now, by, reason, run_id),
+                    "UPDATE runs SET cancel_requested_at = ?, cancel_by = ?, cancel_reason = ?,"
+                    " wake_at = ? WHERE run_id = ?",
+                    (now, by, reason, time.time(), run_id),
                 )
             add_audit(c, cancel_entry(run_id, by, reason, first))
             return first
@@ -535,6 +666,7 @@ class SqliteStore(Store):
             ):
                 raise DecisionConflict(f"gate {gate!r} of run {run_id} changed definition")
             event = append_external(c, run_id, owner, "approval_decided", fields)
+            c.execute("UPDATE runs SET wake_at = ? WHERE run_id = ?", (time.time(), run_id))
             add_audit(c, with_seq(audit, event["seq"]))
             return event
 

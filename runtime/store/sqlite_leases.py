@@ -2,13 +2,15 @@
 
 A run is driven by one process at a time, the holder of its row in `leases`; a journal append
 from outside that process (a decision, a timeout) must not number events while another live
-owner does. This module only reads `leases` inside the caller's transaction: it never takes,
-renews or releases a lease (`SqliteStore` does).
+owner does. This module reads and writes `leases` inside the caller's transaction only (the
+store decides when to take, renew or release a lease); it never begins or commits one.
 """
 
 from __future__ import annotations
 
 import sqlite3
+
+from sagac.runtime.clock import rfc3339
 
 from sagac.errors import LeaseHeld
 
@@ -20,3 +22,15 @@ def check_lease(c: sqlite3.Connection, run_id: str, owner: str | None, now: floa
     row = c.execute("SELECT owner, expires_at FROM leases WHERE run_id = ?", (run_id,)).fetchone()
     if row is not None and row[0] != owner and row[1] > now and owner_alive(row[0]):
         raise LeaseHeld(run_id, row[0], row[1])
+
+
+def take_lease(c: sqlite3.Connection, run_id: str, owner: str, now: float, ttl: float) -> float:
+    """Write `owner`'s lease of `run_id` until `now + ttl` (the caller checked it may); returns
+    the expiry."""
+    c.execute(
+        "INSERT INTO leases (run_id, owner, acquired_at, expires_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner,"
+        " acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
+        (run_id, owner, rfc3339(now), now + ttl),
+    )
+    return now + ttl

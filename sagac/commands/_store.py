@@ -1,4 +1,5 @@
-"""What the durable commands share: the `--store` option and opening an existing journal."""
+"""What the durable commands share: the `--store` option (defaulting to `$SAGAC_STORE`) and
+opening an existing journal."""
 
 from __future__ import annotations
 
@@ -12,16 +13,29 @@ if TYPE_CHECKING:
     from sagac import Store
 
 
-def add_store_option(p: argparse.ArgumentParser) -> None:
+# The environment variable that `--store` defaults to (then DEFAULT_STORE).
+STORE_VARIABLE = "SAGAC_STORE"
+
+
+def default_store() -> str:
+    """The store of a command given no `--store`: `$SAGAC_STORE` when set and not empty,
+    else `DEFAULT_STORE` (sqlite:///.sagac/sagac.db)."""
+    import os
+
     from sagac import DEFAULT_STORE
 
-    p.add_argument(
-        "--store",
-        default=DEFAULT_STORE,
-        metavar="URL",
-        help=f"the journal: sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
-        f" (default {DEFAULT_STORE})",
-    )
+    return os.environ.get(STORE_VARIABLE) or DEFAULT_STORE
+
+
+def store_help(what: str = "the journal: sqlite:///PATH or postgresql://USER@HOST:PORT/DB") -> str:
+    """`--store`'s help: `what`, then where the default comes from."""
+    from sagac import DEFAULT_STORE
+
+    return f"{what} (default: ${STORE_VARIABLE} when set, else {DEFAULT_STORE})"
+
+
+def add_store_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default=default_store(), metavar="URL", help=store_help())
 
 
 def open_existing(url: str, *, readonly: bool = False) -> Store:
@@ -52,12 +66,11 @@ def explain_interruption(error: Any, run_id: str, url: str, started: bool = True
     the journal keeps everything up to the failed write. `started`: whether the run is known
     to be in the journal (else it is looked up). A run held by another process (RUN_BUSY) was
     not interrupted: that error is returned as it is."""
-    from sagac import DEFAULT_STORE
     from sagac.errors import LeaseHeld
 
     if isinstance(error, LeaseHeld):
         return error
-    store = "" if url == DEFAULT_STORE else f" --store {url}"
+    store = "" if url == default_store() else f" --store {url}"
     if started or _recorded(url, run_id):
         error.hint = (
             f"run {run_id} stopped: its journal could not be written. Once it can be (free"

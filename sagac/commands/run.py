@@ -19,6 +19,7 @@ from sagac.errors import ExitCode, InputError, UsageError
 from ._console import Progress, event_sink, print_diagnostics, print_report
 from ._driving import closing, interrupted
 from ._files import EventsFile
+from ._store import store_help
 
 MAX_INPUT_BYTES = 64 * 1024 * 1024  # read at most this (+1 byte) of an input file or stdin
 
@@ -41,8 +42,10 @@ def register(sub: Any) -> None:
         "--store",
         metavar="URL",
         default=None,
-        help="journal store: `memory`, or `sqlite:///PATH` (default: the project's store, "
-        "sqlite:///.sagac/sagac.db, so that the run can be resumed)",
+        help=store_help(
+            "journal store: `memory`, `sqlite:///PATH` or `postgresql://USER@HOST:PORT/DB`;"
+            " a durable one lets the run be resumed"
+        ),
     )
     p.add_argument(
         "--idempotency-key",
@@ -113,17 +116,17 @@ def _input_hint(plan: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from sagac import DEFAULT_STORE, astart, compile_file, new_run_id, open_store, validate_input
+    from sagac import astart, compile_file, new_run_id, open_store, validate_input
     from sagac.errors import StoreError
 
-    from ._store import explain_interruption
+    from ._store import default_store, explain_interruption
 
     # Checking python targets imports them now, as the run would, but before any side effect.
     c = compile_file(args.file, imports=not (args.no_import or args.simulate))
     if c.plan is None or not c.ok():
         print_diagnostics([c], "text")
         return ExitCode.INVALID_DEFINITION
-    url = args.store or DEFAULT_STORE
+    url = args.store or default_store()
     if args.idempotency_key is not None and url == "memory":
         raise UsageError(
             "--idempotency-key needs a durable store: --store memory forgets the key when"

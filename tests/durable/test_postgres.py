@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from sagac.runtime.store.base import Definition, RunRecord
 from sagac.runtime.store.postgres import PostgresStore
 from sagac.runtime.store.postgres_migrations import SCHEMA_VERSION
 from throwaway_pg import PgServer
@@ -18,6 +19,11 @@ from throwaway_pg import PgServer
 from sagac.errors import StoreError
 
 from .durable_support import gated_saga, read_ledger, sagac
+
+
+def ev(run_id: str, seq: int, type_: str, **fields: object) -> dict[str, object]:
+    return {"type": type_, "run_id": run_id, "seq": seq, "at": "2026-01-01T00:00:00Z", **fields}
+
 
 TINY = "saga: tiny\nactions:\n  m: {mock: {result: {ok: true}}}\nsteps:\n  - {id: a, action: m}\n"
 
@@ -85,9 +91,18 @@ def test_a_gate_is_approved_and_the_run_resumed_through_postgres(
 
 def test_a_server_that_is_down_is_one_clear_line_without_the_password() -> None:
     r = sagac("runs", "--store", "postgresql://u:secret@127.0.0.1:1/x")
-    assert r.returncode == 70, r.stderr
+    assert r.returncode == 69, r.stderr
+    assert "error[STORE_UNAVAILABLE]" in r.stderr, r.stderr
     assert "PostgreSQL store postgresql://u:***@127.0.0.1:1/x" in r.stderr, r.stderr
     assert "secret" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_database_that_does_not_exist_is_a_store_error_not_an_outage(
+    pg_server: PgServer,
+) -> None:
+    r = sagac("runs", "--store", f"postgresql://postgres@127.0.0.1:{pg_server.port}/missing")
+    assert r.returncode == 70, r.stderr
+    assert 'database "missing" does not exist' in r.stderr and "Traceback" not in r.stderr
 
 
 def test_inspecting_a_database_without_a_journal_creates_nothing(pg_server: PgServer) -> None:
@@ -138,7 +153,6 @@ def test_the_journal_reads_back_as_sqlite_reads_it_and_a_seq_is_written_once(
     """The same appends give the same `load_events` (key order, text, numbers) in both
     stores; appending an event at a seq the run already has is a StoreError and writes
     nothing of its append."""
-    from sagac.runtime.store.base import RunRecord
     from sagac.runtime.store.sqlite import SqliteStore
 
     journal = [
@@ -167,3 +181,214 @@ def test_the_journal_reads_back_as_sqlite_reads_it_and_a_seq_is_written_once(
     expected = asyncio.run(read(SqliteStore(tmp_path / "j.db")))
     assert got == expected and [list(e) for e in got] == [list(e) for e in expected]
     assert [e["seq"] for e in got] == [1, 2]
+
+
+# -- sagac store migrate and SAGAC_STORE ----------------------------------------------------
+
+
+def test_store_migrate_creates_upgrades_says_current_and_refuses_a_newer_database(
+    pg_server: PgServer,
+) -> None:
+    url = pg_server.database()
+    first = sagac("store", "migrate", "--store", url)
+    assert first.returncode == 0, first.stderr
+    assert f"from schema version 0 to {SCHEMA_VERSION}" in first.stdout, first.stdout
+    again = sagac("store", "migrate", env={"SAGAC_STORE": url})
+    assert again.returncode == 0, again.stderr
+    assert f"already at schema version {SCHEMA_VERSION}" in again.stdout, again.stdout
+
+    older = pg_server.database()  # a database a sagac of schema version 1 wrote a run into
+
+    async def at_version_one() -> None:
+        import psycopg
+        from sagac.runtime.store.postgres_migrations import migrate
+
+        async with await psycopg.AsyncConnection.connect(older, autocommit=True) as c:
+            await migrate(c, older, target=1)
+            await c.execute(
+                "INSERT INTO runs (run_id, saga, version, definition_hash, input, status,"
+                " created_at, updated_at, meta) VALUES ('r', 's', 1, 'h', '{}', 'running',"
+                " '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', '{}')"
+            )
+            await c.execute(
+                "INSERT INTO events VALUES ('r', 1, 'saga_started', 't', NULL, %s)",
+                ('{"type":"saga_started","run_id":"r","seq":1,"at":"t"}',),
+            )
+
+    asyncio.run(at_version_one())
+    upgraded = sagac("store", "migrate", "--store", older)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert f"from schema version 1 to {SCHEMA_VERSION}" in upgraded.stdout, upgraded.stdout
+    events = sagac("events", "r", "--store", older)
+    assert events.returncode == 0 and "saga_started" in events.stdout, events.stderr
+
+    async def claimed_once_its_definition_is_stored() -> list[str]:
+        store = PostgresStore(older)
+        try:
+            await store.create_run(*_queued("h"))  # saves the definition of hash "sha256:h"
+            return await store.claim_runs("w", 60, 10)
+        finally:
+            await store.close()
+
+    # the old run got the wake time it would have had (its creation): oldest first
+    asyncio.run(_rehash(older))
+    assert asyncio.run(claimed_once_its_definition_is_stored()) == ["r", "h"]
+
+    async def newer() -> None:
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as c:
+            await c.execute(
+                "INSERT INTO sagac_schema_version VALUES (%s, 'later')", (SCHEMA_VERSION + 1,)
+            )
+
+    asyncio.run(newer())
+    refused = sagac("store", "migrate", "--store", url)
+    assert refused.returncode == 70, refused.stderr
+    assert "newer than this sagac knows" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_sagac_store_selects_postgres_for_run_and_runs_and_store_beats_it(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    url = pg_server.database()
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    env = {"SAGAC_STORE": url}
+    ran = sagac("run", "tiny.yaml", "--json", env=env, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    run_id = json.loads(ran.stdout)["run_id"]
+    assert not (tmp_path / ".sagac").exists()  # nothing went to the default SQLite file
+    runs = sagac("runs", "--json", env=env, cwd=tmp_path)
+    assert runs.returncode == 0, runs.stderr
+    assert [r["run_id"] for r in json.loads(runs.stdout)] == [run_id]
+    other = sagac("runs", "--store", f"sqlite:///{tmp_path}/none.db", env=env, cwd=tmp_path)
+    assert other.returncode == 64 and "there is no journal at" in other.stderr, other.stderr
+
+
+# -- wake-ups, claims, connection loss ------------------------------------------------------
+
+
+async def _rehash(url: str) -> None:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as c:
+        await c.execute("UPDATE runs SET definition_hash = 'sha256:h' WHERE run_id = 'r'")
+
+
+def _queued(run_id: str) -> tuple[RunRecord, Definition]:
+    definition = Definition(f"sha256:{run_id}", "s", '{"saga": "s"}')
+    return RunRecord(run_id, "s", 1, definition.hash, {}, status="queued"), definition
+
+
+def test_notify_wakes_a_waiting_worker_of_another_store_at_once(pg_server: PgServer) -> None:
+    """Each kind of news (a queued run, a decision, a cancel request, a released lease)
+    wakes `wait_for_work` on another store at once, long before its timeout."""
+    url = pg_server.database()
+
+    async def body() -> None:
+        waiter, writer = PostgresStore(url), PostgresStore(url)
+        try:
+            assert await waiter.wait_for_work(0.2) is False  # listening now; nothing came
+            await writer.create_run(RunRecord("plain", "s", 1, "h", {}))  # not queued
+            assert await waiter.wait_for_work(0.2) is False
+            await writer.append("plain", [ev("plain", 1, "step_started", step="a")])
+            await writer.acquire_lease("plain", "me", 60)
+            news = [
+                lambda: writer.create_run(*_queued("q")),
+                lambda: writer.request_cancel("plain", "bob", None),
+                lambda: writer.release_lease("plain", "me"),
+            ]
+            for make in news:
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                waiting = asyncio.ensure_future(waiter.wait_for_work(10))
+                await asyncio.sleep(0.05)
+                await make()
+                assert await waiting is True
+                assert loop.time() - started < 5  # woken, not timed out
+        finally:
+            await waiter.close()
+            await writer.close()
+
+    asyncio.run(body())
+
+
+def test_concurrent_claims_never_hand_out_a_run_twice(pg_server: PgServer) -> None:
+    url = pg_server.database()
+
+    async def body() -> None:
+        stores = [PostgresStore(url) for _ in range(4)]
+        try:
+            for i in range(40):
+                await stores[0].create_run(*_queued(f"r{i:02}"))
+            await stores[0].create_run(RunRecord("no-def", "s", 1, "sha256:none", {}, "queued"))
+
+            async def drain(store: PostgresStore, n: int) -> list[str]:
+                got: list[str] = []
+                while batch := await store.claim_runs(f"w{n}", 60, 3):
+                    got += batch
+                    await asyncio.sleep(0)
+                return got
+
+            claimed = await asyncio.gather(*(drain(s, n) for n, s in enumerate(stores)))
+            every = [run_id for got in claimed for run_id in got]
+            assert sorted(every) == [f"r{i:02}" for i in range(40)]  # each once, none without
+            leases = [await stores[1].get_lease(r) for r in every]
+            assert all(lease is not None for lease in leases)
+        finally:
+            for store in stores:
+                await store.close()
+
+    asyncio.run(body())
+
+
+def test_a_restarted_server_loses_no_event_doubles_none_and_the_store_goes_on(
+    tmp_path: Path,
+) -> None:
+    """An open store (appending, and waiting for work) while its server restarts: the
+    operation during the outage is StoreUnavailable (exit 69), the same store object works
+    once the server is back, the listener reconnects (and says so: news may have been
+    missed), and the journal has every event once."""
+    from sagac.runtime.api import arun
+
+    from sagac.errors import StoreUnavailable
+
+    server = PgServer()
+    try:
+        url = server.database()
+
+        async def body() -> None:
+            store, waiter = PostgresStore(url), PostgresStore(url)
+            try:
+                await store.create_run(RunRecord("r", "s", 1, "h", {}))
+                await store.append("r", [ev("r", 1, "saga_started"), ev("r", 2, "step_started")])
+                assert await waiter.wait_for_work(0.1) is False
+                server.halt()
+                with pytest.raises(StoreUnavailable) as down:
+                    await store.append("r", [ev("r", 3, "step_completed")])
+                assert down.value.exit_code == 69
+                with pytest.raises(StoreUnavailable):
+                    await store.get_run("r")
+                with pytest.raises(StoreUnavailable):
+                    await waiter.wait_for_work(0.5)
+                server.start()
+                await store.append("r", [ev("r", 3, "step_completed")])
+                await store.append("r", [ev("r", 4, "saga_completed", status="succeeded")])
+                assert [e["seq"] for e in await store.load_events("r")] == [1, 2, 3, 4]
+                assert (await store.get_run("r")).status == "succeeded"
+                assert await waiter.wait_for_work(5) is True  # reconnected
+                assert await waiter.wait_for_work(0.1) is False  # and listening again
+                saga = tmp_path / "tiny.yaml"
+                saga.write_text(TINY)
+                report = await arun(saga, {}, store=store)
+                assert report.status == "succeeded"
+                assert len(await store.load_events(report.run_id)) == len(
+                    {e["seq"] for e in await store.load_events(report.run_id)}
+                )
+            finally:
+                await store.close()
+                await waiter.close()
+
+        asyncio.run(body())
+    finally:
+        server.stop()

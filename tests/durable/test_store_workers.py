@@ -1,0 +1,128 @@
+"""The SQLite store's side of workers beyond the contract (`tests/store/test_claims.py`): the
+migration that adds definitions, wake times and the worker registry to an existing file, and
+the index a claim reads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from sagac.runtime.clock import parse_rfc3339
+from sagac.runtime.store.base import Definition, RunRecord
+from sagac.runtime.store.migrations import SCHEMA_VERSION, migrate
+from sagac.runtime.store.sqlite import CLAIM_SQL, SqliteStore
+from sagac.runtime.store.sqlite_writer import connect
+
+CREATED = "2026-01-01T00:00:00.000Z"
+DEADLINE = 1_800_000_000.0
+
+
+def _v7_file(db: Path) -> None:
+    """A journal as the previous sagac wrote it: a running run, one waiting at a gate with a
+    deadline, one waiting with a cancel requested, a finished one."""
+    c = connect(str(db))
+    try:
+        migrate(c, str(db), target=7)
+        for run_id, status, cancel in [
+            ("running", "running", None),
+            ("gate", "waiting_approval", None),
+            ("cancelled", "waiting_approval", CREATED),
+            ("done", "succeeded", None),
+        ]:
+            c.execute(
+                "INSERT INTO runs (run_id, saga, version, definition_hash, input, status,"
+                " created_at, updated_at, cancel_requested_at) VALUES (?, 's', 1, 'sha256:old',"
+                " '{}', ?, ?, ?, ?)",
+                (run_id, status, CREATED, CREATED, cancel),
+            )
+        for run_id in ("gate", "cancelled"):
+            c.execute(
+                "INSERT INTO approvals (run_id, gate, approvers, deadline_epoch, definition_hash,"
+                " status, requested_at, requested_seq) VALUES (?, 'g', '[]', ?, 'sha256:old',"
+                " 'pending', ?, 1)",
+                (run_id, DEADLINE, CREATED),
+            )
+    finally:
+        c.close()
+
+
+def test_a_file_of_the_previous_schema_migrates_and_keeps_its_runs(db: Path) -> None:
+    _v7_file(db)
+    before = time.time()
+    store = SqliteStore(db)
+    assert (store.migrated_from, SCHEMA_VERSION) == (7, 8)
+
+    async def go() -> None:
+        assert [r.run_id for r in await store.list_runs()] == [
+            "done",
+            "cancelled",
+            "gate",
+            "running",
+        ]
+        wake = dict(
+            await store.read(lambda c: c.execute("SELECT run_id, wake_at FROM runs").fetchall())
+        )
+        assert wake["running"] == parse_rfc3339(CREATED)  # waiting since it was created
+        assert wake["gate"] == DEADLINE
+        assert before - 1 <= wake["cancelled"] <= time.time()  # the cancel: now
+        assert wake["done"] is None
+        # No definition was stored with them: no worker takes them, until one is saved.
+        assert await store.claim_runs("w@h:1/x", 60, 10) == []
+        assert await store.next_wake() is None
+        old = Definition("sha256:old", "s", "{}")
+        await store.create_run(RunRecord("new", "s", 1, "sha256:old", {}, "succeeded"), old)
+        assert await store.next_wake() == DEADLINE  # the others are runnable now
+        assert await store.claim_runs("w@h:1/x", 60, 10) == ["running", "cancelled"]
+        await store.close()
+
+    asyncio.run(go())
+    assert SqliteStore(db).migrated_from == SCHEMA_VERSION  # opening again changes nothing
+
+
+def test_a_read_only_look_at_the_previous_schema_sees_no_workers(db: Path) -> None:
+    _v7_file(db)
+
+    async def go() -> None:
+        store = SqliteStore(db, readonly=True)  # reads it as it is: no upgrade
+        assert store.migrated_from == 7
+        assert await store.workers(60) == []
+        assert await store.definition("sha256:old") is None
+        assert await store.next_wake() is None
+        assert len(await store.list_runs()) == 4
+        await store.close()
+
+    asyncio.run(go())
+
+
+def test_a_claim_reads_the_unfinished_runs_in_order_from_their_index(db: Path) -> None:
+    store = SqliteStore(db)
+
+    async def plan() -> str:
+        rows = await store.read(
+            lambda c: c.execute("EXPLAIN QUERY PLAN " + CLAIM_SQL, (1, 1, 1)).fetchall()
+        )
+        await store.close()
+        return " | ".join(str(r[-1]) for r in rows)
+
+    text = asyncio.run(plan())
+    assert "USING INDEX runs_to_claim" in text, text
+    assert "TEMP B-TREE" not in text, text  # no sort: the index gives the order
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_wait_for_work_sees_another_store_on_the_file_commit(db: Path, readonly: bool) -> None:
+    SqliteStore(db).close_sync()
+
+    async def go() -> None:
+        waiter, writer = SqliteStore(db, readonly=readonly), SqliteStore(db)
+        assert await waiter.wait_for_work(0.1) is False
+        waiting = asyncio.ensure_future(waiter.wait_for_work(30))
+        await asyncio.sleep(0.1)
+        await writer.create_run(RunRecord("q", "s", 1, "sha256:d", {}, "queued"))
+        assert await asyncio.wait_for(waiting, 10) is True
+        for store in (waiter, writer):
+            await store.close()
+
+    asyncio.run(go())
