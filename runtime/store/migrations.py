@@ -314,9 +314,10 @@ def _v8_workers(c: sqlite3.Connection) -> None:
     then the earliest deadline of its pending gates, or NULL; a decision or a cancel request
     makes it now), a partial index in claim order of the runs that are not finished and have a
     wake time (a claim reads only those, and in order: `rows.WAKEABLE`), and the registry of
-    live workers. Runs of older files get the wake time they would have had; they have no
-    stored definition: no worker claims them until one with their hash is saved (`sagac
-    resume` moves them as before)."""
+    live workers. Runs of older files get the wake time they would have had (now for a waiting
+    run with news: a cancel request, or a decision since it parked); they have no stored
+    definition: no worker claims them until one with their hash is saved (`sagac resume`
+    moves them as before)."""
     _script(
         c,
         """
@@ -331,6 +332,9 @@ def _v8_workers(c: sqlite3.Connection) -> None:
         UPDATE runs SET wake_at = (julianday(created_at) - 2440587.5) * 86400.0
             WHERE status IN ('queued', 'running', 'interrupted');
         UPDATE runs SET wake_at = CASE WHEN cancel_requested_at IS NOT NULL
+                OR EXISTS (SELECT 1 FROM events d WHERE d.run_id = runs.run_id
+                    AND d.type = 'approval_decided' AND d.seq > (SELECT MAX(w.seq) FROM events w
+                        WHERE w.run_id = runs.run_id AND w.type = 'saga_waiting'))
             THEN (julianday('now') - 2440587.5) * 86400.0
             ELSE (SELECT MIN(a.deadline_epoch) FROM approvals a
                 WHERE a.run_id = runs.run_id AND a.status = 'pending') END

@@ -21,7 +21,8 @@ DEADLINE = 1_800_000_000.0
 
 def _v7_file(db: Path) -> None:
     """A journal as the previous sagac wrote it: a running run, one waiting at a gate with a
-    deadline, one waiting with a cancel requested, a finished one."""
+    deadline, one waiting with a cancel requested, one decided since it parked (its other
+    gate has the same deadline), a finished one."""
     c = connect(str(db))
     try:
         migrate(c, str(db), target=7)
@@ -29,6 +30,7 @@ def _v7_file(db: Path) -> None:
             ("running", "running", None),
             ("gate", "waiting_approval", None),
             ("cancelled", "waiting_approval", CREATED),
+            ("decided", "waiting_approval", None),
             ("done", "succeeded", None),
         ]:
             c.execute(
@@ -37,13 +39,25 @@ def _v7_file(db: Path) -> None:
                 " '{}', ?, ?, ?, ?)",
                 (run_id, status, CREATED, CREATED, cancel),
             )
-        for run_id in ("gate", "cancelled"):
+        for run_id in ("gate", "cancelled", "decided"):
             c.execute(
                 "INSERT INTO approvals (run_id, gate, approvers, deadline_epoch, definition_hash,"
                 " status, requested_at, requested_seq) VALUES (?, 'g', '[]', ?, 'sha256:old',"
                 " 'pending', ?, 1)",
                 (run_id, DEADLINE, CREATED),
             )
+        for seq, type_ in [(1, "saga_waiting"), (2, "approval_decided"), (3, "saga_resumed")]:
+            c.execute(  # a parked run resumed, parked again, then decided
+                "INSERT INTO events (run_id, seq, type, at, body) VALUES ('decided', ?, ?, ?,"
+                " '{}')",
+                (seq, type_, CREATED),
+            )
+        c.execute(
+            "INSERT INTO events (run_id, seq, type, at, body) VALUES ('decided', 4,"
+            " 'saga_waiting', ?, '{}'), ('decided', 5, 'approval_decided', ?, '{}'),"
+            " ('gate', 1, 'saga_waiting', ?, '{}')",
+            (CREATED, CREATED, CREATED),
+        )
     finally:
         c.close()
 
@@ -57,6 +71,7 @@ def test_a_file_of_the_previous_schema_migrates_and_keeps_its_runs(db: Path) -> 
     async def go() -> None:
         assert [r.run_id for r in await store.list_runs()] == [
             "done",
+            "decided",
             "cancelled",
             "gate",
             "running",
@@ -67,6 +82,7 @@ def test_a_file_of_the_previous_schema_migrates_and_keeps_its_runs(db: Path) -> 
         assert wake["running"] == parse_rfc3339(CREATED)  # waiting since it was created
         assert wake["gate"] == DEADLINE
         assert before - 1 <= wake["cancelled"] <= time.time()  # the cancel: now
+        assert before - 1 <= wake["decided"] <= time.time()  # the decision: now
         assert wake["done"] is None
         # No definition was stored with them: no worker takes them, until one is saved.
         assert await store.claim_runs("w@h:1/x", 60, 10) == []
@@ -74,7 +90,8 @@ def test_a_file_of_the_previous_schema_migrates_and_keeps_its_runs(db: Path) -> 
         old = Definition("sha256:old", "s", "{}")
         await store.create_run(RunRecord("new", "s", 1, "sha256:old", {}, "succeeded"), old)
         assert await store.next_wake() == DEADLINE  # the others are runnable now
-        assert await store.claim_runs("w@h:1/x", 60, 10) == ["running", "cancelled"]
+        claimed = await store.claim_runs("w@h:1/x", 60, 10)
+        assert claimed[0] == "running" and sorted(claimed[1:]) == ["cancelled", "decided"]
         await store.close()
 
     asyncio.run(go())
@@ -90,7 +107,7 @@ def test_a_read_only_look_at_the_previous_schema_sees_no_workers(db: Path) -> No
         assert await store.workers(60) == []
         assert await store.definition("sha256:old") is None
         assert await store.next_wake() is None
-        assert len(await store.list_runs()) == 4
+        assert len(await store.list_runs()) == 5
         await store.close()
 
     asyncio.run(go())
