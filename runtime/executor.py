@@ -38,7 +38,7 @@ from .processes import end_orphans
 from .report import RunReport
 from .restore import restore
 from .scheduler import run_scope
-from .store.base import RunRecord, Store
+from .store.base import Definition, RunRecord, Store
 
 
 class Executor:
@@ -102,15 +102,15 @@ class Executor:
         state = ctx.state
         if state is None or not state.last_seq:  # new, or it crashed before its first commit
             if state is None:
+                plan = ctx.plan
                 await ctx.store.create_run(
                     RunRecord(
-                        ctx.run_id,
-                        ctx.plan.saga,
-                        ctx.plan.version,
-                        ctx.plan.hash,
-                        ctx.input,
-                        file=ctx.plan.file,
-                    )
+                        ctx.run_id, plan.saga, plan.version, plan.hash, ctx.input, file=plan.file
+                    ),
+                    # Kept with the run: a worker or a resume can run it without the file.
+                    Definition(plan.hash, plan.saga, plan.source, plan.file)
+                    if plan.source
+                    else None,
                 )
             # Deferred: it shares the commit of the first event an action waits for.
             started = {

@@ -21,6 +21,7 @@ import contextvars
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["Interrupt", "received", "stop_on_signals"]
 
@@ -56,12 +57,13 @@ def received() -> Interrupt | None:
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[Interrupt]:
-    """Within a running loop's task: SIGINT and SIGTERM cancel this task (each time one
-    comes) and are recorded on the yielded Interrupt. Where the loop cannot take signals
-    (not the main thread, Windows), nothing is installed."""
+def stop_on_signals(task: asyncio.Task[Any] | None = None) -> Iterator[Interrupt]:
+    """Within a running loop's task: SIGINT and SIGTERM cancel this task (or `task`: a worker
+    cancels a watcher of its own and stops gracefully), each time one comes, and are recorded
+    on the yielded Interrupt. Where the loop cannot take signals (not the main thread,
+    Windows), nothing is installed."""
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
+    task = task or asyncio.current_task()
     interrupt = Interrupt()
 
     def on_signal(sig: int) -> None:

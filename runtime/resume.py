@@ -6,6 +6,7 @@ continues a crashed, paused or cancelled run from its journal: completed steps a
 interrupted compensation carries on. Before anything runs it takes the run's lease (exactly one
 of two concurrent resumers proceeds; the other gets RunBusy, exit 75), refuses a changed
 definition unless forced (exit 65), and resolves overdue approval gates by their `on_timeout`.
+A run whose file is gone runs the definition its store kept (`definition_of`, `stored_plan`).
 `resume_all` does that for every unfinished run. The CLI and `sagac.resume/approve/reject` are
 thin layers over this module.
 """
@@ -30,7 +31,7 @@ from .clock import new_run_id
 from .journal import RunState, replay
 from .leases import held
 from .report import CompensationInfo, ErrorInfo, Failure, RunReport
-from .store.base import RunRecord, Store
+from .store.base import Definition, RunRecord, Store
 
 FINAL = frozenset({"succeeded", "compensated", "compensation_failed", "failed"})
 
@@ -114,6 +115,41 @@ def plan_of(record: RunRecord, plan: Plan | str | Path | None = None) -> Plan:
     return as_plan(record.file)
 
 
+async def definition_of(
+    store: Store, record: RunRecord, plan: Plan | str | Path | None = None
+) -> Plan:
+    """`plan_of`, except that a run whose file is gone (or not recorded) runs the definition
+    the store kept with it (`Store.definition`) instead of raising DefinitionUnavailable."""
+    if plan is None and not (record.file and Path(record.file).is_file()):
+        stored = await store.definition(record.definition_hash)
+        if stored is not None:
+            return stored_plan(stored)
+    return plan_of(record, plan)
+
+
+def stored_plan(definition: Definition, sagas: Path | None = None) -> Plan:
+    """The plan of a definition kept in a store: its hash is the stored one. Python actions
+    import from the folder of the file it was compiled from when that folder exists here,
+    else from `sagas` (the folder holding the saga files on this machine)."""
+    from sagac.compiler.pipeline import compile_text
+
+    from sagac.errors import DefinitionError
+
+    file = definition.file
+    if sagas is not None and (file is None or not Path(file).parent.is_dir()):
+        file = str(sagas / (Path(file).name if file else f"{definition.saga}.yaml"))
+    c = compile_text(definition.source, file or f"<{definition.saga}>")
+    if c.plan is None or not c.ok():
+        raise DefinitionError(c.diagnostics)
+    if c.plan.hash != definition.hash:  # the store returned another text than it was given
+        raise DefinitionUnavailable(
+            f"the stored definition {definition.hash} of saga {definition.saga!r} compiles"
+            f" to {c.plan.hash}",
+            hint="the store is damaged: resume the run with its file (--file FILE)",
+        )
+    return c.plan
+
+
 async def resume(
     run_id: str,
     *,
@@ -129,7 +165,7 @@ async def resume(
     record = await store.get_run(run_id)
     if record.status in FINAL and record.report is not None:
         return RunReport.model_validate(record.report)
-    the_plan = plan_of(record, plan)
+    the_plan = await definition_of(store, record, plan)
     changed = the_plan.hash != record.definition_hash
     if changed and not force:
         raise DefinitionChanged(
@@ -147,6 +183,8 @@ async def resume(
             return report
         if changed:
             await store.rebind_definition(run_id, the_plan.hash, lease.owner)
+        if record.status == "queued":  # submitted (`submit`): its first driver starts it
+            await store.update_run(run_id, "running")
         await approvals.expire_overdue(store, run_id, lease.owner)
         return await aresume(
             the_plan,
@@ -191,11 +229,11 @@ def _only(data: Mapping[str, Any], model: Any) -> dict[str, Any]:
 
 
 async def runnable(store: Store) -> list[RunRecord]:
-    """Unfinished runs that a resume would move on: running ones (crashed), interrupted ones
-    (stopped by a signal), and waiting ones with a decision, an overdue gate or a cancel
-    request."""
+    """Unfinished runs that a resume would move on: queued ones (submitted, never started),
+    running ones (crashed), interrupted ones (stopped by a signal), and waiting ones with a
+    decision, an overdue gate or a cancel request."""
     out = []
-    for status in ("running", "interrupted", "waiting_approval"):
+    for status in ("queued", "running", "interrupted", "waiting_approval"):
         for record in await store.list_runs(status=status, limit=1_000_000):
             if status == "waiting_approval" and not await _has_news(store, record):
                 continue
@@ -245,24 +283,24 @@ async def cancel(store: Store, run_id: str, *, by: str, reason: str | None = Non
 
 
 @contextlib.asynccontextmanager
-async def _opened(store: Store | str) -> AsyncIterator[Store]:
+async def opened(store: Store | str) -> AsyncIterator[Store]:
     """`store`, or the store at that URL, opened here and closed afterwards."""
     if not isinstance(store, str):
         yield store
         return
     from .store import open_store
 
-    opened = open_store(store)
+    fresh = open_store(store)
     try:
-        yield opened
+        yield fresh
     finally:
-        await opened.close()
+        await fresh.close()
 
 
 @synchronous
 async def resume_sync(run_id: str, *, store: Store | str, **kwargs: Any) -> RunReport:
     """`resume` for synchronous programs (sagac.resume; runs its own event loop)."""
-    async with _opened(store) as s:
+    async with opened(store) as s:
         return await resume(run_id, store=s, **kwargs)
 
 
@@ -271,7 +309,7 @@ async def cancel_sync(
     run_id: str, *, store: Store | str, by: str, reason: str | None = None
 ) -> bool:
     """Ask a run to stop and compensate (sagac.cancel); see `cancel`."""
-    async with _opened(store) as s:
+    async with opened(store) as s:
         return await cancel(s, run_id, by=by, reason=reason)
 
 
@@ -290,7 +328,7 @@ async def decide_sync(
     **resume_kwargs: Any,
 ) -> RunReport | None:
     """Record a decision (and, with `then_resume`, continue the run): sagac.approve/reject."""
-    async with _opened(store) as s:
+    async with opened(store) as s:
         await approvals.decide(
             s, run_id, gate, approved=approved, by=by, token=token, comment=comment, value=value
         )

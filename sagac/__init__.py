@@ -68,6 +68,13 @@ _EXPORTS = {
     "apending_approvals": "sagac.runtime.approvals:pending",
     "check_group_name": "sagac.runtime.approvals",
     "check_user_names": "sagac.runtime.approvals",
+    # workers
+    "submit": "sagac.runtime.submit:submit_sync",
+    "asubmit": "sagac.runtime.submit:submit",
+    "arun_worker": "sagac.runtime.worker:run_worker",
+    "astuck_runs": "sagac.runtime.stuck:stuck_runs",
+    "WorkerInfo": "sagac.runtime.store.base",
+    "parse_duration": "sagac.compiler.durations",
     # errors (sagac.errors: the whole tree, light to import)
     "ExitCode": _ERRORS,
     "SagacError": _ERRORS,
@@ -113,6 +120,7 @@ __all__ = [
     "StoreUnavailable",
     "TooLarge",
     "UsageError",
+    "WorkerInfo",
     "__version__",
     "acancel",
     "aclose_clients",
@@ -122,7 +130,10 @@ __all__ = [
     "aresume",
     "aresume_all",
     "arun",
+    "arun_worker",
     "astart",
+    "astuck_runs",
+    "asubmit",
     "cancel",
     "check_group_name",
     "check_user_names",
@@ -136,6 +147,7 @@ __all__ = [
     "open_store",
     "overlay_from_events",
     "overlay_with_report",
+    "parse_duration",
     "plan_of",
     "read_limited",
     "read_stream",
@@ -146,6 +158,7 @@ __all__ = [
     "run",
     "saga_schema",
     "stop_on_signals",
+    "submit",
     "validate_input",
 ]
 
@@ -153,6 +166,9 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
     from sagac.compiler.diagnostics import (
         Diagnostic,
         Severity,
+    )
+    from sagac.compiler.durations import (
+        parse_duration,
     )
     from sagac.compiler.formatting import (
         format_json,
@@ -263,6 +279,19 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
     from sagac.runtime.store.base import (
         RUN_STATUSES,
         Store,
+        WorkerInfo,
+    )
+    from sagac.runtime.stuck import (
+        stuck_runs as astuck_runs,
+    )
+    from sagac.runtime.submit import (
+        submit as asubmit,
+    )
+    from sagac.runtime.submit import (
+        submit_sync as submit,
+    )
+    from sagac.runtime.worker import (
+        run_worker as arun_worker,
     )
 
 

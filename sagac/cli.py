@@ -16,7 +16,16 @@ from collections.abc import Sequence
 from sagac.errors import ExitCode, SagacError, UsageError, exit_codes_epilog
 
 # Each module exposes `register(subparsers)`; the sub-parser's `func(args) -> int` runs it.
-COMMAND_MODULES = ("compile", "run", "durable", "groups", "inspect", "diagram", "store")
+COMMAND_MODULES = (
+    "compile",
+    "run",
+    "durable",
+    "workers",
+    "groups",
+    "inspect",
+    "diagram",
+    "store",
+)
 
 
 class _Parser(argparse.ArgumentParser):

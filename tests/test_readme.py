@@ -55,6 +55,10 @@ def test_docs_diagrams_are_generated_from_the_sagas() -> None:
 
 NOT_RUN = {
     # block (its first command, as written) -> why the test does not run it
+    "export SAGAC_STORE=postgresql://": (
+        "needs a PostgreSQL server: tests/workers/test_readme_scale_out.py runs this block"
+        " against the throw-away one"
+    ),
     'python3 -c \'import json; json.dump({"migration_id"': (
         "50,000 users take about 20 s and a SIGKILL of the run itself: run with SAGAC_SOAK=1; "
         "tests/batch/test_crash_resume.py covers the same saga and crash"

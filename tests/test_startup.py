@@ -44,6 +44,9 @@ def heavy(modules: set[str]) -> list[str]:
         ["diagram", "--help"],
         ["resume", "--help"],
         ["store", "migrate", "--help"],
+        ["submit", "--help"],
+        ["worker", "--help"],
+        ["workers", "--help"],
     ],
 )
 def test_help_imports_no_heavy_library(args: list[str], tmp_path: Path) -> None:

@@ -18,8 +18,17 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--status",
         metavar="S",
-        help="only runs with this status: running, waiting_approval, succeeded, compensated,"
-        " compensation_failed or failed",
+        help="only runs with this status: queued, running, interrupted, waiting_approval,"
+        " succeeded, compensated, compensation_failed or failed; or `stuck`: unfinished runs"
+        " not waiting for a person that no lease covers and that have not moved for longer"
+        " than --lease-ttl, each with why",
+    )
+    p.add_argument(
+        "--lease-ttl",
+        type=_duration,
+        default=30.0,
+        metavar="DURATION",
+        help="with --status stuck: the workers' lease TTL (default 30s)",
     )
     p.add_argument("--saga", metavar="NAME", help="only runs of this saga")
     p.add_argument(
@@ -55,6 +64,15 @@ def _positive(text: str) -> int:
     return n
 
 
+def _duration(text: str) -> float:
+    from sagac import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _options(p: argparse.ArgumentParser) -> None:
     add_store_option(p)
     p.add_argument("--json", action="store_true", help="JSON instead of text")
@@ -67,9 +85,12 @@ def _read(args: argparse.Namespace, fn: Any) -> Any:
 def runs(args: argparse.Namespace) -> int:
     from sagac import RUN_STATUSES
 
+    if args.status == "stuck":
+        return _stuck(args)
     if args.status is not None and args.status not in RUN_STATUSES:
         raise UsageError(
-            f"--status {args.status!r} is not a run status: use one of {', '.join(RUN_STATUSES)}"
+            f"--status {args.status!r} is not a run status: use one of"
+            f" {', '.join(RUN_STATUSES)}, or stuck"
         )
     records = _read(
         args, lambda s: s.list_runs(saga=args.saga, status=args.status, limit=args.limit)
@@ -99,6 +120,35 @@ def runs(args: argparse.Namespace) -> int:
     for r in records:
         flag = "  (cancel requested)" if r.meta.get("cancel_requested_at") else ""
         print(f"{r.run_id:<32}  {r.saga:<24}  {r.status:<19}  {r.updated_at}{flag}")
+    return ExitCode.OK
+
+
+def _stuck(args: argparse.Namespace) -> int:
+    from sagac import astuck_runs
+
+    found = _read(args, lambda s: astuck_runs(s, args.lease_ttl, limit=args.limit))
+    if args.saga is not None:
+        found = [(r, why) for r, why in found if r.saga == args.saga]
+    if args.json:
+        rows = [
+            {
+                "run_id": r.run_id,
+                "saga": r.saga,
+                "status": r.status,
+                "created_at": r.created_at,
+                "updated_at": r.updated_at,
+                "why": why,
+            }
+            for r, why in found
+        ]
+        print(json.dumps(rows, indent=2))
+        return ExitCode.OK
+    if not found:
+        print("no stuck runs", file=sys.stderr)
+        return ExitCode.OK
+    print(f"{'RUN':<32}  {'SAGA':<24}  {'STATUS':<19}  WHY")
+    for r, why in found:
+        print(f"{r.run_id:<32}  {r.saga:<24}  {r.status:<19}  {why}")
     return ExitCode.OK
 
 

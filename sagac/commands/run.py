@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 from typing import Any
 
@@ -19,9 +18,8 @@ from sagac.errors import ExitCode, InputError, UsageError
 from ._console import Progress, event_sink, print_diagnostics, print_report
 from ._driving import closing, interrupted
 from ._files import EventsFile
+from ._input import MAX_INPUT_BYTES, read_input
 from ._store import store_help
-
-MAX_INPUT_BYTES = 64 * 1024 * 1024  # read at most this (+1 byte) of an input file or stdin
 
 
 def register(sub: Any) -> None:
@@ -73,33 +71,6 @@ def register(sub: Any) -> None:
         "imported when their step first runs (with --simulate they never are)",
     )
     p.set_defaults(func=run)
-
-
-def read_input(text: str) -> Any:
-    """The run's input from `--input`: JSON text, `@path` (a file) or `-` (stdin), each read
-    with a limit so that /dev/zero or an endless pipe ends in a message, not a MemoryError."""
-    from sagac import TooLarge, read_limited, read_stream
-
-    if text == "-" or text.startswith("@"):
-        where = "stdin" if text in ("-", "@-") else f"the input file {text[1:]}"
-        try:
-            if text in ("-", "@-"):
-                raw = read_stream(sys.stdin.buffer, MAX_INPUT_BYTES)
-            else:
-                raw = read_limited(text[1:], MAX_INPUT_BYTES)
-        except TooLarge:
-            limit = MAX_INPUT_BYTES // (1024 * 1024)
-            raise InputError(f"{where} holds more than {limit} MiB of input") from None
-        except OSError as e:
-            raise UsageError(f"cannot read {where}: {e.strerror or e}") from None
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            raise InputError(f"{where} is not UTF-8 ({e.reason} at byte {e.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"the input is not JSON: {e}", problems=[str(e)]) from None
 
 
 def _input_hint(plan: Any) -> str:

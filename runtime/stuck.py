@@ -1,0 +1,60 @@
+"""Stuck runs: unfinished runs that nothing moves, and why (`sagac runs --status stuck`).
+
+A run is stuck when it is not waiting for a person (`queued`, `running` or `interrupted`), no
+unexpired lease covers it, and it has not moved (no event; for a queued run, since it was
+submitted) for longer than a lease's time to live: its worker died and no live worker took it
+over, or no worker runs at all. This module only reads the store.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .clock import parse_rfc3339
+from .leases import LEASE_TTL
+from .store.base import RunRecord, Store
+
+UNFINISHED = ("queued", "running", "interrupted")
+
+
+def _ago(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h"
+
+
+async def stuck_runs(
+    store: Store, lease_ttl: float = LEASE_TTL, *, limit: int = 1000
+) -> list[tuple[RunRecord, str]]:
+    """(run, why) of each stuck run, newest first; only runs without a lease are read beyond
+    their row (their last event)."""
+    now = time.time()
+    alive = len(await store.workers(lease_ttl))
+    workers = f"{alive} worker{'s' if alive != 1 else ''} alive"
+    out: list[tuple[RunRecord, str]] = []
+    for status in UNFINISHED:
+        for record in await store.list_runs(status=status, limit=limit):
+            if await store.get_lease(record.run_id) is not None:
+                continue
+            last = await _last_event(store, record)
+            if last is None:
+                since, what = parse_rfc3339(record.created_at), status
+            else:
+                since, what = parse_rfc3339(last["at"]), f"{status}, last event {last['type']}"
+            if now - since <= lease_ttl:
+                continue
+            why = f"{what} {_ago(now - since)} ago; no live lease; {workers}"
+            out.append((record, why))
+    out.sort(key=lambda pair: pair[0].created_at, reverse=True)
+    return out[:limit]
+
+
+async def _last_event(store: Store, record: RunRecord) -> dict[str, Any] | None:
+    if record.status == "queued":
+        return None
+    events = await store.load_events(record.run_id)
+    return events[-1] if events else None

@@ -1,0 +1,79 @@
+"""Submit: record a run for a worker (`runtime/worker.py`) to start, without running it.
+
+`submit` validates the input, then stores the definition and a `queued` run in one write
+(`Store.create_run`, which wakes waiting workers), and returns the run's id. With a run-level
+idempotency key the key is claimed first, then the run created: a submitter that died between
+the two left a claimed key without a run, and the next submit with that key creates it. This
+module never runs a step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sagac.compiler.plan import Plan
+
+from sagac.errors import IdempotencyConflict, RunNotFound, StoreError
+
+from .api import as_plan, synchronous, validate_input
+from .clock import new_run_id
+from .resume import input_hash, opened
+from .store.base import Definition, RunRecord, Store
+
+
+async def submit(
+    plan_or_path: Plan | str | Path,
+    input: Any,
+    *,
+    store: Store | str,
+    idempotency_key: str | None = None,
+    run_id: str | None = None,
+) -> str:
+    """Record a `queued` run of the saga with `input` (validated first: an invalid input
+    records nothing) and its definition, for a worker to run; returns the run's id. With
+    `idempotency_key`, at most one run of this saga per key: the same key and input again
+    return the first run's id; another input raises IdempotencyConflict. `store` is a Store
+    or a URL. `run_id` chooses the new run's id (an existing key's run keeps its own)."""
+    plan = as_plan(plan_or_path)
+    validate_input(plan, input)
+    run_id = run_id or new_run_id()
+    async with opened(store) as s:
+        if idempotency_key is not None:
+            digest = input_hash(input)
+            owner_run, owner_digest = await s.claim_key(plan.saga, idempotency_key, run_id, digest)
+            if owner_digest != digest:
+                raise IdempotencyConflict(
+                    f"idempotency key {idempotency_key!r} of saga {plan.saga!r} was first used"
+                    f" by run {owner_run} with a different input",
+                    hint="use a new key for a different request, or repeat the original input",
+                )
+            if owner_run != run_id:
+                if await _exists(s, owner_run):
+                    return owner_run
+                run_id = owner_run  # its submitter died after claiming the key: create it
+        # Absolute, so that a worker started in another folder finds the saga's actions.
+        file = plan.file
+        if file is not None and Path(file).is_file():
+            file = str(Path(file).resolve())
+        record = RunRecord(
+            run_id, plan.saga, plan.version, plan.hash, input, status="queued", file=file
+        )
+        try:
+            await s.create_run(record, Definition(plan.hash, plan.saga, plan.source, file))
+        except StoreError:
+            # Two repeats of a dead submitter's key both created its run: one write won.
+            if idempotency_key is None or not await _exists(s, run_id):
+                raise
+    return run_id
+
+
+async def _exists(store: Store, run_id: str) -> bool:
+    try:
+        await store.get_run(run_id)
+    except RunNotFound:
+        return False
+    return True
+
+
+submit_sync = synchronous(submit, "submit", "`asubmit` for synchronous programs.")
