@@ -188,7 +188,7 @@ def journal(server: PgServer, folder: Path, rounds: int, seconds: float) -> None
             await arun(plan, {}, store=MemoryStore())  # the executor's first run, apart
             firsts = {}
             for k, raw in (("pg", pg_raw), ("sq", sq_raw)):
-                firsts[k] = (raw.rate(seconds / 4), *await first_saga(stores[k], plan))
+                firsts[k] = (raw.rate(seconds / 2), *await first_saga(stores[k], plan))
             for s in stores.values():
                 await saga_rate(s, plan, seconds / 4)  # warm up
             for i in range(rounds):
