@@ -19,6 +19,9 @@ the same run, its target, and the peak RSS of the processes that matter.
    at a time per worker, so that N workers can at best be N times one and the ratio measures
    how well the workers share the queue (claims, wake-ups, leases), not asyncio concurrency
    within a process nor this machine's 2 cores (4 runs in flight are 200 steps/s, I/O-bound).
+   Without `--quick`, one worker is measured again at the end and the two averaged (the shared
+   disk drifts over minutes). The ratio is shown from the workers' start (their start-up
+   counted) and from the first claim on.
 3. latency: an idle worker, then a few hundred submits one at a time (`sagac.asubmit` in this
    process, the previous run finished and a random 20 - 80 ms pause before each): the time
    from the submit call to the moment the first step's action runs (a timestamp the action
@@ -336,16 +339,20 @@ async def drain_once(url: str, plan: Plan, runs: int, count: int, folder: Path) 
         await store.close()
 
 
-def drain(server: PgServer, folder: Path, runs: int, counts: list[int]) -> None:
+def drain(server: PgServer, folder: Path, runs: int, counts: list[int], again: bool) -> None:
     print(
-        f"2. drain: {runs} submitted runs of 10 python steps that each sleep 20 ms, by 1, 2 and 4"
-        " `sagac worker --concurrency 1` processes\n   (one run at a time per worker: N workers"
-        " can at best be N times one, so the ratio measures how well they share the queue)"
+        f"2. drain: {runs} submitted runs of 10 python steps that each sleep 20 ms, by"
+        f" {', '.join(map(str, counts))} `sagac worker --concurrency 1` processes\n   (one run at a"
+        " time per worker: N workers can at best be N times one, so the ratio measures how well"
+        " they share the queue)"
     )
     plan = load(folder / "nap.yaml")
-    results: dict[int, dict[str, Any]] = {}
-    for count in counts:
-        r = results[count] = asyncio.run(drain_once(server.database(), plan, runs, count, folder))
+    results: dict[int, list[dict[str, Any]]] = {}
+    # The shared disk drifts over minutes: with `again`, one worker is measured last as well
+    # and its two runs averaged.
+    for count in [*counts, 1] if again and 1 in counts and len(counts) > 1 else counts:
+        r = asyncio.run(drain_once(server.database(), plan, runs, count, folder))
+        results.setdefault(count, []).append(r)
         ideal = runs * 10 * 0.02 / count
         start = f", first claim {r['startup']:.2f} s after the start" if r["startup"] else ""
         print(
@@ -354,22 +361,30 @@ def drain(server: PgServer, folder: Path, runs: int, counts: list[int]) -> None:
             f" {', '.join(mib(p) for p in r['peaks'])}",
             flush=True,
         )
-    if 1 in results:
-        base = results[1]
-        for count, r in results.items():
-            if count == 1:
-                continue
-            ratio = base["seconds"] / r["seconds"]
-            line = f"   {count} workers / 1 worker: {ratio:.2f} x runs/s"
-            steady = None
-            if base["from_claim"] and r["from_claim"]:
-                steady = base["from_claim"] / r["from_claim"]
-                line += f"; from the first claim on: {steady:.2f} x"
-            if count == 4:
-                line += f"; target >= {TARGET_SCALE}: {met(ratio >= TARGET_SCALE)}"
-                if steady is not None:
-                    line += f", from the first claim on {met(steady >= TARGET_SCALE)}"
-            print(line)
+    if 1 not in results:
+        return
+
+    def mean(count: int, key: str) -> float | None:
+        values = [r[key] for r in results[count]]
+        return None if None in values else statistics.mean(values)
+
+    base, base_steady = mean(1, "seconds"), mean(1, "from_claim")
+    assert base is not None
+    for count in results:
+        if count == 1:
+            continue
+        seconds, steady = mean(count, "seconds"), mean(count, "from_claim")
+        assert seconds is not None
+        ratio = base / seconds
+        line = f"   {count} workers / 1 worker: {ratio:.2f} x runs/s"
+        steady_ratio = base_steady / steady if base_steady and steady else None
+        if steady_ratio is not None:
+            line += f"; from the first claim on: {steady_ratio:.2f} x"
+        if count == 4:
+            line += f"; target >= {TARGET_SCALE}: {met(ratio >= TARGET_SCALE)}"
+            if steady_ratio is not None:
+                line += f", from the first claim on {met(steady_ratio >= TARGET_SCALE)}"
+        print(line)
 
 
 async def latency_once(url: str, plan: Plan, submits: int, folder: Path) -> dict[str, Any]:
@@ -478,7 +493,7 @@ def main() -> None:
     print(f"PostgreSQL {server.admin} (fsync on), started in {time.perf_counter() - t0:.1f} s")
     steps: dict[str, Callable[[], None]] = {
         "journal": lambda: journal(server, folder, args.rounds, args.seconds),
-        "drain": lambda: drain(server, folder, args.runs, args.workers),
+        "drain": lambda: drain(server, folder, args.runs, args.workers, not args.quick),
         "latency": lambda: latency(server, folder, args.submits),
     }
     try:
