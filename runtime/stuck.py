@@ -1,7 +1,8 @@
 """Stuck runs: unfinished runs that nothing moves, and why (`sagac runs --status stuck`).
 
 A run is stuck when it is not waiting for a person (`queued`, `running` or `interrupted`), no
-unexpired lease covers it, and it has not moved (no event; for a queued run, since it was
+unexpired lease covers it (an expired one names the worker that died holding it), and it has
+not moved (no event; for a queued run, since it was
 submitted) for longer than a lease's time to live: its worker died and no live worker took it
 over, or no worker runs at all. This module only reads the store.
 """
@@ -33,12 +34,13 @@ async def stuck_runs(
     """(run, why) of each stuck run, newest first; only runs without a lease are read beyond
     their row (their last event)."""
     now = time.time()
-    alive = len(await store.workers(lease_ttl))
-    workers = f"{alive} worker{'s' if alive != 1 else ''} alive"
+    alive = {w.worker_id for w in await store.workers(lease_ttl)}
+    workers = f"{len(alive)} worker{'s' if len(alive) != 1 else ''} alive"
     out: list[tuple[RunRecord, str]] = []
     for status in UNFINISHED:
         for record in await store.list_runs(status=status, limit=limit):
-            if await store.get_lease(record.run_id) is not None:
+            lease = await store.get_lease(record.run_id, expired=True)
+            if lease is not None and lease[1] > now:
                 continue
             last = await _last_event(store, record)
             if last is None:
@@ -47,7 +49,12 @@ async def stuck_runs(
                 since, what = parse_rfc3339(last["at"]), f"{status}, last event {last['type']}"
             if now - since <= lease_ttl:
                 continue
-            why = f"{what} {_ago(now - since)} ago; no live lease; {workers}"
+            why = f"{what} {_ago(now - since)} ago; "
+            if lease is None:
+                why += f"no lease; {workers}"
+            else:
+                owner = lease[0] + ("" if lease[0] in alive else " (no longer alive)")
+                why += f"lease of {owner} expired {_ago(now - lease[1])} ago; {workers}"
             out.append((record, why))
     out.sort(key=lambda pair: pair[0].created_at, reverse=True)
     return out[:limit]

@@ -167,7 +167,13 @@ class Worker:
                 except StoreError as e:
                     failures += 1
                     delay = backoff(failures)
-                    self.log("error", where="claim", code=e.code, message=str(e), retry_in=delay)
+                    self.log(
+                        "error",
+                        where="claim",
+                        code=e.code,
+                        message=str(e),
+                        retry_in=round(delay, 3),
+                    )
                     await self._pause(delay)
                     continue
                 failures = 0
@@ -219,18 +225,24 @@ class Worker:
 
     def _start(self, run_id: str) -> None:
         self.log("claimed", run_id)
-        task = asyncio.get_running_loop().create_task(self._own(run_id))
+        # Claimed again while a task of ours that lost the run's lease is still ending (a
+        # long store outage): the new one starts once the old one is gone.
+        previous = self._tasks.get(run_id)
+        task = asyncio.get_running_loop().create_task(self._own(run_id, previous))
         self._tasks[run_id] = task
 
         def done(_: asyncio.Task[None]) -> None:
-            self._tasks.pop(run_id, None)
+            if self._tasks.get(run_id) is task:
+                del self._tasks[run_id]
             self._slot_freed.set()
 
         task.add_done_callback(done)
 
-    async def _own(self, run_id: str) -> None:
+    async def _own(self, run_id: str, previous: asyncio.Task[None] | None = None) -> None:
         """Drive `run_id` under this worker's lease until it finishes or parks, retrying
         after a failure (the lease renewed meanwhile) unless the worker is stopping."""
+        if previous is not None:
+            await asyncio.wait([previous])
         began = time.monotonic()
         saga: str | None = None
         failures = 0

@@ -43,10 +43,10 @@ def heavy(modules: set[str]) -> list[str]:
         ["validate", "--help"],
         ["diagram", "--help"],
         ["resume", "--help"],
-        ["store", "migrate", "--help"],
         ["submit", "--help"],
         ["worker", "--help"],
         ["workers", "--help"],
+        ["store", "migrate", "--help"],
     ],
 )
 def test_help_imports_no_heavy_library(args: list[str], tmp_path: Path) -> None:

@@ -211,8 +211,10 @@ class Store(ABC):
         """End `owner`'s lease (nothing when another owner holds it now)."""
 
     @abstractmethod
-    async def get_lease(self, run_id: str) -> tuple[str, float] | None:
-        """(owner, expires_at) of an unexpired lease, else None."""
+    async def get_lease(self, run_id: str, *, expired: bool = False) -> tuple[str, float] | None:
+        """(owner, expires_at) of an unexpired lease, else None. With `expired`, also of a
+        lease that ran out and is still recorded (its holder died: `runs --status stuck`
+        names it); a released lease is gone either way."""
 
     # -- workers: who moves runs by themselves -------------------------------------------
 

@@ -64,6 +64,7 @@ class MemoryStore(Store):
         self._wake: dict[str, float | None] = {}  # run id -> its wake time (`next_wake`)
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}  # id -> (row, last beat)
         self._work = asyncio.Event()  # set by whatever makes work (`wait_for_work`)
+        self._work_loop: asyncio.AbstractEventLoop | None = None
 
     # -- runs and the journal --------------------------------------------------------------
 
@@ -199,9 +200,9 @@ class MemoryStore(Store):
             del self._leases[run_id]
             self._work.set()
 
-    async def get_lease(self, run_id: str) -> tuple[str, float] | None:
+    async def get_lease(self, run_id: str, *, expired: bool = False) -> tuple[str, float] | None:
         held = self._leases.get(run_id)
-        return held if held is not None and held[1] > time.time() else None
+        return held if held is not None and (expired or held[1] > time.time()) else None
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -238,6 +239,11 @@ class MemoryStore(Store):
         return min((t for t in times if t is not None and t > now), default=None)
 
     async def wait_for_work(self, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        if self._work_loop is not loop:  # an Event waits in the loop of its first wait only
+            work, self._work, self._work_loop = self._work, asyncio.Event(), loop
+            if work.is_set():
+                self._work.set()
         if not self._work.is_set():  # else: work was made since the last wait
             try:
                 async with asyncio.timeout(timeout):

@@ -24,6 +24,7 @@ it is given has been redacted by the executor.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import time
@@ -106,6 +107,11 @@ _NOT_READY = ("the database system is", "too many clients", "remaining connectio
 _LOST_STATES = ("57P01", "57P02", "57P03", "53300")
 
 
+# The pool logs every failed reconnection at WARNING: with no logging configured, Python would
+# print each to stderr. An outage is told once, as StoreUnavailable, by whoever met it.
+logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
+
+
 def redact_url(url: str) -> str:
     """`url` without its password (for messages)."""
     return re.sub(r"^(\w+://[^:/@]*):[^@/]*@", r"\1:***@", url)
@@ -132,6 +138,29 @@ def _absolute(file: str | None) -> str | None:
         return file
     path = os.path.join(os.getcwd(), file)
     return os.path.realpath(path) if os.path.exists(path) else file
+
+
+async def _alive(conn: AsyncConnection[Any]) -> bool:
+    """Whether an idle connection is still open. The server sends an idle connection nothing
+    unless it ends it (a restart, `pg_terminate_backend`), so one with nothing to read is
+    taken as open (no round trip); one with something to read is asked (an empty query)."""
+    import select
+
+    import psycopg
+    from psycopg.pq import ConnStatus
+
+    pgconn = conn.pgconn
+    if pgconn.status != ConnStatus.OK:
+        return False
+    try:
+        poll = select.poll()
+        poll.register(pgconn.socket, select.POLLIN)
+        if not poll.poll(0):
+            return True
+        await conn.execute("")
+    except (OSError, psycopg.Error):
+        return False
+    return True
 
 
 def unavailable(e: BaseException) -> bool:
@@ -167,6 +196,7 @@ class PostgresStore(Store):
         self._writer = Writer(self._connection, self._failure)
         self._listener: AsyncConnection[Any] | None = None
         self._listened = False  # a listener connected once: a new one may have missed news
+        self._dropped: set[asyncio.Task[None]] = set()  # pools being closed after a loss
         self._leased: dict[str, str] = {}  # run id -> owner: the leases this store holds
         self._ended: set[tuple[str, str]] = set()  # (run id, owner): ended by a final append
 
@@ -180,7 +210,7 @@ class PostgresStore(Store):
             return e
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if unavailable(e):
-            self._drop_pool()
+            self._drop_pool(self._pool)
             return StoreUnavailable(
                 f"PostgreSQL store {self.where} is unavailable: {text}",
                 hint="check that the server is up; trying again is safe once it is",
@@ -190,11 +220,14 @@ class PostgresStore(Store):
             hint = "check the URL (postgresql://USER@HOST:PORT/DB) and that the database exists"
         return StoreError(f"PostgreSQL store {self.where}: {text}", hint=hint)
 
-    def _drop_pool(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
+    def _drop_pool(self, pool: AsyncConnectionPool[Any] | None) -> None:
+        """Forget `pool` (its connections are dead), closing it in the background; the next
+        operation opens a new one."""
+        if pool is not None and pool is self._pool:
+            self._pool = None
             task = asyncio.get_running_loop().create_task(pool.close(timeout=1))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._dropped.add(task)
+            task.add_done_callback(self._dropped.discard)
 
     async def _open(self) -> AsyncConnectionPool[Any]:
         """The pool, opened on first use (and again after a lost connection dropped it) once
@@ -268,25 +301,34 @@ class PostgresStore(Store):
             raise self._failure(e) from None
         return before, before if self.readonly else max(before, SCHEMA_VERSION)
 
-    async def _connection(self) -> Any:
-        """A pooled connection's context manager (for the writer)."""
-        return (await self._open()).connection()
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """A pooled (autocommit) connection the server has not closed. One it closed while it
+        sat in the pool means the server restarted (or is down): the pool is dropped and a
+        new one opened, so that no operation is handed a dead connection, and one during an
+        outage fails at once (StoreUnavailable) instead of waiting for the pool."""
+        pool = await self._open()
+        async with pool.connection() as conn:
+            if await _alive(conn):
+                yield conn
+                return
+        self._drop_pool(pool)
+        async with (await self._open()).connection() as conn:
+            yield conn
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncCursor[Any]]:
         """A cursor inside one transaction (committed when the block ends without error)."""
-        pool = await self._open()
         try:
-            async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            async with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
                 yield cur
         except Exception as e:
             raise self._failure(e) from None
 
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """One statement's rows (autocommit: one round trip)."""
-        pool = await self._open()
         try:
-            async with pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(sql, args)
                 rows: list[tuple[Any, ...]] = await cur.fetchall()
                 return rows
@@ -295,6 +337,7 @@ class PostgresStore(Store):
 
     async def close(self) -> None:
         await self._writer.idle()
+        await asyncio.gather(*self._dropped, return_exceptions=True)
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
@@ -493,10 +536,10 @@ class PostgresStore(Store):
             if cur.rowcount:
                 await cur.execute(_NOTIFY)
 
-    async def get_lease(self, run_id: str) -> tuple[str, float] | None:
+    async def get_lease(self, run_id: str, *, expired: bool = False) -> tuple[str, float] | None:
         rows = await self._fetch(
             "SELECT owner, expires_at FROM leases WHERE run_id = %s AND expires_at > %s",
-            (run_id, time.time()),
+            (run_id, float("-inf") if expired else time.time()),
         )
         return (rows[0][0], rows[0][1]) if rows else None
 

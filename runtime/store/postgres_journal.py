@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -184,7 +185,7 @@ class Writer:
 
     def __init__(
         self,
-        connection: Callable[[], Awaitable[Any]],
+        connection: Callable[[], AbstractAsyncContextManager[AsyncConnection[Any]]],
         failure: Callable[[BaseException], BaseException],
     ) -> None:
         self._connection = connection
@@ -227,8 +228,7 @@ class Writer:
     async def _write(self, batch: list[_Queued]) -> None:
         import psycopg
 
-        cm = await self._connection()
-        async with cm as conn:
+        async with self._connection() as conn:
             appends = [q.append for q in batch]
             try:
                 inserts = event_inserts(appends) if all(a.plain for a in appends) else []

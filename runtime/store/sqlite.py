@@ -467,13 +467,13 @@ class SqliteStore(Store):
             self._alone(run_id),
         )
 
-    async def get_lease(self, run_id: str) -> tuple[str, float] | None:
-        """(owner, expires_at) of an unexpired lease, else None."""
+    async def get_lease(self, run_id: str, *, expired: bool = False) -> tuple[str, float] | None:
+        """(owner, expires_at) of an unexpired lease (or, with `expired`, any), else None."""
 
         def fn(c: sqlite3.Connection) -> tuple[str, float] | None:
             row = c.execute(
                 "SELECT owner, expires_at FROM leases WHERE run_id = ? AND expires_at > ?",
-                (run_id, time.time()),
+                (run_id, float("-inf") if expired else time.time()),
             ).fetchone()
             return (row[0], row[1]) if row else None
 

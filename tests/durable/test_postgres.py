@@ -347,8 +347,9 @@ def test_a_restarted_server_loses_no_event_doubles_none_and_the_store_goes_on(
 ) -> None:
     """An open store (appending, and waiting for work) while its server restarts: the
     operation during the outage is StoreUnavailable (exit 69), the same store object works
-    once the server is back, the listener reconnects (and says so: news may have been
-    missed), and the journal has every event once."""
+    once the server is back (the first operation too, when the restart happened while it was
+    idle), the listener reconnects (and says so: news may have been missed), and the journal
+    has every event once."""
     from sagac.runtime.api import arun
 
     from sagac.errors import StoreUnavailable
@@ -378,6 +379,10 @@ def test_a_restarted_server_loses_no_event_doubles_none_and_the_store_goes_on(
                 assert (await store.get_run("r")).status == "succeeded"
                 assert await waiter.wait_for_work(5) is True  # reconnected
                 assert await waiter.wait_for_work(0.1) is False  # and listening again
+                server.halt()  # a restart while nobody uses the store: its pooled
+                server.start()  # connections are dead, and none is handed out
+                assert (await store.get_run("r")).status == "succeeded"
+                assert await waiter.wait_for_work(5) is True
                 saga = tmp_path / "tiny.yaml"
                 saga.write_text(TINY)
                 report = await arun(saga, {}, store=store)

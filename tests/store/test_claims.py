@@ -240,3 +240,26 @@ def test_wait_for_work_wakes_on_work_made_by_another_handle(stores: Stores) -> N
         assert await waiter.wait_for_work(0.2) is False
 
     stores.run(body)
+
+
+def test_wait_for_work_in_a_later_event_loop(stores: Stores) -> None:
+    """A store may outlive an event loop (a script's `asyncio.run` after another): waiting
+    for work in the next loop works too."""
+
+    async def first(s: Stores) -> None:
+        store = s.open()
+        assert await store.wait_for_work(0.05) is False
+        await queued(store, "q1")
+
+    stores.run(first)
+
+    async def second(s: Stores) -> None:
+        store = s.open()
+        await store.wait_for_work(0)
+        waiting = asyncio.ensure_future(store.wait_for_work(30))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        await queued(s.open(), "q2")
+        assert await asyncio.wait_for(waiting, 10) is True
+
+    stores.run(second)

@@ -193,7 +193,10 @@ def test_a_killed_workers_runs_are_finished_by_another_with_the_same_keys(
 
     stuck = wait_until(stuck_rows, what="a stuck run")
     assert [r["run_id"] for r in stuck] == [killed["run_id"]]
-    assert "no live lease; 0 workers alive" in stuck[0]["why"]
+    doomed_id = doomed.events("worker_started")[0]["worker"]
+    why = stuck[0]["why"]
+    assert why.startswith("running, last event step_started ") and "s ago; lease of " in why
+    assert f"lease of {doomed_id} (no longer alive) expired " in why and "0 workers alive" in why
     text = sagac(*stuck_args, ledger=ledger)
     assert killed["run_id"] in text.stdout and "0 workers alive" in text.stdout
     survivor = Worker(store, tmp_path, ledger, *TTL, "--exit-when-idle")
@@ -213,11 +216,14 @@ def test_a_killed_workers_runs_are_finished_by_another_with_the_same_keys(
 def test_sigterm_lets_a_run_finish_within_the_grace_period(
     shop: Path, store: str, ledger: Path, tmp_path: Path
 ) -> None:
-    run_id = submit(store, shop / "slow.yaml", {"order_id": "o-1", "seconds": 1}, ledger)
+    run_id = submit(store, shop / "slow.yaml", {"order_id": "o-1", "seconds": 3}, ledger)
     w = Worker(store, tmp_path, ledger, *TTL)
     w.wait_for("started", run_id)
     wait_until(lambda: any(e["action"] == "slow" for e in read_ledger(ledger)), what="slow")
     w.signal(signal.SIGTERM)
+    w.wait_for("worker_stopping")
+    (me,) = json.loads(sagac("workers", "--store", store, "--json", ledger=ledger).stdout)
+    assert me["state"] == "stopping" and me["held"] == [run_id]
     assert w.wait() == 0, w.log.read_text()
     assert status_of(store, ledger) == {run_id: "succeeded"}
     events = [x["event"] for x in w.lines()]
@@ -348,3 +354,22 @@ def test_workers_lists_a_live_worker_and_what_it_holds(
         w.signal(signal.SIGTERM)
         assert w.wait() == 0
     assert sagac("workers", "--store", store, ledger=ledger).stderr.strip() == "no live workers"
+
+
+def test_a_foreground_run_keeps_its_definition_too(
+    tmp_path: Path, store: str, ledger: Path
+) -> None:
+    from durable.durable_support import gated_saga
+
+    saga = gated_saga(tmp_path, timeout="1h")
+    ran = sagac("run", str(saga), "--input", '{"order_id": "o-1"}', "--store", store, "--json",
+                ledger=ledger)  # fmt: skip
+    assert ran.returncode == 3, ran.stderr
+    report = json.loads(ran.stdout)
+    (gate,) = report["waiting"]
+    saga.unlink()  # the file is gone: the decision and the resume use the stored definition
+    done = sagac("approve", report["run_id"], "--gate", "sign_off", "--as", "alice", "--token",
+                 gate["token"], "--resume", "--store", store, ledger=ledger)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert status_of(store, ledger) == {report["run_id"]: "succeeded"}
+    assert [e["action"] for e in read_ledger(ledger)] == ["charge", "ship"]
