@@ -370,6 +370,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # inspection commands) reads such a file without upgrading it. Raise it when a read query
 # comes to need a table or column of a later migration.
 READS_FROM = 6
+# The first schema with what workers need (definitions, wake times, the workers table): a
+# read-only store on an older file answers that it has none of them.
+WORKERS_FROM = 8
 
 
 def current_version(c: sqlite3.Connection) -> int:

@@ -14,7 +14,8 @@ cancel request and a released lease `NOTIFY sagac_work` in their transaction; `w
 LISTENs on a connection of its own.
 
 A lost connection (the server restarted or is down) is `StoreUnavailable`: the pool is then
-dropped, and the next operation opens a new one, so a store outlives an outage. psycopg is
+dropped, and the next operation opens a new one, so a store outlives an outage; a pooled
+connection the server closed while it sat idle is noticed before it is used. psycopg is
 imported only when a store is opened (`sagac --help` never loads it). This module never
 builds SQL from values (parameters only), never lets a driver error through as a traceback (it
 becomes a `StoreError` naming the server, without its password), and never sees a secret: what
@@ -24,6 +25,7 @@ it is given has been redacted by the executor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -193,7 +195,8 @@ class PostgresStore(Store):
         self.migrated_from: int | None = None
         self._pool: AsyncConnectionPool[Any] | None = None
         self._opening: asyncio.Lock | None = None
-        self._writer = Writer(self._connection, self._failure)
+        self._writer = Writer(self._writer_connection, self._failure)
+        self._writes: AsyncConnection[Any] | None = None  # the writer's own connection
         self._listener: AsyncConnection[Any] | None = None
         self._listened = False  # a listener connected once: a new one may have missed news
         self._dropped: set[asyncio.Task[None]] = set()  # pools being closed after a loss
@@ -317,6 +320,24 @@ class PostgresStore(Store):
             yield conn
 
     @asynccontextmanager
+    async def _writer_connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """The writer's own connection, kept between its commits (a lone saga commits once a
+        step: a pool checkout each time costs a tenth of it), replaced when the server has
+        closed it."""
+        conn = self._writes
+        if conn is None or not await _alive(conn):
+            self._writes = None
+            if conn is not None:
+                await conn.close()
+            await self._open()  # the schema is there
+            conn = self._writes = await self._connect()
+        try:
+            yield conn
+        finally:
+            if conn.broken or conn.closed:
+                self._writes = None
+
+    @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncCursor[Any]]:
         """A cursor inside one transaction (committed when the block ends without error)."""
         try:
@@ -338,6 +359,9 @@ class PostgresStore(Store):
     async def close(self) -> None:
         await self._writer.idle()
         await asyncio.gather(*self._dropped, return_exceptions=True)
+        writes, self._writes = self._writes, None
+        if writes is not None:
+            await writes.close()
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
@@ -409,6 +433,7 @@ class PostgresStore(Store):
     async def update_run(
         self, run_id: str, status: str, report: dict[str, Any] | None = None
     ) -> None:
+        await self._writer.flushed()  # after this store's appends, as they were asked for
         now = rfc3339(time.time())
         async with self._tx() as cur:
             await cur.execute(
@@ -444,6 +469,7 @@ class PostgresStore(Store):
             return row[0], row[1]
 
     async def rebind_definition(self, run_id: str, new_hash: str, actor: str) -> None:
+        await self._writer.flushed()  # after this store's appends, as they were asked for
         async with self._tx() as cur:
             old = (await self._get_run(cur, run_id, lock=True)).definition_hash
             await cur.execute(
@@ -524,6 +550,7 @@ class PostgresStore(Store):
             return cur.rowcount == 1
 
     async def release_lease(self, run_id: str, owner: str) -> None:
+        await self._writer.flushed()  # after this store's appends, as they were asked for
         if (run_id, owner) in self._ended:  # already, by the run's final append
             self._ended.discard((run_id, owner))
             return
@@ -583,8 +610,10 @@ class PostgresStore(Store):
         assert self._listener is not None
         try:
             woken = False
-            async for _ in self._listener.notifies(timeout=max(timeout, 0), stop_after=1):
-                woken = True
+            news = self._listener.notifies(timeout=max(timeout, 0), stop_after=1)
+            async with contextlib.aclosing(news):  # the connection's lock, even if cancelled
+                async for _ in news:
+                    woken = True
             return woken
         except psycopg.Error as e:
             listener, self._listener = self._listener, None
@@ -599,9 +628,15 @@ class PostgresStore(Store):
 
         try:
             conn = await self._connect()
-            await conn.execute(f"LISTEN {CHANNEL}")
         except (psycopg.Error, ValueError) as e:
             raise self._failure(e) from None
+        try:
+            await conn.execute(f"LISTEN {CHANNEL}")
+        except BaseException as e:  # lost at once, or the wait was cancelled
+            await conn.close()
+            if isinstance(e, psycopg.Error):
+                raise self._failure(e) from None
+            raise
         self._listener = conn
         again, self._listened = self._listened, True
         return again
@@ -683,6 +718,7 @@ class PostgresStore(Store):
         owner: str | None = None,
         definition_hash: str | None = None,
     ) -> Event:
+        await self._writer.flushed()  # numbered after this store's appends of the run
         async with self._tx() as cur:
             # The run's row first (every external append of the run waits here: one numbers
             # its event after the other), then the gate's: the compare-and-set's lock.

@@ -2,7 +2,7 @@
 that lets appends share commits (group commit).
 
 `Writer` queues the appends a `PostgresStore` is given (`submit_append`) and writes whatever
-has queued up while the previous commit was in flight in one go, on one pooled connection: a
+has queued up while the previous commit was in flight in one go, on one connection: a
 batch of plain appends (events only, no status, approval or lease change) is one multi-row
 INSERT committed by itself (autocommit: one round trip), anything else one transaction. Should
 the batch fail for any reason other than a lost connection, each append is written again in a
@@ -180,7 +180,7 @@ class _Queued:
 class Writer:
     """Appends in call order, each batch of what queued up meanwhile sharing one commit.
 
-    `connection()` gives a pooled (autocommit) connection; `failure(error)` turns a driver
+    `connection()` gives an autocommit connection; `failure(error)` turns a driver
     error into the StoreError the callers get (and lets the store drop a lost connection)."""
 
     def __init__(
@@ -192,15 +192,25 @@ class Writer:
         self._failure = failure
         self._queue: list[_Queued] = []
         self._task: asyncio.Task[None] | None = None
+        self._last: asyncio.Future[None] | None = None  # the latest append submitted
         self.commits = 0  # for the measurements
 
     def submit(self, append: Append) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._queue.append(_Queued(append, future))
+        self._last = future
         if self._task is None:
             self._task = loop.create_task(self._drain())
         return future
+
+    async def flushed(self) -> None:
+        """Return once every append submitted so far is written (or failed): they are
+        written in order, so once the latest has been. Appends submitted meanwhile are not
+        waited for (a busy writer never holds this up for long)."""
+        last = self._last
+        if last is not None and not last.done():
+            await asyncio.wait([last])
 
     async def idle(self) -> None:
         """Return once everything queued so far is written (or failed)."""

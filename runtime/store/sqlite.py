@@ -1,14 +1,16 @@
 """The durable journal: one SQLite file (WAL, synchronous=FULL) shared by processes.
 
 `SqliteStore` is the `Store` contract (`base.py`) on such a file: runs and journals, run-level
-idempotency keys, leases, cancel requests, approvals and the audit log, as SQL. Its parts:
+idempotency keys, leases, cancel requests, approvals and the audit log, and for workers the
+stored definitions, claims (one write transaction), wake times and the worker registry, as
+SQL. Its parts:
 
 * `sqlite_writer`: the connections and the writer and reader threads (group commit);
 * `sqlite_journal`: appends, and the materialised view (`steps`, `approvals`, the run's
   status) they change in the same transaction;
 * `sqlite_rows`: rows read and written on a connection (runs, approval requests, groups,
   audit entries); what a row means is `rows.py`'s, shared with PostgreSQL;
-* `sqlite_leases`: who may write a run's journal.
+* `sqlite_leases`: who may write a run's journal, and writing a lease.
 
 This module is the one front door: other code uses the SQLite store only as a `Store` (tests
 and benchmarks also read `commits`, `write`, `read`). It never writes outside a `write`
@@ -48,7 +50,7 @@ from .base import (
     rebind_entry,
     with_seq,
 )
-from .migrations import READS_FROM, SCHEMA_VERSION, current_version, migrate
+from .migrations import READS_FROM, SCHEMA_VERSION, WORKERS_FROM, current_version, migrate
 from .rows import (
     APPROVAL_COLUMNS,
     CLAIM_ORDER,
@@ -317,7 +319,7 @@ class SqliteStore(Store):
         return await self.read(fn)
 
     async def definition(self, definition_hash: str) -> Definition | None:
-        if self._schema < 8:  # a read-only look at a file older than stored definitions
+        if self._schema < WORKERS_FROM:  # a read-only look at a file older than definitions
             return None
 
         def fn(c: sqlite3.Connection) -> Definition | None:
@@ -507,7 +509,7 @@ class SqliteStore(Store):
         return claimed
 
     async def next_wake(self) -> float | None:
-        if self._schema < 8:
+        if self._schema < WORKERS_FROM:
             return None
 
         def fn(c: sqlite3.Connection) -> float | None:
@@ -519,14 +521,16 @@ class SqliteStore(Store):
     async def wait_for_work(self, timeout: float) -> bool:
         """Poll the file's `PRAGMA data_version` on the reader's connection every
         `POLL_SECONDS`: it changes when any other connection commits (another process, or this
-        store's own writer: a spurious wake at worst). The last value seen is kept between
-        calls, so a commit made while nobody waited still wakes the next wait."""
+        store's own writer: a spurious wake at worst). The value a wait last returned on is
+        kept, so a commit made while nobody waited wakes the next wait, and every wait that
+        began before a commit wakes on it."""
         deadline = time.monotonic() + timeout
-        if self._data_version is None:
-            self._data_version = await self.read(_data_version)
+        seen = self._data_version
+        if seen is None:
+            seen = self._data_version = await self.read(_data_version)
         while True:
             version = await self.read(_data_version)
-            if version != self._data_version:
+            if version != seen:
                 self._data_version = version
                 return True
             left = deadline - time.monotonic()
@@ -543,7 +547,7 @@ class SqliteStore(Store):
         await self.write(lambda c: c.execute(sql, (worker_id,)))
 
     async def workers(self, alive_within: float) -> list[WorkerInfo]:
-        if self._schema < 8:
+        if self._schema < WORKERS_FROM:
             return []
 
         def fn(c: sqlite3.Connection) -> list[WorkerInfo]:

@@ -281,8 +281,9 @@ def _queued(run_id: str) -> tuple[RunRecord, Definition]:
 
 
 def test_notify_wakes_a_waiting_worker_of_another_store_at_once(pg_server: PgServer) -> None:
-    """Each kind of news (a queued run, a decision, a cancel request, a released lease)
-    wakes `wait_for_work` on another store at once, long before its timeout."""
+    """Each kind of news (a queued run, a cancel request, a released lease; decisions in
+    `test_a_decision_wakes_a_worker`) wakes `wait_for_work` on another store at once, long
+    before its timeout, also after a wait was cancelled."""
     url = pg_server.database()
 
     async def body() -> None:
@@ -298,6 +299,9 @@ def test_notify_wakes_a_waiting_worker_of_another_store_at_once(pg_server: PgSer
                 lambda: writer.request_cancel("plain", "bob", None),
                 lambda: writer.release_lease("plain", "me"),
             ]
+            cancelled = asyncio.ensure_future(waiter.wait_for_work(10))  # as a worker's is
+            await asyncio.sleep(0.05)  # when a slot frees: the next wait still hears news
+            cancelled.cancel()
             for make in news:
                 loop = asyncio.get_running_loop()
                 started = loop.time()
@@ -306,6 +310,37 @@ def test_notify_wakes_a_waiting_worker_of_another_store_at_once(pg_server: PgSer
                 await make()
                 assert await waiting is True
                 assert loop.time() - started < 5  # woken, not timed out
+        finally:
+            await waiter.close()
+            await writer.close()
+
+    asyncio.run(body())
+
+
+def test_a_decision_wakes_a_worker_and_makes_the_parked_run_claimable(
+    pg_server: PgServer,
+) -> None:
+    from sagac.runtime.approvals import inject_decision
+
+    url = pg_server.database()
+
+    async def body() -> None:
+        waiter, writer = PostgresStore(url), PostgresStore(url)
+        try:
+            assert await waiter.wait_for_work(0) is False  # listening from now on
+            record, definition = _queued("w")
+            await writer.create_run(record, definition)
+            asked = ev("w", 1, "approval_requested", step="g", approvers=["bob"], key="k")
+            parked = ev("w", 2, "saga_waiting", status="waiting_approval", waiting=["g"])
+            await writer.append("w", [asked, parked])
+            assert (await writer.get_run("w")).status == "waiting_approval"
+            assert await waiter.wait_for_work(0) is True  # the queued run's creation
+            assert await waiter.claim_runs("me", 60, 5) == []  # parked with no deadline
+            waiting = asyncio.ensure_future(waiter.wait_for_work(10))
+            await asyncio.sleep(0.05)
+            await inject_decision(writer, "w", "g", by="bob")
+            assert await asyncio.wait_for(waiting, 5) is True
+            assert await waiter.claim_runs("me", 60, 5) == ["w"]
         finally:
             await waiter.close()
             await writer.close()

@@ -143,3 +143,20 @@ def test_wait_for_work_sees_another_store_on_the_file_commit(db: Path, readonly:
             await store.close()
 
     asyncio.run(go())
+
+
+def test_every_wait_that_began_before_a_commit_wakes(db: Path) -> None:
+    """Several tasks waiting on one store all wake on one commit of another (the first to see
+    it does not hide it from the others)."""
+
+    async def go() -> None:
+        waiter, writer = SqliteStore(db), SqliteStore(db)
+        await waiter.wait_for_work(0)
+        waits = [asyncio.ensure_future(waiter.wait_for_work(30)) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        await writer.create_run(RunRecord("q", "s", 1, "sha256:d", {}, "queued"))
+        assert await asyncio.wait_for(asyncio.gather(*waits), 10) == [True, True, True]
+        for store in (waiter, writer):
+            await store.close()
+
+    asyncio.run(go())
