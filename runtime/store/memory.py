@@ -42,7 +42,8 @@ from .base import (
     with_seq,
 )
 
-_UNFINISHED = frozenset(("queued", "running", "interrupted", "waiting_approval"))
+_UNPARKED = frozenset(("queued", "running", "interrupted"))
+_UNFINISHED = _UNPARKED | {"waiting_approval"}
 
 
 class MemoryStore(Store):
@@ -73,7 +74,8 @@ class MemoryStore(Store):
         if record.run_id in self._runs:
             raise StoreError(f"run {record.run_id!r} already exists")
         now = time.time()
-        self._wake[record.run_id] = parse_rfc3339(record.created_at) if record.created_at else now
+        created = parse_rfc3339(record.created_at) if record.created_at else now
+        self._wake[record.run_id] = min(created, now)
         record.created_at = record.created_at or rfc3339(now)
         record.updated_at = rfc3339(now)
         self._runs[record.run_id] = record
@@ -102,6 +104,10 @@ class MemoryStore(Store):
             record.report = report
         if status == "waiting_approval":
             self._park(record)
+        elif status in _UNPARKED:  # now at the latest, as `rows.unpark_wake` says
+            now, wake = time.time(), self._wake.get(run_id)
+            if wake is None or wake > now:
+                self._wake[run_id] = now
 
     def _park(self, record: RunRecord) -> None:
         """A parked run's wake time: now when a cancel was requested, else the earliest

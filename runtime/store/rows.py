@@ -222,6 +222,21 @@ def park_wake(p: str) -> str:
     )
 
 
+# The statuses of a run that is neither parked nor finished: moved by whoever holds its lease,
+# or by a worker once no lease covers it.
+UNPARKED = ("queued", "running", "interrupted")
+
+
+def unpark_wake(p: str) -> str:
+    """The UPDATE keeping the wake time of a run whose status became one of `UNPARKED` (it was
+    resumed), with three parameters: now, run_id, now. Its wake time becomes now at the
+    latest: a run parked with no deadline (NULL) or a later one must stay claimable should
+    its new driver die, and keeps its place in claim order otherwise."""
+    return (
+        f"UPDATE runs SET wake_at = {p} WHERE run_id = {p} AND (wake_at IS NULL OR wake_at > {p})"
+    )
+
+
 def upsert_worker(p: str) -> str:
     """The INSERT or UPDATE of a worker's row (worker_id, host, pid, concurrency, state, now
     as RFC 3339 twice, now as epoch seconds), `started_at` kept."""

@@ -3,15 +3,15 @@ that those events imply to `approvals` and to the run's status; a run's final ap
 stores its report and ends its driver's lease. (Step states need no writing: `steps` is a view
 of `events`, migration 5.)
 
-A run that parks (its status becomes `waiting_approval`) gets its wake time in the same
-transaction (`rows.park_wake`). An append is prepared on the caller's thread (`Prepared`: JSON
-encoded, statements built) so that the writer thread, the bottleneck of group commit, only
-executes SQL; `apply_all` writes many prepared appends, in order, with one multi-row INSERT of
-their events. `append_external` appends one event from outside a running executor (an approval
-decision, a timeout). Everything here runs inside the caller's transaction: this module never
-begins, commits or rolls back one, never writes an approval the journal's events do not imply
-(so replay and the tables always agree), and never sees a secret: what it is given has been
-redacted by the executor.
+A run that parks (its status becomes `waiting_approval`) or is resumed gets its wake time in
+the same transaction (`rows.park_wake`, `rows.unpark_wake`). An append is prepared on the
+caller's thread (`Prepared`: JSON encoded, statements built) so that the writer thread, the
+bottleneck of group commit, only executes SQL; `apply_all` writes many prepared appends, in
+order, with one multi-row INSERT of their events. `append_external` appends one event from
+outside a running executor (an approval decision, a timeout). Everything here runs inside the
+caller's transaction: this module never begins, commits or rolls back one, never writes an
+approval the journal's events do not imply (so replay and the tables always agree), and never
+sees a secret: what it is given has been redacted by the executor.
 """
 
 from __future__ import annotations
@@ -27,7 +27,14 @@ from sagac.runtime.clock import rfc3339
 from sagac.errors import RunNotFound
 
 from .base import Event
-from .rows import approval_decision_values, approval_request_values, dumps, park_wake
+from .rows import (
+    UNPARKED,
+    approval_decision_values,
+    approval_request_values,
+    dumps,
+    park_wake,
+    unpark_wake,
+)
 from .sqlite_leases import check_lease
 
 _FINAL_STATUS = {"saga_completed", "saga_failed", "saga_waiting"}
@@ -132,6 +139,9 @@ def apply_all(
             c.execute(sql, params)
         if p.status == "waiting_approval":  # it parks: when a worker should look at it again
             c.execute(park_wake("?"), (time.time(), p.run_id))
+        elif p.status in UNPARKED:  # resumed (`saga_resumed`)
+            now = time.time()
+            c.execute(unpark_wake("?"), (now, p.run_id, now))
 
 
 MAX_ROWS = 256  # rows per INSERT: 1,536 host parameters (SQLite 3.32+ allows 32,766)

@@ -114,17 +114,18 @@ def test_a_read_only_look_at_the_previous_schema_sees_no_workers(db: Path) -> No
 
 
 def test_a_claim_reads_the_unfinished_runs_in_order_from_their_index(db: Path) -> None:
+    """In claim order, and only up to a horizon: not the runs parked until a later deadline."""
     store = SqliteStore(db)
 
     async def plan() -> str:
         rows = await store.read(
-            lambda c: c.execute("EXPLAIN QUERY PLAN " + CLAIM_SQL, (1, 1, 1)).fetchall()
+            lambda c: c.execute("EXPLAIN QUERY PLAN " + CLAIM_SQL, (1, 1, 1, 1)).fetchall()
         )
         await store.close()
         return " | ".join(str(r[-1]) for r in rows)
 
     text = asyncio.run(plan())
-    assert "USING INDEX runs_to_claim" in text, text
+    assert "USING INDEX runs_to_claim (" in text and "wake_at<?)" in text, text  # bounded
     assert "TEMP B-TREE" not in text, text  # no sort: the index gives the order
 
 
@@ -158,5 +159,28 @@ def test_every_wait_that_began_before_a_commit_wakes(db: Path) -> None:
         assert await asyncio.wait_for(asyncio.gather(*waits), 10) == [True, True, True]
         for store in (waiter, writer):
             await store.close()
+
+    asyncio.run(go())
+
+
+def test_a_run_resumed_by_its_journal_stays_claimable(db: Path) -> None:
+    """`saga_resumed` makes a parked run `running` (SQLite's appends set the status from the
+    journal): its wake time becomes now, whatever it was, so a worker takes it should its
+    driver die."""
+
+    async def go() -> None:
+        store = SqliteStore(db)
+        definition = Definition("sha256:d", "s", "{}")
+        await store.create_run(RunRecord("r", "s", 1, "sha256:d", {}), definition)
+        waiting = {"type": "saga_waiting", "run_id": "r", "seq": 1, "at": CREATED}
+        await store.append(
+            "r", [waiting | {"status": "waiting_approval"}], {"status": "waiting_approval"}
+        )
+        assert await store.claim_runs("w@h:1/x", 60, 10) == []  # no gate, no deadline
+        resumed = {"type": "saga_resumed", "run_id": "r", "seq": 2, "at": CREATED}
+        await store.append("r", [resumed])
+        assert (await store.get_run("r")).status == "running"
+        assert await store.claim_runs("w@h:1/x", 60, 10) == ["r"]
+        await store.close()
 
     asyncio.run(go())

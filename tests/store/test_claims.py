@@ -138,6 +138,9 @@ def test_what_is_runnable(stores: Stores) -> None:
         assert await store.request_cancel("cancelled", "bob", "no longer needed")
         await gated(store, "parked_by_update", deadline=rfc3339(now - 1))
         await store.update_run("parked_by_update", "waiting_approval")
+        for resumed, deadline in [("resumed", None), ("resumed_early", now + 3600)]:
+            await parked(store, resumed, deadline)  # resumed by a person, whose process died
+            await store.update_run(resumed, "running")
         await queued(store, "finished", status="running")
         await store.update_run("finished", "succeeded", {"status": "succeeded"})
         await queued(store, "no_definition", definition=None, definition_hash="sha256:x")
@@ -150,6 +153,8 @@ def test_what_is_runnable(stores: Stores) -> None:
             "lease_expired",
             "parked_by_update",
             "queued",
+            "resumed",
+            "resumed_early",
         ]
 
     stores.run(body)
