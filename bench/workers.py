@@ -21,7 +21,7 @@ the same run, its target, and the peak RSS of the processes that matter.
    within a process nor this machine's 2 cores (4 runs in flight are 200 steps/s, I/O-bound).
    Without `--quick`, one worker is measured again at the end and the two averaged (the shared
    disk drifts over minutes). The ratio is shown from the workers' start (their start-up
-   counted) and from the first claim on.
+   counted) and from the first claim on. `--concurrency N` gives every worker N slots instead.
 3. latency: an idle worker, then a few hundred submits one at a time (`sagac.asubmit` in this
    process, the previous run finished and a random 20 - 80 ms pause before each): the time
    from the submit call to the moment the first step's action runs (a timestamp the action
@@ -307,14 +307,16 @@ async def wait_for_workers(store: Store, workers: Workers, count: int) -> None:
         await asyncio.sleep(0.05)
 
 
-async def drain_once(url: str, plan: Plan, runs: int, count: int, folder: Path) -> dict[str, Any]:
+async def drain_once(
+    url: str, plan: Plan, runs: int, count: int, concurrency: int, folder: Path
+) -> dict[str, Any]:
     import sagac
 
     store = PostgresStore(url)
     try:
         for _ in range(runs):
             await sagac.asubmit(plan, {}, store=store)
-        workers = Workers(url, count, folder)
+        workers = Workers(url, count, folder, concurrency)
         try:
             while True:
                 records = await store.list_runs(limit=runs + 1)
@@ -339,21 +341,23 @@ async def drain_once(url: str, plan: Plan, runs: int, count: int, folder: Path) 
         await store.close()
 
 
-def drain(server: PgServer, folder: Path, runs: int, counts: list[int], again: bool) -> None:
+def drain(
+    server: PgServer, folder: Path, runs: int, counts: list[int], concurrency: int, again: bool
+) -> None:
     print(
         f"2. drain: {runs} submitted runs of 10 python steps that each sleep 20 ms, by"
-        f" {', '.join(map(str, counts))} `sagac worker --concurrency 1` processes\n   (one run at a"
-        " time per worker: N workers can at best be N times one, so the ratio measures how well"
-        " they share the queue)"
+        f" {', '.join(map(str, counts))} `sagac worker --concurrency {concurrency}` processes\n"
+        f"   ({concurrency} run(s) at a time per worker: N workers can at best be N times one, so"
+        " the ratio measures how well they share the queue)"
     )
     plan = load(folder / "nap.yaml")
     results: dict[int, list[dict[str, Any]]] = {}
     # The shared disk drifts over minutes: with `again`, one worker is measured last as well
     # and its two runs averaged.
     for count in [*counts, 1] if again and 1 in counts and len(counts) > 1 else counts:
-        r = asyncio.run(drain_once(server.database(), plan, runs, count, folder))
+        r = asyncio.run(drain_once(server.database(), plan, runs, count, concurrency, folder))
         results.setdefault(count, []).append(r)
-        ideal = runs * 10 * 0.02 / count
+        ideal = runs * 10 * 0.02 / count / concurrency
         start = f", first claim {r['startup']:.2f} s after the start" if r["startup"] else ""
         print(
             f"   {count} worker(s): {r['seconds']:6.2f} s, {runs / r['seconds']:6.1f} runs/s"
@@ -473,6 +477,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="journal: per measurement")
     parser.add_argument("--runs", type=int, default=400, help="drain: runs submitted")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="drain")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="drain: each worker's --concurrency"
+    )
     parser.add_argument("--submits", type=int, default=300, help="latency: submits")
     parser.add_argument(
         "--quick",
@@ -493,7 +500,9 @@ def main() -> None:
     print(f"PostgreSQL {server.admin} (fsync on), started in {time.perf_counter() - t0:.1f} s")
     steps: dict[str, Callable[[], None]] = {
         "journal": lambda: journal(server, folder, args.rounds, args.seconds),
-        "drain": lambda: drain(server, folder, args.runs, args.workers, not args.quick),
+        "drain": lambda: drain(
+            server, folder, args.runs, args.workers, args.concurrency, not args.quick
+        ),
         "latency": lambda: latency(server, folder, args.submits),
     }
     try:
