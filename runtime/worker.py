@@ -103,6 +103,7 @@ class Worker:
         self._now = asyncio.Event()  # second signal: stop at once
         self._slot_freed = asyncio.Event()
         self._beat_now = asyncio.Event()
+        self._cancelled: set[asyncio.Task[None]] = set()  # drives cancelled by a stop
         self._closing = False
         self._interrupt: Interrupt | None = None
 
@@ -340,6 +341,7 @@ class Worker:
                     self._now.set()
                     for t in self._tasks.values():  # again: command actions are killed now
                         t.cancel()
+                        self._cancelled.add(t)
 
     async def _drain(self) -> None:
         """After a stop: let the runs in flight go on for up to the grace period (less when a
@@ -359,5 +361,8 @@ class Worker:
         if remaining:
             self.log("cancelling", in_flight=sorted(self._tasks))
         for task in remaining:
-            task.cancel()
+            # Once: a second cancel would cut short the run's own journaling of the stop.
+            if task not in self._cancelled:
+                task.cancel()
+                self._cancelled.add(task)
         await asyncio.gather(*remaining, return_exceptions=True)

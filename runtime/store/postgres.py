@@ -63,7 +63,7 @@ from .base import (
     with_seq,
 )
 from .memory import steps_of
-from .postgres_journal import Append, Writer, add_audit, park, write
+from .postgres_journal import Append, Writer, add_audit, wake_for, write
 from .postgres_migrations import SCHEMA_VERSION, current_version, migrate, too_new
 from .rows import (
     APPROVAL_COLUMNS,
@@ -97,12 +97,16 @@ CONNECT_TIMEOUT = 5  # seconds to reach the server before a clear error
 POOL_TIMEOUT = 10  # seconds to wait for a free pooled connection
 CHANNEL = "sagac_work"  # NOTIFY'd when there is work for workers
 _NOTIFY = f"NOTIFY {CHANNEL}"
-# The runs a claim takes (now, now, limit), in order along `runs_to_claim`, each row locked
-# for the claim's transaction; a row another claim (or a decision) holds is skipped.
+# The runs a claim takes (now, now, now + CLAIM_HORIZON, limit), in order along
+# `runs_to_claim`, each row locked for the claim's transaction; a row another claim (or a
+# decision) holds is skipped. The horizon bounds the index range read, as in SQLite: a run that
+# is not parked has a wake time no later than now, so only runs parked until a later deadline
+# lie beyond it, and an empty claim never reads them (the margin is for a clock set back).
 _CLAIM = (
-    f"SELECT run_id FROM runs WHERE {runnable('%s')} ORDER BY {CLAIM_ORDER} LIMIT %s"
-    " FOR NO KEY UPDATE SKIP LOCKED"
+    f"SELECT run_id FROM runs WHERE {runnable('%s')} AND wake_at <= %s"
+    f" ORDER BY {CLAIM_ORDER} LIMIT %s FOR NO KEY UPDATE SKIP LOCKED"
 )
+CLAIM_HORIZON = 300.0
 # A connection failure reported by a server that is there but not ready (FATAL at connect).
 _NOT_READY = ("the database system is", "too many clients", "remaining connection slots")
 # SQLSTATEs of a connection that is lost or of a server that cannot serve now.
@@ -199,6 +203,8 @@ class PostgresStore(Store):
         self._writes: AsyncConnection[Any] | None = None  # the writer's own connection
         self._listener: AsyncConnection[Any] | None = None
         self._listened = False  # a listener connected once: a new one may have missed news
+        self._listening: asyncio.Lock | None = None  # one waiter reads the listener at a time
+        self._heard = 0  # how many waits ended on news (a queued waiter sees it changed)
         self._dropped: set[asyncio.Task[None]] = set()  # pools being closed after a loss
         self._leased: dict[str, str] = {}  # run id -> owner: the leases this store holds
         self._ended: set[tuple[str, str]] = set()  # (run id, owner): ended by a final append
@@ -365,6 +371,7 @@ class PostgresStore(Store):
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
+        self._listening = self._opening = None  # bound to this event loop
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -375,7 +382,7 @@ class PostgresStore(Store):
         import psycopg
 
         now = time.time()
-        wake = parse_rfc3339(record.created_at) if record.created_at else now
+        wake = min(parse_rfc3339(record.created_at), now) if record.created_at else now
         record.created_at = record.created_at or rfc3339(now)
         record.updated_at = rfc3339(now)
         record.file = _absolute(record.file)
@@ -443,8 +450,7 @@ class PostgresStore(Store):
             )
             if cur.rowcount == 0:
                 raise RunNotFound(f"no run {run_id!r} in {self.where}")
-            if status == "waiting_approval":
-                await park(cur, run_id)
+            await wake_for(cur, run_id, status)
 
     async def list_runs(
         self, *, saga: str | None = None, status: str | None = None, limit: int = 100
@@ -575,9 +581,11 @@ class PostgresStore(Store):
     async def claim_runs(self, owner: str, ttl: float, limit: int) -> list[str]:
         if limit <= 0:
             return []
+        if self._listener is None and not (self._listening and self._listening.locked()):
+            await self._listen()  # before looking: work made after this claim wakes a wait
         async with self._tx() as cur:
             now = time.time()
-            await cur.execute(_CLAIM, (now, now, limit))
+            await cur.execute(_CLAIM, (now, now, now + CLAIM_HORIZON, limit))
             picked = [r[0] for r in await cur.fetchall()]
             if not picked:
                 return []
@@ -603,6 +611,22 @@ class PostgresStore(Store):
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def wait_for_work(self, timeout: float) -> bool:
+        """One waiter reads the listening connection at a time; the others queue, and one
+        that queued while news came returns True at once (every waiter hears it)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0)
+        heard = self._heard
+        if self._listening is None:
+            self._listening = asyncio.Lock()
+        async with self._listening:
+            if self._heard != heard:
+                return True
+            woken = await self._read_news(max(deadline - loop.time(), 0))
+            if woken:
+                self._heard += 1
+            return woken
+
+    async def _read_news(self, timeout: float) -> bool:
         import psycopg
 
         if (self._listener is None or self._listener.closed) and await self._listen():
@@ -610,7 +634,7 @@ class PostgresStore(Store):
         assert self._listener is not None
         try:
             woken = False
-            news = self._listener.notifies(timeout=max(timeout, 0), stop_after=1)
+            news = self._listener.notifies(timeout=timeout, stop_after=1)
             async with contextlib.aclosing(news):  # the connection's lock, even if cancelled
                 async for _ in news:
                     woken = True
@@ -637,6 +661,9 @@ class PostgresStore(Store):
             if isinstance(e, psycopg.Error):
                 raise self._failure(e) from None
             raise
+        if self._listener is not None:  # opened meanwhile by a claim or a wait: keep that one
+            await conn.close()
+            return False
         self._listener = conn
         again, self._listened = self._listened, True
         return again

@@ -27,11 +27,13 @@ from sagac.errors import RunNotFound
 
 from .base import AuditEntry, Event
 from .rows import (
+    UNPARKED,
     approval_decision_values,
     approval_request_values,
     audit_values,
     dumps,
     park_wake,
+    unpark_wake,
 )
 
 if TYPE_CHECKING:
@@ -127,17 +129,22 @@ async def write(cur: AsyncCursor[Any], a: Append) -> None:
                 " comment = %s, value = %s, decision_code = %s WHERE run_id = %s AND gate = %s",
                 approval_decision_values(a.run_id, e),
             )
-    if status == "waiting_approval":
-        await park(cur, a.run_id)
+    if status is not None:
+        await wake_for(cur, a.run_id, status)
     if a.release is not None:
         await cur.execute(
             "DELETE FROM leases WHERE run_id = %s AND owner = %s", (a.run_id, a.release)
         )
 
 
-async def park(cur: AsyncCursor[Any], run_id: str) -> None:
-    """A run that waits gets its wake time (`rows.park_wake`)."""
-    await cur.execute(park_wake("%s"), (time.time(), run_id))
+async def wake_for(cur: AsyncCursor[Any], run_id: str, status: str) -> None:
+    """The wake time of a run whose status became `status`: a run that parks gets its own
+    (`rows.park_wake`), one resumed now at the latest (`rows.unpark_wake`)."""
+    now = time.time()
+    if status == "waiting_approval":
+        await cur.execute(park_wake("%s"), (now, run_id))
+    elif status in UNPARKED:
+        await cur.execute(unpark_wake("%s"), (now, run_id, now))
 
 
 async def _approval_requested(cur: AsyncCursor[Any], run_id: str, e: Event) -> None:
@@ -223,15 +230,15 @@ class Writer:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 try:
                     await self._write(batch)
-                except BaseException as e:  # lost connection, cancelled: the rest fail too
+                except asyncio.CancelledError:  # the loop is ending: nothing more is written
+                    for q in batch + self._queue:
+                        q.future.cancel()
+                    self._queue.clear()
+                    raise
+                except Exception as e:  # a lost connection: this batch fails
                     error = self._failure(e)
                     for q in batch:
                         _settle(q.future, error)
-                    if isinstance(e, asyncio.CancelledError):
-                        for q in self._queue:
-                            _settle(q.future, error)
-                        self._queue.clear()
-                        raise
         finally:
             self._task = None
 

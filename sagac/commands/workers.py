@@ -86,7 +86,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--lease-ttl",
-        type=_duration,
+        type=_period,
         default=30.0,
         metavar="DURATION",
         help="how long a run's lease (and this worker's heartbeat) lasts unrenewed: renewed"
@@ -94,7 +94,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--poll",
-        type=_duration,
+        type=_period,
         default=1.0,
         metavar="DURATION",
         help="the longest wait for work when no wake-up comes (default 1s; PostgreSQL wakes"
@@ -120,7 +120,7 @@ def register(sub: Any) -> None:
     add_store_option(p)
     p.add_argument(
         "--lease-ttl",
-        type=_duration,
+        type=_period,
         default=30.0,
         metavar="DURATION",
         help="a worker whose last heartbeat is older than this is not listed (default 30s)",
@@ -140,12 +140,21 @@ def _positive(text: str) -> int:
 
 
 def _duration(text: str) -> float:
+    """A duration (`250ms`, `30s`, `5m`); zero is allowed (`--grace 0s`)."""
     from sagac import parse_duration
 
     try:
         return parse_duration(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _period(text: str) -> float:
+    """A duration of at least 10ms (a lease, a poll: zero would spin)."""
+    seconds = _duration(text)
+    if seconds < 0.01:
+        raise argparse.ArgumentTypeError(f"must be 10ms or more, not {text!r}")
+    return seconds
 
 
 def _refuse_memory(url: str) -> None:

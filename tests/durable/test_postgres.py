@@ -95,6 +95,8 @@ def test_a_server_that_is_down_is_one_clear_line_without_the_password() -> None:
     assert "error[STORE_UNAVAILABLE]" in r.stderr, r.stderr
     assert "PostgreSQL store postgresql://u:***@127.0.0.1:1/x" in r.stderr, r.stderr
     assert "secret" not in r.stderr and "Traceback" not in r.stderr
+    migrate = sagac("store", "migrate", "--store", "postgresql://u:secret@127.0.0.1:1/x")
+    assert migrate.returncode == 69 and "secret" not in migrate.stderr, migrate.stderr
 
 
 def test_a_database_that_does_not_exist_is_a_store_error_not_an_outage(
@@ -283,7 +285,7 @@ def _queued(run_id: str) -> tuple[RunRecord, Definition]:
 def test_notify_wakes_a_waiting_worker_of_another_store_at_once(pg_server: PgServer) -> None:
     """Each kind of news (a queued run, a cancel request, a released lease; decisions in
     `test_a_decision_wakes_a_worker`) wakes `wait_for_work` on another store at once, long
-    before its timeout, also after a wait was cancelled."""
+    before its timeout, also after a wait was cancelled, and every wait of a store at once."""
     url = pg_server.database()
 
     async def body() -> None:
@@ -309,7 +311,22 @@ def test_notify_wakes_a_waiting_worker_of_another_store_at_once(pg_server: PgSer
                 await asyncio.sleep(0.05)
                 await make()
                 assert await waiting is True
-                assert loop.time() - started < 5  # woken, not timed out
+                assert loop.time() - started < 2  # woken at once: the timeout is 10 s
+            both = [asyncio.ensure_future(waiter.wait_for_work(10)) for _ in range(2)]
+            await asyncio.sleep(0.05)  # two waits of one store at once: both hear the news
+            await writer.create_run(*_queued("q2"))
+            assert await asyncio.wait_for(asyncio.gather(*both), 5) == [True, True]
+            # The listening connection dropped (the server is up): the next wait reconnects and
+            # says so at once, since news may have been missed meanwhile.
+            import psycopg
+
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE query LIKE 'LISTEN%%' AND datname = current_database()"
+                )
+            assert await asyncio.wait_for(waiter.wait_for_work(10), 5) is True
+            assert await waiter.wait_for_work(0.1) is False
         finally:
             await waiter.close()
             await writer.close()
@@ -341,6 +358,14 @@ def test_a_decision_wakes_a_worker_and_makes_the_parked_run_claimable(
             await inject_decision(writer, "w", "g", by="bob")
             assert await asyncio.wait_for(waiting, 5) is True
             assert await waiter.claim_runs("me", 60, 5) == ["w"]
+            # A claim listens before it looks: what is made after it wakes the first wait.
+            fresh = PostgresStore(url)
+            try:
+                assert await fresh.claim_runs("you", 60, 5) == []
+                await writer.create_run(*_queued("after"))
+                assert await fresh.wait_for_work(5) is True
+            finally:
+                await fresh.close()
         finally:
             await waiter.close()
             await writer.close()

@@ -308,23 +308,33 @@ def test_a_decision_or_a_cancel_wakes_the_worker(tmp_path: Path, store: str, led
     # A poll of 30 s: only a wake-up can move the runs within the test's time.
     w = Worker(store, tmp_path, ledger, *TTL, "--poll", "30s")
     try:
-        approved = submit(store, saga, {"order_id": "o-1"}, ledger)
-        cancelled = submit(store, saga, {"order_id": "o-2"}, ledger)
-        w.wait_for("parked", approved)
+        # A run of `sagac run` parks at the gate (its token printed); the worker leaves it.
+        ran = sagac("run", str(saga), "--input", '{"order_id": "o-1"}', "--store", store,
+                    "--json", ledger=ledger)  # fmt: skip
+        assert ran.returncode == 3, ran.stderr
+        report = json.loads(ran.stdout)
+        approved, token = report["run_id"], report["waiting"][0]["token"]
+        injected = submit(store, saga, {"order_id": "o-2"}, ledger)
+        cancelled = submit(store, saga, {"order_id": "o-3"}, ledger)
+        w.wait_for("parked", injected)
         w.wait_for("parked", cancelled)
         listed = json.loads(sagac("workers", "--store", store, "--json", ledger=ledger).stdout)
         assert [x["pid"] for x in listed] == [w.pid] and listed[0]["held"] == []
+        began = time.monotonic()
+        done = sagac("approve", approved, "--gate", "sign_off", "--as", "alice", "--token",
+                     token, "--store", store, ledger=ledger)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        w.wait_for("finished", approved, timeout=10)
 
-        async def approve() -> None:
+        async def inject() -> None:
             s = open_store(store)
             try:
-                await inject_decision(s, approved, "sign_off", by="ci")
+                await inject_decision(s, injected, "sign_off", by="ci")
             finally:
                 await s.close()
 
-        began = time.monotonic()
-        asyncio.run(approve())
-        w.wait_for("finished", approved, timeout=10)
+        asyncio.run(inject())
+        w.wait_for("finished", injected, timeout=10)
         done = sagac("cancel", cancelled, "--store", store, "--reason", "changed mind",
                      ledger=ledger)  # fmt: skip
         assert done.returncode == 0, done.stderr
@@ -333,7 +343,10 @@ def test_a_decision_or_a_cancel_wakes_the_worker(tmp_path: Path, store: str, led
     finally:
         w.signal(signal.SIGTERM)
         assert w.wait() == 0
-    assert status_of(store, ledger) == {approved: "succeeded", cancelled: "compensated"}
+    assert status_of(store, ledger) == {
+        approved: "succeeded", injected: "succeeded", cancelled: "compensated"}  # fmt: skip
+    assert [x["event"] for x in w.lines() if x.get("run_id") == approved] == [
+        "claimed", "resumed", "finished", "released"]  # fmt: skip
 
 
 def test_workers_lists_a_live_worker_and_what_it_holds(
@@ -373,3 +386,20 @@ def test_a_foreground_run_keeps_its_definition_too(
     assert done.returncode == 0, done.stderr
     assert status_of(store, ledger) == {report["run_id"]: "succeeded"}
     assert [e["action"] for e in read_ledger(ledger)] == ["charge", "ship"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--lease-ttl", "0s"), "10ms or more"),
+        (("--poll", "soon"), "not a duration"),
+        (("--concurrency", "0"), "1 or more"),
+        (("--store", "memory"), "keeps nothing between processes"),
+        (("--store", "mysql://x"), "mysql"),
+    ],
+)
+def test_worker_usage_errors_are_one_line_and_exit_64(
+    args: tuple[str, ...], says: str, ledger: Path
+) -> None:
+    done = sagac("worker", *args, ledger=ledger)
+    assert done.returncode == 64 and says in done.stderr and "Traceback" not in done.stderr
