@@ -1,10 +1,11 @@
 """Workers benchmark: the PostgreSQL journal, `sagac worker` processes and wake-up latency.
 
 Run with `.venv/bin/python bench/workers.py [--quick] [--only journal|drain|latency]`. It starts
-its own throw-away PostgreSQL server (`tests/throwaway_pg.py`, restarted durable: fsync and
-synchronous_commit on, as a production server runs) and stops it at the end; SQLite files go in
-a temporary folder. Every figure is printed with its time, its ratio to a baseline measured in
-the same run, its target, and the peak RSS of the processes that matter.
+its own throw-away PostgreSQL server (`tests/throwaway_pg.py`, durable: fsync and
+synchronous_commit on, as a production server runs; `--no-fsync`: both off, as the tests run
+it) and stops it at the end; SQLite files go in a temporary folder. Every figure is printed
+with its time, its ratio to a baseline measured in the same run, its target, and the peak RSS
+of the processes that matter.
 
 1. journal: one saga at a time, 100 `mock` steps (bench/journal.py's saga), on the PostgreSQL
    store, against the raw rate of one-row commits of the same server (one connection, INSERT
@@ -61,7 +62,7 @@ from sagac.runtime.store.memory import MemoryStore  # noqa: E402
 from sagac.runtime.store.postgres import PostgresStore  # noqa: E402
 from sagac.runtime.store.sqlite import SqliteStore  # noqa: E402
 
-from tests.throwaway_pg import PgServer, _binary  # noqa: E402
+from tests.throwaway_pg import PgServer  # noqa: E402
 
 TARGET_JOURNAL = 0.5  # steps/s over the server's raw one-row commits/s
 TARGET_SCALE = 3.5  # runs/s of 4 workers over 1 worker
@@ -113,21 +114,17 @@ def met(ok: bool) -> str:
 # -- the server ------------------------------------------------------------------------------
 
 
-def durable_server() -> PgServer:
-    """The tests' throw-away server, restarted without `-F` and `synchronous_commit=off`: the
-    tests want speed, a benchmark of commits wants every commit on disk."""
-    server = PgServer()
-    options = f"-h 127.0.0.1 -p {server.port} -k {server.root} -c max_connections=200"
-    pg_ctl = [_binary("pg_ctl"), "-D", str(server.data), "-l", str(server.root / "log")]
-    server._run(*pg_ctl, "-w", "-t", "60", "-m", "fast", "-o", options, "restart")
+def start_server(durable: bool) -> PgServer:
+    """The tests' throw-away server; `durable`: with fsync and synchronous commits, as a
+    production server runs (the tests run without both)."""
     import psycopg
 
-    with psycopg.connect(server.admin) as c:
-        settings = [
-            c.execute(f"SHOW {name}").fetchone() for name in ("fsync", "synchronous_commit")
-        ]
-    assert settings == [("on",), ("on",)], settings
-    return server
+    pg = PgServer(durable=durable)
+    with psycopg.connect(pg.admin) as c:
+        settings = [c.execute(f"SHOW {n}").fetchone() for n in ("fsync", "synchronous_commit")]
+    want = "on" if durable else "off"
+    assert settings == [(want,), (want,)], settings
+    return pg
 
 
 # -- 1. the journal, one saga at a time --------------------------------------------------------
@@ -480,6 +477,12 @@ def main() -> None:
     parser.add_argument(
         "--concurrency", type=int, default=1, help="drain: each worker's --concurrency"
     )
+    parser.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="PostgreSQL as the tests run it (fsync and synchronous_commit off): the figures"
+        " without the disk's commits",
+    )
     parser.add_argument("--submits", type=int, default=300, help="latency: submits")
     parser.add_argument(
         "--quick",
@@ -496,20 +499,23 @@ def main() -> None:
     (folder / "nap.yaml").write_text(nap_saga())
     (folder / "stamp.yaml").write_text(STAMP_SAGA)
     t0 = time.perf_counter()
-    server = durable_server()
-    print(f"PostgreSQL {server.admin} (fsync on), started in {time.perf_counter() - t0:.1f} s")
+    pg = start_server(durable=not args.no_fsync)
+    print(
+        f"PostgreSQL {pg.admin} (fsync {'off' if args.no_fsync else 'on'}), started in"
+        f" {time.perf_counter() - t0:.1f} s"
+    )
     steps: dict[str, Callable[[], None]] = {
-        "journal": lambda: journal(server, folder, args.rounds, args.seconds),
+        "journal": lambda: journal(pg, folder, args.rounds, args.seconds),
         "drain": lambda: drain(
-            server, folder, args.runs, args.workers, args.concurrency, not args.quick
+            pg, folder, args.runs, args.workers, args.concurrency, not args.quick
         ),
-        "latency": lambda: latency(server, folder, args.submits),
+        "latency": lambda: latency(pg, folder, args.submits),
     }
     try:
         for part in parts:
             steps[part]()
     finally:
-        server.stop()
+        pg.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 
