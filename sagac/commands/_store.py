@@ -66,15 +66,18 @@ def explain_interruption(error: Any, run_id: str, url: str, started: bool = True
     the journal keeps everything up to the failed write. `started`: whether the run is known
     to be in the journal (else it is looked up). A run held by another process (RUN_BUSY) was
     not interrupted: that error is returned as it is."""
-    from sagac.errors import LeaseHeld
+    from sagac.errors import LeaseHeld, StoreUnavailable
 
     if isinstance(error, LeaseHeld):
         return error
     store = "" if url == default_store() else f" --store {url}"
+    when = "free space, permissions"
+    if isinstance(error, StoreUnavailable):
+        when = "the store's server is back"
     if started or _recorded(url, run_id):
         error.hint = (
-            f"run {run_id} stopped: its journal could not be written. Once it can be (free"
-            f" space, permissions), continue the run with: sagac resume {run_id}{store}"
+            f"run {run_id} stopped: its journal could not be written. Once it can be ({when}),"
+            f" continue the run with: sagac resume {run_id}{store}"
         )
     else:
         error.hint = "no run was recorded: run the command again once the journal can be written"

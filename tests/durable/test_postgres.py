@@ -1,7 +1,9 @@
 """The PostgreSQL store beyond the contract suite (`tests/store/` runs that on it): the real
 `sagac` in a subprocess running a saga into PostgreSQL and reading it back, what a server
-that is down or a database of a newer sagac says, and the schema's migrations. Every test
-runs on the session's throw-away server (`pg_server`, `tests/throwaway_pg.py`)."""
+that is down or a database of a newer sagac says, the schema's migrations and `sagac store
+migrate`, `SAGAC_STORE`, wake-ups by NOTIFY, concurrent claims, and a server restarted under
+an open store. Every test runs on the session's throw-away server (`pg_server`,
+`tests/throwaway_pg.py`), but the restart, which takes down a server of its own."""
 
 from __future__ import annotations
 
@@ -457,3 +459,15 @@ def test_a_restarted_server_loses_no_event_doubles_none_and_the_store_goes_on(
         asyncio.run(body())
     finally:
         server.stop()
+
+
+def test_a_run_an_outage_stopped_is_told_to_resume_once_the_server_is_back() -> None:
+    from sagac.commands._store import explain_interruption
+    from sagac.errors import StoreUnavailable
+
+    url = "postgresql://u@127.0.0.1:1/x"
+    told = explain_interruption(StoreUnavailable("PostgreSQL store is unavailable"), "r1", url)
+    assert told.hint == (
+        "run r1 stopped: its journal could not be written. Once it can be (the store's server"
+        f" is back), continue the run with: sagac resume r1 --store {url}"
+    )
