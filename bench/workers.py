@@ -5,7 +5,8 @@ its own throw-away PostgreSQL server (`tests/throwaway_pg.py`, durable: fsync an
 synchronous_commit on, as a production server runs; `--no-fsync`: both off, as the tests run
 it) and stops it at the end; SQLite files go in a temporary folder. Every figure is printed
 with its time, its ratio to a baseline measured in the same run, its target, and the peak RSS
-of the processes that matter.
+of the processes that matter. It never touches a server, a database or a file it did not create,
+and stops every worker it started.
 
 1. journal: one saga at a time, 100 `mock` steps (bench/journal.py's saga), on the PostgreSQL
    store, against the raw rate of one-row commits of the same server (one connection, INSERT
@@ -131,7 +132,8 @@ def start_server(durable: bool) -> PgServer:
 
 
 class PgRawCommits(RawCommits):
-    """One-row commits to the server on one connection (psycopg 3): INSERT, COMMIT, again."""
+    """One-row commits to the server on one connection (psycopg 3): INSERT, COMMIT, again
+    (`rate` is bench/journal.py's, over these commits)."""
 
     def __init__(self, url: str) -> None:
         import psycopg
