@@ -32,7 +32,7 @@ typecheck: $(STAMP)
 unit: $(STAMP) system-deps
 	$(PY) -m pytest -q
 
-# Every benchmark, in quick mode (small sizes, one round: about three minutes); `bench-full` runs
+# Every benchmark, in quick mode (small sizes, one round: about two minutes); `bench-full` runs
 # them at the sizes the docs quote (many minutes). Neither is part of `make test`. system-deps:
 # bench/workers.py starts a throw-away PostgreSQL server.
 BENCHES := bench/compile.py bench/runtime.py bench/journal.py bench/batch.py bench/startup.py bench/workers.py
