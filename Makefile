@@ -32,14 +32,15 @@ typecheck: $(STAMP)
 unit: $(STAMP) system-deps
 	$(PY) -m pytest -q
 
-# Every benchmark, in quick mode (small sizes, one round: about a minute); `bench-full` runs
-# them at the sizes the docs quote (many minutes). Neither is part of `make test`.
-BENCHES := bench/compile.py bench/runtime.py bench/journal.py bench/batch.py bench/startup.py
+# Every benchmark, in quick mode (small sizes, one round: about two minutes); `bench-full` runs
+# them at the sizes the docs quote (many minutes). Neither is part of `make test`. system-deps:
+# bench/workers.py starts a throw-away PostgreSQL server.
+BENCHES := bench/compile.py bench/runtime.py bench/journal.py bench/batch.py bench/startup.py bench/workers.py
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	@set -e; for b in $(BENCHES); do echo "== $$b --quick"; $(PY) $$b --quick; done
 
-bench-full: $(STAMP)
+bench-full: $(STAMP) system-deps
 	@set -e; for b in $(BENCHES); do echo "== $$b"; $(PY) $$b; done
 
 clean:
