@@ -132,6 +132,7 @@ class Worker:
                 await self._drain()
             finally:
                 self._closing = True
+                self._beat_now.set()
                 for task in (watcher, heart):
                     task.cancel()
                 await asyncio.gather(watcher, heart, return_exceptions=True)
@@ -307,7 +308,10 @@ class Worker:
     # -- heartbeats and stopping -----------------------------------------------------------
 
     async def _heartbeats(self) -> None:
-        while True:
+        # Ends on `_closing`, not only on cancellation: Python 3.11's `wait_for` drops a cancel
+        # that comes as its wait completes (the stop sets `_beat_now` just before cancelling),
+        # and this loop would then beat, and keep its worker alive, forever.
+        while not self._closing:
             try:
                 await self.store.heartbeat(self.info())
             except StoreError as e:

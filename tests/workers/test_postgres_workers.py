@@ -101,3 +101,22 @@ def test_a_worker_outlives_a_server_restart(pg_server: PgServer, tmp_path: Path)
         assert {a for a, k in effective if k.startswith(order + "-")} == {
             "charge", "slow", "reserve"}  # fmt: skip
     _expect(entries, fails, orders[20:])
+
+
+def test_a_worker_whose_server_is_down_still_stops_on_sigterm(tmp_path: Path) -> None:
+    """Its claims and heartbeats fail (and are logged) while nothing listens on the port; a
+    SIGTERM then stops it with exit 0, however its heartbeat's wait and the stop interleave."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    w = Worker(f"postgresql://nobody@127.0.0.1:{port}/none", tmp_path, tmp_path / "ledger")
+    try:
+        failed = w.wait_for("error", count=2)
+        assert {e["code"] for e in failed} == {"STORE_UNAVAILABLE"}
+        w.signal(signal.SIGTERM)
+        assert w.wait(timeout=10) == 0, w.log.read_text()
+    finally:
+        if w.proc.poll() is None:
+            w.proc.kill()
