@@ -5,8 +5,8 @@ out). An undecided gate journals `approval_requested` once, with the hash of a t
 approval token when it was submitted (`submit`: its submitter holds the clear token, whoever
 reaches the gate), else a fresh single-use one (the clear token goes to the caller, in the
 report), and returns HALTED: the scope starts nothing new and the run ends `waiting_approval`
-until someone decides (`approvals`) and the run is resumed. This module must never decide a gate, nor
-journal or store a clear token.
+until someone decides (`approvals`) and the run is resumed. This module must never decide a
+gate, nor journal or store a clear token.
 """
 
 from __future__ import annotations

@@ -41,14 +41,14 @@ async def stuck_runs(
     out: list[tuple[RunRecord, str]] = []
     for status in (*UNFINISHED, "waiting_approval"):
         for record in await store.list_runs(status=status, limit=limit):
-            wake = record.meta.get("wake_at")
+            wake: float | None = record.meta.get("wake_at")
             if status == "waiting_approval" and (wake is None or now - wake <= lease_ttl):
                 continue  # waits for a person, or woke too recently for a worker to be late
             lease = await store.get_lease(record.run_id, expired=True)
             if lease is not None and lease[1] > now:
                 continue
             last = await _last_event(store, record)
-            if status == "waiting_approval":
+            if wake is not None and status == "waiting_approval":
                 since, what = wake, _woken_by(record, last)
             elif last is None:
                 since, what = parse_rfc3339(record.created_at), status
