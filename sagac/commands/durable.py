@@ -267,10 +267,12 @@ def decide(args: argparse.Namespace) -> int:
     return int(out.exit_code)
 
 
-async def _live_workers(store: Any) -> bool:
-    """Whether a `sagac worker` of this store is alive (its heartbeat younger than the
-    default lease TTL): it continues a run whose decision or cancel request this command
-    recorded, so nobody needs `sagac resume`."""
-    from sagac.runtime.leases import LEASE_TTL
+# A worker is alive when its last heartbeat is younger than this (`sagac worker`'s default
+# --lease-ttl, as `sagac workers` lists them).
+LIVE_WITHIN = 30.0
 
-    return bool(await store.workers(LEASE_TTL))
+
+async def _live_workers(store: Any) -> bool:
+    """Whether a `sagac worker` of this store is alive: it continues a run whose decision or
+    cancel request this command recorded, so nobody needs `sagac resume`."""
+    return bool(await store.workers(LIVE_WITHIN))
