@@ -402,7 +402,7 @@ async def latency_once(url: str, plan: Plan, submits: int, folder: Path) -> dict
 
         async def one() -> tuple[str, float, float, float]:
             t0 = time.time()
-            run_id = await sagac.asubmit(plan, {}, store=store)
+            run_id = (await sagac.asubmit(plan, {}, store=store)).run_id
             t1 = time.time()
             await asyncio.sleep(0.01)
             while (await store.get_run(run_id)).status not in FINAL:

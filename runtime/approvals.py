@@ -1,17 +1,18 @@
 """Approval decisions: who may decide a waiting gate, with what proof, and the audit of it all.
 
 A gate's request (journaled as `approval_requested`; every store shows it as an approval row)
-carries a random single-use token, kept only as its sha256: the clear token is handed to
-whoever started the run, once. A decision is accepted only when the gate is pending, its
-deadline (a stored timestamp, so restarts do not reset the clock) has not passed, the token
-matches, the user is a listed approver (a name, or `group:NAME` whose members are kept in the
-store and changed only by `sagac groups`, audited), and the definition is still the one the
-request was made under. This module decides that; the store applies an accepted decision with
-`Store.append_decision`, a compare-and-set on the gate still being pending (and under the same
-definition) that writes the `approval_decided` event and its audit entry together. When the
-gate changed in between, the decision is checked again and refused as it now deserves. A
-refusal writes only its audit entry and raises `ApprovalRefused` (exit 77). Every audit entry
-records the operating-system user of the process next to the claimed `--as USER`.
+carries the sha256 of a random token: a fresh one per gate, handed once to whoever started the
+run in the foreground, or the run's approval token, handed once to whoever submitted it
+(`submit`), which so decides each of its gates once. A decision is accepted only when the gate
+is pending, its deadline (a stored timestamp, so restarts do not reset the clock) has not
+passed, the token matches, the user is a listed approver (a name, or `group:NAME` whose members
+are kept in the store and changed only by `sagac groups`, audited), and the definition is still
+the one the request was made under. This module decides that; the store applies an accepted
+decision with `Store.append_decision`, a compare-and-set on the gate still being pending (and
+under the same definition) that writes the `approval_decided` event and its audit entry
+together. When the gate changed in between, the decision is checked again and refused as it now
+deserves. A refusal writes only its audit entry and raises `ApprovalRefused` (exit 77). Every
+audit entry records the operating-system user of the process next to the claimed `--as USER`.
 
 `--as USER` is a claim, for local administration, not authentication: the token is the
 credential. Group membership never comes from the deciding process's environment (the old

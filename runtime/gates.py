@@ -1,11 +1,12 @@
 """Approval gates as the executor meets them: pass a decided gate, or request a decision and halt.
 
 A gate the journal shows as decided completes (approved) or fails the node (rejected, timed
-out). An undecided gate journals `approval_requested` once, with a fresh single-use token of
-which only the hash is journaled (the clear token goes to the caller, in the report), and
-returns HALTED: the scope starts nothing new and the run ends `waiting_approval` until someone
-decides (`approvals`) and the run is resumed. This module must never decide a gate, nor
-journal or store a clear token.
+out). An undecided gate journals `approval_requested` once, with the hash of a token: the run's
+approval token when it was submitted (`submit`: its submitter holds the clear token, whoever
+reaches the gate), else a fresh single-use one (the clear token goes to the caller, in the
+report), and returns HALTED: the scope starts nothing new and the run ends `waiting_approval`
+until someone decides (`approvals`) and the run is resumed. This module must never decide a
+gate, nor journal or store a clear token.
 """
 
 from __future__ import annotations
@@ -76,9 +77,12 @@ async def run_gate(
         from . import approvals
 
         now = ctx.clock.now()
-        # A single-use token for whoever decides: only its hash is journaled; the clear
+        # A submitted run's gates take the run's approval token (its submitter holds it);
+        # another run's gate a fresh single-use token: only its hash is journaled, the clear
         # token goes to the caller once (`RunReport.approval_tokens`).
-        token, digest = approvals.new_token()
+        token, digest = None, await _run_token(ctx)
+        if digest is None:
+            token, digest = approvals.new_token()
         request = {
             **ctx.where(nid),
             "key": ctx.redact(key),
@@ -91,10 +95,22 @@ async def run_gate(
             "token_sha256": digest,
         }
         await ctx.emit("approval_requested", request)
-        ctx.approval_tokens[nid] = token
+        if token is not None:
+            ctx.approval_tokens[nid] = token
     else:  # requested by an earlier process: its token was handed out then
         request = ctx.state.approvals_requested[nid]
     ctx.gate_requests[nid] = request
     ctx.halting = True
     ctx.waiting.add(nid)
     return HALTED
+
+
+async def _run_token(ctx: RunContext) -> str | None:
+    """The sha256 of the run's approval token (`submit` gave it out), or None: a run started
+    in the foreground, or one the store does not hold yet."""
+    from sagac.errors import RunNotFound
+
+    try:
+        return (await ctx.store.get_run(ctx.run_id)).approval_token_sha256
+    except RunNotFound:
+        return None

@@ -182,7 +182,8 @@ async def resume(
             await store.update_run(run_id, report.status, report.to_json_dict())
             return report
         if changed:
-            await store.rebind_definition(run_id, the_plan.hash, lease.owner)
+            kept = Definition(the_plan.hash, the_plan.saga, the_plan.source, the_plan.file)
+            await store.rebind_definition(run_id, kept, lease.owner)
         if record.status == "queued":  # submitted (`submit`): its first driver starts it
             await store.update_run(run_id, "running")
         await approvals.expire_overdue(store, run_id, lease.owner)

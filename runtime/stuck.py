@@ -1,10 +1,12 @@
 """Stuck runs: unfinished runs that nothing moves, and why (`sagac runs --status stuck`).
 
-A run is stuck when it is not waiting for a person (`queued`, `running` or `interrupted`), no
-unexpired lease covers it (an expired one names the worker that died holding it), and it has
-not moved (no event; for a queued run, since it was
-submitted) for longer than a lease's time to live: its worker died and no live worker took it
-over, or no worker runs at all. This module only reads the store.
+A run is stuck when no unexpired lease covers it (an expired one names the worker that died
+holding it) and it has not moved for longer than a lease's time to live: a `queued`, `running`
+or `interrupted` run with no event for that long (for a queued run, since it was submitted),
+or a run waiting for a person whose wake time (`RunRecord.meta["wake_at"]`: a decision, a
+cancel request or a passed deadline made it runnable) is that old. Its worker died and no live
+worker took it over, or no worker runs at all. A waiting run with no wake time waits for a
+person: not stuck. This module only reads the store.
 """
 
 from __future__ import annotations
@@ -37,13 +39,18 @@ async def stuck_runs(
     alive = {w.worker_id for w in await store.workers(lease_ttl)}
     workers = f"{len(alive)} worker{'s' if len(alive) != 1 else ''} alive"
     out: list[tuple[RunRecord, str]] = []
-    for status in UNFINISHED:
+    for status in (*UNFINISHED, "waiting_approval"):
         for record in await store.list_runs(status=status, limit=limit):
+            wake: float | None = record.meta.get("wake_at")
+            if status == "waiting_approval" and (wake is None or now - wake <= lease_ttl):
+                continue  # waits for a person, or woke too recently for a worker to be late
             lease = await store.get_lease(record.run_id, expired=True)
             if lease is not None and lease[1] > now:
                 continue
             last = await _last_event(store, record)
-            if last is None:
+            if wake is not None and status == "waiting_approval":
+                since, what = wake, _woken_by(record, last)
+            elif last is None:
                 since, what = parse_rfc3339(record.created_at), status
             else:
                 since, what = parse_rfc3339(last["at"]), f"{status}, last event {last['type']}"
@@ -58,6 +65,16 @@ async def stuck_runs(
             out.append((record, why))
     out.sort(key=lambda pair: pair[0].created_at, reverse=True)
     return out[:limit]
+
+
+def _woken_by(record: RunRecord, last: dict[str, Any] | None) -> str:
+    """What made a waiting run runnable: a cancel request, a decision (its last event), or
+    else the deadline of a gate passing."""
+    if record.meta.get("cancel_requested_at"):
+        return "waiting_approval, cancel requested"
+    if last is not None and last["type"] == "approval_decided":
+        return f"waiting_approval, gate {last.get('step')} decided"
+    return "waiting_approval, a gate's deadline passed"
 
 
 async def _last_event(store: Store, record: RunRecord) -> dict[str, Any] | None:

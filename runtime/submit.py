@@ -1,14 +1,19 @@
 """Submit: record a run for a worker (`runtime/worker.py`) to start, without running it.
 
 `submit` validates the input, then stores the definition and a `queued` run in one write
-(`Store.create_run`, which wakes waiting workers), and returns the run's id. With a run-level
-idempotency key the key is claimed first, then the run created: a submitter that died between
-the two left a claimed key without a run, and the next submit with that key creates it. This
-module never runs a step.
+(`Store.create_run`, which wakes waiting workers), and returns a `Submitted`: the run's id and
+the run's approval token. That token (`approvals.new_token`) decides each approval gate of the
+run once, whoever reaches the gate (a worker, a resume): the run keeps only its sha256, and the
+clear token exists only in what `submit` returns. With a run-level idempotency key the key is
+claimed first, then the run created: a submitter that died between the two left a claimed key
+without a run, and the next submit with that key creates it. A repeat that finds its run gets
+no token (it was handed to the first submitter). This module never runs a step, and never
+stores or logs a clear token.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +21,26 @@ from sagac.compiler.plan import Plan
 
 from sagac.errors import IdempotencyConflict, RunNotFound, StoreError
 
+from . import approvals
 from .api import as_plan, synchronous, validate_input
 from .clock import new_run_id
 from .resume import input_hash, opened
 from .store.base import Definition, RunRecord, Store
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What `submit` returns. `approval_token`: the clear token that decides the run's
+    approval gates (`sagac approve RUN_ID --gate G --as USER --token T`), handed out here only;
+    None when `existing` (a repeated idempotency key found its run: the token went to the
+    first submitter). Its `str()` is the run id."""
+
+    run_id: str
+    existing: bool = False
+    approval_token: str | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return self.run_id
 
 
 async def submit(
@@ -29,12 +50,13 @@ async def submit(
     store: Store | str,
     idempotency_key: str | None = None,
     run_id: str | None = None,
-) -> str:
+) -> Submitted:
     """Record a `queued` run of the saga with `input` (validated first: an invalid input
-    records nothing) and its definition, for a worker to run; returns the run's id. With
-    `idempotency_key`, at most one run of this saga per key: the same key and input again
-    return the first run's id; another input raises IdempotencyConflict. `store` is a Store
-    or a URL. `run_id` chooses the new run's id (an existing key's run keeps its own)."""
+    records nothing) and its definition, for a worker to run; returns its id and its approval
+    token (`Submitted`). With `idempotency_key`, at most one run of this saga per key: the
+    same key and input again return the first run's id (`existing`, no token); another input
+    raises IdempotencyConflict. `store` is a Store or a URL. `run_id` chooses the new run's id
+    (an existing key's run keeps its own)."""
     plan = as_plan(plan_or_path)
     validate_input(plan, input)
     run_id = run_id or new_run_id()
@@ -50,14 +72,22 @@ async def submit(
                 )
             if owner_run != run_id:
                 if await _exists(s, owner_run):
-                    return owner_run
+                    return Submitted(owner_run, existing=True)
                 run_id = owner_run  # its submitter died after claiming the key: create it
         # Absolute, so that a worker started in another folder finds the saga's actions.
         file = plan.file
         if file is not None and Path(file).is_file():
             file = str(Path(file).resolve())
+        token, digest = approvals.new_token()
         record = RunRecord(
-            run_id, plan.saga, plan.version, plan.hash, input, status="queued", file=file
+            run_id,
+            plan.saga,
+            plan.version,
+            plan.hash,
+            input,
+            status="queued",
+            file=file,
+            approval_token_sha256=digest,
         )
         try:
             await s.create_run(record, Definition(plan.hash, plan.saga, plan.source, file))
@@ -65,7 +95,8 @@ async def submit(
             # Two repeats of a dead submitter's key both created its run: one write won.
             if idempotency_key is None or not await _exists(s, run_id):
                 raise
-    return run_id
+            return Submitted(run_id, existing=True)
+    return Submitted(run_id, approval_token=token)
 
 
 async def _exists(store: Store, run_id: str) -> bool:

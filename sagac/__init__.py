@@ -71,6 +71,7 @@ _EXPORTS = {
     # workers
     "submit": "sagac.runtime.submit:submit_sync",
     "asubmit": "sagac.runtime.submit:submit",
+    "Submitted": "sagac.runtime.submit",
     "arun_worker": "sagac.runtime.worker:run_worker",
     "astuck_runs": "sagac.runtime.stuck:stuck_runs",
     "WorkerInfo": "sagac.runtime.store.base",
@@ -118,6 +119,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "Submitted",
     "TooLarge",
     "UsageError",
     "WorkerInfo",
@@ -283,6 +285,9 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
     )
     from sagac.runtime.stuck import (
         stuck_runs as astuck_runs,
+    )
+    from sagac.runtime.submit import (
+        Submitted,
     )
     from sagac.runtime.submit import (
         submit as asubmit,

@@ -69,8 +69,13 @@ class RunRecord:
     created_at: str = ""
     updated_at: str = ""
     report: dict[str, Any] | None = None
-    # Also, when set: cancel_requested_at, cancel_by, cancel_reason, idempotency_key.
+    # Also, when set: cancel_requested_at, cancel_by, cancel_reason, idempotency_key, and
+    # wake_at (epoch seconds: when a worker may claim the run, see `Store.next_wake`).
     meta: dict[str, Any] = field(default_factory=dict)
+    # The sha256 (`approvals.token_hash`) of the run's approval token: a submitted run's gates
+    # take it instead of a fresh token each (`submit`, `gates`); None for a run started in
+    # the foreground. The clear token is never given to a store.
+    approval_token_sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +166,11 @@ class Store(ABC):
         (`meta["idempotency_key"]`)."""
 
     @abstractmethod
-    async def rebind_definition(self, run_id: str, new_hash: str, actor: str) -> None:
+    async def rebind_definition(self, run_id: str, definition: Definition, actor: str) -> None:
         """A forced resume under a changed definition: the run and its pending approval
-        requests now belong to `new_hash` (audited as `force_resume`, with the old hash)."""
+        requests now belong to `definition.hash` (audited as `force_resume`, with the old
+        hash), and `definition` is kept (once per hash, as `create_run` keeps one) in the same
+        write, so that a worker can run it later."""
 
     # -- the journal ---------------------------------------------------------------------
 

@@ -90,9 +90,18 @@ class MemoryStore(Store):
 
     async def get_run(self, run_id: str) -> RunRecord:
         try:
-            return self._runs[run_id]
+            return self._shown(self._runs[run_id])
         except KeyError:
             raise RunNotFound(f"no run {run_id!r} in this store") from None
+
+    def _shown(self, record: RunRecord) -> RunRecord:
+        """`record` with its wake time in `meta`, as the SQL stores read it."""
+        wake = self._wake.get(record.run_id)
+        if wake is None:
+            record.meta.pop("wake_at", None)
+        else:
+            record.meta["wake_at"] = wake
+        return record
 
     async def update_run(
         self, run_id: str, status: str, report: dict[str, Any] | None = None
@@ -126,7 +135,7 @@ class MemoryStore(Store):
         self, *, saga: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[RunRecord]:
         runs = [
-            r
+            self._shown(r)
             for r in reversed(self._runs.values())
             if (saga is None or r.saga == saga) and (status is None or r.status == status)
         ]
@@ -142,8 +151,10 @@ class MemoryStore(Store):
             self._runs[owner[0]].meta["idempotency_key"] = key
         return owner
 
-    async def rebind_definition(self, run_id: str, new_hash: str, actor: str) -> None:
+    async def rebind_definition(self, run_id: str, definition: Definition, actor: str) -> None:
         record = await self.get_run(run_id)
+        new_hash = definition.hash
+        self._definitions.setdefault(new_hash, definition)
         for row in self._approval_rows(run_id).values():
             if row["status"] == "pending":
                 self._rebound[run_id, row["gate"], row["requested_seq"]] = new_hash

@@ -355,6 +355,12 @@ def _v8_workers(c: sqlite3.Connection) -> None:
     )
 
 
+def _v9_approval_tokens(c: sqlite3.Connection) -> None:
+    """Each run's approval token, as its sha256 (`runs.approval_token_sha256`): a submitted
+    run's gates take it instead of a fresh token each. Runs already there have none."""
+    _script(c, "ALTER TABLE runs ADD COLUMN approval_token_sha256 TEXT")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_journal,
     _v2_approvals_and_audit,
@@ -364,6 +370,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v6_approver_groups,
     _v7_keys_by_saga,
     _v8_workers,
+    _v9_approval_tokens,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # The oldest schema this sagac's read queries work on as it is: a read-only store (the
@@ -373,6 +380,8 @@ READS_FROM = 6
 # The first schema with what workers need (definitions, wake times, the workers table): a
 # read-only store on an older file answers that it has none of them.
 WORKERS_FROM = 8
+# The first schema with runs' approval tokens (`runs.approval_token_sha256`).
+TOKENS_FROM = 9
 
 
 def current_version(c: sqlite3.Connection) -> int:

@@ -394,8 +394,8 @@ class PostgresStore(Store):
                     await cur.execute(insert_definition("%s"), definition_values(definition))
                 await cur.execute(
                     "INSERT INTO runs (run_id, saga, version, definition_hash, file, input,"
-                    " status, created_at, updated_at, meta, wake_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    " status, created_at, updated_at, meta, wake_at, approval_token_sha256)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (
                         record.run_id,
                         record.saga,
@@ -408,6 +408,7 @@ class PostgresStore(Store):
                         record.updated_at,
                         dumps(record.meta),
                         wake,
+                        record.approval_token_sha256,
                     ),
                 )
                 if record.status == "queued":
@@ -474,10 +475,14 @@ class PostgresStore(Store):
             assert row is not None  # inserted or already there, and never deleted
             return row[0], row[1]
 
-    async def rebind_definition(self, run_id: str, new_hash: str, actor: str) -> None:
+    async def rebind_definition(self, run_id: str, definition: Definition, actor: str) -> None:
         await self._writer.flushed()  # after this store's appends, as they were asked for
+        new_hash = definition.hash
+        if definition.file:
+            definition = replace(definition, file=_absolute(definition.file))
         async with self._tx() as cur:
             old = (await self._get_run(cur, run_id, lock=True)).definition_hash
+            await cur.execute(insert_definition("%s"), definition_values(definition))
             await cur.execute(
                 "UPDATE runs SET definition_hash = %s WHERE run_id = %s", (new_hash, run_id)
             )

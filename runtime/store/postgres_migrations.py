@@ -163,8 +163,12 @@ _V2 = (
     "CREATE INDEX leases_by_owner ON leases (owner, expires_at)",
 )
 
+# Each run's approval token, as its sha256, as SQLite's migration 9 has it: a submitted run's
+# gates take it instead of a fresh token each. Runs already there have none.
+_V3 = ("ALTER TABLE runs ADD COLUMN approval_token_sha256 TEXT",)
+
 # Each migration: its statements, run in order inside the upgrade's transaction.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -27,21 +27,29 @@ def loads(text: str | None) -> Any:
     return None if text is None else codec.loads(text)
 
 
-RUN_COLUMNS = (
-    "run_id, saga, version, definition_hash, file, input, status, created_at, updated_at,"
-    " report, meta, cancel_requested_at, cancel_by, cancel_reason,"
-    " (SELECT key FROM idempotency_keys k WHERE k.run_id = runs.run_id LIMIT 1)"
-)
+# The columns of `runs` that a record shows in its `meta` when set (besides the JSON `meta`).
+_META_COLUMNS = ("cancel_requested_at", "cancel_by", "cancel_reason", "wake_at")
+
+
+def run_columns(wake_at: bool = True, approval_token: bool = True) -> str:
+    """The SELECT list `run_record` reads. A read-only SQLite store on a file older than a
+    column reads NULL in its place (`wake_at`: schema 8, `approval_token_sha256`: 9)."""
+    return (
+        "run_id, saga, version, definition_hash, file, input, status, created_at, updated_at,"
+        " report, meta, cancel_requested_at, cancel_by, cancel_reason,"
+        f" {'wake_at' if wake_at else 'NULL'},"
+        " (SELECT key FROM idempotency_keys k WHERE k.run_id = runs.run_id LIMIT 1),"
+        f" {'approval_token_sha256' if approval_token else 'NULL'}"
+    )
+
+
+RUN_COLUMNS = run_columns()
 
 
 def run_record(r: Sequence[Any]) -> RunRecord:
-    """A `RunRecord` from a row of `RUN_COLUMNS`."""
+    """A `RunRecord` from a row of `run_columns()`."""
     meta = loads(r[10]) or {}
-    for name, value in zip(
-        ("cancel_requested_at", "cancel_by", "cancel_reason", "idempotency_key"),
-        r[11:],
-        strict=True,
-    ):
+    for name, value in zip((*_META_COLUMNS, "idempotency_key"), r[11:16], strict=True):
         if value is not None:
             meta[name] = value
     return RunRecord(
@@ -56,6 +64,7 @@ def run_record(r: Sequence[Any]) -> RunRecord:
         updated_at=r[8],
         report=loads(r[9]),
         meta=meta,
+        approval_token_sha256=r[16],
     )
 
 

@@ -50,12 +50,18 @@ from .base import (
     rebind_entry,
     with_seq,
 )
-from .migrations import READS_FROM, SCHEMA_VERSION, WORKERS_FROM, current_version, migrate
+from .migrations import (
+    READS_FROM,
+    SCHEMA_VERSION,
+    TOKENS_FROM,
+    WORKERS_FROM,
+    current_version,
+    migrate,
+)
 from .rows import (
     APPROVAL_COLUMNS,
     CLAIM_ORDER,
     DEFINITION_COLUMNS,
-    RUN_COLUMNS,
     UNPARKED,
     WORKER_COLUMNS,
     approval_row,
@@ -66,6 +72,7 @@ from .rows import (
     loads,
     next_wake_sql,
     park_wake,
+    run_columns,
     run_record,
     runnable,
     unpark_wake,
@@ -138,6 +145,11 @@ class SqliteStore(Store):
         self._ended: set[tuple[str, str]] = set()  # (run id, owner): ended by a final append
         # The schema this store reads: a read-only store reads an older file as it is.
         self._schema = self.migrated_from if readonly else SCHEMA_VERSION
+        # What a run's row is read as: a read-only look at an older file reads NULL for the
+        # columns it does not have yet.
+        self._run_columns = run_columns(
+            wake_at=self._schema >= WORKERS_FROM, approval_token=self._schema >= TOKENS_FROM
+        )
         self._data_version: int | None = None  # the file's commit counter, last seen
         self._writer = Worker(self.path, writer=True, readonly=readonly)
         self._reader = Worker(self.path, writer=False, readonly=readonly)
@@ -230,8 +242,8 @@ class SqliteStore(Store):
             try:
                 c.execute(
                     "INSERT INTO runs (run_id, saga, version, definition_hash, file, input,"
-                    " status, created_at, updated_at, meta, wake_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " status, created_at, updated_at, meta, wake_at, approval_token_sha256)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         record.run_id,
                         record.saga,
@@ -244,6 +256,7 @@ class SqliteStore(Store):
                         record.updated_at,
                         dumps(record.meta),
                         wake,
+                        record.approval_token_sha256,
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -254,7 +267,7 @@ class SqliteStore(Store):
         await self.write(fn, self._alone(record.run_id))
 
     async def get_run(self, run_id: str) -> RunRecord:
-        return await self.read(partial(get_run_sync, run_id=run_id))
+        return await self.read(partial(get_run_sync, run_id=run_id, columns=self._run_columns))
 
     async def update_run(
         self, run_id: str, status: str, report: dict[str, Any] | None = None
@@ -322,7 +335,7 @@ class SqliteStore(Store):
     ) -> list[RunRecord]:
         def fn(c: sqlite3.Connection) -> list[RunRecord]:
             where, args = where_clause("?", saga=saga, status=status)
-            sql = f"SELECT {RUN_COLUMNS} FROM runs{where}"
+            sql = f"SELECT {self._run_columns} FROM runs{where}"
             sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
             return [run_record(r) for r in c.execute(sql, [*args, limit])]
 
@@ -367,12 +380,16 @@ class SqliteStore(Store):
 
         return await self.write(fn)
 
-    async def rebind_definition(self, run_id: str, new_hash: str, actor: str) -> None:
+    async def rebind_definition(self, run_id: str, definition: Definition, actor: str) -> None:
         """A forced resume under a changed definition: the run and its pending approval
-        requests now belong to `new_hash` (audited with the old one)."""
+        requests now belong to `definition` (kept here too; audited with the old hash)."""
+        new_hash = definition.hash
+        if definition.file:
+            definition = replace(definition, file=_absolute(os.getcwd(), definition.file))
 
         def fn(c: sqlite3.Connection) -> None:
             old = get_run_sync(c, run_id).definition_hash
+            c.execute(insert_definition("?"), definition_values(definition))
             c.execute("UPDATE runs SET definition_hash = ? WHERE run_id = ?", (new_hash, run_id))
             c.execute(
                 "UPDATE approvals SET definition_hash = ? WHERE run_id = ? AND status = 'pending'",

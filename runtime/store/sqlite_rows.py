@@ -18,8 +18,9 @@ from .base import AuditEntry, RunRecord
 from .rows import APPROVAL_COLUMNS, RUN_COLUMNS, approval_row, audit_values, run_record
 
 
-def get_run_sync(c: sqlite3.Connection, run_id: str) -> RunRecord:
-    row = c.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+def get_run_sync(c: sqlite3.Connection, run_id: str, columns: str = RUN_COLUMNS) -> RunRecord:
+    """The run's record (`columns`: a read-only store's on an older file); RunNotFound."""
+    row = c.execute(f"SELECT {columns} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if row is None:
         raise RunNotFound(f"no run {run_id!r} in this store")
     return run_record(row)

@@ -175,7 +175,12 @@ def cancel(args: argparse.Namespace) -> int:
             print(f"the process running it ({lease[0]}) stops and compensates", file=sys.stderr)
             return record
         if not args.resume:
-            print(f"nothing runs it now: `sagac resume {args.run_id}` carries it out", file=info)
+            if await _live_workers(store):
+                print("nothing runs it now: a live worker carries it out", file=info)
+            else:
+                print(
+                    f"nothing runs it now: `sagac resume {args.run_id}` carries it out", file=info
+                )
             return record
         driving.add(args.run_id)
         return await aresume(args.run_id, store=store, on_event=on_event)
@@ -235,7 +240,10 @@ def decide(args: argparse.Namespace) -> int:
         verdict = "approved" if event["approved"] else "rejected"
         print(f"{verdict}: gate {args.gate} of run {args.run_id} by {args.user}", file=info)
         if not args.resume:
-            print(f"continue the run with: sagac resume {args.run_id}", file=info)
+            if await _live_workers(store):
+                print("a live worker continues the run", file=info)
+            else:
+                print(f"continue the run with: sagac resume {args.run_id}", file=info)
             return event
         driving.add(args.run_id)
         return await aresume(args.run_id, store=store, plan=args.file, on_event=on_event)
@@ -257,3 +265,14 @@ def decide(args: argparse.Namespace) -> int:
         return stopped
     print_report(out, args.json)
     return int(out.exit_code)
+
+
+# A worker is alive when its last heartbeat is younger than this (`sagac worker`'s default
+# --lease-ttl, as `sagac workers` lists them).
+LIVE_WITHIN = 30.0
+
+
+async def _live_workers(store: Any) -> bool:
+    """Whether a `sagac worker` of this store is alive: it continues a run whose decision or
+    cancel request this command recorded, so nobody needs `sagac resume`."""
+    return bool(await store.workers(LIVE_WITHIN))

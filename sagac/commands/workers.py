@@ -58,7 +58,10 @@ def register(sub: Any) -> None:
     )
     add_store_option(p)
     p.add_argument(
-        "--json", action="store_true", help='print {"run_id": ..., "existing": bool} instead'
+        "--json",
+        action="store_true",
+        help='print {"run_id", "existing", "approval_token"} instead (the token is null for'
+        " a repeat that found its run)",
     )
     p.set_defaults(func=submit)
 
@@ -166,7 +169,7 @@ def _refuse_memory(url: str) -> None:
 
 
 def submit(args: argparse.Namespace) -> int:
-    from sagac import asubmit, compile_file, new_run_id, open_store
+    from sagac import asubmit, compile_file, open_store
 
     _refuse_memory(args.store)
     c = compile_file(args.file)
@@ -174,14 +177,27 @@ def submit(args: argparse.Namespace) -> int:
         print_diagnostics([c], "text")
         return ExitCode.INVALID_DEFINITION
     data = read_input("{}" if args.input is None else args.input)
-    run_id = new_run_id()
     store = open_store(args.store)
-    keyed = asubmit(c.plan, data, store=store, idempotency_key=args.idempotency_key, run_id=run_id)
+    keyed = asubmit(c.plan, data, store=store, idempotency_key=args.idempotency_key)
     got = using(store, lambda _: keyed)
     if args.json:
-        print(json.dumps({"run_id": got, "existing": got != run_id}))
-    else:
-        print(got)
+        out = {"run_id": got.run_id, "existing": got.existing}
+        print(json.dumps({**out, "approval_token": got.approval_token}))
+        return ExitCode.OK
+    print(got.run_id)
+    if got.approval_token is not None:
+        print(
+            "to decide an approval gate of this run (this token is shown once, and decides"
+            f" each of its gates):\n  sagac approve {got.run_id} --gate GATE --as USER"
+            f" --token {got.approval_token}",
+            file=sys.stderr,
+        )
+    elif got.existing:
+        print(
+            "an earlier submit with this key recorded the run: its approval token was shown"
+            " to that submit only",
+            file=sys.stderr,
+        )
     return ExitCode.OK
 
 

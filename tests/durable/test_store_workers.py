@@ -66,9 +66,10 @@ def test_a_file_of_the_previous_schema_migrates_and_keeps_its_runs(db: Path) -> 
     _v7_file(db)
     before = time.time()
     store = SqliteStore(db)
-    assert (store.migrated_from, SCHEMA_VERSION) == (7, 8)
+    assert (store.migrated_from, SCHEMA_VERSION) == (7, 9)
 
     async def go() -> None:
+        assert {r.approval_token_sha256 for r in await store.list_runs()} == {None}
         assert [r.run_id for r in await store.list_runs()] == [
             "done",
             "decided",
@@ -107,7 +108,10 @@ def test_a_read_only_look_at_the_previous_schema_sees_no_workers(db: Path) -> No
         assert await store.workers(60) == []
         assert await store.definition("sha256:old") is None
         assert await store.next_wake() is None
-        assert len(await store.list_runs()) == 5
+        runs = await store.list_runs()  # the columns it lacks read as not set
+        assert len(runs) == 5 and {r.approval_token_sha256 for r in runs} == {None}
+        assert not any("wake_at" in r.meta for r in runs)
+        assert (await store.get_run("gate")).approval_token_sha256 is None
         await store.close()
 
     asyncio.run(go())

@@ -11,7 +11,7 @@ import pytest
 from sagac.runtime import approvals
 from sagac.runtime.clock import rfc3339
 from sagac.runtime.store import Store
-from sagac.runtime.store.base import AuditEntry, os_user
+from sagac.runtime.store.base import AuditEntry, Definition, os_user
 
 from sagac.errors import ApprovalRefused, DecisionConflict, LeaseHeld, RunNotFound
 
@@ -230,8 +230,12 @@ def test_a_forced_resume_rebinds_the_run_and_its_pending_requests(stores: Stores
             "r1", [ev("r1", 3, "approval_requested", step="later", approvers=["alice"])]
         )
         await approvals.inject_decision(store, "r1", "later", by="ci")
-        await store.rebind_definition("r1", "sha256:new", "op@host:1/x")
+        assert await store.definition("sha256:new") is None
+        new = Definition("sha256:new", "refund", '{"saga": "refund", "v": 2}', "refund.yaml")
+        await store.rebind_definition("r1", new, "op@host:1/x")
         assert (await store.get_run("r1")).definition_hash == "sha256:new"
+        kept = await s.open().definition("sha256:new")  # kept, for a worker to run it
+        assert kept is not None and (kept.saga, kept.source) == (new.saga, new.source)
         rows = {r["gate"]: r["definition_hash"] for r in await store.approvals("r1")}
         assert rows == {"sign_off": "sha256:new", "later": DEFINITION}
         with pytest.raises(ApprovalRefused) as stale:  # the decider still looks at the old one

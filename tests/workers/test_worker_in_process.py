@@ -60,12 +60,15 @@ def test_submit_then_an_in_process_worker_drains_the_queue() -> None:
     async def go() -> tuple[int, list[dict[str, Any]], list[Any]]:
         store = MemoryStore()
         plan = _plan()
-        ids = [await sagac.asubmit(plan, {"n": i}, store=store) for i in range(5)]
+        ids = [(await sagac.asubmit(plan, {"n": i}, store=store)).run_id for i in range(5)]
         assert {(await store.get_run(i)).status for i in ids} == {"queued"}
         with pytest.raises(InputError):
             await sagac.asubmit(plan, {"n": "x"}, store=store)
-        keyed = await sagac.asubmit(plan, {"n": 9}, store=store, idempotency_key="k")
-        assert await sagac.asubmit(plan, {"n": 9}, store=store, idempotency_key="k") == keyed
+        first = await sagac.asubmit(plan, {"n": 9}, store=store, idempotency_key="k")
+        keyed = first.run_id
+        assert not first.existing and first.approval_token
+        again = await sagac.asubmit(plan, {"n": 9}, store=store, idempotency_key="k")
+        assert (again.run_id, again.existing, again.approval_token) == (keyed, True, None)
         with pytest.raises(IdempotencyConflict):
             await sagac.asubmit(plan, {"n": 8}, store=store, idempotency_key="k")
         lines: list[dict[str, Any]] = []

@@ -232,7 +232,7 @@ def submit_many(store: str, file: Path, inputs: list[dict[str, Any]]) -> list[st
         s = sagac.open_store(store)
         try:
             plan = sagac.load(file)
-            return [await sagac.asubmit(plan, data, store=s) for data in inputs]
+            return [(await sagac.asubmit(plan, data, store=s)).run_id for data in inputs]
         finally:
             await s.close()
 
