@@ -32,8 +32,8 @@ from .store.base import Definition, RunRecord, Store
 class Submitted:
     """What `submit` returns. `approval_token`: the clear token that decides the run's
     approval gates (`sagac approve RUN_ID --gate G --as USER --token T`), handed out here only;
-    None when `existing` (a repeated idempotency key found its run: the token went to the
-    first submitter). Its `str()` is the run id."""
+    None when the saga has no approval gate, and when `existing` (a repeated idempotency key
+    found its run: the token went to the first submitter). Its `str()` is the run id."""
 
     run_id: str
     existing: bool = False
@@ -78,7 +78,9 @@ async def submit(
         file = plan.file
         if file is not None and Path(file).is_file():
             file = str(Path(file).resolve())
-        token, digest = approvals.new_token()
+        # A token only where there is a gate to decide: none to keep safe otherwise.
+        gated = any(n.kind == "approval" for n in plan.nodes.values())
+        token, token_digest = approvals.new_token() if gated else (None, None)
         record = RunRecord(
             run_id,
             plan.saga,
@@ -87,7 +89,7 @@ async def submit(
             input,
             status="queued",
             file=file,
-            approval_token_sha256=digest,
+            approval_token_sha256=token_digest,
         )
         try:
             await s.create_run(record, Definition(plan.hash, plan.saga, plan.source, file))

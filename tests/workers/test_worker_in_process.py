@@ -66,7 +66,7 @@ def test_submit_then_an_in_process_worker_drains_the_queue() -> None:
             await sagac.asubmit(plan, {"n": "x"}, store=store)
         first = await sagac.asubmit(plan, {"n": 9}, store=store, idempotency_key="k")
         keyed = first.run_id
-        assert not first.existing and first.approval_token
+        assert not first.existing and first.approval_token is None  # no gate, no token
         again = await sagac.asubmit(plan, {"n": 9}, store=store, idempotency_key="k")
         assert (again.run_id, again.existing, again.approval_token) == (keyed, True, None)
         with pytest.raises(IdempotencyConflict):
