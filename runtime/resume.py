@@ -58,18 +58,26 @@ async def start(
     validate_input(plan, input)  # invalid input changes nothing, not even a key claim
     run_id = run_id or new_run_id()
     if idempotency_key is not None:
-        digest = input_hash(input)
-        owner_run, owner_digest = await store.claim_key(plan.saga, idempotency_key, run_id, digest)
-        if owner_digest != digest:
-            raise IdempotencyConflict(
-                f"idempotency key {idempotency_key!r} of saga {plan.saga!r} was first used by"
-                f" run {owner_run} with a different input",
-                hint="use a new key for a different request, or repeat the original input",
-            )
+        owner_run = await claim_run_key(store, plan.saga, idempotency_key, run_id, input)
         if owner_run != run_id:
             return await _existing(store, owner_run, plan, input, owner, run_kwargs)
     async with held(store, run_id, owner):
         return await arun(plan, input, store=store, run_id=run_id, **run_kwargs)
+
+
+async def claim_run_key(store: Store, saga: str, key: str, run_id: str, input: Any) -> str:
+    """Claim `saga`'s run-level idempotency `key` for `run_id` with `input`; returns the run the
+    key belongs to (`run_id` when it was free). Another input under the key raises
+    IdempotencyConflict."""
+    digest = input_hash(input)
+    owner_run, owner_digest = await store.claim_key(saga, key, run_id, digest)
+    if owner_digest != digest:
+        raise IdempotencyConflict(
+            f"idempotency key {key!r} of saga {saga!r} was first used by run {owner_run} with"
+            " a different input",
+            hint="use a new key for a different request, or repeat the original input",
+        )
+    return owner_run
 
 
 async def _existing(

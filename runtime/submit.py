@@ -19,12 +19,12 @@ from typing import Any
 
 from sagac.compiler.plan import Plan
 
-from sagac.errors import IdempotencyConflict, RunNotFound, StoreError
+from sagac.errors import RunNotFound, StoreError
 
 from . import approvals
 from .api import as_plan, synchronous, validate_input
 from .clock import new_run_id
-from .resume import input_hash, opened
+from .resume import claim_run_key, opened
 from .store.base import Definition, RunRecord, Store
 
 
@@ -62,14 +62,7 @@ async def submit(
     run_id = run_id or new_run_id()
     async with opened(store) as s:
         if idempotency_key is not None:
-            digest = input_hash(input)
-            owner_run, owner_digest = await s.claim_key(plan.saga, idempotency_key, run_id, digest)
-            if owner_digest != digest:
-                raise IdempotencyConflict(
-                    f"idempotency key {idempotency_key!r} of saga {plan.saga!r} was first used"
-                    f" by run {owner_run} with a different input",
-                    hint="use a new key for a different request, or repeat the original input",
-                )
+            owner_run = await claim_run_key(s, plan.saga, idempotency_key, run_id, input)
             if owner_run != run_id:
                 if await _exists(s, owner_run):
                     return Submitted(owner_run, existing=True)
