@@ -11,6 +11,17 @@ from sagac.errors import InputError, UsageError
 MAX_INPUT_BYTES = 64 * 1024 * 1024  # read at most this (+1 byte) of an input file or stdin
 
 
+def add_input_option(parser: Any, more: str = "") -> None:
+    """`--input JSON|@FILE|-` on `parser`; `more` ends its help."""
+    parser.add_argument(
+        "--input",
+        metavar="JSON|@FILE|-",
+        default=None,
+        help="the run's input: JSON text, @path to a JSON file, or - to read it from stdin "
+        f"(at most {MAX_INPUT_BYTES // (1024 * 1024)} MiB){more}",
+    )
+
+
 def read_input(text: str) -> Any:
     """The run's input from `--input`: JSON text, `@path` (a file) or `-` (stdin), each read
     with a limit so that /dev/zero or an endless pipe ends in a message, not a MemoryError."""

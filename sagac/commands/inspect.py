@@ -9,6 +9,7 @@ from typing import Any
 
 from sagac.errors import ExitCode, UsageError
 
+from ._args import duration, positive
 from ._console import describe, describe_request, print_table
 from ._store import add_store_option, open_existing, using
 
@@ -25,14 +26,14 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--lease-ttl",
-        type=_duration,
+        type=duration,
         default=30.0,
         metavar="DURATION",
         help="with --status stuck: the workers' lease TTL (default 30s)",
     )
     p.add_argument("--saga", metavar="NAME", help="only runs of this saga")
     p.add_argument(
-        "--limit", type=_positive, default=50, metavar="N", help="at most N runs (default 50)"
+        "--limit", type=positive, default=50, metavar="N", help="at most N runs (default 50)"
     )
     _options(p)
     p.set_defaults(func=runs)
@@ -51,26 +52,6 @@ def register(sub: Any) -> None:
     p.add_argument("run_id", metavar="RUN_ID", nargs="?")
     _options(p)
     p.set_defaults(func=audit)
-
-
-def _positive(text: str) -> int:
-    """--limit N: a whole number of 1 or more (a negative LIMIT would list everything)."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, not {text!r}")
-    return n
-
-
-def _duration(text: str) -> float:
-    from sagac import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _options(p: argparse.ArgumentParser) -> None:

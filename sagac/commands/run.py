@@ -18,20 +18,14 @@ from sagac.errors import ExitCode, InputError, UsageError
 from ._console import Progress, event_sink, print_diagnostics, print_report
 from ._driving import closing, interrupted
 from ._files import EventsFile
-from ._input import MAX_INPUT_BYTES, read_input
+from ._input import add_input_option, read_input
 from ._store import store_help
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run a saga and print its report")
     p.add_argument("file", metavar="FILE")
-    p.add_argument(
-        "--input",
-        metavar="JSON|@FILE|-",
-        default=None,
-        help="the run's input: JSON text, @path to a JSON file, or - to read it from stdin "
-        f"(at most {MAX_INPUT_BYTES // (1024 * 1024)} MiB)",
-    )
+    add_input_option(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
         "--events", metavar="FILE", help="write every event as JSON lines (exit 73: cannot)"

@@ -14,8 +14,9 @@ from typing import Any
 
 from sagac.errors import ExitCode, UsageError
 
+from ._args import duration, period, positive
 from ._console import print_diagnostics
-from ._input import MAX_INPUT_BYTES, read_input
+from ._input import add_input_option, read_input
 from ._store import add_store_option, open_existing, using
 
 WORKER_EPILOG = """\
@@ -43,13 +44,7 @@ PostgreSQL server restarting) is retried with backoff, never an exit."""
 def register(sub: Any) -> None:
     p = sub.add_parser("submit", help="record a run for a worker to run, and print its id")
     p.add_argument("file", metavar="FILE")
-    p.add_argument(
-        "--input",
-        metavar="JSON|@FILE|-",
-        default=None,
-        help="the run's input: JSON text, @path to a JSON file, or - to read it from stdin "
-        f"(at most {MAX_INPUT_BYTES // (1024 * 1024)} MiB); validated before anything is stored",
-    )
+    add_input_option(p, "; validated before anything is stored")
     p.add_argument(
         "--idempotency-key",
         metavar="K",
@@ -76,7 +71,7 @@ def register(sub: Any) -> None:
     add_store_option(p)
     p.add_argument(
         "--concurrency",
-        type=_positive,
+        type=positive,
         default=4,
         metavar="N",
         help="runs driven at once (default 4)",
@@ -89,7 +84,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--lease-ttl",
-        type=_period,
+        type=period,
         default=30.0,
         metavar="DURATION",
         help="how long a run's lease (and this worker's heartbeat) lasts unrenewed: renewed"
@@ -97,7 +92,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--poll",
-        type=_period,
+        type=period,
         default=1.0,
         metavar="DURATION",
         help="the longest wait for work when no wake-up comes (default 1s; PostgreSQL wakes"
@@ -105,7 +100,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--grace",
-        type=_duration,
+        type=duration,
         default=30.0,
         metavar="DURATION",
         help="after SIGTERM or SIGINT: how long the runs in flight may go on before they are"
@@ -123,41 +118,13 @@ def register(sub: Any) -> None:
     add_store_option(p)
     p.add_argument(
         "--lease-ttl",
-        type=_period,
+        type=period,
         default=30.0,
         metavar="DURATION",
         help="a worker whose last heartbeat is older than this is not listed (default 30s)",
     )
     p.add_argument("--json", action="store_true", help="JSON instead of text")
     p.set_defaults(func=workers)
-
-
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, not {text!r}")
-    return n
-
-
-def _duration(text: str) -> float:
-    """A duration (`250ms`, `30s`, `5m`); zero is allowed (`--grace 0s`)."""
-    from sagac import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _period(text: str) -> float:
-    """A duration of at least 10ms (a lease, a poll: zero would spin)."""
-    seconds = _duration(text)
-    if seconds < 0.01:
-        raise argparse.ArgumentTypeError(f"must be 10ms or more, not {text!r}")
-    return seconds
 
 
 def _refuse_memory(url: str) -> None:
