@@ -26,7 +26,7 @@ from sagac.compiler.plan import Plan
 from sagac.errors import DefinitionChanged, DefinitionUnavailable, IdempotencyConflict, UsageError
 
 from . import approvals
-from .api import arun, as_plan, drive, synchronous, validate_input
+from .api import aresume, arun, as_plan, drive, synchronous, validate_input
 from .clock import new_run_id
 from .journal import RunState, replay
 from .leases import held
@@ -189,8 +189,8 @@ async def resume(
             await store.rebind_definition(run_id, the_plan.hash, lease.owner)
         # A run with an empty journal (submitted, or crashed before its first commit) has no
         # gate to expire; a queued one becomes `running` with its `saga_started` (one commit).
-        if state.last_seq:
-            await approvals.expire_overdue(store, run_id, lease.owner)
+        if state.last_seq and await approvals.expire_overdue(store, run_id, lease.owner):
+            state = replay(await store.load_events(run_id))  # with the timeouts it journaled
         return await drive(
             the_plan, record, state, store, on_event=on_event, clock=clock, secrets=secrets
         )
