@@ -26,7 +26,7 @@ from sagac.compiler.plan import Plan
 from sagac.errors import DefinitionChanged, DefinitionUnavailable, IdempotencyConflict, UsageError
 
 from . import approvals
-from .api import aresume, arun, as_plan, drive, synchronous, validate_input
+from .api import aresume, arun, as_plan, drive, synchronous, validate_input  # noqa: F401  (re-exported)
 from .clock import new_run_id
 from .journal import RunState, replay
 from .leases import held
