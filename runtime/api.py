@@ -25,11 +25,11 @@ from sagac.errors import DefinitionChanged, InputError, SecretMissing, UsageErro
 from .clock import Clock
 from .events import EventCallback
 from .executor import Executor
-from .journal import replay
+from .journal import RunState, replay
 from .leases import held
 from .redaction import check_secrets
 from .report import RunReport
-from .store.base import Store
+from .store.base import RunRecord, Store
 from .store.memory import MemoryStore
 
 P = ParamSpec("P")
@@ -229,13 +229,28 @@ async def aresume(
     state = replay(await store.load_events(run_id))
     if state.finished and record.report is not None:
         return RunReport.model_validate(record.report)
+    return await drive(plan, record, state, store, on_event=on_event, clock=clock, secrets=secrets)
+
+
+async def drive(
+    plan: Plan,
+    record: RunRecord,
+    state: RunState,
+    store: Store,
+    *,
+    on_event: EventCallback | None = None,
+    clock: Clock | None = None,
+    secrets: Mapping[str, str] | None = None,
+) -> RunReport:
+    """Continue the run of `record` under `plan` from `state` (its journal replayed), both
+    read just now by the caller (`aresume`, `resume.resume`): nothing is read again."""
     env, found = environment(plan, secrets)
     require_secrets(plan, found)
     executor = Executor(
         plan,
         record.input,
         store=store,
-        run_id=run_id,
+        run_id=record.run_id,
         clock=clock,
         on_event=on_event,
         secrets=found,
@@ -243,6 +258,7 @@ async def aresume(
         overrides=fail_overrides(plan, state.fail),  # the run's own test switches, journaled
         simulate=state.simulate,
         state=state,
+        record=record,
     )
     async with held(executor.store, executor.run_id):  # one driver per run (durable stores)
         return await executor.run()

@@ -104,6 +104,9 @@ class RunContext:
         self.saga_deadline_at: float | None = None
         self.saga_timed_out = False
         self.cancel_seen: dict[str, Any] | None = None  # a cancel request, once seen
+        # The run's record, read by its driver just before, showed no cancel request: the
+        # first look before the steps is spared (the watcher still polls).
+        self.cancel_checked = False
         self.approval_tokens: dict[str, str] = {}  # gate -> clear token, never journaled
         self.gate_requests: dict[str, dict[str, Any]] = {}  # gate -> its request, for the report
         self.items: dict[str, list[Any]] = {}  # foreach id -> its rendered items

@@ -42,7 +42,8 @@ from .store.base import Definition, RunRecord, Store
 
 
 class Executor:
-    """One run of one plan. Use `run()` once; `state` continues a run from its journal."""
+    """One run of one plan. Use `run()` once; `state` continues a run from its journal, and
+    `record` (the run's record, read with it) spares the reads it already answers."""
 
     def __init__(
         self,
@@ -58,6 +59,7 @@ class Executor:
         overrides: Mapping[str, Any] | None = None,
         simulate: bool = False,
         state: RunState | None = None,
+        record: RunRecord | None = None,
     ) -> None:
         self.ctx = RunContext(
             plan,
@@ -75,6 +77,10 @@ class Executor:
         )
         self.store = store
         self.run_id = self.ctx.run_id
+        # A run started from an empty journal (submitted, queued) whose record, read just now
+        # by its driver, holds no cancel request: nothing needs to look again before its steps.
+        if state is not None and not state.last_seq and record is not None:
+            self.ctx.cancel_checked = not record.meta.get("cancel_requested_at")
 
     async def run(self) -> RunReport:
         try:

@@ -66,20 +66,30 @@ class Lease:
 
 @contextlib.asynccontextmanager
 async def held(
-    store: Store, run_id: str, owner: str | None = None, ttl: float = LEASE_TTL
+    store: Store,
+    run_id: str,
+    owner: str | None = None,
+    ttl: float = LEASE_TTL,
+    *,
+    claimed: bool = False,
 ) -> AsyncIterator[Lease]:
     """Hold `run_id`'s lease for the body; raises RunBusy when another live owner holds it.
+    `claimed`: `owner`'s `Store.claim_runs` wrote this lease just now (with `ttl`): it is
+    adopted as it is, not taken a second time; it is renewed and released as any other.
     A store no other process shares (`Store.shared` false: memory) has nobody to exclude: no
     lease is taken in it, and the lease yielded never expires."""
     mine = _HELD.get() or {}
     if run_id in mine and mine[run_id].store is store:  # re-entered by the holder: one lease
         yield mine[run_id]
         return
+    if claimed and owner is None:
+        raise ValueError("a claimed lease is adopted by the owner that claimed it")
     lease = Lease(store, run_id, owner or owner_id(), ttl)
     if not store.shared:
         yield lease
         return
-    await store.acquire_lease(run_id, lease.owner, ttl)
+    if not claimed:
+        await store.acquire_lease(run_id, lease.owner, ttl)
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     renewing: list[asyncio.Task[None]] = []

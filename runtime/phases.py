@@ -28,7 +28,7 @@ CANCEL_POLL_SECONDS = 0.2  # how often a running saga looks for a `sagac cancel`
 async def run_steps(ctx: RunContext) -> None:
     if ctx.saga.timeout is not None:  # active time: what earlier processes used counts
         ctx.saga_deadline_at = ctx.t_active + ctx.saga.timeout - ctx.active_before
-    if ctx.state is not None:  # a cancel asked for while nothing ran the run
+    if ctx.state is not None and not ctx.cancel_checked:  # asked for while nothing ran it
         request = await ctx.store.cancel_request(ctx.run_id)
         if request is not None:
             await _cancel_requested(ctx, request)

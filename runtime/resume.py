@@ -26,7 +26,7 @@ from sagac.compiler.plan import Plan
 from sagac.errors import DefinitionChanged, DefinitionUnavailable, IdempotencyConflict, UsageError
 
 from . import approvals
-from .api import aresume, arun, as_plan, synchronous, validate_input
+from .api import aresume, arun, as_plan, drive, synchronous, validate_input  # noqa: F401  (re-exported)
 from .clock import new_run_id
 from .journal import RunState, replay
 from .leases import held
@@ -168,9 +168,13 @@ async def resume(
     on_event: Any = None,
     clock: Any = None,
     secrets: Mapping[str, str] | None = None,
+    record: RunRecord | None = None,
 ) -> RunReport:
-    """Continue `run_id` to its end (or its next approval gate) and return its report."""
-    record = await store.get_run(run_id)
+    """Continue `run_id` to its end (or its next approval gate) and return its report.
+    `record`: the run's record as its caller read it just now (a worker, under the lease its
+    claim took), not read again."""
+    if record is None:
+        record = await store.get_run(run_id)
     if record.status in FINAL and record.report is not None:
         return RunReport.model_validate(record.report)
     the_plan = await definition_of(store, record, plan)
@@ -192,17 +196,12 @@ async def resume(
         if changed:
             kept = Definition(the_plan.hash, the_plan.saga, the_plan.source, the_plan.file)
             await store.rebind_definition(run_id, kept, lease.owner)
-        if record.status == "queued":  # submitted (`submit`): its first driver starts it
-            await store.update_run(run_id, "running")
-        await approvals.expire_overdue(store, run_id, lease.owner)
-        return await aresume(
-            the_plan,
-            run_id,
-            store,
-            on_event=on_event,
-            clock=clock,
-            secrets=secrets,
-            force=True,
+        # A run with an empty journal (submitted, or crashed before its first commit) has no
+        # gate to expire; a queued one becomes `running` with its `saga_started` (one commit).
+        if state.last_seq and await approvals.expire_overdue(store, run_id, lease.owner):
+            state = replay(await store.load_events(run_id))  # with the timeouts it journaled
+        return await drive(
+            the_plan, record, state, store, on_event=on_event, clock=clock, secrets=secrets
         )
 
 

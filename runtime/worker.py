@@ -3,7 +3,7 @@
 `run_worker(store, ...)` registers the process (`Store.heartbeat`, every third of the lease's
 time to live), then loops: claim up to the free slots (`Store.claim_runs`, which writes this
 worker's leases atomically), drive each claimed run in a task of its own under that lease
-(`leases.held` re-takes and renews it; `resume.resume` starts a queued run from its empty
+(`leases.held` adopts and renews it; `resume.resume` starts a queued run from its empty
 journal, continues any other one, and resolves overdue approval gates), and when nothing is
 runnable wait for a wake-up (`Store.wait_for_work`) no longer than `poll` or the next wake time
 (`Store.next_wake`: a gate's deadline, a lease running out). Each run runs the definition the
@@ -249,8 +249,11 @@ class Worker:
         saga: str | None = None
         failures = 0
         leases = []
+        # The lease the claim wrote just now is adopted, not taken again; after waiting for a
+        # previous task it may be older than it looks: taken again to be sure.
+        ttl = self.options.lease_ttl
         try:
-            async with held(self.store, run_id, self.id, self.options.lease_ttl) as lease:
+            async with held(self.store, run_id, self.id, ttl, claimed=previous is None) as lease:
                 leases.append(lease)
                 while True:
                     try:
@@ -259,7 +262,9 @@ class Worker:
                         plan = await self._plan(record)
                         step = "started" if record.status == "queued" else "resumed"
                         self.log(step, run_id, saga=saga, status=record.status)
-                        report = await resume(run_id, store=self.store, plan=plan, owner=self.id)
+                        report = await resume(
+                            run_id, store=self.store, plan=plan, owner=self.id, record=record
+                        )
                     except Exception as e:  # a store error, a bug: try again later
                         failures += 1
                         delay = backoff(failures)

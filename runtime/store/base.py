@@ -181,7 +181,8 @@ class Store(ABC):
         """Append events to the run's journal, in order; durable when it returns. The run's
         final append carries its `report`: the run's status becomes `report["status"]` and the
         report is stored in the same write, so no reader sees the last event without it (a
-        lease this store holds on the run ends in that write too)."""
+        lease this store holds on the run ends in that write too). The append that carries a
+        `queued` run's `saga_started` makes it `running`, in the same write."""
 
     def submit_append(
         self, run_id: str, events: Sequence[Event], report: dict[str, Any] | None = None
@@ -233,7 +234,9 @@ class Store(ABC):
         write transaction). Runnable means: the store holds the run's definition, no
         unexpired lease covers it, and either its status is `queued`, `running` or
         `interrupted` (never started, or its driver stopped or died), or it is
-        `waiting_approval` and its wake time has come (see `next_wake`)."""
+        `waiting_approval` and its wake time has come (see `next_wake`). A claimed lease is
+        this store's as one `acquire_lease` took (`leases.held(..., claimed=True)` adopts it):
+        renewed, released, and ended by the run's final append alike."""
 
     @abstractmethod
     async def next_wake(self) -> float | None:

@@ -173,6 +173,10 @@ class MemoryStore(Store):
         except KeyError:
             raise RunNotFound(f"no run {run_id!r} in this store") from None
         journal.extend(events)
+        if events and events[0]["type"] == "saga_started":  # a queued run starts running
+            record = self._runs[run_id]
+            if record.status == "queued":
+                record.status, record.updated_at = "running", events[0]["at"]
         if report is not None:
             await self.update_run(run_id, report["status"], report)  # parks it, when it waits
             lease = self._leases.pop(run_id, None)  # the run's end ends its lease

@@ -515,13 +515,16 @@ class PostgresStore(Store):
         return self._writer.submit(Append(run_id, events, report, release))
 
     async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        # One round trip: the run's row joined to its events (one row with no body when there
+        # are none; no row at all for an unknown run).
         rows = await self._fetch(
-            "SELECT body FROM events WHERE run_id = %s AND seq > %s ORDER BY seq",
-            (run_id, after_seq),
+            "SELECT e.body FROM runs r LEFT JOIN events e ON e.run_id = r.run_id AND e.seq > %s"
+            " WHERE r.run_id = %s ORDER BY e.seq",
+            (after_seq, run_id),
         )
         if not rows:
-            await self.get_run(run_id)  # RunNotFound for an unknown run
-        return [codec.loads(r[0]) for r in rows]
+            raise RunNotFound(f"no run {run_id!r} in this store")
+        return [codec.loads(r[0]) for r in rows if r[0] is not None]
 
     async def steps(self, run_id: str) -> list[dict[str, Any]]:
         rows = await self._fetch(

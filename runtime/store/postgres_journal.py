@@ -3,8 +3,9 @@ that lets appends share commits (group commit).
 
 `Writer` queues the appends a `PostgresStore` is given (`submit_append`) and writes whatever
 has queued up while the previous commit was in flight in one go, on one connection: a
-batch of plain appends (events only, no status, approval or lease change) is one multi-row
-INSERT committed by itself (autocommit: one round trip), anything else one transaction. Should
+batch of plain appends (events only, no status, approval or lease change; a queued run's
+`saga_started` moves it to `running` in the same statement) is one multi-row INSERT committed
+by itself (autocommit: one round trip), anything else one transaction. Should
 the batch fail for any reason other than a lost connection, each append is written again in a
 transaction of its own, so it fails alone. A caller's future is resolved only after the commit
 that made its append durable; appends are written in call order.
@@ -82,7 +83,9 @@ class Append:
 
 def event_inserts(appends: Sequence[Append]) -> list[tuple[str, list[Any]]]:
     """The INSERT statements (one per MAX_ROWS events) that write the events of `appends`, in
-    order. A multi-row VALUES list, not arrays: psycopg escapes array elements one by one."""
+    order. A multi-row VALUES list, not arrays: psycopg escapes array elements one by one.
+    The first also moves the queued runs whose `saga_started` is among them to `running`
+    (a data-modifying WITH: the same statement, so the same commit and round trip)."""
     rows = [
         (a.run_id, e["seq"], e["type"], e["at"], e.get("step"), dumps(e))
         for a in appends
@@ -92,7 +95,18 @@ def event_inserts(appends: Sequence[Append]) -> list[tuple[str, list[Any]]]:
     for start in range(0, len(rows), MAX_ROWS):
         chunk = rows[start : start + MAX_ROWS]
         out.append((_insert_events(len(chunk)), [v for row in chunk for v in row]))
+    started = [r for r in rows if r[2] == "saga_started"]
+    if started:
+        sql, args = out[0]
+        out[0] = (_START + sql, [started[-1][3], [r[0] for r in started], *args])
     return out
+
+
+# A queued run (submitted) becomes running with its first event: no commit of its own.
+_START = (
+    "WITH started AS (UPDATE runs SET status = 'running', updated_at = %s"
+    " WHERE run_id = ANY(%s) AND status = 'queued') "
+)
 
 
 @functools.lru_cache(maxsize=64)

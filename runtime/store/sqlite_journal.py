@@ -185,7 +185,8 @@ def _append(c: sqlite3.Connection, run_id: str, events: Sequence[Event]) -> None
     apply(c, Prepared(run_id, events))
 
 
-# Each journal event type that changes the approvals table: the statements that apply it.
+# Each journal event type that changes another table (approvals; a queued run's status): the
+# statements that apply it.
 
 
 def _approval_requested(run_id: str, e: Event) -> list[Statement]:
@@ -211,7 +212,16 @@ def _approval_decided(run_id: str, e: Event) -> list[Statement]:
     ]
 
 
+def _saga_started(run_id: str, e: Event) -> list[Statement]:
+    # A queued run (submitted) becomes running with its first event, in the same commit.
+    sql = (
+        "UPDATE runs SET status = 'running', updated_at = ? WHERE run_id = ? AND status = 'queued'"
+    )
+    return [(sql, (e["at"], run_id))]
+
+
 _MATERIALISE: dict[str, Callable[[str, Event], list[Statement]]] = {
+    "saga_started": _saga_started,
     "approval_requested": _approval_requested,
     "approval_decided": _approval_decided,
 }

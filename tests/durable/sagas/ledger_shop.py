@@ -26,7 +26,7 @@ def _call(action: str, context: Any) -> dict[str, Any]:
             seen = any(
                 (e := json.loads(line))["action"] == action and e["key"] == key and e["effective"]
                 for line in f
-                if line.strip()
+                if line.strip() and line.endswith("\n")  # not a line still being written
             )
     line = {"action": action, "key": key, "effective": not seen, "pid": os.getpid()}
     with open(path, "a", encoding="utf-8") as f:
