@@ -75,12 +75,22 @@ class Stores:
         self.opened.clear()
 
 
-@pytest.fixture(params=KINDS)
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
+def _stores(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
     url = None
     if request.param == "postgres":
         url = request.getfixturevalue("pg_server").database()
     return Stores(request.param, tmp_path, url)
+
+
+@pytest.fixture(params=KINDS)
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
+    return _stores(request, tmp_path)
+
+
+@pytest.fixture(params=[k for k in KINDS if k != "memory"])
+def shared_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
+    """The kinds other processes share (`Store.shared`): only those take leases."""
+    return _stores(request, tmp_path)
 
 
 def ev(run_id: str, seq: int, type_: str, **fields: Any) -> dict[str, Any]:

@@ -15,9 +15,9 @@ from .conftest import Stores
 from .test_claims import A, B, queued
 
 
-def test_a_claimed_lease_is_adopted_not_taken_again_and_stays_exclusive(stores: Stores) -> None:
-    if not stores.shared:
-        pytest.skip("a store of one process takes no leases")
+def test_a_claimed_lease_is_adopted_not_taken_again_and_stays_exclusive(
+    shared_stores: Stores,
+) -> None:
 
     async def body(s: Stores) -> None:
         store, other = s.open(), s.open()
@@ -37,12 +37,10 @@ def test_a_claimed_lease_is_adopted_not_taken_again_and_stays_exclusive(stores: 
             async with held(store, "q1", claimed=True):
                 pass
 
-    stores.run(body)
+    shared_stores.run(body)
 
 
-def test_an_adopted_lease_that_is_lost_stops_its_holder(stores: Stores) -> None:
-    if not stores.shared:
-        pytest.skip("a store of one process takes no leases")
+def test_an_adopted_lease_that_is_lost_stops_its_holder(shared_stores: Stores) -> None:
 
     async def body(s: Stores) -> None:
         store, other = s.open(), s.open()
@@ -68,4 +66,4 @@ def test_an_adopted_lease_that_is_lost_stops_its_holder(stores: Stores) -> None:
         assert stopped and leases[0].lost
         assert (await other.get_lease("q1"))[0] == B  # type: ignore[index]  # not released by A
 
-    stores.run(body)
+    shared_stores.run(body)

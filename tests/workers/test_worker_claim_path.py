@@ -45,7 +45,7 @@ def test_a_worker_whose_claimed_lease_is_lost_stops_the_run_and_writes_nothing(
     async def go() -> tuple[int, list[dict[str, Any]], list[str], str]:
         store, other = SqliteStore(tmp_path / "j.db"), SqliteStore(tmp_path / "j.db")
         try:
-            run_id = await sagac.asubmit(_saga(tmp_path), {}, store=store)
+            run_id = (await sagac.asubmit(_saga(tmp_path), {}, store=store)).run_id
             lines: list[dict[str, Any]] = []
             worker = asyncio.create_task(
                 sagac.arun_worker(
@@ -85,7 +85,7 @@ def test_a_queued_run_cancelled_before_its_claim_runs_no_step(tmp_path: Path) ->
     async def go() -> tuple[list[str], str]:
         store = SqliteStore(tmp_path / "j.db")
         try:
-            run_id = await sagac.asubmit(_saga(tmp_path), {}, store=store)
+            run_id = (await sagac.asubmit(_saga(tmp_path), {}, store=store)).run_id
             assert await store.request_cancel(run_id, "alice", "not now")
             code = await sagac.arun_worker(store, concurrency=1, exit_when_idle=True)
             assert code == 0
