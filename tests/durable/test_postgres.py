@@ -91,6 +91,46 @@ def test_a_gate_is_approved_and_the_run_resumed_through_postgres(
     assert read_ledger(ledger)
 
 
+def test_reject_cancel_report_and_diagram_work_against_postgres(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    """The rest of the CLI on a PostgreSQL store, each command its own process: a gate
+    rejected (the run compensates), another run cancelled while it waits, then the first
+    run's HTML report and its diagram with the run's state drawn on it."""
+    url = pg_server.database()
+    env = {"SAGAC_TEST_LEDGER": str(tmp_path / "l.jsonl")}
+    saga = gated_saga(tmp_path)
+    waiting = []
+    for order in ("o1", "o2"):
+        ran = sagac("run", str(saga), "--input", f'{{"order_id": "{order}"}}', "--store", url,
+                    env=env)  # fmt: skip
+        assert ran.returncode == 3, ran.stderr
+        found = re.search(r"sagac approve (\w+) --gate (\w+) --as USER --token (\S+)", ran.stderr)
+        assert found is not None, ran.stderr
+        waiting.append(found.groups())
+    (rejected, gate, token), (cancelled, _, _) = waiting
+    no = sagac("reject", rejected, "--gate", gate, "--as", "alice", "--token", token, "--reason", "no",
+               "--resume", "--store", url, env=env)  # fmt: skip
+    assert no.returncode == 1, no.stderr  # rejected: compensated
+    stop = sagac("cancel", cancelled, "--store", url, "--reason", "not needed")
+    assert stop.returncode == 0, stop.stderr
+    resumed = sagac("resume", cancelled, "--store", url, env=env)
+    assert resumed.returncode == 1, resumed.stderr
+    shown = {
+        r["run_id"]: r["status"] for r in json.loads(sagac("runs", "--store", url, "--json").stdout)
+    }
+    assert shown == {rejected: "compensated", cancelled: "compensated"}
+    page = tmp_path / "report.html"
+    report = sagac("report", rejected, "--store", url, "-o", str(page))
+    assert report.returncode == 0, report.stderr
+    html = page.read_text()
+    assert rejected in html and "APPROVAL_REJECTED" in html
+    drawn = sagac("diagram", "--run", rejected, "--store", url)
+    assert drawn.returncode == 0, drawn.stderr
+    assert "flowchart TD" in drawn.stdout, drawn.stdout
+    assert "failed APPROVAL_REJECTED" in drawn.stdout and "compensated" in drawn.stdout
+
+
 def test_a_server_that_is_down_is_one_clear_line_without_the_password() -> None:
     r = sagac("runs", "--store", "postgresql://u:secret@127.0.0.1:1/x")
     assert r.returncode == 69, r.stderr
