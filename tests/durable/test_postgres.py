@@ -109,8 +109,8 @@ def test_reject_cancel_report_and_diagram_work_against_postgres(
         assert found is not None, ran.stderr
         waiting.append(found.groups())
     (rejected, gate, token), (cancelled, _, _) = waiting
-    no = sagac("reject", rejected, "--gate", gate, "--as", "alice", "--token", token, "--reason", "no",
-               "--resume", "--store", url, env=env)  # fmt: skip
+    no = sagac("reject", rejected, "--gate", gate, "--as", "alice", "--token", token,
+               "--reason", "no", "--resume", "--store", url, env=env)  # fmt: skip
     assert no.returncode == 1, no.stderr  # rejected: compensated
     stop = sagac("cancel", cancelled, "--store", url, "--reason", "not needed")
     assert stop.returncode == 0, stop.stderr
