@@ -155,13 +155,10 @@ def test_the_readme_has_blocks_of_sagac_commands() -> None:
         )
 
 
-@pytest.mark.parametrize(
-    "commands", [cmds for _, cmds in BLOCKS], ids=[cmds[0].text[:40] for _, cmds in BLOCKS]
-)
-def test_every_readme_command_runs_as_written(commands: list[Command], tmp_path: Path) -> None:
-    reason = next((r for f, r in NOT_RUN.items() if commands[0].text.startswith(f)), None)
-    if reason is not None and not SOAK:
-        pytest.skip(reason)
+def run_in_scratch(commands: list[Command], tmp_path: Path, timeout: float) -> Path:
+    """Run a block's commands as one bash script in `tmp_path`, which gets a copy of `sagas/`,
+    with this project's `sagac` first on PATH and no SAGAC_ variable of ours; returns the
+    folder of their outputs (`NNN` and `NNN.rc` per command)."""
     shutil.copytree(
         ROOT / "sagas", tmp_path / "sagas", ignore=shutil.ignore_patterns("__pycache__")
     )
@@ -170,8 +167,23 @@ def test_every_readme_command_runs_as_written(commands: list[Command], tmp_path:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAC_")}
     env.update(NO_COLOR="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
     subprocess.run(
-        ["bash", "-c", _script(commands, outdir)], cwd=tmp_path, env=env, timeout=300, check=True
+        ["bash", "-c", _script(commands, outdir)],
+        cwd=tmp_path,
+        env=env,
+        timeout=timeout,
+        check=True,
     )
+    return outdir
+
+
+@pytest.mark.parametrize(
+    "commands", [cmds for _, cmds in BLOCKS], ids=[cmds[0].text[:40] for _, cmds in BLOCKS]
+)
+def test_every_readme_command_runs_as_written(commands: list[Command], tmp_path: Path) -> None:
+    reason = next((r for f, r in NOT_RUN.items() if commands[0].text.startswith(f)), None)
+    if reason is not None and not SOAK:
+        pytest.skip(reason)
+    outdir = run_in_scratch(commands, tmp_path, timeout=300)
     background = ""
     for i, c in enumerate(commands):
         got = background + (outdir / f"{i:03d}").read_text()

@@ -4,13 +4,9 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-from test_readme import ROOT, _script, readme_blocks
+from test_readme import readme_blocks, run_in_scratch
 from throwaway_pg import PgServer
 
 README_URL = "postgresql://sagac@db.example.internal:5432/sagac"
@@ -23,16 +19,7 @@ def test_the_scale_out_block_runs_as_written(pg_server: PgServer, tmp_path: Path
     url = pg_server.database()
     for c in commands:
         c.text = c.text.replace(README_URL, url)
-    shutil.copytree(
-        ROOT / "sagas", tmp_path / "sagas", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    outdir = tmp_path / ".out"
-    outdir.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGAC_")}
-    env.update(NO_COLOR="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
-    subprocess.run(
-        ["bash", "-c", _script(commands, outdir)], cwd=tmp_path, env=env, timeout=120, check=True
-    )
+    outdir = run_in_scratch(commands, tmp_path, timeout=120)
     outputs = {}
     for i, c in enumerate(commands):
         got = (outdir / f"{i:03d}").read_text()
