@@ -71,7 +71,8 @@ def _retry_code_hint(n: ir.Effectful, code: str, compensation: bool) -> str:
     if compensation:
         return (
             f"if the undo returns {code}, list it under `errors:` of the `compensate` of "
-            f"{n.id!r} (a compensation does not inherit the step's `errors`); else remove it"
+            f"{n.id!r} or in `defaults.compensate.errors` (a compensation does not inherit "
+            "the step's `errors`); else remove it"
         )
     return f"if the action returns {code}, list it under `errors:` of {n.id!r}; else remove it"
 
@@ -163,7 +164,8 @@ def check_compensation_retry(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
             "W104",
             f"the compensation of {n.id!r} has no retry: one failure leaves it for a person",
             n.compensate.path,
-            "add e.g. `retry: {max_attempts: 10}` under `compensate` (or a `defaults.retry`)",
+            "add e.g. `retry: {max_attempts: 10}` under `compensate` "
+            "(or a `defaults.compensate.retry`)",
             key=True,
         )
         for node in saga_nodes(saga)

@@ -188,9 +188,19 @@ Node = Annotated[AnyNode, Field(discriminator="kind")]
 NodeKind = Literal["task", "parallel", "approval", "foreach", "fail"]
 
 
+class CompensateDefaults(_Model):
+    """`defaults.compensate` as written (the layering onto each compensation is in `lower`)."""
+
+    timeout: float | None = None
+    retry: tuple[RetryPolicy, ...] = ()
+    errors: tuple[str, ...] = ()
+    on: Literal["completed", "attempted"] = "completed"
+
+
 class Defaults(_Model):
     timeout: float | None = None
     retry: tuple[RetryPolicy, ...] = ()
+    compensate: CompensateDefaults = CompensateDefaults()
 
 
 class Saga(_Model):

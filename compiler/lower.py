@@ -60,6 +60,21 @@ class _Lowerer:
             ir.RetryPolicy.model_validate(p)
             for p in self.retry(d.get("retry"), ("defaults", "retry"))
         )
+        # A compensation's own setting wins, then `defaults.compensate`, then (timeout and
+        # retry only) the step defaults above, so that sagas without it behave as before.
+        dc = d.get("compensate") or {}
+        comp_retry = tuple(
+            ir.RetryPolicy.model_validate(p)
+            for p in self.retry(dc.get("retry"), ("defaults", "compensate", "retry"))
+        )
+        self.compensate_defaults = ir.CompensateDefaults(
+            timeout=_dur(dc.get("timeout")),
+            retry=comp_retry,
+            errors=tuple(dc.get("errors", ())),
+            on=dc.get("on", "completed"),
+        )
+        self.comp_retry = comp_retry or self.default_retry
+        self.comp_timeout = self.compensate_defaults.timeout or self.default_timeout
 
     def retry(self, raw: Any, path: Path) -> tuple[dict[str, Any], ...]:
         if raw is None:
@@ -86,15 +101,16 @@ class _Lowerer:
         if raw is None:
             return None
         own = self.retry(raw.get("retry"), (*path, "retry"))
+        dc = self.compensate_defaults
         return {
             "action": self.action_ref(raw["action"], (*path, "action")),
             "with_": raw.get("with") or {},
             "idempotency_key": raw.get("idempotency_key"),
-            "errors": tuple(raw.get("errors", ())),
-            "retry": own or self.default_retry,
-            "retry_declared": bool(own or self.default_retry),
-            "timeout": _dur(raw.get("timeout")) or self.default_timeout,
-            "on": raw.get("on", "completed"),
+            "errors": tuple(raw["errors"]) if "errors" in raw else dc.errors,
+            "retry": own or self.comp_retry,
+            "retry_declared": bool(own or self.comp_retry),
+            "timeout": _dur(raw.get("timeout")) or self.comp_timeout,
+            "on": raw.get("on", dc.on),
             "path": path,
         }
 
@@ -211,7 +227,9 @@ def lower(data: dict[str, Any]) -> ir.Saga:
         env=tuple(data.get("env", ())),
         secrets=tuple(data.get("secrets", ())),
         actions=lw.actions,
-        defaults=ir.Defaults(timeout=lw.default_timeout, retry=lw.default_retry),
+        defaults=ir.Defaults(
+            timeout=lw.default_timeout, retry=lw.default_retry, compensate=lw.compensate_defaults
+        ),
         compensation=data.get("compensation", "sequential"),
         on_compensation_failure=data.get("on_compensation_failure", "continue"),
         timeout=_dur(data.get("timeout")),

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -218,3 +220,34 @@ steps:
     report, _ = run(plan, clock=clock)
     assert report.failure.code == "SAGA_TIMEOUT"
     assert clock.sleeps == pytest.approx([0.3, 0.3, 0.3])
+
+
+def test_defaults_compensate_retries_and_bounds_a_compensation(factory):
+    # The steps are not retried (`defaults.retry`); their undos are, under a tighter bound.
+    text = """
+saga: d
+actions:
+  flaky: {python: "MOD:flaky"}
+defaults:
+  timeout: 10s
+  retry: {max_attempts: 1}
+  compensate:
+    timeout: 50ms
+    retry: {max_attempts: 3, backoff: fixed, initial_delay: 1ms, jitter: none}
+steps:
+  - {id: a, action: flaky, with: {times: 0}, compensate: {action: flaky, with: {times: 2}, idempotency_key: ka}}
+  - {id: b, action: flaky, with: {times: 0}, compensate: {action: flaky, with: {times: 0, delay: 5}, idempotency_key: kb}}
+  - {id: c, action: flaky, with: {code: BOOM, times: 1}}
+"""
+    plan, mod = factory.plan(text, ACTIONS)
+    started = time.monotonic()
+    report, _ = run(plan)
+    assert time.monotonic() - started < 3
+    assert report.failure.code == "BOOM" and report.failure.step == "c"
+    assert [(c.step, c.status, c.attempts) for c in report.compensations] == [
+        ("b", "failed", 3),
+        ("a", "ok", 3),
+    ]
+    assert report.compensations[0].error.code == "TIMEOUT"
+    keys = [f["key"] for name, f in mod.LOG if name == "call"]
+    assert keys == [None, None, None, "kb", "kb", "kb", "ka", "ka", "ka"]
