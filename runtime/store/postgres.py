@@ -76,9 +76,11 @@ from .rows import (
     definition_values,
     dumps,
     insert_definition,
+    insert_run,
     loads,
     next_wake_sql,
     run_record,
+    run_values,
     runnable,
     upsert_worker,
     where_clause,
@@ -392,25 +394,7 @@ class PostgresStore(Store):
             async with self._tx() as cur:
                 if definition is not None:
                     await cur.execute(insert_definition("%s"), definition_values(definition))
-                await cur.execute(
-                    "INSERT INTO runs (run_id, saga, version, definition_hash, file, input,"
-                    " status, created_at, updated_at, meta, wake_at, approval_token_sha256)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (
-                        record.run_id,
-                        record.saga,
-                        record.version,
-                        record.definition_hash,
-                        record.file,
-                        dumps(record.input),
-                        record.status,
-                        record.created_at,
-                        record.updated_at,
-                        dumps(record.meta),
-                        wake,
-                        record.approval_token_sha256,
-                    ),
-                )
+                await cur.execute(insert_run("%s"), run_values(record, wake))
                 if record.status == "queued":
                     await cur.execute(_NOTIFY)
         except StoreError as e:

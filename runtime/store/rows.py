@@ -172,6 +172,33 @@ DEFINITION_COLUMNS = "hash, saga, source, file"
 WORKER_COLUMNS = "worker_id, host, pid, concurrency, started_at, heartbeat_at, state"
 
 
+def insert_run(p: str) -> str:
+    """The INSERT of a new `runs` row; its parameters are `run_values`."""
+    return (
+        "INSERT INTO runs (run_id, saga, version, definition_hash, file, input, status,"
+        " created_at, updated_at, meta, wake_at, approval_token_sha256)"
+        f" VALUES ({', '.join([p] * 12)})"
+    )
+
+
+def run_values(record: RunRecord, wake_at: float | None) -> tuple[Any, ...]:
+    """`insert_run`'s parameters."""
+    return (
+        record.run_id,
+        record.saga,
+        record.version,
+        record.definition_hash,
+        record.file,
+        dumps(record.input),
+        record.status,
+        record.created_at,
+        record.updated_at,
+        dumps(record.meta),
+        wake_at,
+        record.approval_token_sha256,
+    )
+
+
 def insert_definition(p: str) -> str:
     """The INSERT of a `definitions` row (hash, saga, source, file, created_at): nothing when
     the hash is there already (a hash names one source)."""

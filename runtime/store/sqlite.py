@@ -69,11 +69,13 @@ from .rows import (
     definition_values,
     dumps,
     insert_definition,
+    insert_run,
     loads,
     next_wake_sql,
     park_wake,
     run_columns,
     run_record,
+    run_values,
     runnable,
     unpark_wake,
     upsert_worker,
@@ -240,25 +242,7 @@ class SqliteStore(Store):
 
         def fn(c: sqlite3.Connection) -> None:
             try:
-                c.execute(
-                    "INSERT INTO runs (run_id, saga, version, definition_hash, file, input,"
-                    " status, created_at, updated_at, meta, wake_at, approval_token_sha256)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.run_id,
-                        record.saga,
-                        record.version,
-                        record.definition_hash,
-                        record.file,
-                        dumps(record.input),
-                        record.status,
-                        record.created_at,
-                        record.updated_at,
-                        dumps(record.meta),
-                        wake,
-                        record.approval_token_sha256,
-                    ),
-                )
+                c.execute(insert_run("?"), run_values(record, wake))
             except sqlite3.IntegrityError:
                 raise StoreError(f"run {record.run_id!r} already exists") from None
             if definition is not None:
