@@ -221,8 +221,14 @@ def check_pivots(saga: ir.Saga, facts: Facts, doc: Document) -> list[Diagnostic]
             continue
         pivot = pivots[1 << (hits.bit_length() - 1)]  # the nearest: latest in topological order
         match n:
-            case ir.ParallelGroup():
+            case ir.ParallelGroup() | ir.SwitchNode():
                 continue  # it fails only through its branches' nodes, each checked
+            case ir.SleepNode():
+                continue  # only a template error can fail it
+            case ir.WaitNode():
+                what, hint = "a wait", f"wait for the signal before {pivot!r}"
+            case ir.CallNode():
+                what, hint = "a call", f"call it before {pivot!r}"
             case ir.FailNode():
                 what, hint = "a `fail` node", f"move this check before {pivot!r}"
             case ir.ApprovalGate():

@@ -49,7 +49,8 @@ def node_codes(node: ir.AnyNode) -> frozenset[str]:
     """Codes `node` can fail with (http statuses are summarised as none: see `can_raise`)."""
     match node:
         case ir.TaskStep():
-            return EFFECT | set(node.errors) | action_codes(node.action.spec)
+            codes = EFFECT | set(node.errors) | action_codes(node.action.spec)
+            return codes | {"CALLBACK_TIMEOUT"} if node.callback is not None else codes
         case ir.ForeachNode():
             codes = EFFECT | {"BATCH_ITEM_FAILED"} | set(node.errors)
             return codes | action_codes(node.action.spec)
@@ -57,10 +58,16 @@ def node_codes(node: ir.AnyNode) -> frozenset[str]:
             return ALWAYS | {"APPROVAL_REJECTED", "APPROVAL_TIMEOUT"}
         case ir.FailNode():
             return ALWAYS | {node.code}
-        case ir.ParallelGroup():
+        case ir.SleepNode():
+            return ALWAYS
+        case ir.WaitNode():
+            return ALWAYS | {"WAIT_TIMEOUT"}
+        case ir.CallNode():
+            return ALWAYS  # and the child's codes: resolved with the child (`Plan.calls`)
+        case ir.ParallelGroup() | ir.SwitchNode():
             out: set[str] = set(ALWAYS)
-            for branch in node.branches:
-                for child in branch:
+            for nodes in ir.children(node):
+                for child in nodes:
                     out |= node_codes(child)
             return frozenset(out)
         case _:

@@ -35,7 +35,11 @@ def waits_for_children(node: ir.AnyNode) -> bool:
     match node:
         case ir.ParallelGroup():
             return node.mode != "any"  # `any` completes with its first branch
+        case ir.SwitchNode():
+            return False  # only the case taken runs
         case ir.TaskStep() | ir.ApprovalGate() | ir.ForeachNode() | ir.FailNode():
+            return True  # nothing nested
+        case ir.SleepNode() | ir.WaitNode() | ir.CallNode():
             return True  # nothing nested
         case _:
             assert_never(node)

@@ -125,6 +125,16 @@ class TaskStep(NodeBase):
     # with `args` in scope); `has_simulate` tells `simulate: null` from no `simulate:`.
     simulate: JSON = None
     has_simulate: bool = False
+    # `callback:` given: the step completes only when `sagac callback TOKEN` reports its
+    # outcome; its action gets the single-use token as `callback.token`.
+    callback: Callback | None = None
+
+
+class Callback(_Model):
+    """A task step's `callback:` (the `.waitForTaskToken` pattern)."""
+
+    timeout: float | None = None  # after the action returned; None: wait for ever (W107)
+    path: Path = Field(default=(), exclude=True)
 
 
 class BatchSpec(_Model):
@@ -174,6 +184,53 @@ class FailNode(NodeBase):
     message: str | None = None
 
 
+class SleepNode(NodeBase):
+    """`sleep`: a durable timer. Exactly one of `for_` (seconds) and `until` (a template
+    rendering an RFC 3339 time with a zone) is set."""
+
+    kind: Literal["sleep"] = "sleep"
+    for_: float | None = Field(default=None, alias="for")
+    until: str | None = None
+
+
+class WaitNode(NodeBase):
+    """`wait`: park until `sagac signal RUN_ID <signal>` delivers a payload (its `result`)."""
+
+    kind: Literal["wait"] = "wait"
+    signal: str
+    payload_schema: dict[str, JSON] | None = Field(default=None, alias="schema")
+    timeout: float | None = None  # None: wait for ever (W107)
+    on_timeout: Literal["fail", "continue"] = "fail"  # fail: WAIT_TIMEOUT; continue: result null
+
+
+class CallNode(NodeBase):
+    """`call`: run another saga as a child run; its `output` is this node's `result`.
+
+    `saga` is the path as written, relative to the calling file; the pipeline resolves it
+    and compiles the child into `Plan.calls[id]`. `child_irreversible` is set by the
+    pipeline once the child is compiled (a child with an irreversible step makes the call a
+    pivot)."""
+
+    kind: Literal["call"] = "call"
+    saga: str
+    with_: dict[str, JSON] = Field(default_factory=dict, alias="with")
+    child_irreversible: bool = False
+
+
+class SwitchCase(_Model):
+    when: str
+    steps: tuple[Node, ...]
+    path: Path = Field(default=(), exclude=True)
+
+
+class SwitchNode(NodeBase):
+    """`switch`: the first case whose `when` holds runs (else `default`, else nothing)."""
+
+    kind: Literal["switch"] = "switch"
+    cases: tuple[SwitchCase, ...]
+    default: tuple[Node, ...] | None = None
+
+
 class ParallelGroup(NodeBase):
     kind: Literal["parallel"] = "parallel"
     mode: Literal["all", "all_settled", "any"] = "all"
@@ -183,9 +240,24 @@ class ParallelGroup(NodeBase):
 
 # The node union: adding a kind here makes mypy (every `match` ending in `assert_never`) and
 # the import-time checks of the kind registries (`require_kinds`) name each place to handle it.
-AnyNode = TaskStep | ParallelGroup | ApprovalGate | ForeachNode | FailNode
+AnyNode = (
+    TaskStep
+    | ParallelGroup
+    | ApprovalGate
+    | ForeachNode
+    | FailNode
+    | SleepNode
+    | WaitNode
+    | CallNode
+    | SwitchNode
+)
 Node = Annotated[AnyNode, Field(discriminator="kind")]
-NodeKind = Literal["task", "parallel", "approval", "foreach", "fail"]
+NodeKind = Literal[
+    "task", "parallel", "approval", "foreach", "fail", "sleep", "wait", "call", "switch"
+]
+# The kinds that may park a run (status `waiting`, or `waiting_approval` for a gate) until
+# something outside it happens: a time, a signal, a decision, a callback, a child run.
+PARKING_KINDS: frozenset[NodeKind] = frozenset({"approval", "sleep", "wait", "call"})
 
 
 class CompensateDefaults(_Model):
@@ -240,7 +312,12 @@ def children(node: AnyNode) -> tuple[tuple[AnyNode, ...], ...]:
     match node:
         case ParallelGroup():
             return node.branches
+        case SwitchNode():
+            cases = tuple(c.steps for c in node.cases)
+            return cases if node.default is None else (*cases, node.default)
         case TaskStep() | ApprovalGate() | ForeachNode() | FailNode():
+            return ()
+        case SleepNode() | WaitNode() | CallNode():
             return ()
         case _:
             assert_never(node)
@@ -265,6 +342,8 @@ def effectful(node: AnyNode) -> Effectful | None:
             return node
         case ParallelGroup() | ApprovalGate() | FailNode():
             return None
+        case SleepNode() | WaitNode() | CallNode() | SwitchNode():
+            return None
         case _:
             assert_never(node)
 
@@ -274,7 +353,11 @@ def irreversible(node: AnyNode) -> bool:
     match node:
         case TaskStep():
             return node.irreversible
+        case CallNode():
+            return node.child_irreversible
         case ParallelGroup() | ApprovalGate() | ForeachNode() | FailNode():
+            return False
+        case SleepNode() | WaitNode() | SwitchNode():
             return False
         case _:
             assert_never(node)
@@ -292,6 +375,10 @@ WRAPPER_KEYS: dict[NodeKind, str | None] = {
     "approval": "approval",
     "foreach": "foreach",
     "fail": "fail",
+    "sleep": "sleep",
+    "wait": "wait",
+    "call": "call",
+    "switch": "switch",
 }
 
 
@@ -313,4 +400,7 @@ require_kinds(get_args(NodeKind), "ir.NodeKind")
 require_kinds(WRAPPER_KEYS, "ir.WRAPPER_KEYS")
 
 ParallelGroup.model_rebuild()
+SwitchCase.model_rebuild()
+SwitchNode.model_rebuild()
+TaskStep.model_rebuild()
 Saga.model_rebuild()

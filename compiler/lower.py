@@ -152,6 +152,9 @@ class _Lowerer:
         fields["irreversible"] = bool(raw.get("irreversible", False))
         if "simulate" in raw:
             fields["simulate"], fields["has_simulate"] = raw["simulate"], True
+        if "callback" in raw:
+            cb = raw["callback"] or {}
+            fields["callback"] = {"timeout": _dur(cb.get("timeout")), "path": (*path, "callback")}
         return ir.TaskStep.model_validate(fields)
 
     def parallel(self, p: dict[str, Any], path: Path) -> ir.AnyNode:
@@ -200,6 +203,36 @@ class _Lowerer:
     def fail(self, x: dict[str, Any], path: Path) -> ir.AnyNode:
         return ir.FailNode(**self.common(x, path), code=x["code"], message=x.get("message"))
 
+    def sleep(self, x: dict[str, Any], path: Path) -> ir.AnyNode:
+        return ir.SleepNode(**self.common(x, path), for_=_dur(x.get("for")), until=x.get("until"))
+
+    def wait(self, x: dict[str, Any], path: Path) -> ir.AnyNode:
+        return ir.WaitNode(
+            **self.common(x, path),
+            signal=x.get("signal", x["id"]),
+            payload_schema=x.get("schema"),
+            timeout=_dur(x.get("timeout")),
+            on_timeout=x.get("on_timeout", "fail"),
+        )
+
+    def call(self, x: dict[str, Any], path: Path) -> ir.AnyNode:
+        return ir.CallNode(**self.common(x, path), saga=x["saga"], with_=x.get("with") or {})
+
+    def switch(self, x: dict[str, Any], path: Path) -> ir.AnyNode:
+        default = x.get("default")
+        return ir.SwitchNode(
+            **self.common(x, path),
+            cases=tuple(
+                ir.SwitchCase(
+                    when=c["when"],
+                    steps=self.nodes(c["steps"], (*path, "cases", i, "steps")),
+                    path=(*path, "cases", i),
+                )
+                for i, c in enumerate(x["cases"])
+            ),
+            default=None if default is None else self.nodes(default, (*path, "default")),
+        )
+
     def nodes(self, raw: list[dict[str, Any]], path: Path) -> tuple[ir.AnyNode, ...]:
         return tuple(self.node(n, (*path, i)) for i, n in enumerate(raw))
 
@@ -211,6 +244,10 @@ _LOWER: dict[ir.NodeKind, Callable[[_Lowerer, dict[str, Any], Path], ir.AnyNode]
     "approval": _Lowerer.approval,
     "foreach": _Lowerer.foreach,
     "fail": _Lowerer.fail,
+    "sleep": _Lowerer.sleep,
+    "wait": _Lowerer.wait,
+    "call": _Lowerer.call,
+    "switch": _Lowerer.switch,
 }
 ir.require_kinds(_LOWER, "lower._LOWER")
 _WRAPPED: dict[str, ir.NodeKind] = {k: kind for kind, k in ir.WRAPPER_KEYS.items() if k}

@@ -86,6 +86,17 @@ def template_sites(saga: ir.Saga) -> Iterator[Site]:
                     yield Site((*n.path, "message"), n.message, "node", n)
             case ir.ParallelGroup():
                 pass  # only its `when`: the nodes of its branches are walked on their own
+            case ir.SleepNode():
+                if n.until is not None:
+                    yield Site((*n.path, "until"), n.until, "node", n)
+            case ir.WaitNode():
+                pass
+            case ir.CallNode():
+                for path, text in _strings(n.with_, (*n.path, "with")):
+                    yield Site(path, text, "node", n)
+            case ir.SwitchNode():
+                for case in n.cases:
+                    yield Site((*case.path, "when"), case.when, "node", n)
             case ir.TaskStep() | ir.ForeachNode():
                 item = n.as_ if isinstance(n, ir.ForeachNode) else None
                 if isinstance(n, ir.ForeachNode):

@@ -39,6 +39,15 @@ EVENT_FIELDS: dict[str, str] = {
     "group_completed": "step, result, [winner], duration_ms, [branch]",
     "approval_requested": "step, key, message, approvers, deadline, [branch]",
     "approval_decided": "step, approved, by, at, comment, value",
+    # Parking nodes (docs/language.md, "Waiting, calling and branching"): each opening event
+    # gives the store a parked row (`Store.parked`) that `wait_ended` closes.
+    "sleep_started": "step, until, [branch]",
+    "wait_started": "step, signal, deadline, [branch]",
+    "callback_issued": "step, attempt, token_sha256, deadline, [branch]",
+    # reason: due, signal, callback, timeout or cancelled
+    "wait_ended": "step, reason, [attempt], [signal_id], [branch]",
+    "case_chosen": "step, case, [branch]",
+    "call_started": "step, child_run_id, saga, [branch]",
     "batch_progress": "step, batch, total_batches, processed, total, percent, failed, rate,"
     " [completed], [cursors], [results]",  # the items' checkpoint: docs/batches.md
     "saga_compensating": "failure",
@@ -46,7 +55,7 @@ EVENT_FIELDS: dict[str, str] = {
     "compensation_started": "step, attempt, idempotency_key, [item_index]",
     "compensation_completed": "step, attempt, duration_ms, [item_index]",
     "compensation_failed": "step, attempt, duration_ms, error, final, [delay_ms], [item_index]",
-    "saga_waiting": "status, waiting, active_ms",
+    "saga_waiting": "status, waiting, active_ms, [wake_at]",
     "saga_completed": "status, output, duration_ms",
     "saga_failed": "status, failure, needs_attention, duration_ms",
 }

@@ -24,13 +24,17 @@ from sagac.compiler import ir
 
 from sagac.errors import StepError
 
+from .calls import run_call
 from .context import RunContext
 from .foreach import run_foreach
 from .gates import run_gate
 from .groups import run_group
 from .outcomes import HALTED, NodeFailed
 from .restore import skip_view
+from .sleeps import run_sleep
+from .switches import run_switch
 from .tasks import run_fail, run_task
+from .waits import run_wait
 
 _FALSE_TEXT = frozenset({"", "false", "0", "no", "none", "null", "off"})
 
@@ -135,6 +139,14 @@ async def run_node(ctx: RunContext, nid: str, extra: Mapping[str, Any] | None) -
             result = await run_gate(ctx, node, scope, extra)
         case ir.FailNode():
             result = await run_fail(ctx, node, scope, extra)
+        case ir.SleepNode():
+            result = await run_sleep(ctx, node, scope, extra)
+        case ir.WaitNode():
+            result = await run_wait(ctx, node, scope, extra)
+        case ir.CallNode():
+            result = await run_call(ctx, node, scope, extra)
+        case ir.SwitchNode():
+            result = await run_switch(ctx, node, scope, extra)
         case _:
             assert_never(node)
     if result is not HALTED:

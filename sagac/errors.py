@@ -374,6 +374,69 @@ class DefinitionMismatch(ApprovalRefused):
     code = "DEFINITION_CHANGED"
 
 
+class SignalRefused(SagacError):
+    """A signal was not accepted (and was audited); the run goes on waiting."""
+
+    code = "SIGNAL_REFUSED"
+    exit_code = ExitCode.NOT_PERMITTED
+
+
+class UnknownSignal(SignalRefused):
+    """The saga has no `wait` on that signal name."""
+
+    code = "UNKNOWN_SIGNAL"
+
+
+class InvalidSignalData(SignalRefused):
+    """The signal's data does not match its `wait`'s `schema`."""
+
+    code = "INVALID_SIGNAL_DATA"
+
+
+class SignalAlreadySent(SignalRefused):
+    """As many signals of that name were sent as the saga has waits on it."""
+
+    code = "SIGNAL_ALREADY_SENT"
+
+
+class RunFinished(SignalRefused):
+    """The run has finished: it waits for nothing any more."""
+
+    code = "RUN_FINISHED"
+
+
+class CallbackRefused(SagacError):
+    """A callback was not accepted (and was audited)."""
+
+    code = "CALLBACK_REFUSED"
+    exit_code = ExitCode.NOT_PERMITTED
+
+
+class UnknownCallbackToken(CallbackRefused):
+    """No callback was issued with that token."""
+
+    code = "UNKNOWN_CALLBACK_TOKEN"
+
+
+class CallbackTokenUsed(CallbackRefused):
+    """The token was used already."""
+
+    code = "CALLBACK_TOKEN_USED"
+
+
+class CallbackLate(CallbackRefused):
+    """The callback's timeout passed."""
+
+    code = "CALLBACK_LATE"
+
+
+class CallbackNotPending(CallbackRefused):
+    """The step no longer waits for this token (the run finished, or another token of the
+    step completed it)."""
+
+    code = "CALLBACK_NOT_PENDING"
+
+
 # -- the CLI's errors ---------------------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ from ..ir import (
     ActionRef,
     AnyNode,
     ApprovalGate,
+    CallNode,
     CommandAction,
     Compensation,
     Effectful,
@@ -41,7 +42,10 @@ from ..ir import (
     ParallelGroup,
     PythonAction,
     RetryPolicy,
+    SleepNode,
+    SwitchNode,
     TaskStep,
+    WaitNode,
     children,
     effectful,
     require_kinds,
@@ -232,6 +236,8 @@ def _node_lines(n: AnyNode) -> list[Line]:
             lines.append(_facts(timeout))
         case FailNode():
             lines.append(("meta", f"fail {n.code}"))
+        case SleepNode() | WaitNode() | CallNode() | SwitchNode():
+            pass  # drawn by the renderers' next pass (issue 13)
         case ParallelGroup():
             mode = {"all": "all branches", "all_settled": "all settled", "any": "first wins"}[
                 n.mode
@@ -254,8 +260,12 @@ def _shape(n: AnyNode) -> NodeShape:
             return "approval"
         case FailNode():
             return "fail"
-        case ParallelGroup():
+        case ParallelGroup() | SwitchNode():
             return "fork"
+        case SleepNode() | WaitNode():
+            return "approval"
+        case CallNode():
+            return "task"
         case _:
             assert_never(n)
 

@@ -41,6 +41,16 @@ Event = dict[str, Any]
 # definition_hash, status (pending, approved, rejected, timed_out), requested_at,
 # requested_seq, decided_by, decided_at, comment, value, decision_code.
 Approval = dict[str, Any]
+# A parked node (`Store.parked`): run_id, step, attempt (0 but for callbacks), kind (sleep,
+# signal, callback), signal (the name, kind signal), token_sha256 (kind callback), due_epoch
+# (the sleep's due time or the timeout's deadline; None: none), state (pending, done),
+# opened_seq, and for a callback whose outcome came: outcome ({"result": X} or {"error":
+# {"code", "message"}}), outcome_at (RFC 3339), outcome_by.
+Parked = dict[str, Any]
+# A signal sent to a run (`Store.send_signal`): signal_id (increasing per store), run_id, name,
+# data, sent_at (RFC 3339), sent_by, and once a `wait` consumed it (its `wait_ended` event):
+# consumed_step, consumed_seq.
+Signal = dict[str, Any]
 
 # Every status a run can have (`RunRecord.status`; the report's `RunStatus`, plus `queued`: a
 # run submitted for a worker and not started yet, and `interrupted`: a run a signal stopped;
@@ -50,6 +60,7 @@ RUN_STATUSES = (
     "running",
     "interrupted",
     "waiting_approval",
+    "waiting",  # parked on a sleep, a wait for a signal, a callback or a child run
     "succeeded",
     "compensated",
     "compensation_failed",
@@ -76,6 +87,9 @@ class RunRecord:
     # take it instead of a fresh token each (`submit`, `gates`); None for a run started in
     # the foreground. The clear token is never given to a store.
     approval_token_sha256: str | None = None
+    # A child run (a `call` node's run): its parent run and the call node's id.
+    parent_run_id: str | None = None
+    parent_step: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +323,53 @@ class Store(ABC):
         `owner` holds the run (it numbers its own events); DecisionConflict when the gate is
         unknown or not pending, or when `definition_hash` is given and the run or the request
         no longer has it. Returns the event."""
+
+    # -- parked nodes, signals, callbacks, child runs (issue 13) ----------------------------
+    # Not abstract yet: the stores implement them in issue 13's store lane, which makes them
+    # abstract. A parked row opens with `sleep_started`, `wait_started` or `callback_issued`
+    # and closes with `wait_ended` (appended by the run's driver, in the journal's write). A
+    # run that parks (status `waiting` or `waiting_approval`) gets its wake time in that
+    # write: now when a cancel was requested, when a kept signal matches a pending `wait` row
+    # or when a pending callback row has its outcome; else the earliest `due_epoch` of its
+    # pending rows and `deadline_epoch` of its pending gates. A child run that finishes wakes
+    # its parent (wake time now) when the parent is parked.
+
+    async def parked(self, run_id: str) -> list[Parked]:
+        """The run's parked rows, pending and done, in the order they were opened."""
+        raise NotImplementedError
+
+    async def send_signal(
+        self, run_id: str, name: str, data: Any, audit: AuditEntry, *, limit: int
+    ) -> Signal:
+        """Keep signal `name` (`data`) for run `run_id` and write `audit` (its `detail`, a
+        dict, gets the `signal_id`) in one atomic write; no lease needed. Raises RunNotFound;
+        SignalRefused: `RunFinished` when the run has finished, `SignalAlreadySent` when
+        `limit` signals of that name were sent already. When a pending `wait` row of the run
+        waits for `name`, the run's wake time becomes now and workers are woken."""
+        raise NotImplementedError
+
+    async def signals(self, run_id: str, name: str | None = None) -> list[Signal]:
+        """The signals sent to the run (of one name), oldest first, consumed ones included."""
+        raise NotImplementedError
+
+    async def callback(self, token_sha256: str) -> Parked | None:
+        """The callback row with that token hash, or None."""
+        raise NotImplementedError
+
+    async def complete_callback(
+        self, token_sha256: str, outcome: dict[str, Any], audit: AuditEntry
+    ) -> Parked:
+        """Record `outcome` on the callback row with that token hash, with `audit` (its run
+        and gate set from the row) in one atomic write: the compare-and-set that makes a token
+        single-use. Raises CallbackRefused: `UnknownCallbackToken` (no row),
+        `CallbackTokenUsed` (an outcome is there already), `CallbackLate` (past its
+        `due_epoch`), `CallbackNotPending` (the row is done or the run finished). Wakes the
+        run (wake time now) when it is parked. Returns the row as updated."""
+        raise NotImplementedError
+
+    async def children(self, run_id: str) -> list[RunRecord]:
+        """The child runs of `run_id` (`RunRecord.parent_run_id`), oldest first."""
+        raise NotImplementedError
 
     @abstractmethod
     async def audit(self, entry: AuditEntry) -> None:
