@@ -1,16 +1,19 @@
 """The journal in PostgreSQL: the `Store` contract on a database server shared by machines.
 
 `PostgresStore` keeps SQLite's tables with SQLite's meaning (runs, events, approvals, audit,
-leases, cancel requests, run-level idempotency keys, approver groups, definitions, workers;
+leases, cancel requests, run-level idempotency keys, approver groups, definitions, workers,
+parked rows, signals;
 schema in `postgres_migrations.py`), through psycopg 3's async API and a `psycopg_pool` pool
 of autocommit connections opened on first use. Appends go through a group-committing writer
 (`postgres_journal.Writer`). Event bodies are stored as the codec's JSON text, so
 `load_events` gives back exactly what SQLite gives back. The steps view is folded from the
 run's events with the same code as the memory store (`memory.steps_of`). Every multi-row write
 is one transaction; an approval decision locks the run and its approval row (`FOR UPDATE`) and
-is a compare-and-set on the gate's status; `claim_runs` picks runs `FOR NO KEY UPDATE SKIP
+is a compare-and-set on the gate's status; a signal or a callback locks the run first too
+(`postgres_journal.wake_for` says why); `claim_runs` picks runs `FOR NO KEY UPDATE SKIP
 LOCKED` and writes their leases in the same transaction. Creating a queued run, a decision, a
-cancel request and a released lease `NOTIFY sagac_work` in their transaction; `wait_for_work`
+cancel request, a released lease and a parked run woken (a signal, a callback, a finished
+child) `NOTIFY sagac_work` in their transaction; `wait_for_work`
 LISTENs on a connection of its own.
 
 A lost connection (the server restarted or is down) is `StoreUnavailable`: the pool is then
