@@ -72,8 +72,8 @@ def _retry_code_hint(n: ir.Effectful, code: str, compensation: bool) -> str:
         return "HTTP_<status> codes come only from http actions; remove it from `on`"
     if code == "COMMAND_FAILED":
         return "COMMAND_FAILED comes only from command actions; remove it from `on`"
-    if code == "CALLBACK_TIMEOUT" and not compensation:
-        if isinstance(n, ir.TaskStep) and n.callback is not None:
+    if code == "CALLBACK_TIMEOUT":
+        if not compensation and isinstance(n, ir.TaskStep) and n.callback is not None:
             return f"give the `callback:` of {n.id!r} a `timeout`, or remove it from `on`"
         return "CALLBACK_TIMEOUT comes only from task steps with `callback:`; remove it from `on`"
     if compensation:

@@ -431,10 +431,13 @@ def test_a_switch_case_without_compensate_is_not_w106() -> None:
     steps = """\
     - switch:
         id: route
-        cases: [{when: "{{ input.a }}", steps: [{id: a, action: start_payment}]}]
-        default: [{id: b, action: start_payment}]
+        cases: [{when: "{{ input.a }}", steps: [{id: a, action: {http: {url: "https://x.test"}}}]}]
+        default: [{id: b, action: {command: [./book]}}]
     """
     assert _codes(steps) == []
+    # The same steps in `any` branches are W106: a losing branch may have completed.
+    race = "- parallel: {id: race, mode: any, branches: [[{id: a, action: {command: [./a]}}]]}"
+    assert _codes(race) == ["W106"]
 
 
 def _node(steps: str, node_id: str) -> ir.AnyNode:
@@ -470,6 +473,11 @@ def test_node_codes_of_the_new_kinds(steps: str, has: set[str]) -> None:
         (_step("retry: {on: [CALLBACK_TIMEOUT]}"), [], ""),
         (
             "- {id: a, action: start_payment, retry: {on: [CALLBACK_TIMEOUT]}}",
+            ["E020"],
+            "only from task steps with `callback:`",
+        ),
+        (
+            _step("compensate: {action: {mock: {}}, retry: {on: [CALLBACK_TIMEOUT]}}"),
             ["E020"],
             "only from task steps with `callback:`",
         ),
