@@ -126,11 +126,12 @@ class Facts:
     saga: ir.Saga
     graph: SagaGraph
     ancestry: Ancestry
-    group_of: dict[str, str]  # node id -> the node (a parallel group) whose branch holds it
+    # node id -> the node (a parallel group, a switch) whose branch (case) holds it
+    group_of: dict[str, str]
     in_on_failure: set[str]
     # node id -> the outermost node it may not run in, although that node completed (a branch
-    # of an `any` group: `graph.waits_for_children`)
-    in_any_branch: dict[str, str]
+    # of an `any` group, a case of a switch: `graph.waits_for_children`)
+    in_optional_branch: dict[str, str]
 
     @classmethod
     def of(cls, saga: ir.Saga, graph: SagaGraph) -> Facts:
@@ -148,6 +149,22 @@ class Facts:
                 for child in ir.descendants(n):
                     in_any.setdefault(child.id, n.id)
         return cls(saga, graph, Ancestry(graph), group_of, in_on_failure, in_any)
+
+    def switch_around(self, target: str, reader: str | None) -> str | None:
+        """The innermost switch with a case that holds `target` but not `reader` (None: the
+        saga's `output`): that case may not have run when `reader` starts."""
+        scopes = set()
+        node = reader
+        while node is not None:
+            scopes.add(self.graph.scope_of[node])
+            node = self.group_of.get(node)
+        node = target
+        while (group := self.group_of.get(node)) is not None:
+            switch = isinstance(self.graph.nodes[group], ir.SwitchNode)
+            if switch and self.graph.scope_of[node] not in scopes:
+                return group
+            node = group
+        return None
 
 
 def _root_scope(graph: SagaGraph, key: str) -> str:

@@ -1,7 +1,9 @@
-"""Checks on nodes and their policies: ids, retries, idempotency, compensation, pivots, gates.
+"""Checks on nodes and their policies: ids, retries, idempotency, compensation, pivots, gates,
+waits and sleeps.
 
-E012, E019, E020, W101, W102, W103, W104 and W106: each is one function over the IR (and, for
-pivots, the shared `Facts`). Templates are not read here (see `check_templates`).
+E012, E019, E020, E030, W101, W102, W103, W104, W106 and W107: each is one function over the IR
+(and, for pivots, the shared `Facts`). Templates are not read here (see `check_templates`),
+beyond telling a literal `until` from a template.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from . import ir
 from .check_actions import has_side_effect
 from .check_facts import Facts, diag, own_policies, retried, saga_nodes
 from .diagnostics import Diagnostic
-from .errorcodes import EFFECT, HTTP_CODE, action_codes, can_raise, node_codes
+from .durations import parse_time
+from .errorcodes import EFFECT, HTTP_CODE, action_codes, can_raise, node_codes, times_out
 from .graph import waits_for_children
 from .loader import Document
+from .templates import is_template
 
 
 def check_ids(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
@@ -68,6 +72,10 @@ def _retry_code_hint(n: ir.Effectful, code: str, compensation: bool) -> str:
         return "HTTP_<status> codes come only from http actions; remove it from `on`"
     if code == "COMMAND_FAILED":
         return "COMMAND_FAILED comes only from command actions; remove it from `on`"
+    if code == "CALLBACK_TIMEOUT":
+        if not compensation and isinstance(n, ir.TaskStep) and n.callback is not None:
+            return f"give the `callback:` of {n.id!r} a `timeout`, or remove it from `on`"
+        return "CALLBACK_TIMEOUT comes only from task steps with `callback:`; remove it from `on`"
     if compensation:
         return (
             f"if the undo returns {code}, list it under `errors:` of the `compensate` of "
@@ -191,6 +199,61 @@ def check_approval_timeouts(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
     ]
 
 
+def check_wait_timeouts(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
+    """W107: a `wait`, or a step's `callback`, without a timeout can keep a run waiting (and
+    what it holds) forever, like a gate without one (W103)."""
+    out = []
+    for n in saga_nodes(saga):
+        if isinstance(n, ir.WaitNode) and n.timeout is None:
+            out.append(
+                diag(
+                    doc,
+                    "W107",
+                    f"wait {n.id!r} has no `timeout`: the run may wait forever for signal "
+                    f"{n.signal!r}",
+                    n.path,
+                    "add e.g. `timeout: 24h` (and `on_timeout: fail` or `continue`)",
+                    key=True,
+                )
+            )
+        elif isinstance(n, ir.TaskStep) and n.callback is not None and n.callback.timeout is None:
+            out.append(
+                diag(
+                    doc,
+                    "W107",
+                    f"the `callback` of {n.id!r} has no `timeout`: the run may wait forever for it",
+                    n.callback.path,
+                    "add e.g. `callback: {timeout: 1h}` (a late callback fails the attempt with "
+                    "CALLBACK_TIMEOUT, which `retry.on` may name)",
+                    key=True,
+                )
+            )
+    return out
+
+
+def check_sleep_times(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
+    """E030: a literal `until` must be an RFC 3339 time with a zone (a template is checked when
+    it renders, as a TEMPLATE_ERROR of the node)."""
+    out = []
+    for n in saga_nodes(saga):
+        if not isinstance(n, ir.SleepNode) or n.until is None or is_template(n.until):
+            continue
+        try:
+            parse_time(n.until)
+        except ValueError as e:
+            out.append(
+                diag(
+                    doc,
+                    "E030",
+                    f"`until` of {n.id!r}: {e}",
+                    (*n.path, "until"),
+                    "write an RFC 3339 time with a zone, e.g. `2026-12-24T09:00:00+01:00` or "
+                    '`2026-12-24T08:00:00Z`, or a template such as "{{ input.ship_at }}"',
+                )
+            )
+    return out
+
+
 def check_pivots(saga: ir.Saga, facts: Facts, doc: Document) -> list[Diagnostic]:
     """W102: once an irreversible step (the pivot) has completed, later steps should not fail.
 
@@ -226,7 +289,10 @@ def check_pivots(saga: ir.Saga, facts: Facts, doc: Document) -> list[Diagnostic]
             case ir.SleepNode():
                 continue  # only a template error can fail it
             case ir.WaitNode():
-                what, hint = "a wait", f"wait for the signal before {pivot!r}"
+                if not times_out(n):
+                    continue  # it waits as long as it takes, or continues with a null result
+                what = "a wait that fails when it times out"
+                hint = f"set `on_timeout: continue`, or wait for the signal before {pivot!r}"
             case ir.CallNode():
                 what, hint = "a call", f"call it before {pivot!r}"
             case ir.FailNode():
@@ -257,8 +323,8 @@ def check_any_branches(saga: ir.Saga, doc: Document) -> list[Diagnostic]:
     """W106: a losing `any` branch that completed anyway is undone, if it can be."""
     out = []
     for g in saga_nodes(saga):
-        if waits_for_children(g):
-            continue
+        if not isinstance(g, ir.ParallelGroup) or g.mode != "any":
+            continue  # a switch runs only the case it takes: nothing is cancelled
         for node in ir.descendants(g):
             n = ir.effectful(node)
             if n is not None and n.compensate is None and has_side_effect(n.action.spec):

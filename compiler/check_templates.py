@@ -2,9 +2,10 @@
 
 For each template site (`template_sites`) the checker asks what the template reads
 (`templates.analyze`) and whether that is in scope where it is written: a name that exists
-there, a step certain to have completed before it runs (or guarded when it may be skipped), a
-field the step keeps, no secret in an idempotency key. It never renders a template and never
-runs user code.
+there (`callback.token` only where a callback step's attempt has one), a step certain to have
+completed before it runs (or guarded when it may be skipped; never a step in a switch case
+that may not have run), a field the step keeps, no secret in an idempotency key. It never
+renders a template and never runs user code.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ from .templates import Read, TemplateInfo, analyze
 BASE_NAMES = ("input", "steps", "run", "env", "secrets")
 RUN_FIELDS = ("id", "saga")
 STEP_FIELDS = ("result", "status")
+STEP_HAS = "a step has only `result` and `status`"
+SWITCH_FIELDS = (*STEP_FIELDS, "case")  # `case`: the index of the case taken, or "default"
+CALLBACK_FIELDS = ("token",)
+TOKEN_SCOPE = (
+    "`callback.token` exists only in the `with` and the action of a task step with `callback:`"
+)
+UNDO_HAS_NO_TOKEN = "; an undo gets none: it reads what the callback reported as `result`"
+CASE_WHEN = "a case's `when` reads only what is before the switch"
 GUESSES_PER_SAGA = 100  # "did you mean" hints for unknown step ids, at most, per saga
 
 
@@ -73,6 +82,8 @@ class _TemplateChecker:
             names += ["failure", "report"]
         if site.args:
             names.append("args")
+        if site.callback:
+            names.append("callback")
         if site.item:
             names.append(site.item)
         return names
@@ -126,6 +137,8 @@ class _TemplateChecker:
                     f"{site.field} reads `report`, which exists only in `on_failure` nodes",
                     None,
                 )
+        elif root == "callback":
+            self.callback_read(site, first)
         elif root == "args":
             if not site.args:
                 self.report(
@@ -143,6 +156,51 @@ class _TemplateChecker:
                 f"{site.field} reads unknown name `{root}`",
                 did_you_mean(root, allowed) + f"names in scope here: {', '.join(allowed)}",
             )
+
+    def callback_read(self, site: Site, field: str | None) -> None:
+        """E022: `callback.token` is handed to a callback step's attempt, for its `with` and
+        its action only (each attempt gets a new one; an undo gets none)."""
+        if field is not None and field not in CALLBACK_FIELDS:
+            self.report(
+                site,
+                "E022",
+                f"{site.field} reads `callback.{field}`: `callback` has only `token`",
+                did_you_mean(field, CALLBACK_FIELDS).strip() or None,
+            )
+            return
+        if site.callback:
+            return
+        hint = TOKEN_SCOPE
+        if site.action is not None:
+            users = self.users.get(site.action, [])
+            bad = [(n, c) for n, c in users if c or not (isinstance(n, ir.TaskStep) and n.callback)]
+            if not bad:
+                return
+            n, compensation = bad[0]
+            how = "in its `compensate`" if compensation else "and has no `callback:`"
+            why = f"but {n.id!r} uses action {site.action!r} {how}"
+            hint += (
+                UNDO_HAS_NO_TOKEN
+                if compensation
+                else "; use this action only there, or hand the token in through `with` "
+                '(`token: "{{ callback.token }}"`) and read it as `args.token`'
+            )
+        elif site.where == "compensate":
+            why = "which a compensation does not get"
+            hint += UNDO_HAS_NO_TOKEN
+        elif site.path[-1] == "idempotency_key" and site.node is not None:
+            why = "but each attempt gets a new token, and the key must stay the same"
+            hint = (
+                'build the key from the run and its input, e.g. "{{ run.id }}-' + site.node.id + '"'
+            )
+        elif isinstance(site.node, ir.TaskStep) and site.node.callback is not None:
+            why = "which is not in scope here"
+        elif isinstance(site.node, ir.TaskStep):
+            why = f"but {site.node.id!r} has no `callback:`"
+            hint += ": add e.g. `callback: {timeout: 1h}`"
+        else:
+            why = "which is not in scope here"
+        self.report(site, "E022", f"{site.field} reads `callback.token`, {why}", hint)
 
     def secret_key(self, site: Site) -> None:
         """E024: a key is sent to other systems and journaled verbatim (a resume must send the
@@ -182,14 +240,17 @@ class _TemplateChecker:
                 hint,
             )
             return
-        if len(chain) > 1 and chain[1] not in STEP_FIELDS:
-            self.report(
-                site,
-                "E022",
-                f"{site.field} reads `steps.{target}.{chain[1]}`: a step has only `result` "
-                "and `status`",
-                did_you_mean(str(chain[1]), STEP_FIELDS).strip() or None,
-            )
+        switch = isinstance(self.nodes[target], ir.SwitchNode)
+        fields = SWITCH_FIELDS if switch else STEP_FIELDS
+        if len(chain) > 1 and chain[1] not in fields:
+            if chain[1] == "case":
+                msg = f"`steps.{target}.case`, but {target!r} is not a switch: only a switch has it"
+                hint = STEP_HAS
+            else:
+                has = "a switch has only `result`, `status` and `case`" if switch else STEP_HAS
+                msg = f"`steps.{target}.{chain[1]}`: {has}"
+                hint = did_you_mean(str(chain[1]), fields).strip()
+            self.report(site, "E022", f"{site.field} reads {msg}", hint or None)
             return
         if self.ordering(site, target) and len(chain) > 2 and chain[1] == "result":
             self.conditional(site, target, chain)
@@ -222,11 +283,24 @@ class _TemplateChecker:
                     "E017",
                     f"{site.field} of {reader.id!r} reads its own `steps.{target}`, which has not "
                     "completed yet",
-                    "inside `compensate`, the step's result is `result`",
+                    CASE_WHEN
+                    if isinstance(reader, ir.SwitchNode)
+                    else "inside `compensate`, the step's result is `result`",
                 )
                 return False
             if not self.facts.ancestry.is_ancestor(target, reader.id):
                 via = f" (through action {site.action!r})" if site.action else ""
+                switch = self.facts.switch_around(target, reader.id)
+                if switch is not None:
+                    self.report(
+                        site,
+                        "E017",
+                        f"{site.field}{via} reads `steps.{target}`, but {target!r} is in a case of "
+                        f"the switch {switch!r}, and that case may not have run before "
+                        f"{reader.id!r} starts",
+                        self.case_hint(switch, reader),
+                    )
+                    return False
                 self.report(
                     site,
                     "E017",
@@ -237,13 +311,22 @@ class _TemplateChecker:
                 return False
         return True
 
+    def case_hint(self, switch: str, reader: ir.AnyNode | None) -> str:
+        if reader is not None and reader.id == switch:
+            return CASE_WHEN
+        if reader is None or self.facts.ancestry.is_ancestor(switch, reader.id):
+            return (
+                f"after the switch, read `steps.{switch}.result` (the last result of the case "
+                f"taken) or `steps.{switch}.case` (which case it was)"
+            )
+        return "inside a case, read only that case's earlier steps and what is before the switch"
+
     def ordering_hint(self, reader: ir.AnyNode, target: str) -> str:
         scope_of = self.facts.graph.scope_of
         if target in self.facts.in_on_failure:
             return f"{target!r} is an `on_failure` node: it runs only after the saga failed"
-        if target in self.facts.in_any_branch:
-            group = self.facts.in_any_branch[target]
-            if self.facts.ancestry.is_ancestor(group, reader.id):
+        for group in self.enclosing(target):
+            if self.any_group(group) and self.facts.ancestry.is_ancestor(group, reader.id):
                 return (
                     f"{target!r} is in a branch of the `any` group {group!r} and may not have "
                     f"run: read `steps.{group}.result` (the winning branch's last result)"
@@ -257,11 +340,25 @@ class _TemplateChecker:
             "enclosing groups), never a node of another branch"
         )
 
+    def any_group(self, node_id: str) -> bool:
+        node = self.nodes[node_id]
+        return isinstance(node, ir.ParallelGroup) and node.mode == "any"
+
     def output_read(self, site: Site, target: str) -> bool:
+        switch = self.facts.switch_around(target, None)
         if target in self.facts.in_on_failure:
             hint = f"{target!r} is an `on_failure` node: it runs only after the saga failed"
-        elif target in self.facts.in_any_branch:
-            group = self.facts.in_any_branch[target]
+        elif switch is not None:
+            self.report(
+                site,
+                "E017",
+                f"{site.field} reads `steps.{target}`, but {target!r} is in a case of the switch "
+                f"{switch!r}, and that case may not have run when the saga succeeds",
+                self.case_hint(switch, None),
+            )
+            return False
+        elif target in self.facts.in_optional_branch:
+            group = self.facts.in_optional_branch[target]
             hint = (
                 f"it is in a branch of the `any` group {group!r}: read `steps.{group}.result` "
                 "(the winning branch's last result)"
@@ -278,7 +375,8 @@ class _TemplateChecker:
         return False
 
     def enclosing(self, node_id: str) -> list[str]:
-        """The parallel groups whose branches hold `node_id`, innermost first."""
+        """The parallel groups and switches whose branches (cases) hold `node_id`, innermost
+        first."""
         out = []
         group = self.facts.group_of.get(node_id)
         while group is not None:

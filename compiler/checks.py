@@ -24,6 +24,8 @@ from .check_steps import (
     check_irreversible_compensate,
     check_pivots,
     check_retry_codes,
+    check_sleep_times,
+    check_wait_timeouts,
 )
 from .check_templates import check_templates
 from .diagnostics import Diagnostic
@@ -43,10 +45,12 @@ def check_semantics(saga: ir.Saga, graph: SagaGraph, doc: Document) -> list[Diag
         *check_fixed_destinations(saga, doc),
         *check_retry_codes(saga, doc),
         *check_input_schema(saga, doc),
+        *check_sleep_times(saga, doc),
         *check_templates(saga, facts, doc),
         *check_idempotency(saga, doc),
         *check_pivots(saga, facts, doc),
         *check_approval_timeouts(saga, doc),
+        *check_wait_timeouts(saga, doc),
         *check_compensation_retry(saga, doc),
         *check_unused_actions(saga, doc),
         *check_any_branches(saga, doc),

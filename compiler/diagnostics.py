@@ -48,16 +48,18 @@ CODES: dict[str, Code] = {
         Code("E020", _E, "retry `on` names a code the step cannot raise"),
         Code("E021", _E, "template reads a result field the step does not `keep`"),
         Code("E022", _E, "template reads an unknown name"),
-        Code("E023", _E, "invalid input schema"),
+        Code("E023", _E, "invalid input or signal schema"),
         Code("E024", _E, "idempotency key reads `secrets`"),
         Code("E025", _E, "a template chooses the executable or the host"),
         Code("E026", _E, "python action target cannot be imported or called with its `with`"),
+        Code("E030", _E, "`until` is not an RFC 3339 time with a zone"),
         Code("W101", _W, "retried step with a side effect has no `idempotency_key`"),
         Code("W102", _W, "step can fail after an irreversible step (pivot) has completed"),
         Code("W103", _W, "approval gate without `timeout`"),
         Code("W104", _W, "compensation without retry"),
         Code("W105", _W, "unused action"),
         Code("W106", _W, "`any` branch without compensation"),
+        Code("W107", _W, "`wait` or callback without `timeout`"),
     )
 }
 

@@ -19,6 +19,8 @@ BUILTIN = (
         "APPROVAL_TIMEOUT",
         "BATCH_ITEM_FAILED",
         "COMMAND_FAILED",
+        "WAIT_TIMEOUT",
+        "CALLBACK_TIMEOUT",
     }
 )
 HTTP_CODE = re.compile(r"^HTTP_[1-5][0-9][0-9]$")
@@ -45,12 +47,20 @@ def can_raise(node: ir.AnyNode, code: str) -> bool:
     return code in node_codes(node)
 
 
+def times_out(node: ir.TaskStep | ir.WaitNode) -> bool:
+    """Whether waiting can fail `node` (CALLBACK_TIMEOUT, WAIT_TIMEOUT): it has a timeout and,
+    for a wait, `on_timeout: fail`. Without a timeout it waits for ever (W107)."""
+    if isinstance(node, ir.WaitNode):
+        return node.timeout is not None and node.on_timeout == "fail"
+    return node.callback is not None and node.callback.timeout is not None
+
+
 def node_codes(node: ir.AnyNode) -> frozenset[str]:
     """Codes `node` can fail with (http statuses are summarised as none: see `can_raise`)."""
     match node:
         case ir.TaskStep():
             codes = EFFECT | set(node.errors) | action_codes(node.action.spec)
-            return codes | {"CALLBACK_TIMEOUT"} if node.callback is not None else codes
+            return codes | {"CALLBACK_TIMEOUT"} if times_out(node) else codes
         case ir.ForeachNode():
             codes = EFFECT | {"BATCH_ITEM_FAILED"} | set(node.errors)
             return codes | action_codes(node.action.spec)
@@ -61,7 +71,7 @@ def node_codes(node: ir.AnyNode) -> frozenset[str]:
         case ir.SleepNode():
             return ALWAYS
         case ir.WaitNode():
-            return ALWAYS | {"WAIT_TIMEOUT"}
+            return ALWAYS | {"WAIT_TIMEOUT"} if times_out(node) else ALWAYS
         case ir.CallNode():
             return ALWAYS  # and the child's codes: resolved with the child (`Plan.calls`)
         case ir.ParallelGroup() | ir.SwitchNode():

@@ -1,10 +1,13 @@
 """The saga as graphs: one small DAG per node list, and one ancestry DAG overall.
 
-A *scope* is one list of nodes: the top-level `steps`, each branch of a parallel group, or
-`on_failure`. Inside a scope a node depends on the node before it, or on exactly the nodes its
-`after:` names, which must be in the same scope (a branch is a sub-saga: reaching into another
-branch would break the group's modes). The *ancestry* DAG links every node to what is certain
-to have completed before it starts; `checks` uses it to decide what a template may read.
+A *scope* is one list of nodes: the top-level `steps`, each branch of a parallel group, each
+case of a switch (its `default` last), or `on_failure`. Inside a scope a node depends on the
+node before it, or on exactly the nodes its `after:` names, which must be in the same scope (a
+branch is a sub-saga: reaching into another branch would break the group's modes). The
+*ancestry* DAG links every node to what is certain to have completed before it starts; `checks`
+uses it to decide what a template may read. A branch or case starts after what its node
+waits for; the node after a group has the branches' tails as ancestors too, unless the group
+may complete without them (`any`, a switch: only the case taken runs).
 
 Both are plain dicts of predecessors. A list whose `after:` names only earlier nodes (nearly
 every list) is acyclic by construction and needs no graph library; only a list with an edge
@@ -26,7 +29,8 @@ TOP, ON_FAILURE = "steps", "on_failure"
 
 
 def branch_key(node_id: str, index: int) -> str:
-    """The scope key of the `index`th node list nested in a node (`ir.children`)."""
+    """The scope key of the `index`th node list nested in a node (`ir.children`: a switch's
+    `default` is the index after its cases)."""
     return f"{node_id}/{index}"
 
 
@@ -49,9 +53,9 @@ def waits_for_children(node: ir.AnyNode) -> bool:
 class Scope:
     """One list of nodes and its dependency DAG."""
 
-    key: str  # "steps", "on_failure", or `branch_key(<owner>, <branch index>)`
+    key: str  # "steps", "on_failure", or `branch_key(<owner>, <branch or case index>)`
     nodes: list[ir.AnyNode]
-    owner: str | None = None  # the node (a parallel group) that holds this list
+    owner: str | None = None  # the node (a parallel group, a switch) that holds this list
     branch: int | None = None
     deps: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # The networkx DAG of a list with a forward `after:` (None: every edge points backward);

@@ -27,6 +27,7 @@ class Site:
     item: str | None = None  # the foreach `as` name, when in scope
     args: bool = False  # inside an action spec
     action: str | None = None  # the named action this template belongs to
+    callback: bool = False  # `callback.token` in scope: the `with` or action of a callback step
 
     @property
     def field(self) -> str:
@@ -99,12 +100,13 @@ def template_sites(saga: ir.Saga) -> Iterator[Site]:
                     yield Site((*case.path, "when"), case.when, "node", n)
             case ir.TaskStep() | ir.ForeachNode():
                 item = n.as_ if isinstance(n, ir.ForeachNode) else None
+                token = isinstance(n, ir.TaskStep) and n.callback is not None
                 if isinstance(n, ir.ForeachNode):
                     yield Site((*n.path, "items"), n.items, "node", n)
                     if n.checkpoint is not None:
                         yield Site((*n.path, "checkpoint"), n.checkpoint, "node", n, item)
                 for path, text in _strings(n.with_, (*n.path, "with")):
-                    yield Site(path, text, "node", n, item)
+                    yield Site(path, text, "node", n, item, callback=token)
                 if n.idempotency_key is not None:
                     yield Site((*n.path, "idempotency_key"), n.idempotency_key, "node", n, item)
                 if isinstance(n, ir.TaskStep) and n.has_simulate:
@@ -112,7 +114,7 @@ def template_sites(saga: ir.Saga) -> Iterator[Site]:
                         yield Site(path, text, "node", n, args=True)
                 if n.action.name is None:
                     for path, text in _action_strings(n.action.spec, n.action.path):
-                        yield Site(path, text, "node", n, item, args=True)
+                        yield Site(path, text, "node", n, item, args=True, callback=token)
                 c = n.compensate
                 if c is not None:
                     for path, text in _strings(c.with_, (*c.path, "with")):
