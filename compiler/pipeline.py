@@ -242,8 +242,8 @@ def _not_compiled(doc: Document, n: ir.CallNode, child: Compilation) -> Diagnost
     unreadable = _unreadable(child)
     if unreadable is not None:
         why = unreadable.message.removeprefix("cannot read file: ")
-        msg = f"cannot read the called saga {child.file}: {why}"
-        hint = "`saga:` is a path relative to the folder of the file that calls it"
+        msg = f"the called saga {n.saga} cannot be read: {why}"
+        hint = f"`saga:` is relative to the calling file's folder (looked for {child.file})"
         return diag(doc, "E027", msg, at, hint)
     errors = len(child.errors())
     what = f"has {errors} error(s)" if errors else "is part of a call cycle"
