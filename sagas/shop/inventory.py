@@ -36,3 +36,15 @@ def release(
     timed out and left no result: releasing nothing is a success."""
     record("inventory.release", context, order_id=order_id, reservation_id=reservation_id)
     return {"order_id": order_id, "released": True}
+
+
+def allocate(order_id: str, reservation_id: str, context: Any = None) -> dict[str, Any]:
+    """Pick the warehouse that ships a reservation; returns the allocation."""
+    record("inventory.allocate", context, order_id=order_id, reservation_id=reservation_id)
+    return {"allocation_id": make_id("alloc", reservation_id), "warehouse": "ams-1"}
+
+
+def deallocate(allocation_id: str, context: Any = None) -> dict[str, Any]:
+    """Give an allocation's warehouse slot back."""
+    record("inventory.deallocate", context, allocation_id=allocation_id)
+    return {"allocation_id": allocation_id, "released": True}
