@@ -193,9 +193,7 @@ class _TemplateChecker:
             hint = (
                 'build the key from the run and its input, e.g. "{{ run.id }}-' + site.node.id + '"'
             )
-        elif isinstance(site.node, ir.TaskStep) and site.node.callback is not None:
-            why = "which is not in scope here"
-        elif isinstance(site.node, ir.TaskStep):
+        elif isinstance(site.node, ir.TaskStep) and site.node.callback is None:
             why = f"but {site.node.id!r} has no `callback:`"
             hint += ": add e.g. `callback: {timeout: 1h}`"
         else:
