@@ -182,7 +182,8 @@ class _TemplateChecker:
                 hint,
             )
             return
-        if len(chain) > 1 and chain[1] not in STEP_FIELDS:
+        switch = isinstance(self.nodes[target], ir.SwitchNode)
+        if len(chain) > 1 and chain[1] not in STEP_FIELDS and not (switch and chain[1] == "case"):
             self.report(
                 site,
                 "E022",
