@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sagac.runtime import resume as durable
+from durable.durable_support import SAGAS, Driver
+from sagac.runtime import resume as runs
 from sagac.runtime.store.sqlite import SqliteStore
 
-from durable.durable_support import SAGAS, Driver
 from .fixtures_sagas import SagaFactory, run
 
 ACTIONS = """
@@ -172,12 +172,12 @@ def test_a_gate_inside_a_case_parks_the_run_and_the_resume_finishes_the_case(
     async def go() -> tuple[Any, Any, list[str]]:
         store = SqliteStore(tmp_path / "gate.db")
         try:
-            first = await durable.start(plan, {"big": True}, store=store, run_id="g")
+            first = await runs.start(plan, {"big": True}, store=store, run_id="g")
             from sagac.runtime import approvals
 
             token = first.approval_tokens["sign_off"]
             await approvals.decide(store, "g", "sign_off", approved=True, by="alice", token=token)
-            second = await durable.resume("g", store=store)
+            second = await runs.resume("g", store=store)
             types = [e["type"] for e in await store.load_events("g")]
             return first, second, types
         finally:
@@ -235,7 +235,7 @@ def test_a_resume_after_a_crash_takes_the_journaled_case(tmp_path: Path, monkeyp
             async def go(db: Path = db) -> tuple[Any, list[dict[str, Any]]]:
                 store = SqliteStore(db)
                 try:
-                    report = await durable.resume("r", store=store)
+                    report = await runs.resume("r", store=store)
                     return report, await store.load_events("r")
                 finally:
                     await store.close()
