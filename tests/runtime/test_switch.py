@@ -121,8 +121,13 @@ def test_a_when_that_cannot_render_fails_the_node(factory: SagaFactory) -> None:
     assert [f["step"] for name, f in mod.LOG if name == "undo"] == ["first"]
 
 
-def test_only_the_steps_that_ran_are_compensated_in_lifo_order(factory: SagaFactory) -> None:
-    plan, mod = factory.plan(_saga(), ACTIONS)
+@pytest.mark.parametrize("mode", ["sequential", "parallel"])
+def test_only_the_steps_that_ran_are_compensated_in_lifo_order(
+    factory: SagaFactory, mode: str
+) -> None:
+    plan, mod = factory.plan(
+        _saga().replace("saga: sw\n", f"saga: sw\ncompensation: {mode}\n"), ACTIONS
+    )
     report, _ = run(plan, {"express": True, "weight": 50, "fail": "BOOM"})
     assert report.status == "compensated"
     assert report.failure is not None and report.failure.step == "last"
