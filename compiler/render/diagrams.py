@@ -23,7 +23,7 @@ from ..plan import Plan
 from . import styles
 from .model import SHAPES, DCluster, Diagram, DNode, build_diagram
 from .overlay import NodeRun
-from .templating import Verbatim, render
+from .templating import Verbatim, dot_string, render
 
 Overlay = Mapping[str, NodeRun]
 DOT_TIMEOUT = 60.0
@@ -37,6 +37,10 @@ _MERMAID_SHAPES: dict[str, tuple[str, str]] = {
     "fail": (">", "]"),
     "compensation": ("[", "]"),
     "fork": ("([", "])"),
+    "sleep": ("[\\", "/]"),
+    "wait": ("[/", "\\]"),
+    "call": ("[[", "]]"),
+    "switch": ("{", "}"),
     "join": ("((", "))"),
     "start": ("((", "))"),
     "end": ("(((", ")))"),
@@ -51,6 +55,10 @@ _DOT_SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "fail": ("shape=box", ("filled", "diagonals")),
     "compensation": ("shape=box", ("rounded", "filled", "dashed")),
     "fork": ("shape=box", ("rounded", "filled", "bold")),
+    "sleep": ("shape=invtrapezium", ("filled",)),
+    "wait": ('shape=cds, margin="0.22,0.1"', ("filled",)),
+    "call": ("shape=component", ("filled",)),
+    "switch": ('shape=diamond, margin="0.04,0.02"', ("filled",)),
     "join": ("shape=circle, fixedsize=true, width=0.42, fontsize=8", ("filled",)),
     "start": ("shape=circle, fixedsize=true, width=0.55, fontsize=9", ("filled",)),
     "end": ("shape=doublecircle, fixedsize=true, width=0.5, fontsize=9", ("filled",)),
@@ -106,7 +114,7 @@ def render_mermaid(plan: Plan, overlay: Overlay | None = None) -> str:
     """A Mermaid `flowchart TD` that GitHub renders in Markdown (```mermaid fences)."""
     diagram = build_diagram(plan, overlay)
     arrows = {"flow": "-->", "undo": "-.-", "rollback": "-.->"}
-    edges = [(e.src, arrows[e.role], e.dst) for e in diagram.edges if e.role in arrows]
+    edges = [(e.src, arrows[e.role], e.label, e.dst) for e in diagram.edges if e.role in arrows]
     undo_links = [i for i, e in enumerate(diagram.edges) if e.role in ("undo", "rollback")]
     return render(
         "mermaid",
@@ -132,9 +140,10 @@ def _dot_attrs(node: DNode) -> Verbatim:
     flags = list(base)
     if style.dashed and "dashed" not in flags:
         flags.append("dashed")
+    link = f", href={dot_string(node.link)}" if node.link else ""
     return Verbatim(
         f'{shape}, style="{",".join(flags)}", fillcolor="{style.fill}", '
-        f'color="{style.stroke}", fontcolor="{style.text}", penwidth={style.width:g}'
+        f'color="{style.stroke}", fontcolor="{style.text}", penwidth={style.width:g}{link}'
     )
 
 

@@ -6,6 +6,10 @@ graph. What it draws:
 - forward edges (solid): each node's dependencies, from a `start` node to a `done` node;
 - a parallel group is a cluster with a fork node (the group's own node, which a run overlay
   colours) and a join node; each branch is a nested cluster;
+- a switch is the same with a decision node: one edge per case, labelled with its `when` (and
+  "default", or "no case" straight to the merge when there is no default); with an overlay the
+  cases not taken are drawn skipped;
+- sleeps, waits and calls have shapes of their own; a call links to the saga it calls;
 - each compensable step has a compensation node beside it, tied to it by a dashed line;
 - rollback edges (dashed arrows) run from a compensation to the compensations of the nearest
   compensable steps before it: the forward DAG reversed. Sequential compensation runs them one
@@ -47,6 +51,7 @@ from ..ir import (
     TaskStep,
     WaitNode,
     children,
+    descendants,
     effectful,
     require_kinds,
 )
@@ -57,7 +62,9 @@ from .styles import COMPENSATION_STATUS, KIND_WORDS, STATUS_WORDS, StyleKind
 LineStyle = Literal["title", "meta", "run"]
 Line = tuple[LineStyle, str]
 # How a saga node is drawn (`_shape`); "fork" draws a node with nested node lists as a cluster.
-NodeShape = Literal["task", "irreversible", "approval", "foreach", "fail", "fork"]
+NodeShape = Literal[
+    "task", "irreversible", "approval", "foreach", "fail", "fork", "sleep", "wait", "call", "switch"
+]
 # The other parts of a diagram.
 PartShape = Literal["compensation", "join", "start", "end", "failed"]
 Shape = NodeShape | PartShape
@@ -76,6 +83,7 @@ class DNode:
     lines: tuple[Line, ...]
     status: str | None = None  # a key of styles.STATUS_STYLES, with an overlay
     node_id: str | None = None  # the saga node it draws
+    link: str | None = None  # where the node links to (a call: the saga it calls, or its run)
 
     @property
     def title(self) -> str:
@@ -111,6 +119,7 @@ class DEdge:
     src: str
     dst: str
     role: EdgeRole
+    label: str | None = None  # a switch's case: its `when`, "default" or "no case"
 
 
 @dataclass(slots=True)
@@ -191,12 +200,29 @@ def run_line(run: NodeRun) -> str:
         parts.append(f"waited {_duration(run.waited_ms)}")
     elif run.duration_ms is not None:
         parts.append(_duration(run.duration_ms))
+    if run.waiting_for is not None and run.status == "waiting":
+        parts.append(short(run.waiting_for, 40))
+    if run.case_chosen:
+        parts.append(case_line(run.case))
+    if run.child_run_id is not None:
+        parts.append(f"child run {run.child_run_id}")
     if run.items_total is not None:
         items = f"{run.items_processed or 0}/{run.items_total} items"
         if run.items_failed:
             items += f", {run.items_failed} failed"
         parts.append(items)
     return " · ".join(parts)
+
+
+def case_label(case: int | str | None) -> str:
+    """A switch case as `steps.<id>.case` names it: `case 0`, `default`, `no case`."""
+    if case is None:
+        return "no case"
+    return "default" if case == "default" else f"case {case}"
+
+
+def case_line(case: int | str | None) -> str:
+    return "nothing ran" if case is None else f"took {case_label(case)}"
 
 
 def _compensation_line(run: NodeRun) -> str | None:
@@ -223,6 +249,8 @@ def _node_lines(n: AnyNode) -> list[Line]:
                     "irreversible" if n.irreversible else None,
                 )
             )
+            if n.callback is not None:
+                lines.append(("meta", f"callback, {_timeout(n.callback.timeout)}"))
         case ForeachNode():
             lines.append(("meta", short(f"for each {n.as_} in {_expr(n.items)}")))
             lines.append(("meta", short(action_label(n.action))))
@@ -236,8 +264,21 @@ def _node_lines(n: AnyNode) -> list[Line]:
             lines.append(_facts(timeout))
         case FailNode():
             lines.append(("meta", f"fail {n.code}"))
-        case SleepNode() | WaitNode() | CallNode() | SwitchNode():
-            pass  # drawn by the renderers' next pass (issue 13)
+        case SleepNode():
+            if n.for_ is not None:
+                lines.append(("meta", f"sleep {format_duration(n.for_)}"))
+            else:
+                lines.append(("meta", short(f"until {_expr(n.until or '')}")))
+        case WaitNode():
+            lines.append(("meta", short(f"wait for signal {n.signal}")))
+            on = f" → {n.on_timeout}" if n.timeout else ""
+            lines.append(_facts(_timeout(n.timeout) + on))
+        case CallNode():
+            lines.append(("meta", short(f"call {n.saga}")))
+            lines.append(_facts("irreversible inside" if n.child_irreversible else None))
+        case SwitchNode():
+            cases = _plural(len(n.cases), "case") + (" + default" if n.default else "")
+            lines = [("title", f"switch: {cases}"), ("meta", n.id)]
         case ParallelGroup():
             mode = {"all": "all branches", "all_settled": "all settled", "any": "first wins"}[
                 n.mode
@@ -260,14 +301,27 @@ def _shape(n: AnyNode) -> NodeShape:
             return "approval"
         case FailNode():
             return "fail"
-        case ParallelGroup() | SwitchNode():
+        case ParallelGroup():
             return "fork"
-        case SleepNode() | WaitNode():
-            return "approval"
+        case SleepNode():
+            return "sleep"
+        case WaitNode():
+            return "wait"
         case CallNode():
-            return "task"
+            return "call"
+        case SwitchNode():
+            return "switch"
         case _:
             assert_never(n)
+
+
+def _timeout(seconds: float | None) -> str:
+    return f"timeout {format_duration(seconds)}" if seconds else "no timeout"
+
+
+def _clustered(n: AnyNode) -> bool:
+    """A node with nested node lists, drawn as a cluster: a parallel group, a switch."""
+    return isinstance(n, ParallelGroup | SwitchNode)
 
 
 def _compensation_lines(n: Effectful, comp: Compensation) -> list[Line]:
@@ -292,11 +346,15 @@ class _Builder:
         self.compensable: set[str] = set()
         self.kinds: set[StyleKind] = {"task"}
         self.statuses: set[str] = set()
+        self.not_taken: set[str] = set()  # nodes of a switch's cases that the run did not take
 
     def _run(self, node_id: str) -> NodeRun | None:
         if self.overlay is None:
             return None
-        return self.overlay.get(node_id, NodeRun())
+        run = self.overlay.get(node_id, NodeRun())
+        if node_id in self.not_taken and run.status == "pending":
+            return NodeRun(status="skipped")
+        return run
 
     def node(self, n: AnyNode) -> DNode:
         shape = _shape(n)
@@ -310,7 +368,11 @@ class _Builder:
             self.statuses.add(status)
             if run.status != "pending":
                 lines.append(("run", run_line(run)))
-        return DNode(f"s_{n.id}", shape, kind, tuple(lines), status, n.id)
+        link = None
+        if isinstance(n, CallNode):
+            child = run.child_run_id if run is not None else None
+            link = f"sagac-report-{child}.html" if child else n.saga
+        return DNode(f"s_{n.id}", shape, kind, tuple(lines), status, n.id, link)
 
     def compensation(self, n: Effectful, comp: Compensation) -> DNode:
         self.kinds.add("compensation")
@@ -329,9 +391,18 @@ class _Builder:
         return f"s_{node_id}"
 
     def exit(self, node_id: str) -> str:
-        return f"j_{node_id}" if _shape(self.nodes[node_id]) == "fork" else f"s_{node_id}"
+        return f"j_{node_id}" if _clustered(self.nodes[node_id]) else f"s_{node_id}"
 
-    def scope(self, key: str, cluster: DCluster, entry: str | None, exit: str | None) -> None:
+    def scope(
+        self,
+        key: str,
+        cluster: DCluster,
+        entry: str | None,
+        exit: str | None,
+        label: str | None = None,
+    ) -> None:
+        """Draw one list of nodes into `cluster`, entered from `entry` (by edges labelled
+        `label`) and left to `exit`."""
         scope = self.plan.scope(key)
         for nid in scope.order:
             n = self.nodes[nid]
@@ -339,8 +410,8 @@ class _Builder:
             if deps:
                 self.edges.extend(DEdge(self.exit(d), self.entry(nid), "flow") for d in deps)
             elif entry:
-                self.edges.append(DEdge(entry, self.entry(nid), "flow"))
-            if _shape(n) == "fork":
+                self.edges.append(DEdge(entry, self.entry(nid), "flow", label))
+            if _clustered(n):
                 cluster.members.append(self.group(n))
                 continue
             cluster.members.append(self.node(n))
@@ -360,17 +431,33 @@ class _Builder:
                 self.edges.append(DEdge(entry, exit, "flow"))
 
     def group(self, g: AnyNode) -> DCluster:
-        """A node with nested node lists (a parallel group): a fork, a cluster per list, a join."""
-        self.kinds.add("fork")
+        """A node with nested node lists (a parallel group, a switch): its own node, a cluster
+        per list, a join (a switch's merge)."""
         cluster = DCluster(f"g_{g.id}", short(g.name or g.id), "group")
+        lists = children(g)
+        labels = [f"branch {i + 1}" for i in range(len(lists))]
+        edges: list[str | None] = [None] * len(lists)
+        if isinstance(g, SwitchNode):
+            labels = [case_label(i) for i in range(len(g.cases))] + ["default"] * bool(g.default)
+            edges = [_expr(c.when) for c in g.cases] + ["default"] * bool(g.default)
+            run = self._run(g.id)
+            if run is not None and run.case_chosen:
+                taken = len(g.cases) if run.case == "default" else run.case
+                for i, nodes in enumerate(lists):
+                    if i != taken:
+                        for n in nodes:
+                            self.not_taken.update(m.id for m in (n, *descendants(n)))
         fork = self.node(g)
         cluster.members.append(fork)
-        for i in range(len(children(g))):
-            branch = DCluster(f"b_{g.id}_{i}", f"branch {i + 1}", "branch")
-            self.scope(branch_key(g.id, i), branch, f"s_{g.id}", f"j_{g.id}")
+        for i in range(len(lists)):
+            branch = DCluster(f"b_{g.id}_{i}", labels[i], "branch")
+            self.scope(branch_key(g.id, i), branch, f"s_{g.id}", f"j_{g.id}", edges[i])
             cluster.members.append(branch)
+        if isinstance(g, SwitchNode) and g.default is None:
+            self.edges.append(DEdge(f"s_{g.id}", f"j_{g.id}", "flow", "no case"))
+        word = "merge" if isinstance(g, SwitchNode) else "join"
         cluster.members.append(
-            DNode(f"j_{g.id}", "join", "join", (("title", "join"),), fork.status, g.id)
+            DNode(f"j_{g.id}", "join", "join", (("title", word),), fork.status, g.id)
         )
         return cluster
 

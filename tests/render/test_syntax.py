@@ -15,8 +15,10 @@ from sagac.compiler.render.templating import dot_html, dot_string, mermaid_text
 from .conftest import HERE, SAGA_FILES, need_binary, plan_of, saga_id
 
 MERMAID_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-NODE = re.compile(r'^\s*([A-Za-z][A-Za-z0-9_]*)(\(\(\(|\(\[|\[\[|\{\{|\[/|\(\(|\(|\[|>)"(.*)"')
-EDGE = re.compile(r"^\s*(\S+) (-->|-\.-|-\.->) (\S+)$")
+NODE = re.compile(
+    r'^\s*([A-Za-z][A-Za-z0-9_]*)(\(\(\(|\(\[|\[\[|\{\{|\[/|\[\\|\(\(|\(|\[|>|\{)"(.*)"'
+)
+EDGE = re.compile(r'^\s*(\S+) (-->|-\.-|-\.->)(\|"[^"|]*"\|)? (\S+)$')
 
 
 @pytest.mark.parametrize("path", SAGA_FILES, ids=saga_id)
@@ -67,7 +69,7 @@ def mermaid_problems(text: str) -> list[str]:
             if re.search(r"<(?!br>)", m.group(3)):
                 problems.append(f"raw `<` in label {s!r}")
         elif m := EDGE.match(line):
-            used.update((m.group(1), m.group(3)))
+            used.update((m.group(1), m.group(4)))
         elif not re.match(r"^(classDef|class|linkStyle|style) ", s):
             problems.append(f"unknown statement {s!r}")
     if depth != 0:
