@@ -439,7 +439,8 @@ class _Builder:
         edges: list[str | None] = [None] * len(lists)
         if isinstance(g, SwitchNode):
             labels = [case_label(i) for i in range(len(g.cases))] + ["default"] * bool(g.default)
-            edges = [_expr(c.when) for c in g.cases] + ["default"] * bool(g.default)
+            whens: list[str | None] = [_expr(c.when) for c in g.cases]
+            edges = whens + ["default"] * bool(g.default)
             run = self._run(g.id)
             if run is not None and run.case_chosen:
                 taken = len(g.cases) if run.case == "default" else run.case
