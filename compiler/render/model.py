@@ -9,7 +9,9 @@ graph. What it draws:
 - a switch is the same with a decision node: one edge per case, labelled with its `when` (and
   "default", or "no case" straight to the merge when there is no default); with an overlay the
   cases not taken are drawn skipped;
-- sleeps, waits and calls have shapes of their own; a call links to the saga it calls;
+- sleeps, waits and calls have shapes of their own; a call links to the saga it calls (to its
+  child run's report, with an overlay) and, with `expand`, is a cluster that draws the called
+  saga inline (its keys prefixed `<call id>_C_`);
 - each compensable step has a compensation node beside it, tied to it by a dashed line;
 - rollback edges (dashed arrows) run from a compensation to the compensations of the nearest
   compensable steps before it: the forward DAG reversed. Sequential compensation runs them one
@@ -94,7 +96,7 @@ class DNode:
 class DCluster:
     key: str
     label: str
-    role: Literal["root", "group", "branch", "on_failure", "legend"]
+    role: Literal["root", "group", "branch", "call", "on_failure", "legend"]
     members: list[DNode | DCluster] = field(default_factory=list)  # in flow order
     side_by_side: list[tuple[str, str]] = field(default_factory=list)  # same rank (DOT)
 
@@ -338,15 +340,31 @@ def _compensation_lines(n: Effectful, comp: Compensation) -> list[Line]:
 
 
 class _Builder:
-    def __init__(self, plan: Plan, overlay: Mapping[str, NodeRun] | None) -> None:
+    """Draws one plan; `prefix` keeps the keys of a called saga drawn inline (`expand`) apart
+    from its caller's (ids are lower-case: `_C_` never occurs in one)."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        overlay: Mapping[str, NodeRun] | None,
+        expand: bool = False,
+        prefix: str = "",
+    ) -> None:
         self.plan = plan
         self.overlay = overlay
+        self.expand = expand
+        self.prefix = prefix
+        self.expanded: set[str] = set()  # calls drawn with their saga inline
         self.nodes = {n.id: n for n in plan.definition.walk()}
         self.edges: list[DEdge] = []
         self.compensable: set[str] = set()
         self.kinds: set[StyleKind] = {"task"}
         self.statuses: set[str] = set()
         self.not_taken: set[str] = set()  # nodes of a switch's cases that the run did not take
+
+    def k(self, category: str, node_id: str) -> str:
+        """The key of a part of node `node_id`: `s_<id>`, `c_<id>`, `j_<id>`..."""
+        return f"{category}_{self.prefix}{node_id}"
 
     def _run(self, node_id: str) -> NodeRun | None:
         if self.overlay is None:
@@ -372,7 +390,7 @@ class _Builder:
         if isinstance(n, CallNode):
             child = run.child_run_id if run is not None else None
             link = f"sagac-report-{child}.html" if child else n.saga
-        return DNode(f"s_{n.id}", shape, kind, tuple(lines), status, n.id, link)
+        return DNode(self.k("s", n.id), shape, kind, tuple(lines), status, n.id, link)
 
     def compensation(self, n: Effectful, comp: Compensation) -> DNode:
         self.kinds.add("compensation")
@@ -381,17 +399,20 @@ class _Builder:
         status = None
         if run is not None:
             status = COMPENSATION_STATUS.get(run.compensation_status or "", "pending")
+            if n.id in self.not_taken:
+                status = "skipped"
             self.statuses.add(status)
             text = _compensation_line(run)
             if text:
                 lines.append(("run", text))
-        return DNode(f"c_{n.id}", "compensation", "compensation", tuple(lines), status, n.id)
+        return DNode(self.k("c", n.id), "compensation", "compensation", tuple(lines), status, n.id)
 
     def entry(self, node_id: str) -> str:
-        return f"s_{node_id}"
+        return self.k("s", node_id)
 
     def exit(self, node_id: str) -> str:
-        return f"j_{node_id}" if _clustered(self.nodes[node_id]) else f"s_{node_id}"
+        inline = _clustered(self.nodes[node_id]) or node_id in self.expanded
+        return self.k("j" if inline else "s", node_id)
 
     def scope(
         self,
@@ -414,14 +435,17 @@ class _Builder:
             if _clustered(n):
                 cluster.members.append(self.group(n))
                 continue
+            if isinstance(n, CallNode) and self.expand and nid in self.plan.calls:
+                cluster.members.append(self.call(n, self.plan.calls[nid]))
+                continue
             cluster.members.append(self.node(n))
             step = effectful(n)
             comp = step.compensate if step is not None else None
             if step is not None and comp is not None and key != ON_FAILURE:
                 self.compensable.add(nid)
                 cluster.members.append(self.compensation(step, comp))
-                cluster.side_by_side.append((f"s_{nid}", f"c_{nid}"))
-                self.edges.append(DEdge(f"s_{nid}", f"c_{nid}", "undo"))
+                cluster.side_by_side.append((self.k("s", nid), self.k("c", nid)))
+                self.edges.append(DEdge(self.k("s", nid), self.k("c", nid), "undo"))
         if exit:
             used = {d for deps in scope.deps.values() for d in deps}
             tails = [nid for nid in scope.order if nid not in used]
@@ -433,7 +457,7 @@ class _Builder:
     def group(self, g: AnyNode) -> DCluster:
         """A node with nested node lists (a parallel group, a switch): its own node, a cluster
         per list, a join (a switch's merge)."""
-        cluster = DCluster(f"g_{g.id}", short(g.name or g.id), "group")
+        cluster = DCluster(self.k("g", g.id), short(g.name or g.id), "group")
         lists = children(g)
         labels = [f"branch {i + 1}" for i in range(len(lists))]
         edges: list[str | None] = [None] * len(lists)
@@ -451,14 +475,34 @@ class _Builder:
         fork = self.node(g)
         cluster.members.append(fork)
         for i in range(len(lists)):
-            branch = DCluster(f"b_{g.id}_{i}", labels[i], "branch")
-            self.scope(branch_key(g.id, i), branch, f"s_{g.id}", f"j_{g.id}", edges[i])
+            branch = DCluster(self.k("b", f"{g.id}_{i}"), labels[i], "branch")
+            self.scope(branch_key(g.id, i), branch, fork.key, self.k("j", g.id), edges[i])
             cluster.members.append(branch)
         if isinstance(g, SwitchNode) and g.default is None:
-            self.edges.append(DEdge(f"s_{g.id}", f"j_{g.id}", "flow", "no case"))
+            self.edges.append(DEdge(fork.key, self.k("j", g.id), "flow", "no case"))
         word = "merge" if isinstance(g, SwitchNode) else "join"
         cluster.members.append(
-            DNode(f"j_{g.id}", "join", "join", (("title", word),), fork.status, g.id)
+            DNode(self.k("j", g.id), "join", "join", (("title", word),), fork.status, g.id)
+        )
+        return cluster
+
+    def call(self, n: CallNode, child: Plan) -> DCluster:
+        """A call with the saga it calls drawn inline: the call, the child's steps (their own
+        compensations and rollback edges), and an "end" node."""
+        self.expanded.add(n.id)
+        cluster = DCluster(self.k("x", n.id), short(f"saga {child.saga} · {n.saga}"), "call")
+        start = self.node(n)
+        cluster.members.append(start)
+        inner = _Builder(child, None, self.expand, f"{self.prefix}{n.id}_C_")
+        inner.scope(TOP, cluster, start.key, self.k("j", n.id))
+        inner.rollback()
+        self.edges.extend(inner.edges)
+        self.kinds |= inner.kinds
+        # A later step's undo is followed by the child's: its undo nodes are this builder's
+        # rollback targets too (`k("c", ...)` of these names their keys).
+        self.compensable |= {f"{n.id}_C_{c}" for c in inner.compensable}
+        cluster.members.append(
+            DNode(self.k("j", n.id), "join", "join", (("title", "end"),), start.status, n.id)
         )
         return cluster
 
@@ -470,18 +514,19 @@ class _Builder:
                 preds.setdefault(e.dst, []).append(e.src)
         for nid in self._in_flow_order():
             seen: set[str] = set()
-            stack = list(preds.get(f"s_{nid}", []))
+            stack = list(preds.get(self.k("s", nid), []))
+            mine = self.k("s", "")
             targets: list[str] = []
             while stack:
                 key = stack.pop(0)
                 if key in seen:
                     continue
                 seen.add(key)
-                if key.startswith("s_") and key[2:] in self.compensable:
-                    targets.append(key[2:])
+                if key.startswith(mine) and key[len(mine) :] in self.compensable:
+                    targets.append(key[len(mine) :])
                     continue
                 stack.extend(preds.get(key, []))
-            self.edges.extend(DEdge(f"c_{nid}", f"c_{t}", "rollback") for t in targets)
+            self.edges.extend(DEdge(self.k("c", nid), self.k("c", t), "rollback") for t in targets)
 
     def _in_flow_order(self) -> list[str]:
         return [n.id for n in self.plan.definition.walk() if n.id in self.compensable]
@@ -502,10 +547,13 @@ def _legend(kinds: set[StyleKind], statuses: set[str], overlaid: bool) -> DClust
     return legend
 
 
-def build_diagram(plan: Plan, overlay: Mapping[str, NodeRun] | None = None) -> Diagram:
-    """The diagram of `plan`, coloured by `overlay` (node id -> what happened) when given."""
+def build_diagram(
+    plan: Plan, overlay: Mapping[str, NodeRun] | None = None, expand: bool = False
+) -> Diagram:
+    """The diagram of `plan`, coloured by `overlay` (node id -> what happened) when given;
+    with `expand`, each called saga is drawn inline in its call's cluster."""
     saga = plan.definition
-    b = _Builder(plan, overlay)
+    b = _Builder(plan, overlay, expand)
     root = DCluster("root", saga.saga, "root")
     root.members.append(DNode("START", "start", "terminal", (("title", "start"),)))
     b.scope(TOP, root, "START", "DONE")

@@ -194,12 +194,12 @@ def _page(plan: Plan) -> dict[str, Any]:
     }
 
 
-def render_html(plan: Plan, overlay: Overlay | None = None) -> str:
+def render_html(plan: Plan, overlay: Overlay | None = None, expand: bool = False) -> str:
     """A self-contained page of the saga: the diagram (needs `dot`) and a table of its nodes."""
     return render(
         "html",
         "diagram.html.j2",
-        svg=inline_svg(render_svg(plan, overlay)),
+        svg=inline_svg(render_svg(plan, overlay, expand)),
         rows=node_rows(plan, overlay),
         **_page(plan),
     )

@@ -112,3 +112,19 @@ def test_escapers() -> None:
     assert dot_html('<a href="x">&\n') == '&lt;a href=&quot;x&quot;&gt;&amp;<BR ALIGN="CENTER"/>'
     assert dot_string('say "hi" \\ \n') == '"say \\"hi\\" \\\\ \\n"'
     assert "\x00" not in dot_html("a\x00b") and "\x07" not in mermaid_text("a\x07b")
+
+
+def test_expanded_diagrams_are_valid() -> None:
+    """`--expand` draws called sagas inline: still one valid graph in each language."""
+    plan = plan_of(HERE / "sagas" / "waits_and_calls.yaml")
+    assert mermaid_problems(render_mermaid(plan, None, True)) == []
+    dot = need_binary("dot", "graphviz")
+    done = subprocess.run(
+        [dot, "-Tsvg"], input=render_dot(plan, None, True).encode(), capture_output=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stderr == b"", done.stderr.decode()
+    svg = ET.fromstring(done.stdout)
+    links = [
+        a.get("{http://www.w3.org/1999/xlink}href") for a in svg.iter() if a.tag.endswith("}a")
+    ]
+    assert "called/reserve.yaml" in links  # the call links to the saga it calls
