@@ -161,7 +161,7 @@ def test_a_parked_run_with_a_switch_and_a_call_in_headless_chromium(tmp_path: Pa
     assert "hold_room: due · 15 m 0 s" in html  # the sleep's bar on the timeline
     assert "waiting for payment_confirmed" in html
     assert "took default" in html and "child run child_42" in html
-    assert "call called/reserve.yaml" in html  # the nodes table names the called saga
+    assert '<td class="mono wrap">call called/reserve.yaml</td>' in html  # nodes table
     page = tmp_path / "report.html"
     page.write_text(html, encoding="utf-8")
     view = open_in_chromium(page, tmp_path)
