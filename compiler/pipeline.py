@@ -183,7 +183,7 @@ def _follow_calls(
         key = os.path.normpath(n.saga)
         unit.sources[key] = cc.document.data
         for k, data in child.sources.items():
-            unit.sources[calls.bundle_key(key, k)] = data
+            unit.sources[calls.called_file(key, k)] = data
         if any(p.irreversible for p in plan.nodes.values()):
             irreversible.add(n.id)
     unit.current = None
