@@ -110,6 +110,8 @@ class RunContext:
         self.approval_tokens: dict[str, str] = {}  # gate -> clear token, never journaled
         self.gate_requests: dict[str, dict[str, Any]] = {}  # gate -> its request, for the report
         self.items: dict[str, list[Any]] = {}  # foreach id -> its rendered items
+        # switch id -> the case taken (journaled `case_chosen`): `steps.<id>.case`
+        self.cases: dict[str, int | str | None] = dict(state.cases) if state else {}
         self.started_wall = self.clock.now()
         self.t0 = self.clock.monotonic()
         # The saga `timeout` counts active time: what earlier processes used (from the

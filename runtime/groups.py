@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sagac.compiler import ir
 
@@ -62,26 +62,10 @@ async def run_group(
         await ctx.settle(list(running))
         raise
 
-    async def fail() -> None:
-        first = failures[0].error
-        error = {"code": first["code"], "message": first.get("message", "")}
-        await ctx.emit(
-            "step_failed",
-            {
-                **where,
-                "attempt": 0,
-                "duration_ms": ctx.ms(t0),
-                "final": True,
-                "propagated": True,
-                "error": {**error, "cause_step": first.get("step")},
-            },
-        )
-        raise failures[0]
-
     if g.mode == "any":
         if winner is None:
             if failures and not ctx.halting:
-                await fail()
+                await propagate_failure(ctx, g.id, t0, failures[0])
             return HALTED
         losers = {k for i, k in enumerate(keys) if i != winner}
         undo = [u for u in ctx.undo if losers.intersection(u.branches)]
@@ -97,7 +81,7 @@ async def run_group(
         )
         return result
     if failures:
-        await fail()
+        await propagate_failure(ctx, g.id, t0, failures[0])
     if len(finished) < len(keys) or not all(finished.values()):
         return HALTED
     result = [ctx.steps_view.get(ctx.prep.last_of_branch[k], {}).get("result") for k in keys]
@@ -105,3 +89,22 @@ async def run_group(
         "group_completed", {**where, "result": ctx.redact(result), "duration_ms": ctx.ms(t0)}
     )
     return result
+
+
+async def propagate_failure(ctx: RunContext, nid: str, t0: float, failure: NodeFailed) -> NoReturn:
+    """Journal that a node with nested lists (a group, a switch) failed because a node inside
+    it did, then raise that node's failure."""
+    first = failure.error
+    error = {"code": first["code"], "message": first.get("message", "")}
+    await ctx.emit(
+        "step_failed",
+        {
+            **ctx.where(nid),
+            "attempt": 0,
+            "duration_ms": ctx.ms(t0),
+            "final": True,
+            "propagated": True,
+            "error": {**error, "cause_step": first.get("step")},
+        },
+    )
+    raise failure

@@ -64,6 +64,7 @@ class RunState:
     errors: list[dict[str, Any]] = field(default_factory=list)
     approvals_requested: dict[str, Event] = field(default_factory=dict)
     approvals_decided: dict[str, Event] = field(default_factory=dict)
+    cases: dict[str, int | str | None] = field(default_factory=dict)  # switch id -> case_chosen
     batches: dict[str, int] = field(default_factory=dict)  # foreach id -> last batch done
     items_done: dict[str, ItemsDone] = field(default_factory=dict)  # foreach id -> checkpoints
     failure: dict[str, Any] | None = None  # set once the run entered compensation
@@ -164,6 +165,8 @@ def replay(events: Iterable[Event]) -> RunState:
         elif t == "approval_decided":
             s.approvals_decided[e["step"]] = e
             s.status = "running"
+        elif t == "case_chosen":
+            s.cases[e["step"]] = e.get("case")
         elif t == "batch_progress":
             s.batches[e["step"]] = e["batch"]
             fold(s.items_done, e)

@@ -28,6 +28,8 @@ def restore(ctx: RunContext, state: RunState) -> None:
             continue
         if idx is None and rec.status == "completed":
             ctx.steps_view[nid] = {"result": rec.result, "status": "completed"}
+            if isinstance(node, ir.SwitchNode):
+                ctx.steps_view[nid]["case"] = state.cases.get(nid)
         elif idx is None and rec.status == "skipped":
             skip_view(ctx.steps_view, node)
         effectful = ir.effectful(node)
@@ -50,6 +52,7 @@ def restore(ctx: RunContext, state: RunState) -> None:
 def skip_view(steps_view: dict[str, dict[str, Any]], node: ir.AnyNode) -> None:
     """Show a skipped node, and every node inside it, as skipped to templates: a later
     `steps.<id>.status == 'completed'` test is then false rather than an error."""
-    steps_view[node.id] = {"result": None, "status": "skipped"}
-    for child in ir.descendants(node):
-        steps_view[child.id] = {"result": None, "status": "skipped"}
+    for n in (node, *ir.descendants(node)):
+        steps_view[n.id] = {"result": None, "status": "skipped"}
+        if isinstance(n, ir.SwitchNode):
+            steps_view[n.id]["case"] = None

@@ -34,15 +34,8 @@ from .restore import skip_view
 from .sleeps import run_sleep
 from .switches import run_switch
 from .tasks import run_fail, run_task
+from .templates import truthy
 from .waits import run_wait
-
-_FALSE_TEXT = frozenset({"", "false", "0", "no", "none", "null", "off"})
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in _FALSE_TEXT
-    return bool(value)
 
 
 async def run_scope(ctx: RunContext, key: str, extra: Mapping[str, Any] | None) -> bool:
@@ -121,7 +114,7 @@ async def run_node(ctx: RunContext, nid: str, extra: Mapping[str, Any] | None) -
     scope = ctx.scope if extra is None else {**ctx.scope, **extra}
     if node.when is not None:
         try:
-            go = _truthy(ctx.engine.render(node.when, scope))
+            go = truthy(ctx.engine.render(node.when, scope))
         except StepError as e:
             await ctx.fail_node(nid, e, 0, 0.0)
         if not go:
@@ -151,4 +144,6 @@ async def run_node(ctx: RunContext, nid: str, extra: Mapping[str, Any] | None) -
             assert_never(node)
     if result is not HALTED:
         ctx.steps_view[nid] = {"result": result, "status": "completed"}
+        if nid in ctx.cases:  # a switch: `steps.<id>.case`
+            ctx.steps_view[nid]["case"] = ctx.cases[nid]
     return result

@@ -149,6 +149,16 @@ def _compiled(source: str) -> _Compiled | None:
     return compiled
 
 
+_FALSE_TEXT = frozenset({"", "false", "0", "no", "none", "null", "off"})
+
+
+def truthy(value: Any) -> bool:
+    """A rendered `when`: false for false, 0, empty, and the words of `_FALSE_TEXT`."""
+    if isinstance(value, str):
+        return value.strip().lower() not in _FALSE_TEXT
+    return bool(value)
+
+
 def has_template(value: Any) -> bool:
     """Whether a definition value holds a template anywhere (else it renders to itself)."""
     if isinstance(value, str):

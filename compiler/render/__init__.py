@@ -66,8 +66,11 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
-def render(plan: Plan, fmt: str, overlay: Mapping[str, NodeRun] | None = None) -> str:
-    """The diagram of `plan` in `fmt` (one of `FORMATS`)."""
+def render(
+    plan: Plan, fmt: str, overlay: Mapping[str, NodeRun] | None = None, expand: bool = False
+) -> str:
+    """The diagram of `plan` in `fmt` (one of `FORMATS`); `expand` draws each called saga
+    inline."""
     from .diagrams import render_dot, render_mermaid, render_svg
     from .pages import render_html
 
@@ -79,4 +82,4 @@ def render(plan: Plan, fmt: str, overlay: Mapping[str, NodeRun] | None = None) -
     }
     if fmt not in renderers:
         raise ValueError(f"unknown diagram format {fmt!r}: use one of {', '.join(FORMATS)}")
-    return renderers[fmt](plan, overlay)
+    return renderers[fmt](plan, overlay, expand)

@@ -23,7 +23,7 @@ from ..plan import Plan
 from . import styles
 from .model import SHAPES, DCluster, Diagram, DNode, build_diagram
 from .overlay import NodeRun
-from .templating import Verbatim, render
+from .templating import Verbatim, dot_string, render
 
 Overlay = Mapping[str, NodeRun]
 DOT_TIMEOUT = 60.0
@@ -37,6 +37,10 @@ _MERMAID_SHAPES: dict[str, tuple[str, str]] = {
     "fail": (">", "]"),
     "compensation": ("[", "]"),
     "fork": ("([", "])"),
+    "sleep": ("[\\", "/]"),
+    "wait": ("[/", "\\]"),
+    "call": ("[[", "]]"),
+    "switch": ("{", "}"),
     "join": ("((", "))"),
     "start": ("((", "))"),
     "end": ("(((", ")))"),
@@ -51,6 +55,10 @@ _DOT_SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "fail": ("shape=box", ("filled", "diagonals")),
     "compensation": ("shape=box", ("rounded", "filled", "dashed")),
     "fork": ("shape=box", ("rounded", "filled", "bold")),
+    "sleep": ("shape=invtrapezium", ("filled",)),
+    "wait": ('shape=cds, margin="0.25,0.16"', ("filled",)),
+    "call": ("shape=component", ("filled",)),
+    "switch": ('shape=diamond, margin="0.04,0.02"', ("filled",)),
     "join": ("shape=circle, fixedsize=true, width=0.42, fontsize=8", ("filled",)),
     "start": ("shape=circle, fixedsize=true, width=0.55, fontsize=9", ("filled",)),
     "end": ("shape=doublecircle, fixedsize=true, width=0.5, fontsize=9", ("filled",)),
@@ -93,6 +101,7 @@ def _mermaid_classes(diagram: Diagram) -> list[tuple[str, str, list[str]]]:
 _MERMAID_CLUSTERS = {
     "group": "fill:#f8fafc,stroke:#94a3b8,stroke-width:1.2px",
     "branch": "fill:#ffffff,stroke:#cbd5e1,stroke-width:1px,stroke-dasharray:4 3",
+    "call": "fill:#f5f7ff,stroke:#818cf8,stroke-width:1.2px",
     "on_failure": "fill:#fff1f2,stroke:#fda4af,stroke-width:1.2px",
     "legend": "fill:#ffffff,stroke:#cbd5e1,stroke-width:1px",
 }
@@ -102,11 +111,11 @@ def _clusters(cluster: DCluster) -> list[DCluster]:
     return [c for m in cluster.clusters for c in (m, *_clusters(m))]
 
 
-def render_mermaid(plan: Plan, overlay: Overlay | None = None) -> str:
+def render_mermaid(plan: Plan, overlay: Overlay | None = None, expand: bool = False) -> str:
     """A Mermaid `flowchart TD` that GitHub renders in Markdown (```mermaid fences)."""
-    diagram = build_diagram(plan, overlay)
+    diagram = build_diagram(plan, overlay, expand)
     arrows = {"flow": "-->", "undo": "-.-", "rollback": "-.->"}
-    edges = [(e.src, arrows[e.role], e.dst) for e in diagram.edges if e.role in arrows]
+    edges = [(e.src, arrows[e.role], e.label, e.dst) for e in diagram.edges if e.role in arrows]
     undo_links = [i for i, e in enumerate(diagram.edges) if e.role in ("undo", "rollback")]
     return render(
         "mermaid",
@@ -132,15 +141,16 @@ def _dot_attrs(node: DNode) -> Verbatim:
     flags = list(base)
     if style.dashed and "dashed" not in flags:
         flags.append("dashed")
+    link = f", href={dot_string(node.link)}" if node.link else ""
     return Verbatim(
         f'{shape}, style="{",".join(flags)}", fillcolor="{style.fill}", '
-        f'color="{style.stroke}", fontcolor="{style.text}", penwidth={style.width:g}'
+        f'color="{style.stroke}", fontcolor="{style.text}", penwidth={style.width:g}{link}'
     )
 
 
-def render_dot(plan: Plan, overlay: Overlay | None = None) -> str:
+def render_dot(plan: Plan, overlay: Overlay | None = None, expand: bool = False) -> str:
     """Graphviz DOT text; `dot -Tsvg` (or any other Graphviz layout) accepts it."""
-    diagram = build_diagram(plan, overlay)
+    diagram = build_diagram(plan, overlay, expand)
     return render(
         "dot",
         "diagram.dot.j2",
@@ -183,9 +193,9 @@ def dot_to_svg(dot: str) -> str:
     return done.stdout.decode()
 
 
-def render_svg(plan: Plan, overlay: Overlay | None = None) -> str:
+def render_svg(plan: Plan, overlay: Overlay | None = None, expand: bool = False) -> str:
     """An SVG document of the diagram, laid out by Graphviz `dot`."""
-    return dot_to_svg(render_dot(plan, overlay))
+    return dot_to_svg(render_dot(plan, overlay, expand))
 
 
 _SVG_PROLOGUE = re.compile(r"\A.*?(?=<svg\b)", re.S)

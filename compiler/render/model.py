@@ -6,6 +6,12 @@ graph. What it draws:
 - forward edges (solid): each node's dependencies, from a `start` node to a `done` node;
 - a parallel group is a cluster with a fork node (the group's own node, which a run overlay
   colours) and a join node; each branch is a nested cluster;
+- a switch is the same with a decision node: one edge per case, labelled with its `when` (and
+  "default", or "no case" straight to the merge when there is no default); with an overlay the
+  cases not taken are drawn skipped;
+- sleeps, waits and calls have shapes of their own; a call links to the saga it calls (to its
+  child run's report, with an overlay) and, with `expand`, is a cluster that draws the called
+  saga inline (its keys prefixed `<call id>_C_`);
 - each compensable step has a compensation node beside it, tied to it by a dashed line;
 - rollback edges (dashed arrows) run from a compensation to the compensations of the nearest
   compensable steps before it: the forward DAG reversed. Sequential compensation runs them one
@@ -47,6 +53,7 @@ from ..ir import (
     TaskStep,
     WaitNode,
     children,
+    descendants,
     effectful,
     require_kinds,
 )
@@ -57,7 +64,9 @@ from .styles import COMPENSATION_STATUS, KIND_WORDS, STATUS_WORDS, StyleKind
 LineStyle = Literal["title", "meta", "run"]
 Line = tuple[LineStyle, str]
 # How a saga node is drawn (`_shape`); "fork" draws a node with nested node lists as a cluster.
-NodeShape = Literal["task", "irreversible", "approval", "foreach", "fail", "fork"]
+NodeShape = Literal[
+    "task", "irreversible", "approval", "foreach", "fail", "fork", "sleep", "wait", "call", "switch"
+]
 # The other parts of a diagram.
 PartShape = Literal["compensation", "join", "start", "end", "failed"]
 Shape = NodeShape | PartShape
@@ -76,6 +85,7 @@ class DNode:
     lines: tuple[Line, ...]
     status: str | None = None  # a key of styles.STATUS_STYLES, with an overlay
     node_id: str | None = None  # the saga node it draws
+    link: str | None = None  # where the node links to (a call: the saga it calls, or its run)
 
     @property
     def title(self) -> str:
@@ -86,7 +96,7 @@ class DNode:
 class DCluster:
     key: str
     label: str
-    role: Literal["root", "group", "branch", "on_failure", "legend"]
+    role: Literal["root", "group", "branch", "call", "on_failure", "legend"]
     members: list[DNode | DCluster] = field(default_factory=list)  # in flow order
     side_by_side: list[tuple[str, str]] = field(default_factory=list)  # same rank (DOT)
 
@@ -111,6 +121,7 @@ class DEdge:
     src: str
     dst: str
     role: EdgeRole
+    label: str | None = None  # a switch's case: its `when`, "default" or "no case"
 
 
 @dataclass(slots=True)
@@ -191,12 +202,29 @@ def run_line(run: NodeRun) -> str:
         parts.append(f"waited {_duration(run.waited_ms)}")
     elif run.duration_ms is not None:
         parts.append(_duration(run.duration_ms))
+    if run.waiting_for is not None and run.status == "waiting":
+        parts.append(short(run.waiting_for, 40))
+    if run.case_chosen:
+        parts.append(case_line(run.case))
+    if run.child_run_id is not None:
+        parts.append(f"child run {run.child_run_id}")
     if run.items_total is not None:
         items = f"{run.items_processed or 0}/{run.items_total} items"
         if run.items_failed:
             items += f", {run.items_failed} failed"
         parts.append(items)
     return " · ".join(parts)
+
+
+def case_label(case: int | str | None) -> str:
+    """A switch case as `steps.<id>.case` names it: `case 0`, `default`, `no case`."""
+    if case is None:
+        return "no case"
+    return "default" if case == "default" else f"case {case}"
+
+
+def case_line(case: int | str | None) -> str:
+    return "nothing ran" if case is None else f"took {case_label(case)}"
 
 
 def _compensation_line(run: NodeRun) -> str | None:
@@ -223,6 +251,8 @@ def _node_lines(n: AnyNode) -> list[Line]:
                     "irreversible" if n.irreversible else None,
                 )
             )
+            if n.callback is not None:
+                lines.append(("meta", f"callback, {_timeout(n.callback.timeout)}"))
         case ForeachNode():
             lines.append(("meta", short(f"for each {n.as_} in {_expr(n.items)}")))
             lines.append(("meta", short(action_label(n.action))))
@@ -236,8 +266,21 @@ def _node_lines(n: AnyNode) -> list[Line]:
             lines.append(_facts(timeout))
         case FailNode():
             lines.append(("meta", f"fail {n.code}"))
-        case SleepNode() | WaitNode() | CallNode() | SwitchNode():
-            pass  # drawn by the renderers' next pass (issue 13)
+        case SleepNode():
+            if n.for_ is not None:
+                lines.append(("meta", f"sleep {format_duration(n.for_)}"))
+            else:
+                lines.append(("meta", short(f"until {_expr(n.until or '')}")))
+        case WaitNode():
+            lines.append(("meta", short(f"wait for signal {n.signal}")))
+            on = f" → {n.on_timeout}" if n.timeout else ""
+            lines.append(_facts(_timeout(n.timeout) + on))
+        case CallNode():
+            lines.append(("meta", short(f"call {n.saga}")))
+            lines.append(_facts("irreversible inside" if n.child_irreversible else None))
+        case SwitchNode():
+            cases = _plural(len(n.cases), "case") + (" + default" if n.default else "")
+            lines = [("title", f"switch: {cases}"), ("meta", n.id)]
         case ParallelGroup():
             mode = {"all": "all branches", "all_settled": "all settled", "any": "first wins"}[
                 n.mode
@@ -260,14 +303,27 @@ def _shape(n: AnyNode) -> NodeShape:
             return "approval"
         case FailNode():
             return "fail"
-        case ParallelGroup() | SwitchNode():
+        case ParallelGroup():
             return "fork"
-        case SleepNode() | WaitNode():
-            return "approval"
+        case SleepNode():
+            return "sleep"
+        case WaitNode():
+            return "wait"
         case CallNode():
-            return "task"
+            return "call"
+        case SwitchNode():
+            return "switch"
         case _:
             assert_never(n)
+
+
+def _timeout(seconds: float | None) -> str:
+    return f"timeout {format_duration(seconds)}" if seconds else "no timeout"
+
+
+def _clustered(n: AnyNode) -> bool:
+    """A node with nested node lists, drawn as a cluster: a parallel group, a switch."""
+    return isinstance(n, ParallelGroup | SwitchNode)
 
 
 def _compensation_lines(n: Effectful, comp: Compensation) -> list[Line]:
@@ -284,19 +340,39 @@ def _compensation_lines(n: Effectful, comp: Compensation) -> list[Line]:
 
 
 class _Builder:
-    def __init__(self, plan: Plan, overlay: Mapping[str, NodeRun] | None) -> None:
+    """Draws one plan; `prefix` keeps the keys of a called saga drawn inline (`expand`) apart
+    from its caller's (ids are lower-case: `_C_` never occurs in one)."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        overlay: Mapping[str, NodeRun] | None,
+        expand: bool = False,
+        prefix: str = "",
+    ) -> None:
         self.plan = plan
         self.overlay = overlay
+        self.expand = expand
+        self.prefix = prefix
+        self.expanded: set[str] = set()  # calls drawn with their saga inline
         self.nodes = {n.id: n for n in plan.definition.walk()}
         self.edges: list[DEdge] = []
         self.compensable: set[str] = set()
         self.kinds: set[StyleKind] = {"task"}
         self.statuses: set[str] = set()
+        self.not_taken: set[str] = set()  # nodes of a switch's cases that the run did not take
+
+    def k(self, category: str, node_id: str) -> str:
+        """The key of a part of node `node_id`: `s_<id>`, `c_<id>`, `j_<id>`..."""
+        return f"{category}_{self.prefix}{node_id}"
 
     def _run(self, node_id: str) -> NodeRun | None:
         if self.overlay is None:
             return None
-        return self.overlay.get(node_id, NodeRun())
+        run = self.overlay.get(node_id, NodeRun())
+        if node_id in self.not_taken and run.status == "pending":
+            return NodeRun(status="skipped")
+        return run
 
     def node(self, n: AnyNode) -> DNode:
         shape = _shape(n)
@@ -310,7 +386,11 @@ class _Builder:
             self.statuses.add(status)
             if run.status != "pending":
                 lines.append(("run", run_line(run)))
-        return DNode(f"s_{n.id}", shape, kind, tuple(lines), status, n.id)
+        link = None
+        if isinstance(n, CallNode):
+            child = run.child_run_id if run is not None else None
+            link = f"sagac-report-{child}.html" if child else n.saga
+        return DNode(self.k("s", n.id), shape, kind, tuple(lines), status, n.id, link)
 
     def compensation(self, n: Effectful, comp: Compensation) -> DNode:
         self.kinds.add("compensation")
@@ -319,19 +399,31 @@ class _Builder:
         status = None
         if run is not None:
             status = COMPENSATION_STATUS.get(run.compensation_status or "", "pending")
+            if n.id in self.not_taken:
+                status = "skipped"
             self.statuses.add(status)
             text = _compensation_line(run)
             if text:
                 lines.append(("run", text))
-        return DNode(f"c_{n.id}", "compensation", "compensation", tuple(lines), status, n.id)
+        return DNode(self.k("c", n.id), "compensation", "compensation", tuple(lines), status, n.id)
 
     def entry(self, node_id: str) -> str:
-        return f"s_{node_id}"
+        return self.k("s", node_id)
 
     def exit(self, node_id: str) -> str:
-        return f"j_{node_id}" if _shape(self.nodes[node_id]) == "fork" else f"s_{node_id}"
+        inline = _clustered(self.nodes[node_id]) or node_id in self.expanded
+        return self.k("j" if inline else "s", node_id)
 
-    def scope(self, key: str, cluster: DCluster, entry: str | None, exit: str | None) -> None:
+    def scope(
+        self,
+        key: str,
+        cluster: DCluster,
+        entry: str | None,
+        exit: str | None,
+        label: str | None = None,
+    ) -> None:
+        """Draw one list of nodes into `cluster`, entered from `entry` (by edges labelled
+        `label`) and left to `exit`."""
         scope = self.plan.scope(key)
         for nid in scope.order:
             n = self.nodes[nid]
@@ -339,9 +431,12 @@ class _Builder:
             if deps:
                 self.edges.extend(DEdge(self.exit(d), self.entry(nid), "flow") for d in deps)
             elif entry:
-                self.edges.append(DEdge(entry, self.entry(nid), "flow"))
-            if _shape(n) == "fork":
+                self.edges.append(DEdge(entry, self.entry(nid), "flow", label))
+            if _clustered(n):
                 cluster.members.append(self.group(n))
+                continue
+            if isinstance(n, CallNode) and self.expand and nid in self.plan.calls:
+                cluster.members.append(self.call(n, self.plan.calls[nid]))
                 continue
             cluster.members.append(self.node(n))
             step = effectful(n)
@@ -349,8 +444,8 @@ class _Builder:
             if step is not None and comp is not None and key != ON_FAILURE:
                 self.compensable.add(nid)
                 cluster.members.append(self.compensation(step, comp))
-                cluster.side_by_side.append((f"s_{nid}", f"c_{nid}"))
-                self.edges.append(DEdge(f"s_{nid}", f"c_{nid}", "undo"))
+                cluster.side_by_side.append((self.k("s", nid), self.k("c", nid)))
+                self.edges.append(DEdge(self.k("s", nid), self.k("c", nid), "undo"))
         if exit:
             used = {d for deps in scope.deps.values() for d in deps}
             tails = [nid for nid in scope.order if nid not in used]
@@ -360,17 +455,54 @@ class _Builder:
                 self.edges.append(DEdge(entry, exit, "flow"))
 
     def group(self, g: AnyNode) -> DCluster:
-        """A node with nested node lists (a parallel group): a fork, a cluster per list, a join."""
-        self.kinds.add("fork")
-        cluster = DCluster(f"g_{g.id}", short(g.name or g.id), "group")
+        """A node with nested node lists (a parallel group, a switch): its own node, a cluster
+        per list, a join (a switch's merge)."""
+        cluster = DCluster(self.k("g", g.id), short(g.name or g.id), "group")
+        lists = children(g)
+        labels = [f"branch {i + 1}" for i in range(len(lists))]
+        edges: list[str | None] = [None] * len(lists)
+        if isinstance(g, SwitchNode):
+            labels = [case_label(i) for i in range(len(g.cases))] + ["default"] * bool(g.default)
+            whens: list[str | None] = [_expr(c.when) for c in g.cases]
+            edges = whens + ["default"] * bool(g.default)
+            run = self._run(g.id)
+            if run is not None and run.case_chosen:
+                taken = len(g.cases) if run.case == "default" else run.case
+                for i, nodes in enumerate(lists):
+                    if i != taken:
+                        for n in nodes:
+                            self.not_taken.update(m.id for m in (n, *descendants(n)))
         fork = self.node(g)
         cluster.members.append(fork)
-        for i in range(len(children(g))):
-            branch = DCluster(f"b_{g.id}_{i}", f"branch {i + 1}", "branch")
-            self.scope(branch_key(g.id, i), branch, f"s_{g.id}", f"j_{g.id}")
+        for i in range(len(lists)):
+            branch = DCluster(self.k("b", f"{g.id}_{i}"), labels[i], "branch")
+            self.scope(branch_key(g.id, i), branch, fork.key, self.k("j", g.id), edges[i])
             cluster.members.append(branch)
+        if isinstance(g, SwitchNode) and g.default is None:
+            self.edges.append(DEdge(fork.key, self.k("j", g.id), "flow", "no case"))
+        word = "merge" if isinstance(g, SwitchNode) else "join"
         cluster.members.append(
-            DNode(f"j_{g.id}", "join", "join", (("title", "join"),), fork.status, g.id)
+            DNode(self.k("j", g.id), "join", "join", (("title", word),), fork.status, g.id)
+        )
+        return cluster
+
+    def call(self, n: CallNode, child: Plan) -> DCluster:
+        """A call with the saga it calls drawn inline: the call, the child's steps (their own
+        compensations and rollback edges), and an "end" node."""
+        self.expanded.add(n.id)
+        cluster = DCluster(self.k("x", n.id), short(f"saga {child.saga} · {n.saga}"), "call")
+        start = self.node(n)
+        cluster.members.append(start)
+        inner = _Builder(child, None, self.expand, f"{self.prefix}{n.id}_C_")
+        inner.scope(TOP, cluster, start.key, self.k("j", n.id))
+        inner.rollback()
+        self.edges.extend(inner.edges)
+        self.kinds |= inner.kinds
+        # A later step's undo is followed by the child's: its undo nodes are this builder's
+        # rollback targets too (`k("c", ...)` of these names their keys).
+        self.compensable |= {f"{n.id}_C_{c}" for c in inner.compensable}
+        cluster.members.append(
+            DNode(self.k("j", n.id), "join", "join", (("title", "end"),), start.status, n.id)
         )
         return cluster
 
@@ -382,18 +514,19 @@ class _Builder:
                 preds.setdefault(e.dst, []).append(e.src)
         for nid in self._in_flow_order():
             seen: set[str] = set()
-            stack = list(preds.get(f"s_{nid}", []))
+            stack = list(preds.get(self.k("s", nid), []))
+            mine = self.k("s", "")
             targets: list[str] = []
             while stack:
                 key = stack.pop(0)
                 if key in seen:
                     continue
                 seen.add(key)
-                if key.startswith("s_") and key[2:] in self.compensable:
-                    targets.append(key[2:])
+                if key.startswith(mine) and key[len(mine) :] in self.compensable:
+                    targets.append(key[len(mine) :])
                     continue
                 stack.extend(preds.get(key, []))
-            self.edges.extend(DEdge(f"c_{nid}", f"c_{t}", "rollback") for t in targets)
+            self.edges.extend(DEdge(self.k("c", nid), self.k("c", t), "rollback") for t in targets)
 
     def _in_flow_order(self) -> list[str]:
         return [n.id for n in self.plan.definition.walk() if n.id in self.compensable]
@@ -414,10 +547,13 @@ def _legend(kinds: set[StyleKind], statuses: set[str], overlaid: bool) -> DClust
     return legend
 
 
-def build_diagram(plan: Plan, overlay: Mapping[str, NodeRun] | None = None) -> Diagram:
-    """The diagram of `plan`, coloured by `overlay` (node id -> what happened) when given."""
+def build_diagram(
+    plan: Plan, overlay: Mapping[str, NodeRun] | None = None, expand: bool = False
+) -> Diagram:
+    """The diagram of `plan`, coloured by `overlay` (node id -> what happened) when given;
+    with `expand`, each called saga is drawn inline in its call's cluster."""
     saga = plan.definition
-    b = _Builder(plan, overlay)
+    b = _Builder(plan, overlay, expand)
     root = DCluster("root", saga.saga, "root")
     root.members.append(DNode("START", "start", "terminal", (("title", "start"),)))
     b.scope(TOP, root, "START", "DONE")

@@ -42,8 +42,12 @@ class NodeRun:
     items_total: int | None = None  # foreach only
     items_processed: int | None = None
     items_failed: int | None = None
-    asked_at: datetime | None = None  # an approval gate: when it was requested
-    waited_ms: float | None = None  # and how long it waited for the decision
+    asked_at: datetime | None = None  # a gate, sleep, wait or callback: when it parked
+    waited_ms: float | None = None  # and how long it waited (for the decision, time, signal...)
+    waiting_for: str | None = None  # what a parked node waits for: `signal X`, `until T`, ...
+    case_chosen: bool = False  # a switch whose `case_chosen` was seen
+    case: int | str | None = None  # the case it took: an index, "default", or None (none)
+    child_run_id: str | None = None  # a call: its child run
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -134,6 +138,33 @@ def _fold(run: NodeRun, event: Mapping[str, Any]) -> NodeRun:
             error=None if approved else (code or "APPROVAL_REJECTED"),
             waited_ms=waited,
         )
+    if kind in _PARKING:
+        return replace(
+            run,
+            status="waiting",
+            asked_at=parse_time(event.get("at")),
+            waiting_for=_PARKING[kind](event),
+        )
+    if kind == "wait_ended":
+        reason = event.get("reason")
+        if reason == "timeout":  # the node's step_failed (or step_completed) says what follows
+            return replace(run, waiting_for="timed out")
+        ended = parse_time(event.get("at"))
+        waited = run.waited_ms
+        if run.asked_at is not None and ended is not None:
+            waited = max((ended - run.asked_at).total_seconds() * 1000, 0.0)
+        now: Status = "cancelled" if reason == "cancelled" else "running"
+        return replace(run, status=now, waiting_for=None, waited_ms=waited)
+    if kind == "case_chosen":
+        case = event.get("case")
+        if not (case is None or case == "default" or _int(case) is not None):
+            return run
+        return replace(run, status="running", case_chosen=True, case=case)
+    if kind == "call_started":
+        child = event.get("child_run_id")
+        return replace(
+            run, status="running", child_run_id=child if isinstance(child, str) else None
+        )
     if kind == "compensation_started":
         return replace(
             run,
@@ -163,6 +194,18 @@ def _fold(run: NodeRun, event: Mapping[str, Any]) -> NodeRun:
             items_failed=run.items_failed if failed is None else failed,
         )
     return run
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else "?"
+
+
+# The events that park a node, and what it then waits for.
+_PARKING: dict[str, Any] = {
+    "sleep_started": lambda e: f"until {_text(e.get('until'))}",
+    "wait_started": lambda e: f"for signal {_text(e.get('signal'))}",
+    "callback_issued": lambda e: "for its callback",
+}
 
 
 def overlay_from_events(events: Iterable[Mapping[str, Any]]) -> dict[str, NodeRun]:

@@ -17,7 +17,7 @@ from datetime import UTC
 from typing import Any
 
 from ..durations import format_duration
-from ..ir import effectful
+from ..ir import CallNode, WaitNode, effectful
 from ..plan import Plan
 from . import styles
 from .diagrams import inline_svg, render_svg
@@ -165,6 +165,10 @@ def node_rows(plan: Plan, overlay: Overlay | None = None) -> list[dict[str, str]
             retry = str(max((p.max_attempts for p in step.retry), default=1))
             timeout = format_duration(step.timeout) if step.timeout else ""
             undo = action_label(step.compensate.action) if step.compensate else ""
+        elif isinstance(n, CallNode):
+            action = f"call {n.saga}"
+        elif isinstance(n, WaitNode) and n.timeout:
+            timeout = format_duration(n.timeout)
         kind = "irreversible" if meta.irreversible else meta.kind
         run = overlay.get(n.id) if overlay is not None else None
         out.append(
@@ -194,12 +198,12 @@ def _page(plan: Plan) -> dict[str, Any]:
     }
 
 
-def render_html(plan: Plan, overlay: Overlay | None = None) -> str:
+def render_html(plan: Plan, overlay: Overlay | None = None, expand: bool = False) -> str:
     """A self-contained page of the saga: the diagram (needs `dot`) and a table of its nodes."""
     return render(
         "html",
         "diagram.html.j2",
-        svg=inline_svg(render_svg(plan, overlay)),
+        svg=inline_svg(render_svg(plan, overlay, expand)),
         rows=node_rows(plan, overlay),
         **_page(plan),
     )

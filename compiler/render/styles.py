@@ -21,6 +21,10 @@ StyleKind = Literal[
     "fail",
     "compensation",
     "fork",
+    "sleep",
+    "wait",
+    "call",
+    "switch",
     "join",
     "terminal",
 ]
@@ -44,6 +48,10 @@ KIND_STYLES: dict[StyleKind, Style] = {
     "fail": Style("#fef2f2", "#b91c1c", width=1.6),
     "compensation": Style("#f5f3ff", "#7c3aed", text="#4c1d95", dashed=True),
     "fork": Style("#f1f5f9", "#64748b"),
+    "sleep": Style("#f0f9ff", "#0369a1", width=1.6),
+    "wait": Style("#fdf4ff", "#a21caf", width=1.6),
+    "call": Style("#eef2ff", "#4338ca", width=1.6),
+    "switch": Style("#f8fafc", "#334155", width=1.6),
     "join": Style("#f1f5f9", "#64748b"),
     "terminal": Style("#334155", "#334155", text="#ffffff"),
 }
@@ -58,6 +66,10 @@ KIND_WORDS: dict[StyleKind, str] = {
     "fail": "fail",
     "compensation": "compensation",
     "fork": "parallel group",
+    "sleep": "sleep (timer)",
+    "wait": "wait for a signal",
+    "call": "call (sub-saga)",
+    "switch": "switch (one case runs)",
 }
 
 require_kinds(KIND_STYLES, "styles.KIND_STYLES", get_args(StyleKind))

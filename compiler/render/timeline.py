@@ -1,4 +1,5 @@
-"""A run's timeline: every attempt, retry wait, approval wait and compensation on a time axis.
+"""A run's timeline: every attempt, retry wait, approval wait, sleep or wait for a signal, and
+compensation on a time axis.
 
 `build_timeline` folds spec events (section 7) into rows and bars in milliseconds since the
 first event; `layout` turns them into pixel boxes for the `timeline.svg.j2` template (a Gantt
@@ -168,6 +169,15 @@ def build_timeline(events: Iterable[Mapping[str, Any]]) -> Timeline:
             label = ("approved" if ok else "rejected") + (f" by {by}" if by else "")
             if not fold.close(row, "approval", at, "completed" if ok else "failed", label):
                 fold.marks.append(Mark(row, at, "completed" if ok else "failed", label))
+        elif kind in ("sleep_started", "wait_started"):  # parked: drawn as a gate's wait
+            signal = e.get("signal")
+            text = f"waiting for {signal}" if isinstance(signal, str) else "sleeping"
+            fold.start(row, "approval", at, text)
+        elif kind == "wait_ended":
+            reason = e.get("reason")
+            late = reason == "timeout"
+            label = reason if isinstance(reason, str) else "ended"
+            fold.close(row, "approval", at, "failed" if late else "completed", label)
         elif kind == "compensation_started":
             undo = fold.row(f"c:{step}", f"undo {step}")
             fold.start(undo, "compensation", at, n)

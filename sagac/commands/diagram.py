@@ -44,6 +44,9 @@ def register(sub: Any) -> None:
         help="colour the diagram by a run: a JSON-lines events file (`sagac run --events`)",
     )
     p.add_argument("--run", metavar="RUN_ID", help="colour the diagram by a journaled run")
+    p.add_argument(
+        "--expand", action="store_true", help="draw each called saga (`call`) inline, as a cluster"
+    )
     add_store_option(p)
     p.set_defaults(func=diagram)
 
@@ -190,7 +193,7 @@ def diagram(args: argparse.Namespace) -> int:
         if c is None or c.plan is None:
             return ExitCode.INVALID_DEFINITION
         run_overlay = overlay_with_report(overlay_from_events(run.events), run.report)
-        _write(render(c.plan, args.format, run_overlay), args.output)
+        _write(render(c.plan, args.format, run_overlay, args.expand), args.output)
         return ExitCode.OK
     if not args.file:
         raise UsageError("name a saga FILE (or a run: --run RUN_ID)")
@@ -202,7 +205,7 @@ def diagram(args: argparse.Namespace) -> int:
         events = read_events(args.events)
         _check_events(c.plan, events, args.events)
         overlay = overlay_from_events(events)
-    _write(render(c.plan, args.format, overlay), args.output)
+    _write(render(c.plan, args.format, overlay, args.expand), args.output)
     return ExitCode.OK
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,35 @@ def test_missing_dot_exits_69_with_a_hint(
     assert main(["diagram", SAGA, "--format", fmt]) == 69
     err = capsys.readouterr().err
     assert "apt-get install graphviz" in err and "make system-deps" in err
+
+
+def test_expand_draws_the_called_saga_inline(capsys: pytest.CaptureFixture[str]) -> None:
+    saga = str(HERE / "sagas" / "waits_and_calls.yaml")
+    assert main(["diagram", saga]) == 0
+    plain = capsys.readouterr().out
+    assert main(["diagram", saga, "--expand"]) == 0
+    expanded = capsys.readouterr().out
+    assert "s_reserve_stock_C_reserve" in expanded and "reserve_stock_C" not in plain
+    assert 'subgraph x_reserve_stock ["saga reserve_stock · called/reserve.yaml"]' in expanded
+
+
+def test_a_run_of_a_switch_is_drawn_with_the_case_it_took(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real run's events (`sagac run --events`) colour the diagram: the case taken and the
+    cases not taken."""
+    saga = tmp_path / "route.yaml"
+    saga.write_text(
+        "saga: route\ninput: {type: object}\nactions:\n  ok: {mock: {result: {ok: true}}}\n"
+        "steps:\n  - switch:\n      id: pick\n      cases:\n"
+        '        - when: "{{ input.fast }}"\n          steps: [{id: fast, action: ok}]\n'
+        "      default: [{id: slow, action: ok}]\n"
+    )
+    events = tmp_path / "events.jsonl"
+    run = ["run", str(saga), "--input", '{"fast": false}', "--events", str(events)]
+    assert main(run) == 0
+    capsys.readouterr()
+    assert main(["diagram", str(saga), "--events", str(events)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"pick<br>completed · [^\"]* · took default\"", out), out
+    assert "  class s_fast,legend_st_skipped st_skipped" in out

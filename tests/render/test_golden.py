@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sagac.compiler.render import render_dot, render_mermaid
 
-from .conftest import GOLDEN, SAGA_FILES, plan_of, saga_id
+from .conftest import GOLDEN, HERE, SAGA_FILES, plan_of, saga_id
 
 REGEN = os.environ.get("SAGAC_REGEN") == "1"
 RENDERERS = {"mmd": render_mermaid, "dot": render_dot}
@@ -36,3 +36,17 @@ def test_rendering_is_deterministic() -> None:
     plan = plan_of(SAGA_FILES[-1])
     assert render_mermaid(plan) == render_mermaid(plan)
     assert render_dot(plan) == render_dot(plan)
+
+
+EXPANDED = HERE / "sagas" / "waits_and_calls.yaml"
+
+
+@pytest.mark.parametrize("ext", sorted(RENDERERS))
+def test_golden_with_called_sagas_drawn_inline(ext: str) -> None:
+    """`--expand`: each call is a cluster holding the saga it calls, its keys prefixed."""
+    text = RENDERERS[ext](plan_of(EXPANDED), None, True)
+    golden = GOLDEN / f"{EXPANDED.stem}.expanded.{ext}"
+    if REGEN:
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8")
+    assert "reserve_stock_C_reserve" in text and "reserve_stock_C_confirm" in text

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from sagac.compiler.render import (
     NodeRun,
     overlay_from_events,
@@ -94,3 +97,73 @@ def test_overlay_colours_and_labels_in_every_format() -> None:
     assert "compensated · 2 attempts · 80 ms" in dot
     assert 'fillcolor="#ede9fe"' in dot  # compensated
     assert "not run" in dot  # the legend names the pending colour
+
+
+WAITS = HERE / "sagas" / "waits_and_calls.yaml"
+
+
+def _waits_run() -> list[dict[str, Any]]:
+    """A run of waits_and_calls.yaml parked at its wait, its switch resolved earlier... in
+    journal order: the call, the sleep, the callback, then the wait for a signal."""
+    script: list[tuple[str, dict[str, Any]]] = [
+        ("call_started", {"step": "reserve_stock", "child_run_id": "child_42", "saga": "x"}),
+        ("step_completed", {"step": "reserve_stock", "attempt": 1, "duration_ms": 30}),
+        ("sleep_started", {"step": "hold_room", "until": "2025-03-01T10:15:00Z"}),
+        ("wait_ended", {"step": "hold_room", "reason": "due"}),
+        ("step_completed", {"step": "hold_room", "attempt": 1, "duration_ms": 0}),
+        ("step_started", {"step": "charge_card", "attempt": 1}),
+        ("callback_issued", {"step": "charge_card", "attempt": 1, "token_sha256": "ab"}),
+        ("wait_started", {"step": "payment_confirmed", "signal": "payment_confirmed"}),
+    ]
+    at = ["2025-03-01T10:00:00Z"] * 2 + ["2025-03-01T10:00:00Z", "2025-03-01T10:15:00Z"]
+    at += ["2025-03-01T10:15:00Z"] * 4
+    return [
+        {"type": t, "seq": i + 1, "at": at[i], **fields} for i, (t, fields) in enumerate(script)
+    ]
+
+
+def test_parking_events_show_what_a_node_waits_for() -> None:
+    overlay = overlay_from_events(_waits_run())
+    assert overlay["hold_room"].status == "completed"
+    assert overlay["hold_room"].waited_ms == 15 * 60 * 1000
+    assert overlay["charge_card"].status == "waiting"
+    assert overlay["charge_card"].waiting_for == "for its callback"
+    wait = overlay["payment_confirmed"]
+    assert (wait.status, wait.waiting_for) == ("waiting", "for signal payment_confirmed")
+    assert overlay["reserve_stock"].child_run_id == "child_42"
+    mermaid = render_mermaid(plan_of(WAITS), overlay)
+    assert "waiting · for signal payment_confirmed" in mermaid
+    assert "completed · waited 15m" in mermaid
+    assert "child run child_42" in mermaid
+    dot = render_dot(plan_of(WAITS), overlay)
+    assert 'href="sagac-report-child_42.html"' in dot  # the call links to its child's report
+    assert 'href="called/reserve.yaml"' not in dot
+
+
+def test_a_switch_shows_the_case_taken_and_dims_the_others() -> None:
+    events = [
+        {"type": "case_chosen", "seq": 1, "step": "route", "case": 1},
+        {"type": "step_started", "seq": 2, "step": "book_freight", "attempt": 1},
+        {"type": "step_completed", "seq": 3, "step": "book_freight", "attempt": 1},
+        {"type": "case_chosen", "seq": 4, "step": "notify", "case": None},
+        {"type": "step_completed", "seq": 5, "step": "notify", "attempt": 1},
+    ]
+    overlay = overlay_from_events(events)
+    assert overlay["route"].case_chosen and overlay["route"].case == 1
+    assert overlay["route"].status == "running"
+    mermaid = render_mermaid(plan_of(WAITS), overlay)
+    assert "running · took case 1" in mermaid
+    assert "completed · nothing ran" in mermaid
+    skipped = re.search(r"^  class (\S+) st_skipped$", mermaid, re.M)
+    assert skipped is not None
+    # The cases not taken are drawn skipped; the taken case's next step is still to run.
+    assert set(skipped.group(1).split(",")) == {
+        "s_book_courier",
+        "c_book_courier",
+        "s_book_post",
+        "s_text_customer",
+        "legend_st_skipped",
+    }
+    assert "s_label_freight" in re.search(r"^  class (\S+) st_pending$", mermaid, re.M).group(1)  # type: ignore[union-attr]
+    plain = overlay_from_events([{"type": "case_chosen", "seq": 1, "step": "route", "case": "x"}])
+    assert not plain["route"].case_chosen  # not a case: ignored

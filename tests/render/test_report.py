@@ -145,3 +145,25 @@ def test_a_gate_shows_its_wait_and_each_decision_reads_as_words() -> None:
         ("timed out", "APPROVAL_TIMEOUT", ""),
         ("waiting", "", "2026-01-07 09:00:00 UTC"),
     ]
+
+
+def test_a_parked_run_with_a_switch_and_a_call_in_headless_chromium(tmp_path: Path) -> None:
+    """The report of a run of every issue-13 kind: the sleep and the wait on the timeline, the
+    node waiting for its signal, the case taken, the call's child run; no console error."""
+    from .test_overlay import WAITS, _waits_run
+
+    events = [
+        *_waits_run(),
+        {"type": "case_chosen", "seq": 20, "at": "2025-03-01T10:15:00Z", "step": "route",
+         "case": "default"},
+    ]  # fmt: skip
+    html = render_report_html(plan_of(WAITS), {"run_id": "r9", "status": "waiting"}, events)
+    assert "hold_room: due · 15 m 0 s" in html  # the sleep's bar on the timeline
+    assert "waiting for payment_confirmed" in html
+    assert "took default" in html and "child run child_42" in html
+    assert '<td class="mono wrap">call called/reserve.yaml</td>' in html  # nodes table
+    page = tmp_path / "report.html"
+    page.write_text(html, encoding="utf-8")
+    view = open_in_chromium(page, tmp_path)
+    assert view.console_errors == []
+    assert "for signal payment_confirmed" in view.text

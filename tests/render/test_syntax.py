@@ -15,8 +15,10 @@ from sagac.compiler.render.templating import dot_html, dot_string, mermaid_text
 from .conftest import HERE, SAGA_FILES, need_binary, plan_of, saga_id
 
 MERMAID_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-NODE = re.compile(r'^\s*([A-Za-z][A-Za-z0-9_]*)(\(\(\(|\(\[|\[\[|\{\{|\[/|\(\(|\(|\[|>)"(.*)"')
-EDGE = re.compile(r"^\s*(\S+) (-->|-\.-|-\.->) (\S+)$")
+NODE = re.compile(
+    r'^\s*([A-Za-z][A-Za-z0-9_]*)(\(\(\(|\(\[|\[\[|\{\{|\[/|\[\\|\(\(|\(|\[|>|\{)"(.*)"'
+)
+EDGE = re.compile(r'^\s*(\S+) (-->|-\.-|-\.->)(\|"[^"|]*"\|)? (\S+)$')
 
 
 @pytest.mark.parametrize("path", SAGA_FILES, ids=saga_id)
@@ -67,7 +69,7 @@ def mermaid_problems(text: str) -> list[str]:
             if re.search(r"<(?!br>)", m.group(3)):
                 problems.append(f"raw `<` in label {s!r}")
         elif m := EDGE.match(line):
-            used.update((m.group(1), m.group(3)))
+            used.update((m.group(1), m.group(4)))
         elif not re.match(r"^(classDef|class|linkStyle|style) ", s):
             problems.append(f"unknown statement {s!r}")
     if depth != 0:
@@ -110,3 +112,19 @@ def test_escapers() -> None:
     assert dot_html('<a href="x">&\n') == '&lt;a href=&quot;x&quot;&gt;&amp;<BR ALIGN="CENTER"/>'
     assert dot_string('say "hi" \\ \n') == '"say \\"hi\\" \\\\ \\n"'
     assert "\x00" not in dot_html("a\x00b") and "\x07" not in mermaid_text("a\x07b")
+
+
+def test_expanded_diagrams_are_valid() -> None:
+    """`--expand` draws called sagas inline: still one valid graph in each language."""
+    plan = plan_of(HERE / "sagas" / "waits_and_calls.yaml")
+    assert mermaid_problems(render_mermaid(plan, None, True)) == []
+    dot = need_binary("dot", "graphviz")
+    done = subprocess.run(
+        [dot, "-Tsvg"], input=render_dot(plan, None, True).encode(), capture_output=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stderr == b"", done.stderr.decode()
+    svg = ET.fromstring(done.stdout)
+    links = [
+        a.get("{http://www.w3.org/1999/xlink}href") for a in svg.iter() if a.tag.endswith("}a")
+    ]
+    assert "called/reserve.yaml" in links  # the call links to the saga it calls
