@@ -117,12 +117,13 @@ T = TypeVar("T")
 # sort every unfinished run). The horizon bounds that read: a run that is not parked has a wake
 # time no later than now (its creation or resumption, `rows.unpark_wake`), so only parked runs
 # lie beyond it, and an empty claim never reads those waiting for a later deadline (2 ms for
-# 10,000 of them without the bound); the margin is for a clock set back meanwhile.
+# 10,000 of them without the bound, read at every claim of a worker while they wait); the
+# margin is for a clock set back meanwhile.
 CLAIM_SQL = (
     f"SELECT run_id FROM runs INDEXED BY runs_to_claim WHERE {runnable('?')}"
     f" AND wake_at <= ? ORDER BY {CLAIM_ORDER} LIMIT ?"
 )
-CLAIM_HORIZON = 300.0
+CLAIM_HORIZON = 1.0
 POLL_SECONDS = 0.025  # how often `wait_for_work` looks at the file's commit counter
 # ... and once nothing was committed for IDLE_AFTER seconds: each look wakes the process (about
 # 0.2 ms of CPU on a busy 2-core VM), so an idle worker polling every 25 ms used 1% of a core.
@@ -546,7 +547,9 @@ class SqliteStore(Store):
             return None
 
         def fn(c: sqlite3.Connection) -> float | None:
-            row = c.execute(next_wake_sql("?"), (time.time(),)).fetchone()
+            now = time.time()
+            sql = next_wake_sql("?", "INDEXED BY runs_to_claim")
+            row = c.execute(sql, (now, now, now)).fetchone()
             return None if row[0] is None else float(row[0])
 
         return await self.read(fn)
