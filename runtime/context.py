@@ -110,6 +110,9 @@ class RunContext:
         self.approval_tokens: dict[str, str] = {}  # gate -> clear token, never journaled
         self.gate_requests: dict[str, dict[str, Any]] = {}  # gate -> its request, for the report
         self.items: dict[str, list[Any]] = {}  # foreach id -> its rendered items
+        # How a `call` drives its child run (`api.drive`, set by `api`: not imported here).
+        self.driver: Callable[..., Awaitable[Any]] | None = None
+        self.calls: dict[str, str] = dict(state.calls) if state else {}  # call id -> child run
         self.started_wall = self.clock.now()
         self.t0 = self.clock.monotonic()
         # The saga `timeout` counts active time: what earlier processes used (from the

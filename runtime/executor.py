@@ -165,7 +165,9 @@ class Executor:
                 status = "compensation_failed" if ctx.comp_failed else "succeeded"
                 return await finish(ctx, status, output)
         if ctx.failure is None:
-            return await finish(ctx, "waiting_approval", None)
+            # `waiting_approval` when a gate of its own waits, else `waiting` (a child run).
+            parked = "waiting_approval" if ctx.waiting & ctx.gate_requests.keys() else "waiting"
+            return await finish(ctx, parked, None)
         if state is None or state.failure is None:
             await ctx.emit("saga_compensating", {"failure": ctx.failure})
         await compensate(ctx, ctx.undo)

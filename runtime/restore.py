@@ -30,6 +30,10 @@ def restore(ctx: RunContext, state: RunState) -> None:
             ctx.steps_view[nid] = {"result": rec.result, "status": "completed"}
         elif idx is None and rec.status == "skipped":
             skip_view(ctx.steps_view, node)
+        if isinstance(node, ir.CallNode) and idx is None and rec.status == "completed":
+            if prep.phase[nid] == "steps":  # its child run undoes itself (`calls.undo_call`)
+                ctx.undo.append(Undo(nid, None, rec.seq, rec.result, None, prep.chain[nid]))
+            continue
         effectful = ir.effectful(node)
         comp = effectful.compensate if effectful is not None else None
         if comp is None or prep.phase[nid] != "steps":

@@ -14,8 +14,6 @@ thin layers over this module.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -27,6 +25,7 @@ from sagac.errors import DefinitionChanged, DefinitionUnavailable, IdempotencyCo
 
 from . import approvals
 from .api import aresume, arun, as_plan, drive, synchronous, validate_input  # noqa: F401  (re-exported)
+from .inputs import input_hash
 from .clock import new_run_id
 from .journal import RunState, replay
 from .leases import held
@@ -34,11 +33,6 @@ from .report import CompensationInfo, ErrorInfo, Failure, RunReport
 from .store.base import Definition, RunRecord, Store
 
 FINAL = frozenset({"succeeded", "compensated", "compensation_failed", "failed"})
-
-
-def input_hash(data: Any) -> str:
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 async def start(
