@@ -39,7 +39,7 @@ from .events import Journal
 from .inputs import input_hash, validate_input
 from .journal import RunState, replay
 from .leases import held
-from .outcomes import HALTED, NodeFailed, Undo
+from .outcomes import NodeFailed, Undo
 from .store.base import Definition, RunRecord
 
 if TYPE_CHECKING:
@@ -101,9 +101,7 @@ async def run_call(
     if final is None:  # parked, or another process drives it: the parent parks with it
         for gate, token in tokens.items():
             ctx.approval_tokens[f"{nid}/{gate}"] = token
-        ctx.halting = True
-        ctx.waiting.add(nid)
-        return HALTED
+        return ctx.park(nid, "call")
     assert state is not None
     if final["status"] in _FAILED:
         await _child_failed(ctx, nid, child_id, state, t0)
@@ -181,7 +179,13 @@ async def _drive_child(
             if ctx.driver is None:
                 raise RuntimeError("a `call` runs only in a run started by sagac.runtime.api")
             report = await ctx.driver(
-                plan, record, state, store, clock=ctx.clock, secrets=ctx.engine.secrets
+                plan,
+                record,
+                state,
+                store,
+                clock=ctx.clock,
+                secrets=ctx.engine.secrets,
+                sleep_limit=ctx.sleep_limit,
             )
             return replay(await store.load_events(child_id)), dict(report.approval_tokens)
     except LeaseHeld:

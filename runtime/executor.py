@@ -26,7 +26,7 @@ from sagac.errors import StepError
 
 from .clock import Clock, parse_rfc3339
 from .compensation import compensate
-from .context import RunContext
+from .context import DEFAULT_SLEEP_LIMIT, RunContext
 from .events import EventCallback
 from .finish import finish
 from .interrupts import received
@@ -60,6 +60,7 @@ class Executor:
         simulate: bool = False,
         state: RunState | None = None,
         record: RunRecord | None = None,
+        sleep_limit: float = DEFAULT_SLEEP_LIMIT,
     ) -> None:
         self.ctx = RunContext(
             plan,
@@ -74,6 +75,7 @@ class Executor:
             overrides=overrides,
             simulate=simulate,
             state=state,
+            sleep_limit=sleep_limit,
         )
         self.store = store
         self.run_id = self.ctx.run_id
@@ -165,9 +167,7 @@ class Executor:
                 status = "compensation_failed" if ctx.comp_failed else "succeeded"
                 return await finish(ctx, status, output)
         if ctx.failure is None:
-            # `waiting_approval` when a gate of its own waits, else `waiting` (a child run).
-            parked = "waiting_approval" if ctx.waiting & ctx.gate_requests.keys() else "waiting"
-            return await finish(ctx, parked, None)
+            return await finish(ctx, ctx.parked_status(), None)
         if state is None or state.failure is None:
             await ctx.emit("saga_compensating", {"failure": ctx.failure})
         await compensate(ctx, ctx.undo)

@@ -1,7 +1,8 @@
 """A run's input checked against its saga's `input` schema (JSON Schema 2020-12).
 
-`validate_input` is used before a run starts (`api`, `submit`, the CLI) and by a `call` for its child's input
-(`calls`); `input_hash` is the digest a run-level idempotency key keeps. This module must never run anything: it only reads the plan and the data.
+`validate_input` is used before a run starts (`api`, `submit`, the CLI) and by a `call` for its
+child's input (`calls`); `input_hash` is the digest a run-level idempotency key keeps. This
+module must never run anything: it only reads the plan and the data.
 """
 
 from __future__ import annotations
