@@ -248,6 +248,7 @@ def report_from_journal(state: RunState, record: RunRecord) -> RunReport:
             "started_at": state.started_at or record.created_at,
             "finished_at": final.get("at"),
             "definition_hash": record.definition_hash,
+            "children": state.calls,
         }
     )
 
