@@ -177,7 +177,7 @@ async def resume(
         record = await store.get_run(run_id)
     if record.status in FINAL and record.report is not None:
         return RunReport.model_validate(record.report)
-    if not_due(record, sleep_limit):
+    if not_due(record, sleep_limit) and not parked_on_call(record):
         assert record.report is not None
         return RunReport.model_validate(record.report)
     the_plan = await definition_of(store, record, plan)
@@ -223,6 +223,13 @@ def not_due(record: RunRecord, sleep_limit: float = DEFAULT_SLEEP_LIMIT) -> bool
         return False
     wake = record.meta.get("wake_at")
     return wake is None or wake - time.time() > sleep_limit
+
+
+def parked_on_call(record: RunRecord) -> bool:
+    """Whether `record` waits for a child run (a `call`): resumed by hand, it drives the child
+    again when the child can move (a decision, a signal, a crash), else it parks again."""
+    parked = (record.report or {}).get("parked") or ()
+    return any(p.get("kind") == "call" for p in parked)
 
 
 def report_from_journal(state: RunState, record: RunRecord) -> RunReport:

@@ -110,6 +110,8 @@ def describe(e: dict[str, Any]) -> str | None:
         )
     if t == "approval_requested":
         return f"  ⏸ {step} waits for approval by {', '.join(e['approvers'])}: {e.get('key')}"
+    if t == "call_started":
+        return f"  ▸ {step} calls {e['saga']}: child run {e['child_run_id']}"
     if t == "compensation_completed":
         return f"  ↶ undid {step}"
     if t == "compensation_failed":
