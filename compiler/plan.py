@@ -3,13 +3,16 @@
 A plan is the IR plus everything derived from the graph: the topological order and the layers
 of nodes that can run together in every scope, each node's dependencies, how compensation is
 ordered, the union of every error code a run can end with, and a stable hash of the definition
-(a run records it; resuming under a changed definition is refused).
+(a run records it; resuming under a changed definition is refused). A saga's `call` nodes
+carry the plans of the sagas they call (`Plan.calls`), and its definition includes them
+(`bundle`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,7 +42,9 @@ class NodePlan(_Frozen):
     kind: ir.NodeKind
     scope: str
     depends_on: list[str]
-    compensable: bool = Field(description="Has a `compensate` (undone on failure)")
+    compensable: bool = Field(
+        description="Has a `compensate` (undone on failure); a call: its saga has one"
+    )
     irreversible: bool = False
     error_codes: list[str] = Field(description="Codes this node can fail with")
 
@@ -62,9 +67,13 @@ class Plan(_Frozen):
     scopes: list[ScopePlan]
     nodes: dict[str, NodePlan]
     error_codes: list[str]
+    calls: dict[str, Plan] = Field(
+        default_factory=dict, description="The plan of the saga each `call` node runs, by its id"
+    )
     definition: ir.Saga
     # The definition's canonical JSON (what `hash` hashes): a durable run keeps it in its store
-    # so that a worker runs exactly this definition. Not part of the plan's JSON.
+    # so that a worker runs exactly this definition, called sagas included (`bundle`). Not
+    # part of the plan's JSON.
     source: str = Field("", exclude=True, repr=False)
 
     def scope(self, key: str) -> ScopePlan:
@@ -78,6 +87,26 @@ def canonical_json(data: Any) -> str:
     """The definition as JSON that ignores formatting, comments and key order, but not meaning;
     YAML reads it back as the same data."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def bundle(data: Any, calls: Mapping[str, Any]) -> Any:
+    """What a saga's `source` is the canonical JSON of: its data alone when it calls no saga
+    (as before calls existed), else `{"saga": DATA, "calls": {PATH: DATA, ...}}` holding every
+    saga it calls, transitively, by path relative to its folder."""
+    return {"saga": data, "calls": dict(calls)} if calls else data
+
+
+def unbundle(data: Any) -> tuple[Any, dict[str, Any]] | None:
+    """(the saga's data, its called sagas' by path) when `data` is a `bundle` with calls. A
+    saga's own `saga` is its name, never a mapping: the two cannot be confused."""
+    if (
+        isinstance(data, dict)
+        and data.keys() == {"saga", "calls"}
+        and isinstance(data["saga"], dict)
+        and isinstance(data["calls"], dict)
+    ):
+        return data["saga"], data["calls"]
+    return None
 
 
 def source_hash(source: str) -> str:
@@ -118,12 +147,33 @@ def _sorted_codes(found: frozenset[str], memo: dict[frozenset[str], list[str]]) 
     return memo[found]
 
 
-def _compensable(node: ir.AnyNode) -> bool:
+def _compensable(node: ir.AnyNode, calls: Mapping[str, Plan]) -> bool:
+    if isinstance(node, ir.CallNode):
+        return node.id in calls and any(n.compensable for n in calls[node.id].nodes.values())
     step = ir.effectful(node)
     return step is not None and step.compensate is not None
 
 
-def build_plan(saga: ir.Saga, graph: SagaGraph, data: Any, file: str | None = None) -> Plan:
+def _codes(node: ir.AnyNode, calls: Mapping[str, Plan]) -> frozenset[str]:
+    """`node_codes`, with the codes of the sagas called in it (a call fails as its child)."""
+    codes = node_codes(node)
+    if not calls:
+        return codes
+    inner = [n for n in (node, *ir.descendants(node)) if isinstance(n, ir.CallNode)]
+    return codes.union(*(calls[n.id].error_codes for n in inner if n.id in calls))
+
+
+def build_plan(
+    saga: ir.Saga,
+    graph: SagaGraph,
+    data: Any,
+    file: str | None = None,
+    calls: Mapping[str, Plan] | None = None,
+    sources: Mapping[str, Any] | None = None,
+) -> Plan:
+    """The plan of `saga`; `calls`: the plan of each call node's saga, by the node's id;
+    `sources`: the data of every saga it calls, transitively, by path (see `bundle`)."""
+    calls = calls or {}
     scopes: list[ScopePlan] = []
     nodes: dict[str, NodePlan] = {}
     codes: dict[frozenset[str], list[str]] = {}  # most nodes share their set of codes
@@ -145,16 +195,19 @@ def build_plan(saga: ir.Saga, graph: SagaGraph, data: Any, file: str | None = No
                 kind=n.kind,
                 scope=scope.key,
                 depends_on=list(scope.deps[n.id]),
-                compensable=_compensable(n),
+                compensable=_compensable(n, calls),
                 irreversible=ir.irreversible(n),
-                error_codes=_sorted_codes(node_codes(n), codes),
+                error_codes=_sorted_codes(_codes(n, calls), codes),
             )
     rule = (
         "reverse order of completion (LIFO), one at a time"
         if saga.compensation == "sequential"
         else "reverse DAG: a compensation waits only for those of the steps that depended on it"
     )
-    source = canonical_json(data)
+    source = canonical_json(bundle(data, sources or {}))
+    error_codes = saga_codes(saga)
+    if calls:
+        error_codes = sorted(set(error_codes).union(*(p.error_codes for p in calls.values())))
     return Plan(
         saga=saga.saga,
         version=saga.version,
@@ -168,6 +221,7 @@ def build_plan(saga: ir.Saga, graph: SagaGraph, data: Any, file: str | None = No
         ),
         scopes=scopes,
         nodes=nodes,
-        error_codes=saga_codes(saga),
+        error_codes=error_codes,
+        calls=dict(calls),
         definition=saga,
     )

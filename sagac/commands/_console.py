@@ -219,10 +219,9 @@ def describe_request(row: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _line_text(compilations: dict[str, Compilation]) -> Any:
+def _line_text(results: list[Compilation]) -> Any:
     def line(file: str, n: int) -> str:
-        c = compilations.get(file)
-        return c.document.line_text(n) if c and c.document else ""
+        return next((text for c in results if (text := c.line_text(file, n))), "")
 
     return line
 
@@ -239,4 +238,4 @@ def print_diagnostics(results: list[Compilation], fmt: str) -> None:
 
         print(format_sarif(diags, __version__))
     elif diags:
-        print(format_text(diags, _line_text({c.file: c for c in results})), file=sys.stderr)
+        print(format_text(diags, _line_text(results)), file=sys.stderr)
