@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sagac.compiler import ir
@@ -54,20 +53,7 @@ _FAILED = frozenset({"compensated", "compensation_failed", "failed"})
 
 def child_plan(ctx: RunContext, node: ir.CallNode) -> Plan:
     """The called saga's plan, compiled with the caller (`Plan.calls`)."""
-    calls: Mapping[str, Plan] | None = getattr(ctx.plan, "calls", None)
-    if calls and node.id in calls:
-        return calls[node.id]
-    key = (ctx.plan.hash, node.id)  # until the plan carries its calls: compiled once here
-    hit = _LOADED.get(key)
-    if hit is None:
-        from sagac.compiler.pipeline import load
-
-        base = Path(ctx.plan.file).parent if ctx.plan.file else Path.cwd()
-        hit = _LOADED[key] = load(base / node.saga)
-    return hit
-
-
-_LOADED: dict[tuple[str, str], Plan] = {}
+    return ctx.plan.calls[node.id]
 
 
 async def run_call(
