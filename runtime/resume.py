@@ -24,10 +24,10 @@ from sagac.compiler.plan import Plan
 from sagac.errors import DefinitionChanged, DefinitionUnavailable, IdempotencyConflict, UsageError
 
 from . import approvals
-from .api import aresume, arun, as_plan, drive, synchronous, validate_input  # noqa: F401  (re-exported)
+from .api import aresume, arun, as_plan, drive, synchronous  # noqa: F401  (re-exported)
 from .clock import new_run_id
 from .context import DEFAULT_SLEEP_LIMIT
-from .inputs import input_hash
+from .inputs import input_hash, validate_input
 from .journal import RunState, replay
 from .leases import held
 from .report import CompensationInfo, ErrorInfo, Failure, RunReport
