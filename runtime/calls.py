@@ -145,13 +145,14 @@ async def _drive_child(
 ) -> tuple[RunState | None, dict[str, str]]:
     """Drive the child under its lease until it ends or parks, and return what its journal
     then says (and the clear approval tokens of gates it just reached); (None, {}) when
-    another process holds it. With `failure`, a child that succeeded is undone first
-    (`saga_compensating` with that failure, then its compensation)."""
+    another process holds it. With `failure`, a child that is not compensating yet (it
+    succeeded, parked, or was stopped) is undone: `saga_compensating` with that failure, then
+    its compensation."""
     store = ctx.store
     try:
         async with held(store, child_id) as lease:
             state = replay(await store.load_events(child_id))
-            if failure is not None and state.finished and state.failure is None:
+            if failure is not None and state.failure is None:  # not undoing yet
                 journal = Journal(store, child_id, ctx.clock, None, state.last_seq)
                 await journal.emit("saga_compensating", {"failure": failure})
                 state = replay(await store.load_events(child_id))

@@ -12,7 +12,7 @@ from sagac.runtime import approvals
 from sagac.runtime import resume as durable
 from sagac.runtime.store.base import Store
 
-from .support import Runs, checkout, ledger_lines, types
+from .support import SAGAS, Runs, checkout, ledger_lines, types
 
 COMPENSATION = ("compensation_started", "compensation_completed", "compensation_failed")
 DONE = [("charge", "o-charge"), ("hold", "o-hold"), ("pick", "o-pick")]
@@ -160,3 +160,31 @@ def test_a_child_at_an_approval_gate_parks_both_until_a_decision_and_a_resume(
     assert runs.report.status == "succeeded"
     assert runs.child is not None and runs.child.status == "succeeded"
     assert ledger_lines(ledger) == [*DONE, ("ship", "o-ship")]
+
+
+def test_a_saga_timeout_while_the_child_runs_has_the_child_undo_itself(
+    store_url: str, ledger: Path
+) -> None:
+    runs = checkout(store_url, {"order_id": "o"}, saga=SAGAS / "checkout_in_time.yaml")
+    report = runs.report
+    assert report.status == "compensated"
+    assert report.failure is not None and report.failure.code == "SAGA_TIMEOUT"
+    assert runs.child is not None and runs.child.status == "compensated"
+    (undoing,) = [e for e in runs.child_events if e["type"] == "saga_compensating"]
+    assert undoing["failure"]["code"] == "PARENT_FAILED"
+    assert [(c.step, c.status) for c in report.compensations] == [("charge", "ok")]
+    assert ledger_lines(ledger) == [*DONE[:2], ("unhold", "o-unhold"), ("refund", "o-refund")]
+
+
+def test_a_with_that_breaks_the_childs_input_schema_fails_the_call_and_makes_no_child(
+    store_url: str, ledger: Path
+) -> None:
+    data = {"order_id": "o", "number": 7}
+    runs = checkout(store_url, data, saga=SAGAS / "checkout_by_number.yaml")
+    report = runs.report
+    assert report.status == "compensated"
+    assert report.failure is not None
+    assert (report.failure.step, report.failure.code) == ("reserve_stock", "INVALID_INPUT")
+    assert "input/order_id: 7 is not of type 'string'" in report.failure.message
+    assert runs.children == []
+    assert ledger_lines(ledger) == [("charge", "o-charge"), ("refund", "o-refund")]

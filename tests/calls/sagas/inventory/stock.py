@@ -7,6 +7,7 @@ action, after its ledger line is written (the remote side acted, the caller neve
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -48,7 +49,11 @@ def unhold(order_id: str, context: Any = None) -> dict[str, Any]:
     return _call("unhold", context)
 
 
-def pick(order_id: str, fail: Any = False, context: Any = None) -> dict[str, Any]:
+async def pick(
+    order_id: str, fail: Any = False, slow: float = 0, context: Any = None
+) -> dict[str, Any]:
+    """Takes `slow` seconds, then picks."""
+    await asyncio.sleep(slow)
     return _call("pick", context, fail, "PICK_FAILED")
 
 
