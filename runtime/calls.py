@@ -81,6 +81,7 @@ async def run_call(
         state, tokens = await _drive_child(ctx, plan, child_id)
     except asyncio.CancelledError:
         if ctx.cancelled_by_run():  # a cancel, a saga timeout, a failed sibling: undo the child
+            _forget_undo(ctx, nid)
             await _stop_child(ctx, nid, plan, child_id, t0)
         raise
     final = state.final_event if state is not None else None
@@ -89,6 +90,7 @@ async def run_call(
             ctx.approval_tokens[f"{nid}/{gate}"] = token
         return ctx.park(nid, "call")
     assert state is not None
+    _forget_undo(ctx, nid)  # what `restore` gave a call whose child had not ended
     if final["status"] in _FAILED:
         await _child_failed(ctx, nid, child_id, state, t0)
     output = final.get("output")
@@ -99,6 +101,10 @@ async def run_call(
     if ctx.prep.phase[nid] == "steps":
         ctx.undo.append(Undo(nid, None, ev["seq"], output, None, ctx.prep.chain[nid]))
     return output
+
+
+def _forget_undo(ctx: RunContext, nid: str) -> None:
+    ctx.undo[:] = [u for u in ctx.undo if u.step != nid]
 
 
 def _validate(plan: Plan, data: Any) -> None:

@@ -120,7 +120,8 @@ class RunContext:
         self.items: dict[str, list[Any]] = {}  # foreach id -> its rendered items
         # How a `call` drives its child run (`api.drive`, set by `api`: not imported here).
         self.driver: Callable[..., Awaitable[Any]] | None = None
-        self.calls: dict[str, str] = dict(state.calls) if state else {}  # call id -> child run
+        # call id -> its child run's id
+        self.calls = {k: e["child_run_id"] for k, e in state.calls.items()} if state else {}
         self.started_wall = self.clock.now()
         self.t0 = self.clock.monotonic()
         # The saga `timeout` counts active time: what earlier processes used (from the

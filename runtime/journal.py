@@ -64,7 +64,7 @@ class RunState:
     errors: list[dict[str, Any]] = field(default_factory=list)
     approvals_requested: dict[str, Event] = field(default_factory=dict)
     approvals_decided: dict[str, Event] = field(default_factory=dict)
-    calls: dict[str, str] = field(default_factory=dict)  # call node id -> its child run's id
+    calls: dict[str, Event] = field(default_factory=dict)  # call node id -> its `call_started`
     # Parking nodes by id: their opening event (`sleep_started`, `wait_started`) and their
     # `wait_ended`; the ids of the signals a `wait` consumed (never consumed again).
     parks_started: dict[str, Event] = field(default_factory=dict)
@@ -175,7 +175,7 @@ def replay(events: Iterable[Event]) -> RunState:
             s.batches[e["step"]] = e["batch"]
             fold(s.items_done, e)
         elif t == "call_started":
-            s.calls[e["step"]] = e["child_run_id"]
+            s.calls[e["step"]] = e
         elif t == "saga_compensating":
             s.failure = e.get("failure")
             s.final_event, s.status = None, "running"  # a child its parent undoes (`calls`)

@@ -255,7 +255,7 @@ def report_from_journal(state: RunState, record: RunRecord) -> RunReport:
             "started_at": state.started_at or record.created_at,
             "finished_at": final.get("at"),
             "definition_hash": record.definition_hash,
-            "children": state.calls,
+            "children": {k: e["child_run_id"] for k, e in state.calls.items()},
         }
     )
 

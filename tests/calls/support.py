@@ -44,14 +44,16 @@ async def read(store: Store, report: RunReport) -> Runs:
     )
 
 
-def checkout(url: str, data: dict[str, Any], then: Any = None, saga: Path = CHECKOUT) -> Runs:
+def checkout(
+    url: str, data: dict[str, Any], then: Any = None, saga: Path = CHECKOUT, **kwargs: Any
+) -> Runs:
     """Run `saga` (the checkout) with `data` in the store at `url` (then `await then(store, runs)`,
     whose RunReport, if any, is read back instead); both runs as the store holds them."""
 
     async def go() -> Runs:
         store = open_store(url)
         try:
-            report = await durable.start(saga, data, store=store)
+            report = await durable.start(saga, data, store=store, **kwargs)
             runs = await read(store, report)
             if then is not None:
                 later = await then(store, runs)

@@ -3,6 +3,7 @@ parking with it, in the memory and SQLite stores (docs/language.md, `call`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -188,3 +189,51 @@ def test_a_with_that_breaks_the_childs_input_schema_fails_the_call_and_makes_no_
     assert "input/order_id: 7 is not of type 'string'" in report.failure.message
     assert runs.children == []
     assert ledger_lines(ledger) == [("charge", "o-charge"), ("refund", "o-refund")]
+
+
+def test_a_child_parked_on_a_long_sleep_parks_both_until_it_is_due(
+    store_url: str, ledger: Path
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def later(store: Store, runs: Runs) -> Any:
+        assert runs.child is not None
+        seen["statuses"] = (runs.report.status, runs.parent.status, runs.child.status)
+        seen["parked"] = [(p.id, p.kind) for p in runs.report.parked]
+        early = await durable.resume(runs.parent.run_id, store=store, sleep_limit=0)
+        seen["early"] = early.status
+        seen["ledger"] = len(ledger_lines(ledger))
+        await asyncio.sleep(1.1)
+        return await durable.resume(runs.parent.run_id, store=store, sleep_limit=0)
+
+    runs = checkout(store_url, {"order_id": "o", "settle": True}, later, sleep_limit=0)
+    assert seen == {
+        "statuses": ("waiting", "waiting", "waiting"),
+        "parked": [("reserve_stock", "call")],
+        "early": "waiting",
+        "ledger": 2,
+    }
+    assert runs.report.status == "succeeded"
+    assert runs.child is not None and runs.child.status == "succeeded"
+    assert ledger_lines(ledger) == [*DONE, ("ship", "o-ship")]
+
+
+def test_a_parent_cancelled_while_its_child_waits_has_the_child_undo_itself(
+    tmp_path: Path, ledger: Path
+) -> None:
+    async def cancel(store: Store, runs: Runs) -> Any:
+        await durable.cancel(store, runs.parent.run_id, by="bob", reason="changed my mind")
+        return await durable.resume(runs.parent.run_id, store=store)
+
+    url = f"sqlite:///{tmp_path / 'journal.db'}"
+    runs = checkout(url, {"order_id": "o", "gate": True}, cancel)
+    assert runs.report.status == "compensated"
+    assert runs.report.failure is not None and runs.report.failure.code == "CANCELLED"
+    assert [(c.step, c.status) for c in runs.report.compensations] == [
+        ("reserve_stock", "ok"),
+        ("charge", "ok"),
+    ]
+    assert runs.child is not None and runs.child.status == "compensated"
+    (undoing,) = [e for e in runs.child_events if e["type"] == "saga_compensating"]
+    assert undoing["failure"]["code"] == "PARENT_FAILED"
+    assert ledger_lines(ledger) == [*DONE[:2], ("unhold", "o-unhold"), ("refund", "o-refund")]
