@@ -43,6 +43,7 @@ from .store.base import Definition, RunRecord
 
 if TYPE_CHECKING:
     from .context import RunContext
+    from .report import RunReport
 
 # The code of a call whose `with` does not match the called saga's `input` schema (the run-time
 # twin of E029; the child run is not created).
@@ -78,7 +79,7 @@ async def run_call(
         )
         ctx.calls[nid] = child_id
     try:
-        state, tokens = await _drive_child(ctx, plan, child_id)
+        state, report = await _drive_child(ctx, plan, child_id)
     except asyncio.CancelledError:
         if ctx.cancelled_by_run():  # a cancel, a saga timeout, a failed sibling: undo the child
             _forget_undo(ctx, nid)
@@ -86,8 +87,15 @@ async def run_call(
         raise
     final = state.final_event if state is not None else None
     if final is None:  # parked, or another process drives it: the parent parks with it
-        for gate, token in tokens.items():
-            ctx.approval_tokens[f"{nid}/{gate}"] = token
+        if report is not None:  # its gates are the parent's, as `CALL/GATE` (`child_gate`)
+            for gate in report.waiting:
+                ctx.gate_requests[f"{nid}/{gate.id}"] = {
+                    **gate.model_dump(exclude={"token"}),
+                    "step": f"{nid}/{gate.id}",
+                }
+                ctx.waiting.add(f"{nid}/{gate.id}")
+            for gate, token in report.approval_tokens.items():
+                ctx.approval_tokens[f"{nid}/{gate}"] = token
         return ctx.park(nid, "call")
     assert state is not None
     _forget_undo(ctx, nid)  # what `restore` gave a call whose child had not ended
@@ -128,6 +136,8 @@ async def _create_child(ctx: RunContext, nid: str, plan: Plan, data: Any) -> str
     try:
         await store.get_run(child_id)
     except RunNotFound:
+        # A submitted parent's approval token decides its children's gates too.
+        token = (await store.get_run(ctx.run_id)).approval_token_sha256
         record = RunRecord(
             child_id,
             plan.saga,
@@ -137,6 +147,7 @@ async def _create_child(ctx: RunContext, nid: str, plan: Plan, data: Any) -> str
             file=plan.file,
             parent_run_id=ctx.run_id,
             parent_step=nid,
+            approval_token_sha256=token,
         )
         kept = Definition(plan.hash, plan.saga, plan.source, plan.file) if plan.source else None
         try:
@@ -148,10 +159,10 @@ async def _create_child(ctx: RunContext, nid: str, plan: Plan, data: Any) -> str
 
 async def _drive_child(
     ctx: RunContext, plan: Plan, child_id: str, failure: dict[str, Any] | None = None
-) -> tuple[RunState | None, dict[str, str]]:
+) -> tuple[RunState | None, RunReport | None]:
     """Drive the child under its lease until it ends or parks, and return what its journal
-    then says (and the clear approval tokens of gates it just reached); (None, {}) when
-    another process holds it. With `failure`, a child that is not compensating yet (it
+    then says, and its report when it was driven; (None, None) when another process holds
+    it. With `failure`, a child that is not compensating yet (it
     succeeded, parked, or was stopped) is undone: `saga_compensating` with that failure, then
     its compensation."""
     store = ctx.store
@@ -163,7 +174,7 @@ async def _drive_child(
                 await journal.emit("saga_compensating", {"failure": failure})
                 state = replay(await store.load_events(child_id))
             if state.finished:
-                return state, {}
+                return state, None
             if state.last_seq and await approvals.expire_overdue(store, child_id, lease.owner):
                 state = replay(await store.load_events(child_id))
             if not state.last_seq and ctx.simulate:
@@ -180,9 +191,9 @@ async def _drive_child(
                 secrets=ctx.engine.secrets,
                 sleep_limit=ctx.sleep_limit,
             )
-            return replay(await store.load_events(child_id)), dict(report.approval_tokens)
+            return replay(await store.load_events(child_id)), report
     except LeaseHeld:
-        return None, {}
+        return None, None
 
 
 def _prefixed(nid: str, step: str | None) -> str:

@@ -144,19 +144,23 @@ def test_a_child_at_an_approval_gate_parks_both_until_a_decision_and_a_resume(
         assert runs.child is not None
         seen["statuses"] = (runs.report.status, runs.parent.status, runs.child.status)
         seen["exit"] = runs.report.exit_code
+        seen["waiting"] = [g.id for g in runs.report.waiting]
         token = runs.report.approval_tokens["reserve_stock/manager"]
         again = await durable.resume(runs.parent.run_id, store=store)  # no decision yet
         seen["again"] = again.status
+        # The parent's `CALL/GATE` is the child's gate.
         await approvals.decide(
-            store, runs.child.run_id, "manager", approved=True, by="alice", token=token
-        )
+            store, runs.parent.run_id, "reserve_stock/manager", approved=True, by="alice",
+            token=token,
+        )  # fmt: skip
         return await durable.resume(runs.parent.run_id, store=store)
 
     runs = checkout(store_url, {"order_id": "o", "gate": True}, decide)
     assert seen == {
-        "statuses": ("waiting", "waiting", "waiting_approval"),
+        "statuses": ("waiting_approval", "waiting_approval", "waiting_approval"),
         "exit": 3,
-        "again": "waiting",
+        "waiting": ["reserve_stock/manager"],
+        "again": "waiting_approval",
     }
     assert runs.report.status == "succeeded"
     assert runs.child is not None and runs.child.status == "succeeded"

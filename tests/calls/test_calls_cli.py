@@ -124,3 +124,22 @@ def test_show_lists_the_children_of_a_run_and_the_parent_of_a_child(
     assert f"reserve_stock calls reserve: child run {child_id}" in text
     text = sagac("show", child_id, "--store", store).stdout
     assert f"child of run {parent_id} (its call reserve_stock)" in text
+
+
+def test_a_childs_gate_is_decided_through_its_parent_and_the_resume_finishes_both(
+    tmp_path: Path, ledger: Path
+) -> None:
+    store = f"sqlite:///{tmp_path / 'journal.db'}"
+    given = '{"order_id": "o", "gate": true}'
+    ran = sagac("run", str(CHECKOUT), "--input", given, "--store", store, "--json")
+    assert ran.returncode == 3, ran.stderr
+    report = json.loads(ran.stdout)
+    assert report["status"] == "waiting_approval"
+    (gate,) = report["waiting"]
+    assert gate["id"] == "reserve_stock/manager" and gate["token"]
+    decided = sagac("approve", report["run_id"], "--gate", gate["id"], "--as", "alice",
+                    "--token", gate["token"], "--resume", "--json", "--store", store)  # fmt: skip
+    assert decided.returncode == 0, decided.stderr
+    assert json.loads(decided.stdout)["status"] == "succeeded"
+    assert runs_of(tmp_path / "journal.db")["reserve"].status == "succeeded"
+    assert [a for a, _ in ledger_lines(ledger)] == ["charge", "hold", "pick", "ship"]
