@@ -88,14 +88,12 @@ async def run_call(
     final = state.final_event if state is not None else None
     if final is None:  # parked, or another process drives it: the parent parks with it
         if report is not None:  # its gates are the parent's, as `CALL/GATE` (`child_gate`)
-            for gate in report.waiting:
-                ctx.gate_requests[f"{nid}/{gate.id}"] = {
-                    **gate.model_dump(exclude={"token"}),
-                    "step": f"{nid}/{gate.id}",
-                }
-                ctx.waiting.add(f"{nid}/{gate.id}")
-            for gate, token in report.approval_tokens.items():
-                ctx.approval_tokens[f"{nid}/{gate}"] = token
+            for waiting in report.waiting:
+                gate = f"{nid}/{waiting.id}"
+                ctx.gate_requests[gate] = {**waiting.model_dump(exclude={"token"}), "step": gate}
+                ctx.waiting.add(gate)
+            for gid, token in report.approval_tokens.items():
+                ctx.approval_tokens[f"{nid}/{gid}"] = token
         return ctx.park(nid, "call")
     assert state is not None
     _forget_undo(ctx, nid)  # what `restore` gave a call whose child had not ended

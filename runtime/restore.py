@@ -50,8 +50,7 @@ def restore(ctx: RunContext, state: RunState) -> None:
             chain = prep.chain[nid]
             ctx.undo.extend(Undo(nid, None, b.seq, None, None, chain, block=b) for b in done.blocks)
     for nid, started in state.calls.items():
-        rec = state.steps.get((nid, None))
-        if rec is None and prep.phase.get(nid) == "steps":
+        if (nid, None) not in state.steps and prep.phase.get(nid) == "steps":
             # A call whose child had not ended (it parked, or the parent crashed): if the parent
             # fails now, the child undoes itself at the call's place (`calls.undo_call`).
             ctx.undo.append(Undo(nid, None, started["seq"], None, None, prep.chain[nid]))
