@@ -143,3 +143,22 @@ def test_a_childs_gate_is_decided_through_its_parent_and_the_resume_finishes_bot
     assert json.loads(decided.stdout)["status"] == "succeeded"
     assert runs_of(tmp_path / "journal.db")["reserve"].status == "succeeded"
     assert [a for a, _ in ledger_lines(ledger)] == ["charge", "hold", "pick", "ship"]
+
+
+def test_a_worker_runs_a_decided_child_by_itself_and_its_end_wakes_the_parent(
+    tmp_path: Path, ledger: Path
+) -> None:
+    store = f"sqlite:///{tmp_path / 'journal.db'}"
+    given = '{"order_id": "o", "gate": true}'
+    ran = sagac("run", str(CHECKOUT), "--input", given, "--store", store, "--json")
+    assert ran.returncode == 3, ran.stderr
+    report = json.loads(ran.stdout)
+    (gate,) = report["waiting"]
+    decided = sagac("approve", report["run_id"], "--gate", gate["id"], "--as", "alice",
+                    "--token", gate["token"], "--store", store)  # fmt: skip
+    assert decided.returncode == 0, decided.stderr
+    worked = sagac("worker", "--store", store, "--exit-when-idle", "--poll", "0.2s")
+    assert worked.returncode == 0, worked.stderr
+    after = runs_of(tmp_path / "journal.db")
+    assert (after["checkout"].status, after["reserve"].status) == ("succeeded", "succeeded")
+    assert [a for a, _ in ledger_lines(ledger)] == ["charge", "hold", "pick", "ship"]
