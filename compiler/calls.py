@@ -28,13 +28,8 @@ UNREADABLE = "E004"  # what a reader reports for a file it cannot read
 
 
 def called_file(caller: str, saga: str) -> str:
-    """The name of the file a call's `saga:` names, from the calling file's name."""
+    """The file a call's `saga:` names, from the calling file (names or bundle paths)."""
     return os.path.normpath(os.path.join(os.path.dirname(caller), saga))
-
-
-def bundle_key(caller_key: str, key: str) -> str:
-    """`key` (relative to the saga at `caller_key`) relative to the folder of the bundle."""
-    return os.path.normpath(os.path.join(os.path.dirname(caller_key), key))
 
 
 def read_text(resolver: Callable[[str], str]) -> Reader:

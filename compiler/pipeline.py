@@ -183,7 +183,7 @@ def _follow_calls(
         key = os.path.normpath(n.saga)
         unit.sources[key] = cc.document.data
         for k, data in child.sources.items():
-            unit.sources[calls.bundle_key(key, k)] = data
+            unit.sources[calls.called_file(key, k)] = data
         if any(p.irreversible for p in plan.nodes.values()):
             irreversible.add(n.id)
     unit.current = None
@@ -242,8 +242,8 @@ def _not_compiled(doc: Document, n: ir.CallNode, child: Compilation) -> Diagnost
     unreadable = _unreadable(child)
     if unreadable is not None:
         why = unreadable.message.removeprefix("cannot read file: ")
-        msg = f"cannot read the called saga {child.file}: {why}"
-        hint = "`saga:` is a path relative to the folder of the file that calls it"
+        msg = f"the called saga {n.saga} cannot be read: {why}"
+        hint = f"`saga:` is relative to the calling file's folder (looked for {child.file})"
         return diag(doc, "E027", msg, at, hint)
     errors = len(child.errors())
     what = f"has {errors} error(s)" if errors else "is part of a call cycle"
