@@ -241,3 +241,11 @@ def test_a_parent_cancelled_while_its_child_waits_has_the_child_undo_itself(
     (undoing,) = [e for e in runs.child_events if e["type"] == "saga_compensating"]
     assert undoing["failure"]["code"] == "PARENT_FAILED"
     assert ledger_lines(ledger) == [*DONE[:2], ("unhold", "o-unhold"), ("refund", "o-refund")]
+
+
+def test_a_simulated_parent_simulates_its_child(store_url: str, ledger: Path) -> None:
+    runs = checkout(store_url, {"order_id": "o"}, simulate=True)
+    assert runs.report.status == "succeeded"
+    assert runs.child is not None and runs.child.status == "succeeded"
+    assert runs.child_events[0]["type"] == "saga_started" and runs.child_events[0]["simulate"]
+    assert ledger_lines(ledger) == []  # no real action was called, not even in the child
