@@ -20,12 +20,13 @@ from sagac.compiler import ir
 from sagac.compiler.pipeline import load
 from sagac.compiler.plan import Plan
 
-from sagac.errors import DefinitionChanged, InputError, SecretMissing, UsageError
+from sagac.errors import DefinitionChanged, SecretMissing, UsageError
 
 from .clock import Clock
 from .context import DEFAULT_SLEEP_LIMIT
 from .events import EventCallback
 from .executor import Executor
+from .inputs import validate_input
 from .journal import RunState, replay
 from .leases import held
 from .redaction import check_secrets
@@ -41,26 +42,6 @@ FailSpec = Mapping[str, str | None] | list[str] | tuple[str, ...] | None
 
 def as_plan(plan_or_path: Plan | str | Path) -> Plan:
     return plan_or_path if isinstance(plan_or_path, Plan) else load(plan_or_path)
-
-
-def validate_input(plan: Plan, input: Any) -> None:
-    """Raise InputError naming every way `input` breaks the saga's `input` schema."""
-    schema = plan.definition.input_schema
-    if schema is None:
-        return
-    from jsonschema import Draft202012Validator, FormatChecker
-
-    validator = Draft202012Validator(schema, format_checker=FormatChecker())
-    problems = []
-    for err in sorted(validator.iter_errors(input), key=lambda e: list(e.absolute_path)):
-        where = "/".join(str(p) for p in err.absolute_path) or "(root)"
-        problems.append(f"input/{where}: {err.message}" if where != "(root)" else err.message)
-    if problems:
-        raise InputError(
-            f"the input does not match the saga's input schema ({len(problems)} problem(s)): "
-            + "; ".join(problems),
-            problems=problems,
-        )
 
 
 def action_ids(plan: Plan) -> list[str]:
@@ -206,6 +187,7 @@ async def arun(
         simulate=simulate,
         sleep_limit=sleep_limit,
     )
+    executor.ctx.driver = drive  # how its `call` nodes drive their child runs
     async with held(executor.store, executor.run_id):  # one driver per run (durable stores)
         return await executor.run()
 
@@ -276,6 +258,7 @@ async def drive(
         record=record,
         sleep_limit=sleep_limit,
     )
+    executor.ctx.driver = drive  # how its `call` nodes drive their child runs
     async with held(executor.store, executor.run_id):  # one driver per run (durable stores)
         return await executor.run()
 

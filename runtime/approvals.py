@@ -127,8 +127,14 @@ async def decide(
     Raises ApprovalRefused (audited) when the decision is not permitted, RunBusy (exit 75) when
     a live process holds the run, RunNotFound for an unknown run. `definition_hash`: the hash of
     the definition the decider is looking at (refused when it is not the one the request was
-    made under)."""
+    made under). `gate` may be `CALL/GATE`: a gate of the child run of call CALL
+    (`child_gate`)."""
     action = "approve" if approved else "reject"
+    target, gate = await child_gate(store, run_id, gate)
+    if target != run_id:  # a child's gate: the parent's definition, unchanged, binds the child's
+        if definition_hash == (await store.get_run(run_id)).definition_hash:
+            definition_hash = None
+        run_id = target
     for _ in range(_RECHECKS):
         record = await store.get_run(run_id)  # RunNotFound
         row = await store.approval(run_id, gate)
@@ -158,6 +164,19 @@ async def decide(
     changing = GateNotPending(f"gate {gate!r} of run {run_id} kept changing while it was decided")
     await _refused(store, changing, run_id, gate, by, action)
     raise changing
+
+
+async def child_gate(store: Store, run_id: str, gate: str) -> tuple[str, str]:
+    """`CALL/GATE` names gate GATE of the child run of run `run_id`'s call CALL (at any
+    depth: `CALL/CALL/GATE`): that run and gate. Anything else is returned as it is."""
+    while "/" in gate:
+        call, _, rest = gate.partition("/")
+        children = await store.children(run_id)
+        child = next((c for c in children if c.parent_step == call), None)
+        if child is None:
+            break
+        run_id, gate = child.run_id, rest
+    return run_id, gate
 
 
 async def _refused(

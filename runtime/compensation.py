@@ -24,6 +24,7 @@ from sagac.compiler import ir
 from sagac.errors import StepError
 
 from .attempts import Attempts, Journaled, Outcomes, templated
+from .calls import undo_call
 from .foreach_checkpoints import block_undos, item_at
 from .outcomes import Undo, error_dict
 
@@ -140,6 +141,8 @@ def _not_run(ctx: RunContext, u: Undo) -> None:
 def compensate_one(ctx: RunContext, u: Undo) -> Coroutine[Any, Any, bool]:
     """Run one compensation to its end, to await: True when it succeeded."""
     node: Any = ctx.prep.nodes[u.step]
+    if isinstance(node, ir.CallNode):  # the child run undoes itself
+        return undo_call(ctx, u)
     comp: ir.Compensation = node.compensate
     rec = ctx.state.compensations.get((u.step, u.item_index)) if ctx.state else None
     where: dict[str, Any] = {"step": u.step}

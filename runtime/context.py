@@ -120,6 +120,10 @@ class RunContext:
         self.items: dict[str, list[Any]] = {}  # foreach id -> its rendered items
         # switch id -> the case taken (journaled `case_chosen`): `steps.<id>.case`
         self.cases: dict[str, int | str | None] = dict(state.cases) if state else {}
+        # How a `call` drives its child run (`api.drive`, set by `api`: not imported here).
+        self.driver: Callable[..., Awaitable[Any]] | None = None
+        # call id -> its child run's id
+        self.calls = {k: e["child_run_id"] for k, e in state.calls.items()} if state else {}
         self.started_wall = self.clock.now()
         self.t0 = self.clock.monotonic()
         # The saga `timeout` counts active time: what earlier processes used (from the

@@ -101,6 +101,8 @@ def report_data(ctx: RunContext, status: str, output: Any, finished: bool = True
     ]
     if status in WAITING and parked:
         data["parked"] = parked
+    if ctx.calls:
+        data["children"] = dict(ctx.calls)
     return data
 
 

@@ -65,6 +65,7 @@ class RunState:
     approvals_requested: dict[str, Event] = field(default_factory=dict)
     approvals_decided: dict[str, Event] = field(default_factory=dict)
     cases: dict[str, int | str | None] = field(default_factory=dict)  # switch id -> case_chosen
+    calls: dict[str, Event] = field(default_factory=dict)  # call node id -> its `call_started`
     # Parking nodes by id: their opening event (`sleep_started`, `wait_started`) and their
     # `wait_ended`; the ids of the signals a `wait` consumed (never consumed again).
     parks_started: dict[str, Event] = field(default_factory=dict)
@@ -156,7 +157,8 @@ def replay(events: Iterable[Event]) -> RunState:
             cancelled = bool(e.get("cancelled"))
             rec.status = "cancelled" if cancelled and s.failure is None else "failed"
             if not cancelled and not e.get("propagated"):
-                s.errors.append(_error_of(e))
+                # A failed `call` carries its child's errors, their steps path-prefixed.
+                s.errors.extend(_child_errors(e) or [_error_of(e)])
         elif t == "step_skipped":
             s.steps[_key(e)] = StepRecord("skipped", seq=e["seq"], branch=e.get("branch"))
         elif t == "group_completed":
@@ -175,8 +177,11 @@ def replay(events: Iterable[Event]) -> RunState:
         elif t == "batch_progress":
             s.batches[e["step"]] = e["batch"]
             fold(s.items_done, e)
+        elif t == "call_started":
+            s.calls[e["step"]] = e
         elif t == "saga_compensating":
             s.failure = e.get("failure")
+            s.final_event, s.status = None, "running"  # a child its parent undoes (`calls`)
             for rec in s.steps.values():
                 if rec.status == "cancelled":
                     rec.status = "failed"
@@ -201,17 +206,18 @@ def replay(events: Iterable[Event]) -> RunState:
             rec_c = s.compensations.setdefault(_key(e), CompensationRecord("started"))
             rec_c.status, rec_c.attempt, rec_c.seq = "failed", e["attempt"], e["seq"]
             rec_c.error = e.get("error")
-            err = _error_of(e, "compensation")
-            s.errors.append(err)
-            s.compensation_log.append(
-                {
-                    "step": e["step"],
-                    "item_index": e.get("item_index"),
-                    "status": "failed",
-                    "attempts": e["attempt"],
-                    "error": err,
-                }
-            )
+            # A call's: its child's undos that failed, their steps path-prefixed.
+            for err in _child_errors(e) or [_error_of(e, "compensation")]:
+                s.errors.append(err)
+                s.compensation_log.append(
+                    {
+                        "step": err["step"],
+                        "item_index": err.get("item_index"),
+                        "status": "failed",
+                        "attempts": e["attempt"],
+                        "error": err,
+                    }
+                )
         elif t == "process_started":
             s.processes[_attempt(e, bool(e.get("compensation")))] = e
         elif t == "saga_interrupted":
@@ -259,6 +265,12 @@ def _attempt_ended(
             del processes[key]
     else:
         processes.pop(_attempt(e, t.startswith("compensation")), None)
+
+
+def _child_errors(e: Event) -> list[dict[str, Any]]:
+    """The errors a failed `call` node's event carries from its child run (`calls`)."""
+    detail = (e.get("error") or {}).get("detail")
+    return list(detail.get("child_errors") or ()) if isinstance(detail, dict) else []
 
 
 def _error_of(e: Event, phase: str | None = None) -> dict[str, Any]:

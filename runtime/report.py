@@ -131,6 +131,11 @@ class RunReport(_Model):
         description="The other nodes a waiting run is parked on; in the JSON only when there"
         " are some",
     )
+    children: dict[str, str] = Field(
+        default_factory=dict,
+        description="The child runs of its `call` nodes (call id -> child run id); in the JSON"
+        " only when there are some",
+    )
 
     # Clear approval tokens of the gates this run just reached (gate id -> token): handed to
     # the caller once, never serialised, stored or journaled (the journal keeps a sha256).
@@ -150,6 +155,8 @@ class RunReport(_Model):
         data = self.model_dump(mode="json")
         if not data["parked"]:
             del data["parked"]
+        if not data["children"]:
+            del data["children"]
         if not data["waiting"]:
             del data["waiting"]  # only a waiting run has gates to show
         elif tokens:

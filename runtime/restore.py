@@ -3,7 +3,8 @@
 `restore(ctx, state)` fills in the results of the top-level nodes that completed or were skipped
 (what templates see as `steps.<id>`) and the `Undo` entries of everything a compensation would
 have to undo, in order of completion (foreach items one block per checkpoint). It only reads the
-`RunState` and the plan: it must never journal, call an action or decide what happens to a node
+`RunState` and the plan (a `call` whose child has not ended gets an entry too: its child is
+undone if the run fails): it must never journal, call an action or decide what happens to a node
 next (a node the journal shows as ended is `scheduler.run_node`'s to replay).
 """
 
@@ -32,6 +33,10 @@ def restore(ctx: RunContext, state: RunState) -> None:
                 ctx.steps_view[nid]["case"] = state.cases.get(nid)
         elif idx is None and rec.status == "skipped":
             skip_view(ctx.steps_view, node)
+        if isinstance(node, ir.CallNode) and idx is None and rec.status == "completed":
+            if prep.phase[nid] == "steps":  # its child run undoes itself (`calls.undo_call`)
+                ctx.undo.append(Undo(nid, None, rec.seq, rec.result, None, prep.chain[nid]))
+            continue
         effectful = ir.effectful(node)
         comp = effectful.compensate if effectful is not None else None
         if comp is None or prep.phase[nid] != "steps":
@@ -46,6 +51,11 @@ def restore(ctx: RunContext, state: RunState) -> None:
         if effectful is not None and effectful.compensate and prep.phase[nid] == "steps":
             chain = prep.chain[nid]
             ctx.undo.extend(Undo(nid, None, b.seq, None, None, chain, block=b) for b in done.blocks)
+    for nid, started in state.calls.items():
+        if (nid, None) not in state.steps and prep.phase.get(nid) == "steps":
+            # A call whose child had not ended (it parked, or the parent crashed): if the parent
+            # fails now, the child undoes itself at the call's place (`calls.undo_call`).
+            ctx.undo.append(Undo(nid, None, started["seq"], None, None, prep.chain[nid]))
     ctx.undo.sort(key=lambda u: u.order)
 
 

@@ -14,8 +14,6 @@ thin layers over this module.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -26,20 +24,16 @@ from sagac.compiler.plan import Plan
 from sagac.errors import DefinitionChanged, DefinitionUnavailable, IdempotencyConflict, UsageError
 
 from . import approvals
-from .api import aresume, arun, as_plan, drive, synchronous, validate_input  # noqa: F401  (re-exported)
+from .api import aresume, arun, as_plan, drive, synchronous  # noqa: F401  (re-exported)
 from .clock import new_run_id
 from .context import DEFAULT_SLEEP_LIMIT
+from .inputs import input_hash, validate_input
 from .journal import RunState, replay
 from .leases import held
 from .report import CompensationInfo, ErrorInfo, Failure, RunReport
 from .store.base import Definition, RunRecord, Store
 
 FINAL = frozenset({"succeeded", "compensated", "compensation_failed", "failed"})
-
-
-def input_hash(data: Any) -> str:
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 async def start(
@@ -183,7 +177,7 @@ async def resume(
         record = await store.get_run(run_id)
     if record.status in FINAL and record.report is not None:
         return RunReport.model_validate(record.report)
-    if not_due(record, sleep_limit):
+    if not_due(record, sleep_limit) and not parked_on_call(record):
         assert record.report is not None
         return RunReport.model_validate(record.report)
     the_plan = await definition_of(store, record, plan)
@@ -231,6 +225,13 @@ def not_due(record: RunRecord, sleep_limit: float = DEFAULT_SLEEP_LIMIT) -> bool
     return wake is None or wake - time.time() > sleep_limit
 
 
+def parked_on_call(record: RunRecord) -> bool:
+    """Whether `record` waits for a child run (a `call`): resumed by hand, it drives the child
+    again when the child can move (a decision, a signal, a crash), else it parks again."""
+    parked = (record.report or {}).get("parked") or ()
+    return any(p.get("kind") == "call" for p in parked)
+
+
 def report_from_journal(state: RunState, record: RunRecord) -> RunReport:
     """The report of a finished run, rebuilt from its journal alone (already redacted)."""
     final = state.final_event or {}
@@ -254,6 +255,7 @@ def report_from_journal(state: RunState, record: RunRecord) -> RunReport:
             "started_at": state.started_at or record.created_at,
             "finished_at": final.get("at"),
             "definition_hash": record.definition_hash,
+            "children": {k: e["child_run_id"] for k, e in state.calls.items()},
         }
     )
 

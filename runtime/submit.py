@@ -22,8 +22,9 @@ from sagac.compiler.plan import Plan
 from sagac.errors import RunNotFound, StoreError
 
 from . import approvals
-from .api import as_plan, synchronous, validate_input
+from .api import as_plan, synchronous
 from .clock import new_run_id
+from .inputs import validate_input
 from .resume import claim_run_key, opened
 from .store.base import Definition, RunRecord, Store
 

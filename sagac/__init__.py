@@ -41,7 +41,7 @@ _EXPORTS = {
     # run
     "run": "sagac.runtime.api",
     "arun": "sagac.runtime.api",
-    "validate_input": "sagac.runtime.api",
+    "validate_input": "sagac.runtime.inputs",
     "new_run_id": "sagac.runtime.clock",
     "RunReport": "sagac.runtime.report",
     "BatchProgress": "sagac.runtime.progress",
@@ -229,7 +229,6 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
     from sagac.runtime.api import (
         arun,
         run,
-        validate_input,
     )
     from sagac.runtime.approvals import (
         check_group_name,
@@ -243,6 +242,9 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
     )
     from sagac.runtime.clock import (
         new_run_id,
+    )
+    from sagac.runtime.inputs import (
+        validate_input,
     )
     from sagac.runtime.interrupts import (
         Interrupt,

@@ -117,6 +117,8 @@ def describe(e: dict[str, Any]) -> str | None:
         return f"  ⏸ {step} waits for signal {e['signal']}{until}"
     if t == "wait_ended":
         return f"  ▸ {step} {e['reason']}"
+    if t == "call_started":
+        return f"  ▸ {step} calls {e['saga']}: child run {e['child_run_id']}"
     if t == "compensation_completed":
         return f"  ↶ undid {step}"
     if t == "compensation_failed":

@@ -38,7 +38,9 @@ def register(sub: Any) -> None:
     _options(p)
     p.set_defaults(func=runs)
 
-    p = sub.add_parser("show", help="a run: its report, steps, timeline, pending approvals")
+    p = sub.add_parser(
+        "show", help="a run: its report, steps, timeline, pending approvals, parent and children"
+    )
     p.add_argument("run_id", metavar="RUN_ID")
     _options(p)
     p.set_defaults(func=show)
@@ -144,6 +146,7 @@ def show(args: argparse.Namespace) -> int:
             "events": await s.load_events(args.run_id),
             "pending": await apending_approvals(s, args.run_id),
             "lease": await s.get_lease(args.run_id),
+            "children": await s.children(args.run_id),
         }
 
     got = _read(args, fetch)
@@ -163,6 +166,10 @@ def show(args: argparse.Namespace) -> int:
                     "pending_approvals": [_public(r) for r in got["pending"]],
                     "lease": got["lease"],
                     "cancel": _cancel(record),
+                    "parent": {"run_id": record.parent_run_id, "step": record.parent_step}
+                    if record.parent_run_id
+                    else None,
+                    "children": [_child(c) for c in got["children"]],
                 },
                 indent=2,
                 default=str,
@@ -171,6 +178,8 @@ def show(args: argparse.Namespace) -> int:
         return ExitCode.OK
     print(f"run {record.run_id}  {record.saga} v{record.version}  {record.status}")
     print(f"definition {record.file or '?'}  {record.definition_hash}")
+    if record.parent_run_id:
+        print(f"child of run {record.parent_run_id} (its call {record.parent_step})")
     if got["lease"]:
         print(f"held by {got['lease'][0]}")
     if record.meta.get("cancel_requested_at"):
@@ -187,6 +196,10 @@ def show(args: argparse.Namespace) -> int:
         comp = f"  undo: {st['compensation']}" if st["compensation"] else ""
         key = f"  key {st['idempotency_key']}" if st["idempotency_key"] else ""
         print(f"  {name:<28} {st['status']:<10} attempt {st['attempt']}{key}{comp}")
+    if got["children"]:
+        print("\nchildren")
+        for c in got["children"]:
+            print(f"  {c.parent_step:<28} {c.run_id}  {c.saga}  {c.status}")
     print("\ntimeline")
     for e in got["events"]:
         line = describe(e)
@@ -201,6 +214,16 @@ def show(args: argparse.Namespace) -> int:
                 " --token TOKEN [--resume]"
             )
     return ExitCode.OK
+
+
+def _child(record: Any) -> dict[str, Any]:
+    """A child run (of a `call` node) as `show --json` lists it."""
+    return {
+        "run_id": record.run_id,
+        "saga": record.saga,
+        "status": record.status,
+        "step": record.parent_step,
+    }
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
