@@ -164,8 +164,9 @@ class Executor:
             if ctx.failure is None:
                 status = "compensation_failed" if ctx.comp_failed else "succeeded"
                 return await finish(ctx, status, output)
-        if ctx.failure is None:
-            return await finish(ctx, "waiting_approval", None)
+        if ctx.failure is None:  # parked: at a gate, or on something else (a callback)
+            gates = any(nid in ctx.gate_requests for nid in ctx.waiting)
+            return await finish(ctx, "waiting_approval" if gates else "waiting", None)
         if state is None or state.failure is None:
             await ctx.emit("saga_compensating", {"failure": ctx.failure})
         await compensate(ctx, ctx.undo)

@@ -26,7 +26,7 @@ async def finish(ctx: RunContext, status: str, output: Any) -> RunReport:
     stored = report_data(ctx, status, output)
     report = RunReport.model_validate(stored)
     needs, duration = stored["needs_attention"], stored["duration_ms"]
-    waiting = status == "waiting_approval"
+    waiting = status in ("waiting_approval", "waiting")
     shown_output = stored["output"]  # redacted once, by report_data
     if waiting:
         fields: dict[str, Any] = {
@@ -84,13 +84,15 @@ def report_data(ctx: RunContext, status: str, output: Any, finished: bool = True
         "duration_ms": ctx.ms(ctx.t0),
         "started_at": rfc3339(ctx.started_wall),
         "finished_at": rfc3339(ctx.clock.now())
-        if finished and status != "waiting_approval"
+        if finished and status not in ("waiting_approval", "waiting")
         else None,
         "definition_hash": ctx.plan.hash,
     }
     if status == "waiting_approval":
         data["waiting"] = [
-            shaped(WaitingGate, _waiting(ctx.gate_requests[g])) for g in sorted(ctx.waiting)
+            shaped(WaitingGate, _waiting(ctx.gate_requests[g]))
+            for g in sorted(ctx.waiting)
+            if g in ctx.gate_requests
         ]
     return data
 

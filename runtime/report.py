@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from sagac.errors import ExitCode
 
 RunStatus = Literal[
-    "running", "waiting_approval", "succeeded", "compensated", "compensation_failed", "failed"
+    "running", "waiting_approval", "waiting", "succeeded", "compensated", "compensation_failed", "failed"
 ]
 
 EXIT_CODES: dict[str, ExitCode] = {
@@ -26,6 +26,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "failed": ExitCode.FAILED,
     "compensation_failed": ExitCode.COMPENSATION_FAILED,
     "waiting_approval": ExitCode.WAITING_APPROVAL,
+    "waiting": ExitCode.WAITING_APPROVAL,
     "running": ExitCode.FAILED,
 }
 
