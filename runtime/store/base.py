@@ -35,6 +35,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
+from sagac.runtime.clock import parse_rfc3339
+
+from sagac.errors import CallbackLate, CallbackNotPending, CallbackTokenUsed
+
 Event = dict[str, Any]
 # An approval request and its decision, as `Store.approvals` returns it: run_id, gate, key,
 # message, approvers, context, deadline, deadline_epoch, on_timeout, token_sha256,
@@ -66,6 +70,10 @@ RUN_STATUSES = (
     "compensation_failed",
     "failed",
 )
+# A parked run: nothing moves it until its wake time (`Store.next_wake`) comes.
+PARKED_STATUSES = ("waiting_approval", "waiting")
+# A run that has finished: it waits for nothing any more.
+FINISHED_STATUSES = ("succeeded", "compensated", "compensation_failed", "failed")
 
 
 @dataclass(slots=True)
@@ -326,26 +334,35 @@ class Store(ABC):
 
     # -- parked nodes, signals, callbacks, child runs (issue 13) ----------------------------
     # Not abstract yet: the stores implement them in issue 13's store lane, which makes them
-    # abstract. A parked row opens with `sleep_started`, `wait_started` or `callback_issued`
-    # and closes with `wait_ended` (appended by the run's driver, in the journal's write). A
-    # run that parks (status `waiting` or `waiting_approval`) gets its wake time in that
-    # write: now when a cancel was requested, when a kept signal matches a pending `wait` row
-    # or when a pending callback row has its outcome; else the earliest `due_epoch` of its
-    # pending rows and `deadline_epoch` of its pending gates. A child run that finishes wakes
-    # its parent (wake time now) when the parent is parked.
+    # abstract. A parked row opens with `sleep_started` (kind sleep, due at its `until`),
+    # `wait_started` (kind signal, due at its `deadline`) or `callback_issued` (kind callback,
+    # keyed by its `attempt`, due at its `deadline`), and closes (state done) with `wait_ended
+    # {step, attempt?, signal_id?}`, whose `signal_id` marks that signal consumed; both are
+    # appended by the run's driver, in the journal's write (a new opening of the same step and
+    # attempt replaces the row). A run that parks (status `waiting` or `waiting_approval`) gets
+    # its wake time in that write: now when a cancel was requested, when a kept unconsumed
+    # signal has the name a pending `signal` row waits for, or when a pending callback row has
+    # its outcome; else the earliest `due_epoch` of its pending rows and `deadline_epoch` of
+    # its pending gates (None: none). An accepted signal or callback of a parked run, and a
+    # child run that finishes (its parent parked), make the wake time now and wake workers.
+    # As with `append_decision`, a refusal only raises: the caller audits it (it knows why);
+    # what is accepted is audited by the store in the same write.
 
     async def parked(self, run_id: str) -> list[Parked]:
-        """The run's parked rows, pending and done, in the order they were opened."""
+        """The run's parked rows, pending and done, in the order they were opened (none for an
+        unknown run)."""
         raise NotImplementedError
 
     async def send_signal(
         self, run_id: str, name: str, data: Any, audit: AuditEntry, *, limit: int
     ) -> Signal:
-        """Keep signal `name` (`data`) for run `run_id` and write `audit` (its `detail`, a
-        dict, gets the `signal_id`) in one atomic write; no lease needed. Raises RunNotFound;
-        SignalRefused: `RunFinished` when the run has finished, `SignalAlreadySent` when
-        `limit` signals of that name were sent already. When a pending `wait` row of the run
-        waits for `name`, the run's wake time becomes now and workers are woken."""
+        """Keep signal `name` (`data`, sent by `audit.actor`) for run `run_id` and write
+        `audit` (its `detail`, a dict, gets the `signal_id`) in one atomic write; no lease
+        needed. Raises RunNotFound; SignalRefused: `RunFinished` when the run has finished,
+        `SignalAlreadySent` when `limit` signals of that name were sent already (nothing is
+        written then: the caller audits the refusal). When the run is parked and a pending
+        `signal` row of it waits for `name`, the run's wake time becomes now and workers are
+        woken. Returns the signal."""
         raise NotImplementedError
 
     async def signals(self, run_id: str, name: str | None = None) -> list[Signal]:
@@ -359,12 +376,14 @@ class Store(ABC):
     async def complete_callback(
         self, token_sha256: str, outcome: dict[str, Any], audit: AuditEntry
     ) -> Parked:
-        """Record `outcome` on the callback row with that token hash, with `audit` (its run
-        and gate set from the row) in one atomic write: the compare-and-set that makes a token
-        single-use. Raises CallbackRefused: `UnknownCallbackToken` (no row),
-        `CallbackTokenUsed` (an outcome is there already), `CallbackLate` (past its
-        `due_epoch`), `CallbackNotPending` (the row is done or the run finished). Wakes the
-        run (wake time now) when it is parked. Returns the row as updated."""
+        """Record `outcome` (by `audit.actor`) on the callback row with that token hash, with
+        `audit` (its run and gate set from the row, its `detail` given the `attempt`) in one
+        atomic write: the compare-and-set that makes a token single-use. Raises
+        CallbackRefused, writing nothing (the caller audits the refusal):
+        `UnknownCallbackToken` (no row), `CallbackTokenUsed` (an outcome is there already),
+        `CallbackLate` (past its `due_epoch`), `CallbackNotPending` (the row is done, the run
+        finished, or another pending row of the step has its outcome already). Wakes the run
+        (wake time now) when it is parked. Returns the row as updated."""
         raise NotImplementedError
 
     async def children(self, run_id: str) -> list[RunRecord]:
@@ -448,6 +467,73 @@ def rebind_entry(run_id: str, actor: str, old: str, new: str) -> AuditEntry:
 def with_seq(entry: AuditEntry, seq: int) -> AuditEntry:
     """`entry` with the seq of the event it audits first in its detail (`append_decision`)."""
     return replace(entry, detail={"seq": seq, **(entry.detail or {})})
+
+
+# The events that open a parked row, and the kind of row each opens.
+PARKED_KINDS = {"sleep_started": "sleep", "wait_started": "signal", "callback_issued": "callback"}
+# A parked row's columns as every store keeps them (the SQL stores' `parked` table).
+PARKED_COLUMNS = (
+    "run_id",
+    "step",
+    "attempt",
+    "kind",
+    "signal",
+    "token_sha256",
+    "due_epoch",
+    "state",
+    "opened_seq",
+    "outcome",
+    "outcome_at",
+    "outcome_by",
+)
+
+
+def parked_row(run_id: str, e: Event) -> Parked:
+    """The pending row an opening event (one of `PARKED_KINDS`) opens: a sleep is due at its
+    `until`, a wait or a callback at its `deadline` (None: none)."""
+    kind = PARKED_KINDS[e["type"]]
+    due = e.get("until") if kind == "sleep" else e.get("deadline")
+    return {
+        "run_id": run_id,
+        "step": e["step"],
+        "attempt": e.get("attempt") or 0 if kind == "callback" else 0,
+        "kind": kind,
+        "signal": e.get("signal") if kind == "signal" else None,
+        "token_sha256": e.get("token_sha256") if kind == "callback" else None,
+        "due_epoch": parse_rfc3339(due) if due else None,
+        "state": "pending",
+        "opened_seq": e["seq"],
+        "outcome": None,
+        "outcome_at": None,
+        "outcome_by": None,
+    }
+
+
+def callback_refusal(row: Parked, run_status: str, siblings: Sequence[Parked], now: float) -> None:
+    """Raise the refusal a callback on `row` deserves (`Store.complete_callback`), if any:
+    its run's status, the step's other callback rows (`siblings`) and the time are given."""
+    if row["outcome"] is not None:
+        raise CallbackTokenUsed(f"this token was used already ({row['outcome_at']})")
+    if row["due_epoch"] is not None and now > row["due_epoch"]:
+        raise CallbackLate(f"step {row['step']!r} stopped waiting for this callback")
+    if row["state"] != "pending" or run_status in FINISHED_STATUSES:
+        raise CallbackNotPending(f"step {row['step']!r} of run {row['run_id']} no longer waits")
+    if any(s["state"] == "pending" and s["outcome"] is not None for s in siblings):
+        raise CallbackNotPending(
+            f"step {row['step']!r} of run {row['run_id']} has another attempt's callback"
+        )
+
+
+def callback_audit(entry: AuditEntry, row: Parked) -> AuditEntry:
+    """An accepted callback's audit entry: its run and gate (the step) from the row, and the
+    attempt in its detail."""
+    detail = {"attempt": row["attempt"], **(entry.detail or {})}
+    return replace(entry, run_id=row["run_id"], gate=row["step"], detail=detail)
+
+
+def signal_audit(entry: AuditEntry, signal_id: int) -> AuditEntry:
+    """An accepted signal's audit entry, with its `signal_id` in its detail."""
+    return replace(entry, detail={**(entry.detail or {}), "signal_id": signal_id})
 
 
 def os_user() -> str:

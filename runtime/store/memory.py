@@ -24,26 +24,43 @@ from typing import Any
 
 from sagac.runtime.clock import parse_rfc3339, rfc3339
 
-from sagac.errors import DecisionConflict, LeaseHeld, RunNotFound, StoreError
+from sagac.errors import (
+    DecisionConflict,
+    LeaseHeld,
+    RunFinished,
+    RunNotFound,
+    SignalAlreadySent,
+    StoreError,
+    UnknownCallbackToken,
+)
 
 from .base import (
+    FINISHED_STATUSES,
+    PARKED_KINDS,
+    PARKED_STATUSES,
     Approval,
     AuditEntry,
     Definition,
     Event,
+    Parked,
     RunRecord,
+    Signal,
     Store,
     WorkerInfo,
+    callback_audit,
+    callback_refusal,
     cancel_entry,
     group_change,
     os_user,
     owner_alive,
+    parked_row,
     rebind_entry,
+    signal_audit,
     with_seq,
 )
 
 _UNPARKED = frozenset(("queued", "running", "interrupted"))
-_UNFINISHED = _UNPARKED | {"waiting_approval"}
+_UNFINISHED = _UNPARKED | set(PARKED_STATUSES)
 
 
 class MemoryStore(Store):
@@ -65,6 +82,10 @@ class MemoryStore(Store):
         self._definitions: dict[str, Definition] = {}
         self._wake: dict[str, float | None] = {}  # run id -> its wake time (`next_wake`)
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}  # id -> (row, last beat)
+        self._signals: list[Signal] = []  # consumption folded from the journals when read
+        # token_sha256 -> a callback's outcome, outcome_at, outcome_by (the rest of its row is
+        # folded from the journal)
+        self._outcomes: dict[str, dict[str, Any]] = {}
         self._work = asyncio.Event()  # set by whatever makes work (`wait_for_work`)
         self._work_loop: asyncio.AbstractEventLoop | None = None
 
@@ -111,25 +132,46 @@ class MemoryStore(Store):
         record.updated_at = rfc3339(time.time())
         if report is not None:
             record.report = report
-        if status == "waiting_approval":
+        if status in PARKED_STATUSES:
             self._park(record)
         elif status in _UNPARKED:  # now at the latest, as `rows.unpark_wake` says
             now, wake = time.time(), self._wake.get(run_id)
             if wake is None or wake > now:
                 self._wake[run_id] = now
+        elif status in FINISHED_STATUSES and record.parent_run_id is not None:
+            self._wake_parked(record.parent_run_id)  # the parent's call can go on
 
     def _park(self, record: RunRecord) -> None:
-        """A parked run's wake time: now when a cancel was requested, else the earliest
-        deadline of its pending gates (None: none), as `rows.park_wake` says."""
-        if record.meta.get("cancel_requested_at"):
-            self._wake[record.run_id] = time.time()
+        """A parked run's wake time, as `rows.park_wake` says: now when a cancel was
+        requested, a kept signal is waited for or a callback's outcome is there; else the
+        earliest due time of its pending parked rows and gates (None: none)."""
+        run_id = record.run_id
+        pending = [row for row in self._parked_rows(run_id) if row["state"] == "pending"]
+        waited = {row["signal"] for row in pending if row["kind"] == "signal"}
+        if (
+            record.meta.get("cancel_requested_at")
+            or any(row.get("outcome") is not None for row in pending)
+            or any(
+                sig["name"] in waited and sig["consumed_step"] is None
+                for sig in self._signal_rows(run_id)
+            )
+        ):
+            self._wake[run_id] = time.time()
             return
         deadlines = [
             row["deadline_epoch"]
-            for row in self._approval_rows(record.run_id).values()
+            for row in self._approval_rows(run_id).values()
             if row["status"] == "pending" and row["deadline_epoch"] is not None
         ]
-        self._wake[record.run_id] = min(deadlines, default=None)
+        deadlines += [row["due_epoch"] for row in pending if row["due_epoch"] is not None]
+        self._wake[run_id] = min(deadlines, default=None)
+
+    def _wake_parked(self, run_id: str) -> None:
+        """Make a parked run's wake time now and wake workers (nothing when it is not parked)."""
+        record = self._runs.get(run_id)
+        if record is not None and record.status in PARKED_STATUSES:
+            self._wake[run_id] = time.time()
+            self._work.set()
 
     async def list_runs(
         self, *, saga: str | None = None, status: str | None = None, limit: int = 100
@@ -235,7 +277,7 @@ class MemoryStore(Store):
             return None
         held = self._leases.get(record.run_id)
         free = held[1] if held is not None and held[1] > now else now
-        if record.status != "waiting_approval":
+        if record.status not in PARKED_STATUSES:
             return free
         wake = self._wake.get(record.run_id)
         return None if wake is None else max(wake, free)
@@ -397,6 +439,113 @@ class MemoryStore(Store):
         self._wake[run_id] = now
         self._work.set()
         return copy.deepcopy(event)
+
+    # -- parked nodes, signals, callbacks, child runs --------------------------------------
+
+    def _parked_rows(self, run_id: str) -> list[Parked]:
+        """The run's parked rows, folded from its journal as the SQL stores materialise them
+        (a new opening of a step and attempt replaces the row), with the callbacks' outcomes."""
+        rows: dict[tuple[str, int], Parked] = {}
+        for e in self._events.get(run_id, ()):
+            t = e["type"]
+            if t in PARKED_KINDS:
+                row = parked_row(run_id, e)
+                rows.pop((row["step"], row["attempt"]), None)  # a reopened row goes last
+                rows[row["step"], row["attempt"]] = row
+            elif t == "wait_ended":
+                ended = rows.get((e["step"], e.get("attempt") or 0))
+                if ended is not None:
+                    ended["state"] = "done"
+        for row in rows.values():
+            if row["kind"] == "callback":
+                row.update(self._outcomes.get(row["token_sha256"]) or {})
+        return list(rows.values())
+
+    def _signal_rows(self, run_id: str) -> list[Signal]:
+        """The run's signals, each marked consumed by the `wait_ended` event naming it."""
+        consumed = {
+            e["signal_id"]: e
+            for e in self._events.get(run_id, ())
+            if e["type"] == "wait_ended" and e.get("signal_id") is not None
+        }
+        out = []
+        for sig in self._signals:
+            if sig["run_id"] == run_id:
+                ended = consumed.get(sig["signal_id"])
+                step, seq = (ended["step"], ended["seq"]) if ended else (None, None)
+                out.append({**sig, "consumed_step": step, "consumed_seq": seq})
+        return out
+
+    async def parked(self, run_id: str) -> list[Parked]:
+        return copy.deepcopy(self._parked_rows(run_id))
+
+    async def send_signal(
+        self, run_id: str, name: str, data: Any, audit: AuditEntry, *, limit: int
+    ) -> Signal:
+        record = await self.get_run(run_id)
+        if record.status in FINISHED_STATUSES:
+            raise RunFinished(f"run {run_id} has finished ({record.status})")
+        if sum(sig["name"] == name for sig in self._signal_rows(run_id)) >= limit:
+            raise SignalAlreadySent(f"run {run_id} was sent {limit} {name!r} signal(s) already")
+        signal: Signal = {
+            "signal_id": len(self._signals) + 1,
+            "run_id": run_id,
+            "name": name,
+            "data": copy.deepcopy(data),
+            "sent_at": rfc3339(time.time()),
+            "sent_by": audit.actor,
+        }
+        self._signals.append(signal)
+        self._write_audit(signal_audit(audit, signal["signal_id"]))
+        waited = any(
+            row["kind"] == "signal" and row["state"] == "pending" and row["signal"] == name
+            for row in self._parked_rows(run_id)
+        )
+        if waited:
+            self._wake_parked(run_id)
+        return {**copy.deepcopy(signal), "consumed_step": None, "consumed_seq": None}
+
+    async def signals(self, run_id: str, name: str | None = None) -> list[Signal]:
+        rows = self._signal_rows(run_id)
+        return copy.deepcopy([sig for sig in rows if name is None or sig["name"] == name])
+
+    def _callback_row(self, token_sha256: str) -> Parked | None:
+        for run_id in self._runs:
+            for row in self._parked_rows(run_id):
+                if row["kind"] == "callback" and row["token_sha256"] == token_sha256:
+                    return row
+        return None
+
+    async def callback(self, token_sha256: str) -> Parked | None:
+        return copy.deepcopy(self._callback_row(token_sha256))
+
+    async def complete_callback(
+        self, token_sha256: str, outcome: dict[str, Any], audit: AuditEntry
+    ) -> Parked:
+        row = self._callback_row(token_sha256)
+        if row is None:
+            raise UnknownCallbackToken("no callback was issued with this token")
+        run_id, step = row["run_id"], row["step"]
+        status = self._runs[run_id].status
+        siblings = [
+            other
+            for other in self._parked_rows(run_id)
+            if other["step"] == step and other["attempt"] != row["attempt"]
+        ]
+        now = time.time()
+        callback_refusal(row, status, siblings, now)
+        done = {
+            "outcome": copy.deepcopy(outcome),
+            "outcome_at": rfc3339(now),
+            "outcome_by": audit.actor,
+        }
+        self._outcomes[token_sha256] = done
+        self._write_audit(callback_audit(audit, row))
+        self._wake_parked(run_id)
+        return copy.deepcopy({**row, **done})
+
+    async def children(self, run_id: str) -> list[RunRecord]:
+        return [self._shown(r) for r in self._runs.values() if r.parent_run_id == run_id]
 
     def _write_audit(self, entry: AuditEntry) -> None:
         self._audit.append(
