@@ -197,6 +197,7 @@ class Attempts:
     owner: Any
     batch: int
     cursor: str | None
+    callback: Any
 
     def __init__(
         self,
@@ -351,7 +352,7 @@ class TaskOutcomes(Outcomes):
     (an Undo entry when the step is compensable: `owner` True), `step_retrying` between
     attempts; its final failure goes to the node (AttemptsFailed)."""
 
-    START = "step_started"
+    START: ClassVar[str | None] = "step_started"
     __slots__ = ()
 
     def completion(self, a: Attempts, attempt: int, started: float, result: Any) -> Journaled:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sagac.compiler import ir
 from sagac.runtime.actions.mock import immediate
@@ -35,7 +35,7 @@ from .clock import rfc3339
 from .journal import StepRecord
 from .outcomes import HALTED
 from .redaction import Redactor
-from .store.base import AuditEntry, Parked, Store
+from .store.base import AuditEntry, Parked, Store, os_user
 
 if TYPE_CHECKING:
     from .context import RunContext
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 ERROR_CODE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
-class CallbackPending(Exception):  # noqa: N818  (a state, not an error)
+class CallbackPending(Exception):
     """The attempt's action returned and its callback has not come: the step parks."""
 
 
@@ -65,7 +65,7 @@ class CallbackOutcomes(TaskOutcomes):
     an attempt whose action already ran), then `callback_issued`, the action, `callback_waiting`
     and the outcome; completions, retries and cancels are journaled as for any task step."""
 
-    START = None
+    START: ClassVar[str | None] = None
     CALLS = True
     __slots__ = ()
 
@@ -121,12 +121,14 @@ async def attempts(
     for an earlier token) takes up that attempt instead of calling the action again. Raises
     AttemptsFailed as `Attempts.run` does."""
     w = loop.callback = Waiting(node, scope)
-    start, retried = 0, ()
+    start, retried = 0, ()  # type: tuple[int, tuple[str, ...]]
     if rec is not None:
         start, retried = rec.attempt, tuple(rec.retried)
         w.settled = rec.settled
-        if rec.settled is not None or rec.returned or any(
-            r.get("outcome") is not None for r in await _rows(ctx, node.id, pending=True)
+        if (
+            rec.settled is not None
+            or rec.returned
+            or any(r.get("outcome") is not None for r in await _rows(ctx, node.id, pending=True))
         ):
             w.rejoin = True
             start -= 1
@@ -166,9 +168,7 @@ async def _outcome(a: Attempts, w: Waiting, attempt: int) -> Any:
     came = [r for r in pending if r.get("outcome") is not None]
     if came:
         first = min(came, key=lambda r: r.get("outcome_at") or "")
-        await ctx.emit(
-            "wait_ended", {**a.where, "reason": "callback", "attempt": first["attempt"]}
-        )
+        await ctx.emit("wait_ended", {**a.where, "reason": "callback", "attempt": first["attempt"]})
         for r in pending:  # the step no longer waits for its other tokens
             if r is not first:
                 await ctx.emit(
@@ -202,12 +202,13 @@ def _apply(outcome: Mapping[str, Any]) -> Any:
 # -- completing a callback (`sagac callback`) -------------------------------------------------
 
 
-def outcome_of(
-    result: Any = None, error: str | None = None, message: str | None = None, *, has_result: bool
-) -> dict[str, Any]:
+NO_RESULT: Any = object()  # `complete` without a result: an error is reported
+
+
+def outcome_of(result: Any, error: str | None, message: str | None) -> dict[str, Any]:
     """The outcome to record: `{"result": X}` or `{"error": {code, message}}`; UsageError for
     both or neither, or an error code that is not UPPER_SNAKE_CASE."""
-    if has_result == (error is not None):
+    if (result is NO_RESULT) == (error is None):
         raise UsageError("give either a result or an error code")
     if error is None:
         return {"result": result}
@@ -224,17 +225,18 @@ async def complete(
     store: Store,
     token: str,
     *,
-    by: str,
-    result: Any = None,
+    result: Any = NO_RESULT,
     error: str | None = None,
     message: str | None = None,
-    has_result: bool = True,
+    by: str | None = None,
 ) -> Parked:
-    """Record the outcome of the callback step that issued `token`: a result, or an error code
-    (and message). Returns the callback's row as updated (the run it belongs to: `run_id`).
-    Raises UsageError for a malformed outcome, CallbackRefused (audited, exit 77) when the token
-    is unknown, used, late or no longer waited for."""
-    outcome = outcome_of(result, error, message, has_result=has_result)
+    """Record the outcome of the callback step that issued `token`: its `result`, or an `error`
+    code (and `message`); `by` (default: the OS user) is audited. Returns the callback's row as
+    updated (`run_id`, `step`, `attempt`, ...). Raises UsageError for a malformed outcome,
+    CallbackRefused (audited, exit 77) when the token is unknown, used, late or no longer waited
+    for."""
+    outcome = outcome_of(result, error, message)
+    by = by or os_user()
     outcome = Redactor([token]).redact(outcome)  # the clear token is never stored
     digest = token_hash(token)
     audit = AuditEntry(

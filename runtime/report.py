@@ -17,7 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from sagac.errors import ExitCode
 
 RunStatus = Literal[
-    "running", "waiting_approval", "waiting", "succeeded", "compensated", "compensation_failed", "failed"
+    "running",
+    "waiting_approval",
+    "waiting",
+    "succeeded",
+    "compensated",
+    "compensation_failed",
+    "failed",
 ]
 
 EXIT_CODES: dict[str, ExitCode] = {

@@ -66,6 +66,8 @@ _EXPORTS = {
     "reject": "sagac.runtime.resume:reject",
     "adecide": "sagac.runtime.approvals:decide",
     "apending_approvals": "sagac.runtime.approvals:pending",
+    "callback": "sagac.runtime.resume:callback_sync",
+    "acallback": "sagac.runtime.callbacks:complete",
     "check_group_name": "sagac.runtime.approvals",
     "check_user_names": "sagac.runtime.approvals",
     # workers
@@ -90,6 +92,7 @@ _EXPORTS = {
     "StoreUnavailable": _ERRORS,
     "LeaseHeld": _ERRORS,
     "ApprovalRefused": _ERRORS,
+    "CallbackRefused": _ERRORS,
 }
 
 # The same names as _EXPORTS, spelled out for type checkers and linters (a test checks).
@@ -101,6 +104,7 @@ __all__ = [
     "SQLITE_PREFIX",
     "ApprovalRefused",
     "BatchProgress",
+    "CallbackRefused",
     "Compilation",
     "DefinitionChanged",
     "DefinitionError",
@@ -124,6 +128,7 @@ __all__ = [
     "UsageError",
     "WorkerInfo",
     "__version__",
+    "acallback",
     "acancel",
     "aclose_clients",
     "adecide",
@@ -136,6 +141,7 @@ __all__ = [
     "astart",
     "astuck_runs",
     "asubmit",
+    "callback",
     "cancel",
     "check_group_name",
     "check_user_names",
@@ -203,6 +209,7 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
     )
     from sagac.errors import (
         ApprovalRefused,
+        CallbackRefused,
         DefinitionChanged,
         DefinitionError,
         ExitCode,
@@ -234,6 +241,9 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
     from sagac.runtime.approvals import (
         pending as apending_approvals,
     )
+    from sagac.runtime.callbacks import (
+        complete as acallback,
+    )
     from sagac.runtime.clock import (
         new_run_id,
     )
@@ -254,6 +264,9 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
         approve,
         plan_of,
         reject,
+    )
+    from sagac.runtime.resume import (
+        callback_sync as callback,
     )
     from sagac.runtime.resume import (
         cancel as acancel,

@@ -1,0 +1,73 @@
+"""The payment provider of the callback tests: actions that hand their callback token on.
+
+Each call appends a line to `$CB_DIR/calls.jsonl` ({"action", "token", "amount"}), which is
+how the tests learn the token (as a real provider would receive it) and count the calls.
+`FAST` set (a store, or a store URL through `$CB_FAST_STORE`) makes `start_payment` call back
+at once, before its step has parked, as a fast provider does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from sagac import StepError
+
+FAST: Any = None  # a Store: `start_payment` calls back through it before returning
+
+
+def _log(**fields: Any) -> None:
+    with (Path(os.environ["CB_DIR"]) / "calls.jsonl").open("a") as f:
+        f.write(json.dumps(fields) + "\n")
+
+
+async def start_payment(amount: int, context: Any) -> dict[str, Any]:
+    _log(action="start_payment", token=context.callback_token, amount=amount,
+         attempt=context.attempt)
+    if FAST is not None:
+        from sagac import acallback
+
+        await acallback(FAST, context.callback_token, result={"payment_id": f"p-{amount}"},
+                        by="fast-psp")
+    return {"accepted": True, "echo": context.callback_token}
+
+
+def start_payment_sync(amount: int, context: Any) -> dict[str, Any]:
+    """A sync action calling back through the store's URL, in a thread of its own."""
+    _log(action="start_payment", token=context.callback_token, amount=amount,
+         attempt=context.attempt)
+    import sagac
+
+    sagac.callback(context.callback_token, store=os.environ["CB_FAST_STORE"],
+                   result={"payment_id": f"p-{amount}"}, by="fast-psp")
+    return {"accepted": True}
+
+
+def flaky_start(amount: int, context: Any) -> dict[str, Any]:
+    _log(action="flaky_start", token=context.callback_token, attempt=context.attempt)
+    raise StepError("UNAVAILABLE", "the provider is down")
+
+
+def reserve(order: str) -> dict[str, Any]:
+    _log(action="reserve", order=order)
+    return {"reservation": f"r-{order}"}
+
+
+def release(reservation: str) -> None:
+    _log(action="release", reservation=reservation)
+
+
+def refund(payment: Any, error: Any) -> None:
+    _log(action="refund", payment=payment, error=error)
+
+
+def hold(seconds: float = 60.0) -> dict[str, Any]:
+    """Wait until `$CB_DIR/release` exists (at most `seconds`): keeps a run busy."""
+    gate = Path(os.environ["CB_DIR"]) / "release"
+    end = time.monotonic() + seconds
+    while not gate.exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    return {"held": True}
