@@ -2,12 +2,12 @@
 
 Each call appends a line to `$CB_DIR/calls.jsonl` ({"action", "token", "amount"}), which is
 how the tests learn the token (as a real provider would receive it) and count the calls.
-`FAST` set (a store, or a store URL through `$CB_FAST_STORE`) makes `start_payment` call back
-at once, before its step has parked, as a fast provider does.
+`fast_payment` calls back at once, before its step has parked, as a fast provider does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -16,7 +16,7 @@ from typing import Any
 
 from sagac import StepError
 
-FAST: Any = None  # a Store: `start_payment` calls back through it before returning
+FAST: Any = None  # a Store: `fast_payment` calls back through it
 
 
 def _log(**fields: Any) -> None:
@@ -25,24 +25,32 @@ def _log(**fields: Any) -> None:
 
 
 async def start_payment(amount: int, context: Any) -> dict[str, Any]:
-    _log(action="start_payment", token=context.callback_token, amount=amount,
-         attempt=context.attempt)
-    if FAST is not None:
-        from sagac import acallback
-
-        await acallback(FAST, context.callback_token, result={"payment_id": f"p-{amount}"},
-                        by="fast-psp")
+    _log(
+        action="start_payment", token=context.callback_token, amount=amount, attempt=context.attempt
+    )
     return {"accepted": True, "echo": context.callback_token}
 
 
-def start_payment_sync(amount: int, context: Any) -> dict[str, Any]:
-    """A sync action calling back through the store's URL, in a thread of its own."""
-    _log(action="start_payment", token=context.callback_token, amount=amount,
-         attempt=context.attempt)
+async def fast_payment(amount: int, context: Any) -> dict[str, Any]:
+    """Calls back before returning, as a fast provider does: through `FAST` (a store of this
+    process) or the store at `$CB_FAST_STORE` (another handle, as another process has)."""
+    _log(
+        action="start_payment", token=context.callback_token, amount=amount, attempt=context.attempt
+    )
     import sagac
 
-    sagac.callback(context.callback_token, store=os.environ["CB_FAST_STORE"],
-                   result={"payment_id": f"p-{amount}"}, by="fast-psp")
+    if FAST is not None:
+        await sagac.acallback(
+            FAST, context.callback_token, result={"payment_id": f"p-{amount}"}, by="fast-psp"
+        )
+    else:
+        await asyncio.to_thread(
+            sagac.callback,
+            context.callback_token,
+            store=os.environ["CB_FAST_STORE"],
+            result={"payment_id": f"p-{amount}"},
+            by="fast-psp",
+        )
     return {"accepted": True}
 
 
