@@ -357,12 +357,12 @@ class Store(ABC):
         self, run_id: str, name: str, data: Any, audit: AuditEntry, *, limit: int
     ) -> Signal:
         """Keep signal `name` (`data`, sent by `audit.actor`) for run `run_id` and write
-        `audit` (its `detail`, a dict, gets the `signal_id`) in one atomic write; no lease
-        needed. Raises RunNotFound; SignalRefused: `RunFinished` when the run has finished,
-        `SignalAlreadySent` when `limit` signals of that name were sent already (nothing is
-        written then: the caller audits the refusal). When the run is parked and a pending
-        `signal` row of it waits for `name`, the run's wake time becomes now and workers are
-        woken. Returns the signal."""
+        `audit` (its run set, its `detail`, a dict, given the `signal_id`) in one atomic
+        write; no lease needed. Raises RunNotFound; SignalRefused: `RunFinished` when the run
+        has finished, `SignalAlreadySent` when `limit` signals of that name were sent already
+        (nothing is written then: the caller audits the refusal). When the run is parked and a
+        pending `signal` row of it waits for `name`, the run's wake time becomes now and
+        workers are woken. Returns the signal."""
         raise NotImplementedError
 
     async def signals(self, run_id: str, name: str | None = None) -> list[Signal]:
@@ -531,9 +531,10 @@ def callback_audit(entry: AuditEntry, row: Parked) -> AuditEntry:
     return replace(entry, run_id=row["run_id"], gate=row["step"], detail=detail)
 
 
-def signal_audit(entry: AuditEntry, signal_id: int) -> AuditEntry:
-    """An accepted signal's audit entry, with its `signal_id` in its detail."""
-    return replace(entry, detail={**(entry.detail or {}), "signal_id": signal_id})
+def signal_audit(entry: AuditEntry, signal: Signal) -> AuditEntry:
+    """An accepted signal's audit entry: its run, and its `signal_id` in its detail."""
+    detail = {**(entry.detail or {}), "signal_id": signal["signal_id"]}
+    return replace(entry, run_id=signal["run_id"], detail=detail)
 
 
 def os_user() -> str:

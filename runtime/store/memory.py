@@ -496,7 +496,7 @@ class MemoryStore(Store):
             "sent_by": audit.actor,
         }
         self._signals.append(signal)
-        self._write_audit(signal_audit(audit, signal["signal_id"]))
+        self._write_audit(signal_audit(audit, signal))
         waited = any(
             row["kind"] == "signal" and row["state"] == "pending" and row["signal"] == name
             for row in self._parked_rows(run_id)

@@ -361,6 +361,54 @@ def _v9_approval_tokens(c: sqlite3.Connection) -> None:
     _script(c, "ALTER TABLE runs ADD COLUMN approval_token_sha256 TEXT")
 
 
+def _v10_parked_signals_children(c: sqlite3.Connection) -> None:
+    """Issue 13's parking: parked rows (a sleep, a wait for a signal, a callback: opened and
+    closed by the journal's events, `Store.parked`; a callback's token kept as its sha256
+    only, unique), the signals sent to runs, each run's parent (a `call`'s child run), and
+    the `waiting` status among the runs a claim looks at (`runs_to_claim` again, with
+    `rows.WAKEABLE`'s new condition). Runs already there have no parent and nothing parked."""
+    _script(
+        c,
+        """
+        CREATE TABLE parked (
+            run_id TEXT NOT NULL,
+            step TEXT NOT NULL,
+            attempt INTEGER NOT NULL DEFAULT 0,
+            kind TEXT NOT NULL,
+            signal TEXT,
+            token_sha256 TEXT,
+            due_epoch REAL,
+            state TEXT NOT NULL,
+            opened_seq INTEGER NOT NULL,
+            outcome TEXT,
+            outcome_at TEXT,
+            outcome_by TEXT,
+            PRIMARY KEY (run_id, step, attempt)
+        );
+        CREATE UNIQUE INDEX parked_by_token ON parked (token_sha256)
+            WHERE token_sha256 IS NOT NULL;
+        CREATE TABLE signals (
+            signal_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            data TEXT,
+            sent_at TEXT NOT NULL,
+            sent_by TEXT,
+            consumed_step TEXT,
+            consumed_seq INTEGER
+        );
+        CREATE INDEX signals_by_run ON signals (run_id, name);
+        ALTER TABLE runs ADD COLUMN parent_run_id TEXT;
+        ALTER TABLE runs ADD COLUMN parent_step TEXT;
+        CREATE INDEX runs_by_parent ON runs (parent_run_id, created_at)
+            WHERE parent_run_id IS NOT NULL;
+        DROP INDEX runs_to_claim;
+        CREATE INDEX runs_to_claim ON runs (wake_at, created_at, run_id) WHERE wake_at IS NOT NULL
+            AND status IN ('queued', 'running', 'interrupted', 'waiting_approval', 'waiting')
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_journal,
     _v2_approvals_and_audit,
@@ -371,6 +419,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v7_keys_by_saga,
     _v8_workers,
     _v9_approval_tokens,
+    _v10_parked_signals_children,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # The oldest schema this sagac's read queries work on as it is: a read-only store (the
@@ -382,6 +431,9 @@ READS_FROM = 6
 WORKERS_FROM = 8
 # The first schema with runs' approval tokens (`runs.approval_token_sha256`).
 TOKENS_FROM = 9
+# The first schema with parked rows, signals and runs' parents: a read-only store on an older
+# file answers that it has none of them.
+PARKED_FROM = 10
 
 
 def current_version(c: sqlite3.Connection) -> int:

@@ -18,7 +18,19 @@ from typing import Any
 from sagac.runtime import codec
 from sagac.runtime.clock import parse_rfc3339, rfc3339
 
-from .base import Approval, AuditEntry, Definition, Event, RunRecord, WorkerInfo, os_user
+from .base import (
+    PARKED_COLUMNS,
+    Approval,
+    AuditEntry,
+    Definition,
+    Event,
+    Parked,
+    RunRecord,
+    Signal,
+    WorkerInfo,
+    os_user,
+    parked_row,
+)
 
 dumps = codec.dumps
 
@@ -31,15 +43,17 @@ def loads(text: str | None) -> Any:
 _META_COLUMNS = ("cancel_requested_at", "cancel_by", "cancel_reason", "wake_at")
 
 
-def run_columns(wake_at: bool = True, approval_token: bool = True) -> str:
+def run_columns(wake_at: bool = True, approval_token: bool = True, parent: bool = True) -> str:
     """The SELECT list `run_record` reads. A read-only SQLite store on a file older than a
-    column reads NULL in its place (`wake_at`: schema 8, `approval_token_sha256`: 9)."""
+    column reads NULL in its place (`wake_at`: schema 8, `approval_token_sha256`: 9,
+    `parent_run_id` and `parent_step`: 10)."""
     return (
         "run_id, saga, version, definition_hash, file, input, status, created_at, updated_at,"
         " report, meta, cancel_requested_at, cancel_by, cancel_reason,"
         f" {'wake_at' if wake_at else 'NULL'},"
         " (SELECT key FROM idempotency_keys k WHERE k.run_id = runs.run_id LIMIT 1),"
-        f" {'approval_token_sha256' if approval_token else 'NULL'}"
+        f" {'approval_token_sha256' if approval_token else 'NULL'},"
+        f" {'parent_run_id, parent_step' if parent else 'NULL, NULL'}"
     )
 
 
@@ -65,6 +79,8 @@ def run_record(r: Sequence[Any]) -> RunRecord:
         report=loads(r[9]),
         meta=meta,
         approval_token_sha256=r[16],
+        parent_run_id=r[17],
+        parent_step=r[18],
     )
 
 
@@ -165,8 +181,11 @@ def where_clause(placeholder: str, **filters: Any) -> tuple[str, list[Any]]:
 # with no deadline has none: only a person wakes it). The partial index `runs_to_claim` of both
 # SQL stores covers exactly these rows, so this text must stay the index's condition.
 WAKEABLE = (
-    "wake_at IS NOT NULL AND status IN ('queued', 'running', 'interrupted', 'waiting_approval')"
+    "wake_at IS NOT NULL"
+    " AND status IN ('queued', 'running', 'interrupted', 'waiting_approval', 'waiting')"
 )
+# A parked run's statuses (`base.PARKED_STATUSES`), as SQL.
+PARKED = "('waiting_approval', 'waiting')"
 CLAIM_ORDER = "wake_at, created_at, run_id"
 DEFINITION_COLUMNS = "hash, saga, source, file"
 WORKER_COLUMNS = "worker_id, host, pid, concurrency, started_at, heartbeat_at, state"
@@ -176,8 +195,8 @@ def insert_run(p: str) -> str:
     """The INSERT of a new `runs` row; its parameters are `run_values`."""
     return (
         "INSERT INTO runs (run_id, saga, version, definition_hash, file, input, status,"
-        " created_at, updated_at, meta, wake_at, approval_token_sha256)"
-        f" VALUES ({', '.join([p] * 12)})"
+        " created_at, updated_at, meta, wake_at, approval_token_sha256, parent_run_id,"
+        f" parent_step) VALUES ({', '.join([p] * 14)})"
     )
 
 
@@ -196,6 +215,8 @@ def run_values(record: RunRecord, wake_at: float | None) -> tuple[Any, ...]:
         dumps(record.meta),
         wake_at,
         record.approval_token_sha256,
+        record.parent_run_id,
+        record.parent_step,
     )
 
 
@@ -227,7 +248,7 @@ def runnable(p: str) -> str:
         " AND EXISTS (SELECT 1 FROM definitions d WHERE d.hash = runs.definition_hash)"
         " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.run_id = runs.run_id"
         f" AND l.expires_at > {p})"
-        f" AND (status != 'waiting_approval' OR wake_at <= {p})"
+        f" AND (status NOT IN {PARKED} OR wake_at <= {p})"
     )
 
 
@@ -237,7 +258,7 @@ def next_wake_sql(p: str) -> str:
     later), any other at its lease's expiry (see `Store.next_wake`)."""
     wait = "CASE WHEN wake_at > COALESCE(l.expires_at, 0) THEN wake_at ELSE l.expires_at END"
     return (
-        f"SELECT MIN(t) FROM (SELECT CASE WHEN status = 'waiting_approval' THEN {wait}"
+        f"SELECT MIN(t) FROM (SELECT CASE WHEN status IN {PARKED} THEN {wait}"
         " ELSE l.expires_at END AS t"
         " FROM runs LEFT JOIN leases l ON l.run_id = runs.run_id"
         f" WHERE {WAKEABLE}"
@@ -247,15 +268,152 @@ def next_wake_sql(p: str) -> str:
 
 
 def park_wake(p: str) -> str:
-    """The UPDATE giving a run that parks (status `waiting_approval`) its wake time, with two
-    parameters: now, run_id. It is the earliest deadline of its pending gates (NULL: none), or
-    now when a cancel was requested (a request that came while it was still running: its
-    driver never saw it, so a worker must)."""
+    """The UPDATE giving a run that parks (status `waiting` or `waiting_approval`) its wake
+    time, with two parameters: now, run_id (see `Store.parked`). Now when a cancel was
+    requested (a request that came while it was still running: its driver never saw it, so a
+    worker must), when a kept unconsumed signal has the name a pending `signal` row waits for,
+    or when a pending callback row has its outcome (they came before it parked); else the
+    earliest due time of its pending parked rows and gates (NULL: none). On PostgreSQL it
+    runs after the status UPDATE of the same transaction, which locks the run's row: a signal
+    or callback, which locks that row first, is either seen here or sees the run parked."""
     return (
-        f"UPDATE runs SET wake_at = CASE WHEN cancel_requested_at IS NOT NULL THEN {p}"
-        " ELSE (SELECT MIN(a.deadline_epoch) FROM approvals a WHERE a.run_id = runs.run_id"
-        f" AND a.status = 'pending') END WHERE run_id = {p}"
+        f"UPDATE runs SET wake_at = CASE WHEN cancel_requested_at IS NOT NULL"
+        " OR EXISTS (SELECT 1 FROM parked c WHERE c.run_id = runs.run_id"
+        " AND c.state = 'pending' AND c.outcome IS NOT NULL)"
+        " OR EXISTS (SELECT 1 FROM signals s JOIN parked w ON w.run_id = s.run_id"
+        " AND w.signal = s.name WHERE s.run_id = runs.run_id AND s.consumed_seq IS NULL"
+        f" AND w.kind = 'signal' AND w.state = 'pending') THEN {p}"
+        " ELSE (SELECT MIN(t) FROM (SELECT a.deadline_epoch AS t FROM approvals a"
+        " WHERE a.run_id = runs.run_id AND a.status = 'pending'"
+        " UNION ALL SELECT d.due_epoch FROM parked d WHERE d.run_id = runs.run_id"
+        f" AND d.state = 'pending') AS due) END WHERE run_id = {p}"
     )
+
+
+def wake_parked(p: str) -> str:
+    """The UPDATE making a parked run's wake time now (two parameters: now, run_id); it
+    changes nothing when the run is not parked. RETURNING the run id when it did."""
+    return (
+        f"UPDATE runs SET wake_at = {p} WHERE run_id = {p} AND status IN {PARKED} RETURNING run_id"
+    )
+
+
+def wake_parent(p: str) -> str:
+    """The UPDATE making the parent of a finished child run wake now when it is parked (two
+    parameters: now, the child's run_id). RETURNING the parent's run id when it did."""
+    return (
+        f"UPDATE runs SET wake_at = {p} WHERE run_id = (SELECT c.parent_run_id FROM runs c"
+        f" WHERE c.run_id = {p}) AND status IN {PARKED} RETURNING run_id"
+    )
+
+
+# -- parked rows and signals (issue 13) ---------------------------------------------------
+
+PARKED_SELECT = ", ".join(PARKED_COLUMNS)
+
+
+def parked_from(r: Sequence[Any]) -> Parked:
+    """A parked row from a row of `PARKED_SELECT`."""
+    out = dict(zip(PARKED_COLUMNS, r, strict=True))
+    out["outcome"] = loads(out["outcome"])
+    return out
+
+
+def open_parked(p: str) -> str:
+    """The INSERT of the pending row an opening event opens (`open_parked_values`); a row of
+    the same run, step and attempt is replaced (a new opening replaces the old)."""
+    names = PARKED_COLUMNS[:9]  # up to opened_seq: no outcome yet
+    again = ", ".join(f"{name} = excluded.{name}" for name in names[3:])
+    return (
+        f"INSERT INTO parked ({', '.join(names)}) VALUES ({', '.join([p] * len(names))})"
+        f" ON CONFLICT (run_id, step, attempt) DO UPDATE SET {again},"
+        " outcome = NULL, outcome_at = NULL, outcome_by = NULL"
+    )
+
+
+def open_parked_values(run_id: str, e: Event) -> tuple[Any, ...]:
+    """`open_parked`'s parameters."""
+    row = parked_row(run_id, e)
+    return tuple(row[name] for name in PARKED_COLUMNS[:9])
+
+
+def close_parked(p: str) -> str:
+    """The UPDATE a `wait_ended` event makes (run_id, step, attempt): its row is done."""
+    return f"UPDATE parked SET state = 'done' WHERE run_id = {p} AND step = {p} AND attempt = {p}"
+
+
+def consume_signal(p: str) -> str:
+    """The UPDATE marking the signal a `wait_ended` names consumed (step, seq, run_id,
+    signal_id)."""
+    return (
+        f"UPDATE signals SET consumed_step = {p}, consumed_seq = {p}"
+        f" WHERE run_id = {p} AND signal_id = {p}"
+    )
+
+
+def wait_ended_statements(p: str, run_id: str, e: Event) -> list[tuple[str, tuple[Any, ...]]]:
+    """What a `wait_ended` event changes: its parked row, and the signal it consumed."""
+    out: list[tuple[str, tuple[Any, ...]]] = [
+        (close_parked(p), (run_id, e["step"], e.get("attempt") or 0))
+    ]
+    if e.get("signal_id") is not None:
+        out.append((consume_signal(p), (e["step"], e["seq"], run_id, e["signal_id"])))
+    return out
+
+
+SIGNAL_COLUMNS = (
+    "signal_id",
+    "run_id",
+    "name",
+    "data",
+    "sent_at",
+    "sent_by",
+    "consumed_step",
+    "consumed_seq",
+)
+SIGNAL_SELECT = ", ".join(SIGNAL_COLUMNS)
+
+
+def signal_from(r: Sequence[Any]) -> Signal:
+    """A signal from a row of `SIGNAL_SELECT`."""
+    out = dict(zip(SIGNAL_COLUMNS, r, strict=True))
+    out["data"] = loads(out["data"])
+    return out
+
+
+def insert_signal(p: str) -> str:
+    """The INSERT of a signal (run_id, name, data, sent_at, sent_by), RETURNING its row."""
+    return (
+        "INSERT INTO signals (run_id, name, data, sent_at, sent_by)"
+        f" VALUES ({p}, {p}, {p}, {p}, {p}) RETURNING {SIGNAL_SELECT}"
+    )
+
+
+def signal_values(run_id: str, name: str, data: Any, by: str | None) -> tuple[Any, ...]:
+    """`insert_signal`'s parameters."""
+    return (run_id, name, dumps(data), rfc3339(time.time()), by)
+
+
+def waited_for(p: str) -> str:
+    """Whether a pending `signal` row of a run (run_id, name) waits for that name."""
+    return (
+        f"SELECT 1 FROM parked WHERE run_id = {p} AND kind = 'signal' AND signal = {p}"
+        " AND state = 'pending' LIMIT 1"
+    )
+
+
+def record_outcome(p: str) -> str:
+    """The UPDATE recording a callback's outcome (outcome, outcome_at, outcome_by, token),
+    only where there is none yet: the compare-and-set of `Store.complete_callback`."""
+    return (
+        f"UPDATE parked SET outcome = {p}, outcome_at = {p}, outcome_by = {p}"
+        f" WHERE token_sha256 = {p} AND outcome IS NULL RETURNING {PARKED_SELECT}"
+    )
+
+
+def outcome_values(outcome: dict[str, Any], by: str | None, token: str) -> tuple[Any, ...]:
+    """`record_outcome`'s parameters."""
+    return (dumps(outcome), rfc3339(time.time()), by, token)
 
 
 # The statuses of a run that is neither parked nor finished: moved by whoever holds its lease,

@@ -34,23 +34,37 @@ from typing import Any, TypeVar
 from sagac.runtime import codec
 from sagac.runtime.clock import parse_rfc3339, rfc3339
 
-from sagac.errors import DecisionConflict, RunNotFound, StoreError
+from sagac.errors import (
+    DecisionConflict,
+    RunFinished,
+    RunNotFound,
+    SignalAlreadySent,
+    StoreError,
+    UnknownCallbackToken,
+)
 
 from .base import (
+    FINISHED_STATUSES,
     Approval,
     AuditEntry,
     Definition,
     Event,
+    Parked,
     RunRecord,
+    Signal,
     Store,
     WorkerInfo,
+    callback_audit,
+    callback_refusal,
     cancel_entry,
     group_change,
     os_user,
     rebind_entry,
+    signal_audit,
     with_seq,
 )
 from .migrations import (
+    PARKED_FROM,
     READS_FROM,
     SCHEMA_VERSION,
     TOKENS_FROM,
@@ -62,7 +76,8 @@ from .rows import (
     APPROVAL_COLUMNS,
     CLAIM_ORDER,
     DEFINITION_COLUMNS,
-    UNPARKED,
+    PARKED_SELECT,
+    SIGNAL_SELECT,
     WORKER_COLUMNS,
     approval_row,
     definition_row,
@@ -70,20 +85,26 @@ from .rows import (
     dumps,
     insert_definition,
     insert_run,
+    insert_signal,
     loads,
     next_wake_sql,
-    park_wake,
+    outcome_values,
+    parked_from,
+    record_outcome,
     run_columns,
     run_record,
     run_values,
     runnable,
-    unpark_wake,
+    signal_from,
+    signal_values,
     upsert_worker,
+    waited_for,
+    wake_parked,
     where_clause,
     worker_row,
     worker_values,
 )
-from .sqlite_journal import Prepared, append_external, apply
+from .sqlite_journal import Prepared, append_external, apply, status_changed
 from .sqlite_leases import check_lease, take_lease
 from .sqlite_rows import add_audit, get_approval, get_run_sync, group_members
 from .sqlite_writer import Worker, connect
@@ -150,7 +171,9 @@ class SqliteStore(Store):
         # What a run's row is read as: a read-only look at an older file reads NULL for the
         # columns it does not have yet.
         self._run_columns = run_columns(
-            wake_at=self._schema >= WORKERS_FROM, approval_token=self._schema >= TOKENS_FROM
+            wake_at=self._schema >= WORKERS_FROM,
+            approval_token=self._schema >= TOKENS_FROM,
+            parent=self._schema >= PARKED_FROM,
         )
         self._data_version: int | None = None  # the file's commit counter, last seen
         self._writer = Worker(self.path, writer=True, readonly=readonly)
@@ -271,11 +294,7 @@ class SqliteStore(Store):
                 )
             if cur.rowcount == 0:
                 raise RunNotFound(f"no run {run_id!r} in {self.path}")
-            if status == "waiting_approval":
-                c.execute(park_wake("?"), (time.time(), run_id))
-            elif status in UNPARKED:
-                t = time.time()
-                c.execute(unpark_wake("?"), (t, run_id, t))
+            status_changed(c, run_id, status)
 
         await self.write(fn, self._alone(run_id))
 
@@ -640,6 +659,92 @@ class SqliteStore(Store):
     async def group_members(self, group: str | None = None) -> dict[str, list[str]]:
         return await self.read(partial(group_members, name=group))
 
+    # parked nodes, signals, callbacks, child runs
+
+    async def parked(self, run_id: str) -> list[Parked]:
+        if self._schema < PARKED_FROM:  # a read-only look at a file older than parked rows
+            return []
+        sql = f"SELECT {PARKED_SELECT} FROM parked WHERE run_id = ? ORDER BY opened_seq"
+        return await self.read(lambda c: [parked_from(r) for r in c.execute(sql, (run_id,))])
+
+    async def send_signal(
+        self, run_id: str, name: str, data: Any, audit: AuditEntry, *, limit: int
+    ) -> Signal:
+        """One write transaction: the checks, the signal, its audit entry and the run's wake
+        (one writer: a run parking meanwhile commits before or after it, and sees it)."""
+
+        def fn(c: sqlite3.Connection) -> Signal:
+            status = get_run_sync(c, run_id).status  # RunNotFound
+            if status in FINISHED_STATUSES:
+                raise RunFinished(f"run {run_id} has finished ({status})")
+            (sent,) = c.execute(
+                "SELECT COUNT(*) FROM signals WHERE run_id = ? AND name = ?", (run_id, name)
+            ).fetchone()
+            if sent >= limit:
+                raise SignalAlreadySent(f"run {run_id} was sent {sent} {name!r} signal(s) already")
+            signal = signal_from(
+                c.execute(
+                    insert_signal("?"), signal_values(run_id, name, data, audit.actor)
+                ).fetchone()
+            )
+            add_audit(c, signal_audit(audit, signal))
+            if c.execute(waited_for("?"), (run_id, name)).fetchone():
+                c.execute(wake_parked("?"), (time.time(), run_id)).fetchall()
+            return signal
+
+        return await self.write(fn)
+
+    async def signals(self, run_id: str, name: str | None = None) -> list[Signal]:
+        if self._schema < PARKED_FROM:
+            return []
+        where, args = where_clause("?", run_id=run_id, name=name)
+        sql = f"SELECT {SIGNAL_SELECT} FROM signals{where} ORDER BY signal_id"
+        return await self.read(lambda c: [signal_from(r) for r in c.execute(sql, args)])
+
+    async def callback(self, token_sha256: str) -> Parked | None:
+        if self._schema < PARKED_FROM:
+            return None
+        return await self.read(partial(_callback_row, token=token_sha256))
+
+    async def complete_callback(
+        self, token_sha256: str, outcome: dict[str, Any], audit: AuditEntry
+    ) -> Parked:
+        """One write transaction: the checks (`base.callback_refusal`), the outcome where
+        there is none yet, its audit entry and the run's wake."""
+
+        def fn(c: sqlite3.Connection) -> Parked:
+            row = _callback_row(c, token_sha256)
+            if row is None:
+                raise UnknownCallbackToken("no callback was issued with this token")
+            run_id = row["run_id"]
+            status = get_run_sync(c, run_id).status
+            siblings = [
+                parked_from(r)
+                for r in c.execute(
+                    f"SELECT {PARKED_SELECT} FROM parked WHERE run_id = ? AND step = ?"
+                    " AND attempt != ?",
+                    (run_id, row["step"], row["attempt"]),
+                )
+            ]
+            callback_refusal(row, status, siblings, time.time())
+            done = c.execute(
+                record_outcome("?"), outcome_values(outcome, audit.actor, token_sha256)
+            ).fetchone()
+            add_audit(c, callback_audit(audit, row))
+            c.execute(wake_parked("?"), (time.time(), run_id)).fetchall()
+            return parked_from(done)
+
+        return await self.write(fn)
+
+    async def children(self, run_id: str) -> list[RunRecord]:
+        if self._schema < PARKED_FROM:
+            return []
+        sql = (
+            f"SELECT {self._run_columns} FROM runs WHERE parent_run_id = ?"
+            " ORDER BY created_at, rowid"
+        )
+        return await self.read(lambda c: [run_record(r) for r in c.execute(sql, (run_id,))])
+
     # approvals and audit
 
     async def approvals(
@@ -698,3 +803,10 @@ class SqliteStore(Store):
             return out
 
         return await self.read(fn)
+
+
+def _callback_row(c: sqlite3.Connection, token: str) -> Parked | None:
+    row = c.execute(
+        f"SELECT {PARKED_SELECT} FROM parked WHERE token_sha256 = ?", (token,)
+    ).fetchone()
+    return parked_from(row) if row else None

@@ -1,10 +1,11 @@
 """Appending to the journal: events as rows of `events`, and the same transaction's changes
-that those events imply to `approvals` and to the run's status; a run's final append also
-stores its report and ends its driver's lease. (Step states need no writing: `steps` is a view
-of `events`, migration 5.)
+that those events imply to `approvals`, `parked`, `signals` (consumed) and to the run's
+status; a run's final append also stores its report and ends its driver's lease. (Step states
+need no writing: `steps` is a view of `events`, migration 5.)
 
-A run that parks (its status becomes `waiting_approval`) or is resumed gets its wake time in
-the same transaction (`rows.park_wake`, `rows.unpark_wake`). An append is prepared on the
+A run that parks (its status becomes `waiting` or `waiting_approval`) or is resumed gets its
+wake time in the same transaction (`rows.park_wake`, `rows.unpark_wake`); a child run that
+finishes wakes its parked parent (`rows.wake_parent`). An append is prepared on the
 caller's thread (`Prepared`: JSON encoded, statements built) so that the writer thread, the
 bottleneck of group commit, only executes SQL; `apply_all` writes many prepared appends, in
 order, with one multi-row INSERT of their events. `append_external` appends one event from
@@ -26,14 +27,18 @@ from sagac.runtime.clock import rfc3339
 
 from sagac.errors import RunNotFound
 
-from .base import Event
+from .base import FINISHED_STATUSES, PARKED_KINDS, PARKED_STATUSES, Event
 from .rows import (
     UNPARKED,
     approval_decision_values,
     approval_request_values,
     dumps,
+    open_parked,
+    open_parked_values,
     park_wake,
     unpark_wake,
+    wait_ended_statements,
+    wake_parent,
 )
 from .sqlite_leases import check_lease
 
@@ -137,11 +142,20 @@ def apply_all(
     for p in appends:
         for sql, params in p.statements:
             c.execute(sql, params)
-        if p.status == "waiting_approval":  # it parks: when a worker should look at it again
-            c.execute(park_wake("?"), (time.time(), p.run_id))
-        elif p.status in UNPARKED:  # resumed (`saga_resumed`)
-            now = time.time()
-            c.execute(unpark_wake("?"), (now, p.run_id, now))
+        status_changed(c, p.run_id, p.status)
+
+
+def status_changed(c: sqlite3.Connection, run_id: str, status: str | None) -> None:
+    """What a run's new status changes besides: a run that parks gets its wake time (when a
+    worker should look at it again), a resumed one keeps one, a finished child run wakes its
+    parked parent."""
+    if status in PARKED_STATUSES:
+        c.execute(park_wake("?"), (time.time(), run_id))
+    elif status in UNPARKED:  # resumed (`saga_resumed`)
+        now = time.time()
+        c.execute(unpark_wake("?"), (now, run_id, now))
+    elif status in FINISHED_STATUSES:
+        c.execute(wake_parent("?"), (time.time(), run_id)).fetchall()
 
 
 MAX_ROWS = 256  # rows per INSERT: 1,536 host parameters (SQLite 3.32+ allows 32,766)
@@ -220,8 +234,18 @@ def _saga_started(run_id: str, e: Event) -> list[Statement]:
     return [(sql, (e["at"], run_id))]
 
 
+def _parked_opened(run_id: str, e: Event) -> list[Statement]:
+    return [(open_parked("?"), open_parked_values(run_id, e))]
+
+
+def _wait_ended(run_id: str, e: Event) -> list[Statement]:
+    return wait_ended_statements("?", run_id, e)
+
+
 _MATERIALISE: dict[str, Callable[[str, Event], list[Statement]]] = {
     "saga_started": _saga_started,
     "approval_requested": _approval_requested,
     "approval_decided": _approval_decided,
+    **dict.fromkeys(PARKED_KINDS, _parked_opened),
+    "wait_ended": _wait_ended,
 }

@@ -16,8 +16,8 @@ from sagac.runtime import resume as durable
 from sagac.runtime.api import arun
 from sagac.runtime.clock import new_run_id
 from sagac.runtime.store import MemoryStore, open_store
-from sagac.runtime.store.base import RunRecord
-from sagac.runtime.store.migrations import SCHEMA_VERSION, migrate
+from sagac.runtime.store.base import AuditEntry, RunRecord
+from sagac.runtime.store.migrations import PARKED_FROM, SCHEMA_VERSION, migrate
 from sagac.runtime.store.sqlite import SqliteStore
 
 from sagac.errors import RunNotFound, StoreError, UsageError
@@ -374,3 +374,120 @@ def test_keys_claimed_before_they_were_scoped_keep_their_runs(db: Path) -> None:
             await store.close()
 
     run(go())
+
+
+def _v9_file(db: Path) -> None:
+    """A journal of schema 9 (before parking): a run waiting at a gate whose deadline passed,
+    and its stored definition."""
+    c = sqlite3.connect(db, isolation_level=None)
+    migrate(c, str(db), target=PARKED_FROM - 1)
+    c.execute(
+        "INSERT INTO runs (run_id, saga, version, definition_hash, input, status, created_at,"
+        " updated_at, wake_at) VALUES ('gate', 's', 1, 'sha256:h', '{}', 'waiting_approval',"
+        " 't', 't', 1.0)"
+    )
+    c.execute("INSERT INTO definitions VALUES ('sha256:h', 's', '{}', NULL, 't')")
+    c.close()
+
+
+def test_a_journal_before_parking_migrates_and_a_read_only_look_sees_nothing_parked(
+    db: Path,
+) -> None:
+    _v9_file(db)
+
+    async def look() -> None:
+        store = SqliteStore(db, readonly=True)  # reads it as it is: no upgrade
+        try:
+            assert store.migrated_from == PARKED_FROM - 1
+            record = await store.get_run("gate")
+            assert (record.parent_run_id, record.parent_step) == (None, None)
+            assert await store.parked("gate") == [] and await store.signals("gate") == []
+            assert await store.callback("sha256:t") is None and await store.children("gate") == []
+        finally:
+            await store.close()
+
+    async def upgrade() -> None:
+        store = SqliteStore(db)
+        try:
+            assert store.migrated_from == PARKED_FROM - 1
+            assert (await store.get_run("gate")).parent_run_id is None
+            sleeping = RunRecord("nap", "s", 1, "sha256:h", {}, parent_run_id="gate")
+            sleeping.parent_step = "call"
+            await store.create_run(sleeping)
+            await store.append(
+                "nap",
+                [
+                    ev("nap", 1, "sleep_started", step="s", until="2000-01-01T00:00:00Z"),
+                    ev("nap", 2, "saga_waiting", status="waiting"),
+                ],
+                report={"status": "waiting"},
+            )
+            # The claim index covers `waiting` now: both are due.
+            assert sorted(await store.claim_runs("w@h:1/x", 60, 10)) == ["gate", "nap"]
+            assert [r.run_id for r in await store.children("gate")] == ["nap"]
+        finally:
+            await store.close()
+
+    run(look())
+    run(upgrade())
+
+
+def test_parked_rows_signals_outcomes_and_parents_outlive_the_store(db: Path) -> None:
+    """Everything of issue 13's tables is in the file: a new store on it reads it all back."""
+    token = "sha256:" + "0" * 64
+
+    async def write() -> None:
+        store = SqliteStore(db)
+        try:
+            await store.create_run(RunRecord("p", "s", 1, "sha256:h", {}))
+            await store.create_run(RunRecord("c", "s", 1, "sha256:h", {}, parent_run_id="p"))
+            await store.append(
+                "c",
+                [
+                    ev("c", 1, "wait_started", step="w", signal="go", deadline=None),
+                    ev(
+                        "c",
+                        2,
+                        "callback_issued",
+                        step="t",
+                        attempt=1,
+                        token_sha256=token,
+                        deadline=None,
+                    ),
+                ],
+            )
+            entry = AuditEntry(action="signal", outcome="accepted", actor="bob")
+            sent = await store.send_signal("c", "go", {"x": 1}, entry, limit=1)
+            await store.append(
+                "c",
+                [ev("c", 3, "wait_ended", step="w", reason="signal", signal_id=sent["signal_id"])],
+            )
+            done = AuditEntry(action="callback", outcome="accepted", actor="api")
+            await store.complete_callback(token, {"result": [1]}, done)
+        finally:
+            await store.close()
+
+    async def read() -> list[Any]:
+        store = SqliteStore(db)
+        try:
+            return [
+                [(r["step"], r["state"], r["outcome"]) for r in await store.parked("c")],
+                [
+                    (s["data"], s["consumed_step"], s["consumed_seq"])
+                    for s in await store.signals("c")
+                ],
+                (await store.get_run("c")).parent_run_id,
+                [r.run_id for r in await store.children("p")],
+                [a["action"] for a in await store.audit_log("c")],
+            ]
+        finally:
+            await store.close()
+
+    run(write())
+    assert run(read()) == [
+        [("w", "done", None), ("t", "pending", {"result": [1]})],
+        [({"x": 1}, "w", 3)],
+        "p",
+        ["c"],
+        ["signal", "callback"],
+    ]

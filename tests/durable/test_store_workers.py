@@ -66,7 +66,7 @@ def test_a_file_of_the_previous_schema_migrates_and_keeps_its_runs(db: Path) -> 
     _v7_file(db)
     before = time.time()
     store = SqliteStore(db)
-    assert (store.migrated_from, SCHEMA_VERSION) == (7, 9)
+    assert store.migrated_from == 7
 
     async def go() -> None:
         assert {r.approval_token_sha256 for r in await store.list_runs()} == {None}
