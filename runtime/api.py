@@ -23,6 +23,7 @@ from sagac.compiler.plan import Plan
 from sagac.errors import DefinitionChanged, InputError, SecretMissing, UsageError
 
 from .clock import Clock
+from .context import DEFAULT_SLEEP_LIMIT
 from .events import EventCallback
 from .executor import Executor
 from .journal import RunState, replay
@@ -183,8 +184,10 @@ async def arun(
     clock: Clock | None = None,
     secrets: Mapping[str, str] | None = None,
     run_id: str | None = None,
+    sleep_limit: float = DEFAULT_SLEEP_LIMIT,
 ) -> RunReport:
-    """Run a saga to its end (or to an approval gate) and return its report."""
+    """Run a saga to its end (or until it parks: an approval gate, a sleep longer than
+    `sleep_limit` seconds, a wait for a signal) and return its report."""
     plan = as_plan(plan_or_path)
     validate_input(plan, input)
     overrides = fail_overrides(plan, fail)
@@ -201,6 +204,7 @@ async def arun(
         env=env,
         overrides=overrides,
         simulate=simulate,
+        sleep_limit=sleep_limit,
     )
     async with held(executor.store, executor.run_id):  # one driver per run (durable stores)
         return await executor.run()
@@ -215,6 +219,7 @@ async def aresume(
     clock: Clock | None = None,
     secrets: Mapping[str, str] | None = None,
     force: bool = False,
+    sleep_limit: float = DEFAULT_SLEEP_LIMIT,
 ) -> RunReport:
     """Continue run `run_id` from its journal in `store` (a finished run returns its report).
     Refused when the definition changed since the run started, unless `force`."""
@@ -229,7 +234,16 @@ async def aresume(
     state = replay(await store.load_events(run_id))
     if state.finished and record.report is not None:
         return RunReport.model_validate(record.report)
-    return await drive(plan, record, state, store, on_event=on_event, clock=clock, secrets=secrets)
+    return await drive(
+        plan,
+        record,
+        state,
+        store,
+        on_event=on_event,
+        clock=clock,
+        secrets=secrets,
+        sleep_limit=sleep_limit,
+    )
 
 
 async def drive(
@@ -241,6 +255,7 @@ async def drive(
     on_event: EventCallback | None = None,
     clock: Clock | None = None,
     secrets: Mapping[str, str] | None = None,
+    sleep_limit: float = DEFAULT_SLEEP_LIMIT,
 ) -> RunReport:
     """Continue the run of `record` under `plan` from `state` (its journal replayed), both
     read just now by the caller (`aresume`, `resume.resume`): nothing is read again."""
@@ -259,6 +274,7 @@ async def drive(
         simulate=state.simulate,
         state=state,
         record=record,
+        sleep_limit=sleep_limit,
     )
     async with held(executor.store, executor.run_id):  # one driver per run (durable stores)
         return await executor.run()

@@ -33,7 +33,6 @@ from .approvals import new_token, token_hash
 from .attempts import Attempts, TaskOutcomes, call_action, step_context
 from .clock import rfc3339
 from .journal import StepRecord
-from .outcomes import HALTED
 from .redaction import Redactor
 from .store.base import AuditEntry, Parked, Store, os_user
 
@@ -44,7 +43,12 @@ ERROR_CODE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
 class CallbackPending(Exception):
-    """The attempt's action returned and its callback has not come: the step parks."""
+    """The attempt's action returned and its callback has not come: the step parks, until
+    `due` (epoch seconds: the earliest deadline of its tokens) at the latest."""
+
+    def __init__(self, due: float | None) -> None:
+        super().__init__()
+        self.due = due
 
 
 class Waiting:
@@ -134,10 +138,8 @@ async def attempts(
             start -= 1
     try:
         result, _, _ = await loop.run(start, retried)
-    except CallbackPending:
-        ctx.halting = True
-        ctx.waiting.add(node.id)
-        return HALTED
+    except CallbackPending as pending:
+        return ctx.park(node.id, "callback", pending.due)
     return result
 
 
@@ -182,7 +184,8 @@ async def _outcome(a: Attempts, w: Waiting, attempt: int) -> Any:
             late = late or r["attempt"] == attempt
     if late:
         raise _timeout(w.node)
-    raise CallbackPending
+    dues = [r["due_epoch"] for r in pending if r["due_epoch"] is not None]
+    raise CallbackPending(min(dues, default=None))
 
 
 def _timeout(node: ir.TaskStep) -> StepError:

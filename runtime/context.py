@@ -27,9 +27,11 @@ from sagac.errors import StepError
 from .clock import DEFAULT_CLOCK, Clock, new_run_id
 from .events import EventCallback, Journal
 from .journal import RunState
-from .outcomes import NodeFailed, Undo, error_dict
+from .outcomes import HALTED, NodeFailed, Undo, error_dict
 from .prepared import prepared
 from .store.base import Store
+
+DEFAULT_SLEEP_LIMIT = 60.0  # seconds: `sagac run`'s and the API's `--sleep-limit`
 
 ScopeRunner = Callable[["RunContext", str, "Mapping[str, Any] | None"], Awaitable[bool]]
 """Runs one list of nodes (the top-level steps, a branch, `on_failure`): `scheduler.run_scope`."""
@@ -63,6 +65,7 @@ class RunContext:
         overrides: Mapping[str, Any] | None = None,
         simulate: bool = False,
         state: RunState | None = None,
+        sleep_limit: float = DEFAULT_SLEEP_LIMIT,
     ) -> None:
         self.plan = plan
         self.saga = plan.definition
@@ -96,8 +99,13 @@ class RunContext:
         self.comp_log: list[dict[str, Any]] = list(state.compensation_log) if state else []
         self.comp_failed = any(c["status"] != "ok" for c in self.comp_log)
         self.failure: dict[str, Any] | None = None  # the run's failure, set once (`fail_run`)
-        self.halting = False  # a gate is waiting: start nothing new
-        self.waiting: set[str] = set()  # the gates waiting for a decision
+        self.halting = False  # a node parked the run: start nothing new
+        self.waiting: set[str] = set()  # the parked nodes: gates, sleeps, waits, ...
+        # parked node -> (kind, when it is due or times out: epoch seconds or None, signal)
+        self.parked: dict[str, tuple[str, float | None, str | None]] = {}
+        # A sleep this long or shorter is waited in-process (active time); a longer one parks.
+        self.sleep_limit = sleep_limit
+        self.signals_taken: set[int] = set(state.signals_consumed) if state else set()
         self.aborting = False  # cancelled from outside: journal nothing more
         self.ending = False  # the run's last event is being written: a signal changes nothing
         self.internal: set[asyncio.Task[Any]] = set()  # tasks the run itself cancelled
@@ -138,6 +146,22 @@ class RunContext:
     def active_ms(self) -> int:
         """Active time used so far (journaled when the run parks at a gate)."""
         return int((self.active_before + self.clock.monotonic() - self.t_active) * 1000)
+
+    # -- parking -------------------------------------------------------------------------
+
+    def park(self, nid: str, kind: str, due: float | None = None, signal: str | None = None) -> Any:
+        """Park the run at node `nid` (a sleep, a wait, a callback, a call): start nothing
+        new; the run ends `waiting` (`waiting_approval` when a gate is among the parked nodes)
+        and a worker wakes it at `due` (epoch seconds), or when what it waits for comes.
+        Returns HALTED, for the handler to return."""
+        self.halting = True
+        self.waiting.add(nid)
+        self.parked[nid] = (kind, due, signal)
+        return HALTED
+
+    def parked_status(self) -> str:
+        """The status of a run that parked."""
+        return "waiting_approval" if self.gate_requests else "waiting"
 
     # -- cancellation --------------------------------------------------------------------
 

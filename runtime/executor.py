@@ -26,7 +26,7 @@ from sagac.errors import StepError
 
 from .clock import Clock, parse_rfc3339
 from .compensation import compensate
-from .context import RunContext
+from .context import DEFAULT_SLEEP_LIMIT, RunContext
 from .events import EventCallback
 from .finish import finish
 from .interrupts import received
@@ -60,6 +60,7 @@ class Executor:
         simulate: bool = False,
         state: RunState | None = None,
         record: RunRecord | None = None,
+        sleep_limit: float = DEFAULT_SLEEP_LIMIT,
     ) -> None:
         self.ctx = RunContext(
             plan,
@@ -74,6 +75,7 @@ class Executor:
             overrides=overrides,
             simulate=simulate,
             state=state,
+            sleep_limit=sleep_limit,
         )
         self.store = store
         self.run_id = self.ctx.run_id
@@ -164,9 +166,8 @@ class Executor:
             if ctx.failure is None:
                 status = "compensation_failed" if ctx.comp_failed else "succeeded"
                 return await finish(ctx, status, output)
-        if ctx.failure is None:  # parked: at a gate, or on something else (a callback)
-            gates = any(nid in ctx.gate_requests for nid in ctx.waiting)
-            return await finish(ctx, "waiting_approval" if gates else "waiting", None)
+        if ctx.failure is None:
+            return await finish(ctx, ctx.parked_status(), None)
         if state is None or state.failure is None:
             await ctx.emit("saga_compensating", {"failure": ctx.failure})
         await compensate(ctx, ctx.undo)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .clock import rfc3339
-from .report import ErrorInfo, Failure, RunReport, WaitingGate, shaped
+from .report import WAITING, ErrorInfo, Failure, RunReport, WaitingGate, shaped
 
 if TYPE_CHECKING:
     from .context import RunContext
@@ -26,14 +26,16 @@ async def finish(ctx: RunContext, status: str, output: Any) -> RunReport:
     stored = report_data(ctx, status, output)
     report = RunReport.model_validate(stored)
     needs, duration = stored["needs_attention"], stored["duration_ms"]
-    waiting = status in ("waiting_approval", "waiting")
     shown_output = stored["output"]  # redacted once, by report_data
-    if waiting:
+    if status in WAITING:
         fields: dict[str, Any] = {
             "status": status,
             "waiting": sorted(ctx.waiting),
             "active_ms": ctx.active_ms(),
         }
+        dues = [due for _, due, _ in ctx.parked.values() if due is not None]
+        if dues:
+            fields["wake_at"] = rfc3339(min(dues))
         await ctx.emit("saga_waiting", fields, stored)
     elif status == "succeeded":
         fields = {"status": status, "output": shown_output, "duration_ms": duration}
@@ -83,9 +85,7 @@ def report_data(ctx: RunContext, status: str, output: Any, finished: bool = True
         "output": redact(output),
         "duration_ms": ctx.ms(ctx.t0),
         "started_at": rfc3339(ctx.started_wall),
-        "finished_at": rfc3339(ctx.clock.now())
-        if finished and status not in ("waiting_approval", "waiting")
-        else None,
+        "finished_at": rfc3339(ctx.clock.now()) if finished and status not in WAITING else None,
         "definition_hash": ctx.plan.hash,
     }
     if status == "waiting_approval":
@@ -94,6 +94,13 @@ def report_data(ctx: RunContext, status: str, output: Any, finished: bool = True
             for g in sorted(ctx.waiting)
             if g in ctx.gate_requests
         ]
+    parked = [
+        {"id": nid, "kind": kind, "due": rfc3339(due) if due is not None else None, "signal": sig}
+        for nid, (kind, due, sig) in sorted(ctx.parked.items())
+        if kind != "approval"
+    ]
+    if status in WAITING and parked:
+        data["parked"] = parked
     return data
 
 

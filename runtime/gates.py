@@ -18,8 +18,7 @@ from sagac.compiler import ir
 
 from sagac.errors import StepError
 
-from .clock import rfc3339
-from .outcomes import HALTED
+from .clock import parse_rfc3339, rfc3339
 
 if TYPE_CHECKING:
     from .context import RunContext
@@ -100,9 +99,8 @@ async def run_gate(
     else:  # requested by an earlier process: its token was handed out then
         request = ctx.state.approvals_requested[nid]
     ctx.gate_requests[nid] = request
-    ctx.halting = True
-    ctx.waiting.add(nid)
-    return HALTED
+    deadline = request.get("deadline")
+    return ctx.park(nid, "approval", parse_rfc3339(deadline) if deadline else None)
 
 
 async def _run_token(ctx: RunContext) -> str | None:

@@ -70,13 +70,18 @@ class RunState:
     errors: list[dict[str, Any]] = field(default_factory=list)
     approvals_requested: dict[str, Event] = field(default_factory=dict)
     approvals_decided: dict[str, Event] = field(default_factory=dict)
+    # Parking nodes by id: their opening event (`sleep_started`, `wait_started`) and their
+    # `wait_ended`; the ids of the signals a `wait` consumed (never consumed again).
+    parks_started: dict[str, Event] = field(default_factory=dict)
+    parks_ended: dict[str, Event] = field(default_factory=dict)
+    signals_consumed: set[int] = field(default_factory=set)
     batches: dict[str, int] = field(default_factory=dict)  # foreach id -> last batch done
     items_done: dict[str, ItemsDone] = field(default_factory=dict)  # foreach id -> checkpoints
     failure: dict[str, Any] | None = None  # set once the run entered compensation
     # Command attempts whose process group started and that never ended (process_started
     # without a later end of the same attempt): what a resume ends if they are still alive.
     processes: dict[tuple[str, int | None, int, bool], Event] = field(default_factory=dict)
-    status: str = "running"  # last known: running | interrupted | waiting_approval | final
+    status: str = "running"  # last known: running | interrupted | waiting(_approval) | final
     final_event: Event | None = None
     simulate: bool = False  # started with `--simulate`: a resume simulates too
     fail: dict[str, str] = field(default_factory=dict)  # started with `--fail STEP=CODE`
@@ -217,6 +222,12 @@ def replay(events: Iterable[Event]) -> RunState:
             s.processes[_attempt(e, bool(e.get("compensation")))] = e
         elif t == "saga_interrupted":
             s.status = "interrupted"
+        elif t in ("sleep_started", "wait_started"):
+            s.parks_started[e["step"]] = e
+        elif t == "wait_ended":
+            s.parks_ended[e["step"]] = e
+            if e.get("signal_id") is not None:
+                s.signals_consumed.add(e["signal_id"])
         elif t == "saga_waiting":
             s.status = e.get("status", "waiting_approval")
             if "active_ms" in e:

@@ -25,6 +25,8 @@ RunStatus = Literal[
     "compensation_failed",
     "failed",
 ]
+# The statuses of a parked run: it waits for a decision, a time, a signal, a callback, a child.
+WAITING = frozenset({"waiting_approval", "waiting"})
 
 EXIT_CODES: dict[str, ExitCode] = {
     "succeeded": ExitCode.OK,
@@ -89,6 +91,17 @@ class WaitingGate(_Model):
     )
 
 
+class ParkedNode(_Model):
+    """A sleep, wait, callback or call the run is parked on (gates are in `waiting`)."""
+
+    id: str
+    kind: Literal["sleep", "wait", "callback", "call"]
+    due: str | None = Field(
+        None, description="RFC 3339 UTC: a sleep's due time, or the timeout's deadline"
+    )
+    signal: str | None = Field(None, description="The signal a `wait` waits for")
+
+
 class RunReport(_Model):
     """What a run did and how it ended."""
 
@@ -113,6 +126,11 @@ class RunReport(_Model):
         default_factory=list,
         description="The gates the run waits at; in the JSON only when status is waiting_approval",
     )
+    parked: list[ParkedNode] = Field(
+        default_factory=list,
+        description="The other nodes a waiting run is parked on; in the JSON only when there"
+        " are some",
+    )
 
     # Clear approval tokens of the gates this run just reached (gate id -> token): handed to
     # the caller once, never serialised, stored or journaled (the journal keeps a sha256).
@@ -130,6 +148,8 @@ class RunReport(_Model):
         """The report as JSON data; with `tokens`, each waiting gate carries the clear token
         this process got for it (for the caller's output only: never store that form)."""
         data = self.model_dump(mode="json")
+        if not data["parked"]:
+            del data["parked"]
         if not data["waiting"]:
             del data["waiting"]  # only a waiting run has gates to show
         elif tokens:

@@ -28,6 +28,7 @@ from sagac.errors import DefinitionChanged, DefinitionUnavailable, IdempotencyCo
 from . import approvals, callbacks
 from .api import aresume, arun, as_plan, drive, synchronous, validate_input  # noqa: F401  (re-exported)
 from .clock import new_run_id
+from .context import DEFAULT_SLEEP_LIMIT
 from .journal import RunState, replay
 from .leases import held
 from .report import CompensationInfo, ErrorInfo, Failure, RunReport
@@ -102,7 +103,9 @@ async def _existing(
     waiting = record.status == "waiting_approval" and record.report is not None
     if waiting and not await _has_news(store, record):  # nothing a resume could change
         return RunReport.model_validate(record.report)
-    keep = {k: v for k, v in run_kwargs.items() if k in ("on_event", "clock", "secrets")}
+    keep = {
+        k: v for k, v in run_kwargs.items() if k in ("on_event", "clock", "secrets", "sleep_limit")
+    }
     return await resume(run_id, store=store, plan=plan, owner=owner, **keep)
 
 
@@ -169,13 +172,19 @@ async def resume(
     clock: Any = None,
     secrets: Mapping[str, str] | None = None,
     record: RunRecord | None = None,
+    sleep_limit: float = DEFAULT_SLEEP_LIMIT,
 ) -> RunReport:
-    """Continue `run_id` to its end (or its next approval gate) and return its report.
+    """Continue `run_id` to its end (or until it parks again) and return its report.
     `record`: the run's record as its caller read it just now (a worker, under the lease its
-    claim took), not read again."""
+    claim took), not read again. A `waiting` run whose wake time is more than `sleep_limit`
+    seconds away (or unknown: a wait for a signal that has not come) is left as it is: its
+    stored report is returned (`not_due`), nothing is written."""
     if record is None:
         record = await store.get_run(run_id)
     if record.status in FINAL and record.report is not None:
+        return RunReport.model_validate(record.report)
+    if not_due(record, sleep_limit):
+        assert record.report is not None
         return RunReport.model_validate(record.report)
     the_plan = await definition_of(store, record, plan)
     changed = the_plan.hash != record.definition_hash
@@ -201,8 +210,25 @@ async def resume(
         if state.last_seq and await approvals.expire_overdue(store, run_id, lease.owner):
             state = replay(await store.load_events(run_id))  # with the timeouts it journaled
         return await drive(
-            the_plan, record, state, store, on_event=on_event, clock=clock, secrets=secrets
+            the_plan,
+            record,
+            state,
+            store,
+            on_event=on_event,
+            clock=clock,
+            secrets=secrets,
+            sleep_limit=sleep_limit,
         )
+
+
+def not_due(record: RunRecord, sleep_limit: float = DEFAULT_SLEEP_LIMIT) -> bool:
+    """Whether `record` is a `waiting` run that nothing would move now: its wake time (a
+    sleep's due time, a timeout, or now once a signal, callback or cancel came) is unknown or
+    more than `sleep_limit` seconds away."""
+    if record.status != "waiting" or record.report is None:
+        return False
+    wake = record.meta.get("wake_at")
+    return wake is None or wake - time.time() > sleep_limit
 
 
 def report_from_journal(state: RunState, record: RunRecord) -> RunReport:
@@ -236,14 +262,17 @@ def _only(data: Mapping[str, Any], model: Any) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in model.model_fields}
 
 
-async def runnable(store: Store) -> list[RunRecord]:
+async def runnable(store: Store, sleep_limit: float = DEFAULT_SLEEP_LIMIT) -> list[RunRecord]:
     """Unfinished runs that a resume would move on: queued ones (submitted, never started),
-    running ones (crashed), interrupted ones (stopped by a signal), and waiting ones with a
-    decision, an overdue gate or a cancel request."""
+    running ones (crashed), interrupted ones (stopped by a signal), runs waiting at a gate with
+    a decision, an overdue gate or a cancel request, and parked ones whose wake time is due
+    (within `sleep_limit`)."""
     out = []
-    for status in ("queued", "running", "interrupted", "waiting_approval"):
+    for status in ("queued", "running", "interrupted", "waiting_approval", "waiting"):
         for record in await store.list_runs(status=status, limit=1_000_000):
             if status == "waiting_approval" and not await _has_news(store, record):
+                continue
+            if not_due(record, sleep_limit):
                 continue
             out.append(record)
     out.sort(key=lambda r: r.created_at)
@@ -267,7 +296,7 @@ async def resume_all(store: Store, **kwargs: Any) -> list[tuple[str, RunReport |
     from sagac.errors import SagacError
 
     out: list[tuple[str, RunReport | Exception]] = []
-    for record in await runnable(store):
+    for record in await runnable(store, kwargs.get("sleep_limit", DEFAULT_SLEEP_LIMIT)):
         try:
             out.append((record.run_id, await resume(record.run_id, store=store, **kwargs)))
         except SagacError as e:

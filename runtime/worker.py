@@ -43,12 +43,14 @@ from sagac.errors import SagacError, StoreError
 from .clock import rfc3339
 from .interrupts import Interrupt, stop_on_signals
 from .leases import LEASE_TTL, held, owner_id
+from .report import WAITING
 from .resume import plan_of, resume, stored_plan
 from .store.base import RunRecord, Store, WorkerInfo
 
 BACKOFF_FIRST = 0.2  # seconds before the first retry after a store error
 BACKOFF_CAP = 5.0  # the longest wait between retries
 Log = Callable[[dict[str, Any]], None]
+WORKER_SLEEP_LIMIT = 1.0  # seconds: a worker waits in-process for sleeps no longer than this
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class WorkerOptions:
     grace: float = 30.0  # after a SIGTERM: how long runs in flight may go on
     sagas: Path | None = None  # where python actions import from when a run's folder is gone
     exit_when_idle: bool = False  # return once nothing is runnable, in flight or due soon
+    sleep_limit: float = WORKER_SLEEP_LIMIT  # sleeps this short are waited, longer ones park
 
 
 def backoff(failures: int) -> float:
@@ -78,13 +81,20 @@ async def run_worker(
     sagas: str | Path | None = None,
     exit_when_idle: bool = False,
     log: Log | None = None,
+    sleep_limit: float = WORKER_SLEEP_LIMIT,
 ) -> int:
     """Claim and drive runnable runs of `store` until SIGTERM or SIGINT (or, with
     `exit_when_idle`, until there is nothing left to do); returns the exit code: 0 after a
     graceful stop, 128 + the signal when a second signal stopped it at once. `log` receives one
     dict per transition (`at`, `worker`, `event`, `run_id`, `saga`, ...)."""
     options = WorkerOptions(
-        concurrency, lease_ttl, poll, grace, Path(sagas) if sagas else None, exit_when_idle
+        concurrency,
+        lease_ttl,
+        poll,
+        grace,
+        Path(sagas) if sagas else None,
+        exit_when_idle,
+        sleep_limit,
     )
     return await Worker(store, options, log).run()
 
@@ -263,7 +273,12 @@ class Worker:
                         step = "started" if record.status == "queued" else "resumed"
                         self.log(step, run_id, saga=saga, status=record.status)
                         report = await resume(
-                            run_id, store=self.store, plan=plan, owner=self.id, record=record
+                            run_id,
+                            store=self.store,
+                            plan=plan,
+                            owner=self.id,
+                            record=record,
+                            sleep_limit=self.options.sleep_limit,
                         )
                     except Exception as e:  # a store error, a bug: try again later
                         failures += 1
@@ -278,9 +293,17 @@ class Worker:
                             break
                         continue
                     took = int((time.monotonic() - began) * 1000)
-                    if report.status == "waiting_approval":
-                        gates = [w["id"] for w in report.to_json_dict().get("waiting", [])]
-                        self.log("parked", run_id, saga=saga, status=report.status, gates=gates)
+                    if report.status in WAITING:
+                        gates = [w.id for w in report.waiting]
+                        parked = [p.id for p in report.parked]
+                        self.log(
+                            "parked",
+                            run_id,
+                            saga=saga,
+                            status=report.status,
+                            gates=gates,
+                            nodes=parked,
+                        )
                     else:
                         self.log(
                             "finished", run_id, saga=saga, status=report.status, duration_ms=took

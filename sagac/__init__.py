@@ -70,6 +70,8 @@ _EXPORTS = {
     "acallback": "sagac.runtime.callbacks:complete",
     "check_group_name": "sagac.runtime.approvals",
     "check_user_names": "sagac.runtime.approvals",
+    "signal": "sagac.runtime.signals:send_sync",
+    "asignal": "sagac.runtime.signals:send",
     # workers
     "submit": "sagac.runtime.submit:submit_sync",
     "asubmit": "sagac.runtime.submit:submit",
@@ -93,6 +95,7 @@ _EXPORTS = {
     "LeaseHeld": _ERRORS,
     "ApprovalRefused": _ERRORS,
     "CallbackRefused": _ERRORS,
+    "SignalRefused": _ERRORS,
 }
 
 # The same names as _EXPORTS, spelled out for type checkers and linters (a test checks).
@@ -119,6 +122,7 @@ __all__ = [
     "SagacError",
     "SecretMissing",
     "Severity",
+    "SignalRefused",
     "StepError",
     "Store",
     "StoreError",
@@ -138,6 +142,7 @@ __all__ = [
     "aresume_all",
     "arun",
     "arun_worker",
+    "asignal",
     "astart",
     "astuck_runs",
     "asubmit",
@@ -165,6 +170,7 @@ __all__ = [
     "resume",
     "run",
     "saga_schema",
+    "signal",
     "stop_on_signals",
     "submit",
     "validate_input",
@@ -218,6 +224,7 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
         RunNotFound,
         SagacError,
         SecretMissing,
+        SignalRefused,
         StepError,
         StoreError,
         StoreUnavailable,
@@ -285,6 +292,12 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
     )
     from sagac.runtime.resume import (
         start as astart,
+    )
+    from sagac.runtime.signals import (
+        send as asignal,
+    )
+    from sagac.runtime.signals import (
+        send_sync as signal,
     )
     from sagac.runtime.store import (
         DEFAULT_STORE,

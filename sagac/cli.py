@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "run",
     "durable",
     "callback",
+    "signal",
     "workers",
     "groups",
     "inspect",

@@ -44,7 +44,7 @@ class ExitCode(IntEnum):
     OK = 0
     FAILED = 1
     COMPENSATION_FAILED = 2
-    WAITING_APPROVAL = 3
+    WAITING_APPROVAL = 3  # any parked run: `waiting_approval` or `waiting`
     INVALID_INPUT = 4
     USAGE = 64  # EX_USAGE
     INVALID_DEFINITION = 65  # EX_DATAERR
@@ -69,7 +69,11 @@ EXIT_MEANINGS: Mapping[ExitCode, tuple[str, str]] = {
         "compensation failed",
         "compensation failed: a person is needed (`needs_attention` in the report)",
     ),
-    ExitCode.WAITING_APPROVAL: ("waiting for approval", "waiting for approval"),
+    ExitCode.WAITING_APPROVAL: (
+        "waiting (an approval, a time, a signal)",
+        "waiting: for an approval, a sleep's due time, a signal, a callback or a called run"
+        " (status `waiting_approval` or `waiting`)",
+    ),
     ExitCode.INVALID_INPUT: ("invalid input", "invalid run input (nothing ran)"),
     ExitCode.USAGE: ("usage", "usage error"),
     ExitCode.INVALID_DEFINITION: ("invalid or changed saga", "invalid saga definition"),
@@ -95,7 +99,7 @@ EXIT_MEANINGS: Mapping[ExitCode, tuple[str, str]] = {
     ),
     ExitCode.NOT_PERMITTED: (
         "not permitted",
-        "not permitted (approval refused; the refusal is audited)",
+        "not permitted (an approval, a signal or a callback refused; the refusal is audited)",
     ),
     # The two signals share one line in both places.
     ExitCode.SIGINT: (

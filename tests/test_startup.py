@@ -43,6 +43,7 @@ def heavy(modules: set[str]) -> list[str]:
         ["validate", "--help"],
         ["diagram", "--help"],
         ["resume", "--help"],
+        ["signal", "--help"],
         ["submit", "--help"],
         ["worker", "--help"],
         ["workers", "--help"],

@@ -33,3 +33,16 @@ def period(text: str) -> float:
     if seconds < 0.01:
         raise argparse.ArgumentTypeError(f"must be 10ms or more, not {text!r}")
     return seconds
+
+
+def add_sleep_limit_option(parser: argparse.ArgumentParser, default: float, what: str) -> None:
+    """`--sleep-limit DURATION`: sleeps due within it are waited in this process (active
+    time); longer ones park the run (`waiting`, exit 3) for a worker to wake when due."""
+    parser.add_argument(
+        "--sleep-limit",
+        type=duration,
+        default=default,
+        metavar="DURATION",
+        help=f"wait in this process for a `sleep` due within DURATION; a longer one parks the"
+        f" run {what} (default {default:g}s)",
+    )

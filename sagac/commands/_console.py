@@ -110,6 +110,13 @@ def describe(e: dict[str, Any]) -> str | None:
         )
     if t == "approval_requested":
         return f"  ⏸ {step} waits for approval by {', '.join(e['approvers'])}: {e.get('key')}"
+    if t == "sleep_started":
+        return f"  ⏸ {step} sleeps until {e['until']}"
+    if t == "wait_started":
+        until = f" (until {e['deadline']})" if e.get("deadline") else ""
+        return f"  ⏸ {step} waits for signal {e['signal']}{until}"
+    if t == "wait_ended":
+        return f"  ▸ {step} {e['reason']}"
     if t == "compensation_completed":
         return f"  ↶ undid {step}"
     if t == "compensation_failed":
@@ -176,13 +183,33 @@ def _rows(report: Any) -> list[tuple[str, str]]:
 
 def print_report(report: Any, as_json: bool) -> None:
     """The report on stdout (a table, or JSON with the clear tokens), then how to decide each
-    gate a waiting run waits at, on stderr."""
+    gate a waiting run waits at, and what else it is parked on, on stderr."""
     if as_json:
         print(json.dumps(report.to_json_dict(tokens=True), indent=2))
     else:
         print_table(report, sys.stdout)
     if report.status == "waiting_approval":
         _print_pending(report)
+    print_parked(report, sys.stderr)
+
+
+def print_parked(report: Any, stream: Any) -> None:
+    """What a parked run waits for (its sleeps and waits) and how it goes on."""
+    run = report.run_id
+    for node in report.parked:
+        if node.kind == "sleep":
+            print(
+                f"\nrun {run} sleeps at {node.id!r} until {node.due}: a worker wakes it then"
+                f" (or `sagac resume {run}` from then on)",
+                file=stream,
+            )
+        elif node.kind == "wait":
+            until = f" until {node.due}" if node.due else ""
+            print(
+                f"\nrun {run} waits at {node.id!r} for signal {node.signal!r}{until}. Send it"
+                f" with:\n  sagac signal {run} {node.signal} --data JSON",
+                file=stream,
+            )
 
 
 def _print_pending(report: Any) -> None:

@@ -1,4 +1,5 @@
-"""A run's input from the command line (`--input JSON|@FILE|-`), shared by `run` and `submit`."""
+"""JSON from the command line (`--input JSON|@FILE|-`, `sagac signal --data`), shared by `run`,
+`submit` and `signal`."""
 
 from __future__ import annotations
 
@@ -22,13 +23,14 @@ def add_input_option(parser: Any, more: str = "") -> None:
     )
 
 
-def read_input(text: str) -> Any:
-    """The run's input from `--input`: JSON text, `@path` (a file) or `-` (stdin), each read
-    with a limit so that /dev/zero or an endless pipe ends in a message, not a MemoryError."""
+def read_input(text: str, what: str = "input") -> Any:
+    """The run's input from `--input` (or `what`: a signal's data): JSON text, `@path` (a
+    file) or `-` (stdin), each read with a limit so that /dev/zero or an endless pipe ends in a
+    message, not a MemoryError."""
     from sagac import TooLarge, read_limited, read_stream
 
     if text == "-" or text.startswith("@"):
-        where = "stdin" if text in ("-", "@-") else f"the input file {text[1:]}"
+        where = "stdin" if text in ("-", "@-") else f"the {what} file {text[1:]}"
         try:
             if text in ("-", "@-"):
                 raw = read_stream(sys.stdin.buffer, MAX_INPUT_BYTES)
@@ -36,7 +38,7 @@ def read_input(text: str) -> Any:
                 raw = read_limited(text[1:], MAX_INPUT_BYTES)
         except TooLarge:
             limit = MAX_INPUT_BYTES // (1024 * 1024)
-            raise InputError(f"{where} holds more than {limit} MiB of input") from None
+            raise InputError(f"{where} holds more than {limit} MiB of {what}") from None
         except OSError as e:
             raise UsageError(f"cannot read {where}: {e.strerror or e}") from None
         try:
@@ -46,4 +48,4 @@ def read_input(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(f"the input is not JSON: {e}", problems=[str(e)]) from None
+        raise InputError(f"the {what} is not JSON: {e}", problems=[str(e)]) from None

@@ -124,3 +124,14 @@ def current_user() -> str:
         return getpass.getuser()
     except Exception:  # no user name in this environment
         return "unknown"
+
+
+# A worker is alive when its last heartbeat is younger than this (`sagac worker`'s default
+# --lease-ttl, as `sagac workers` lists them).
+LIVE_WITHIN = 30.0
+
+
+async def live_workers(store: Any) -> bool:
+    """Whether a `sagac worker` of this store is alive: it continues a run whose decision,
+    cancel request or signal a command recorded, so nobody needs `sagac resume`."""
+    return bool(await store.workers(LIVE_WITHIN))

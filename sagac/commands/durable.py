@@ -18,9 +18,16 @@ from typing import Any
 
 from sagac.errors import ExitCode, SagacError, UsageError
 
+from ._args import add_sleep_limit_option
 from ._console import Progress, describe_request, event_sink, print_report
 from ._driving import closing, interrupted
-from ._store import add_store_option, current_user, explain_interruption, open_existing
+from ._store import (
+    add_store_option,
+    current_user,
+    explain_interruption,
+    live_workers,
+    open_existing,
+)
 
 MAX_TOKEN_CHARS = 4096  # a token is ~43 characters: read no more than this from stdin
 
@@ -31,6 +38,7 @@ def register(sub: Any) -> None:
     p.add_argument("--all", action="store_true", help="resume every unfinished run")
     p.add_argument("--file", metavar="FILE", help="the saga file (default: the run's own)")
     p.add_argument("--force", action="store_true", help="resume even though the definition changed")
+    add_sleep_limit_option(p, 60.0, "again (a run parked until later is left as it is: exit 3)")
     _report_options(p)
     p.set_defaults(func=resume)
 
@@ -122,10 +130,18 @@ def resume(args: argparse.Namespace) -> int:
     store = open_existing(args.store)
     on_event, events = _driving(args)
     if args.all:
-        every = aresume_all(store, force=args.force, on_event=on_event)
+        limit = args.sleep_limit
+        every = aresume_all(store, force=args.force, on_event=on_event, sleep_limit=limit)
         outcomes = _drive(args, store, every, set(), events)
     else:
-        one = aresume(args.run_id, store=store, plan=args.file, force=args.force, on_event=on_event)
+        one = aresume(
+            args.run_id,
+            store=store,
+            plan=args.file,
+            force=args.force,
+            on_event=on_event,
+            sleep_limit=args.sleep_limit,
+        )
         report = _drive(args, store, one, {args.run_id}, events)
     stopped = interrupted(outcomes if args.all else report)
     if stopped is not None:
@@ -175,7 +191,7 @@ def cancel(args: argparse.Namespace) -> int:
             print(f"the process running it ({lease[0]}) stops and compensates", file=sys.stderr)
             return record
         if not args.resume:
-            if await _live_workers(store):
+            if await live_workers(store):
                 print("nothing runs it now: a live worker carries it out", file=info)
             else:
                 print(
@@ -240,7 +256,7 @@ def decide(args: argparse.Namespace) -> int:
         verdict = "approved" if event["approved"] else "rejected"
         print(f"{verdict}: gate {args.gate} of run {args.run_id} by {args.user}", file=info)
         if not args.resume:
-            if await _live_workers(store):
+            if await live_workers(store):
                 print("a live worker continues the run", file=info)
             else:
                 print(f"continue the run with: sagac resume {args.run_id}", file=info)
@@ -265,14 +281,3 @@ def decide(args: argparse.Namespace) -> int:
         return stopped
     print_report(out, args.json)
     return int(out.exit_code)
-
-
-# A worker is alive when its last heartbeat is younger than this (`sagac worker`'s default
-# --lease-ttl, as `sagac workers` lists them).
-LIVE_WITHIN = 30.0
-
-
-async def _live_workers(store: Any) -> bool:
-    """Whether a `sagac worker` of this store is alive: it continues a run whose decision or
-    cancel request this command recorded, so nobody needs `sagac resume`."""
-    return bool(await store.workers(LIVE_WITHIN))

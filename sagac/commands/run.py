@@ -15,6 +15,7 @@ from typing import Any
 
 from sagac.errors import ExitCode, InputError, UsageError
 
+from ._args import add_sleep_limit_option
 from ._console import Progress, event_sink, print_diagnostics, print_report
 from ._driving import closing, interrupted
 from ._files import EventsFile
@@ -58,6 +59,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="call no action: each step returns its `simulate:` result, or {}",
     )
+    add_sleep_limit_option(p, 60.0, "(`waiting`, exit 3) for a worker or `sagac resume`")
     p.add_argument(
         "--no-import",
         action="store_true",
@@ -115,7 +117,12 @@ def run(args: argparse.Namespace) -> int:
         progress = Progress(sys.stderr)
         on_event = event_sink(progress, events, seen)
         try:
-            begin = functools.partial(astart, idempotency_key=args.idempotency_key, run_id=run_id)
+            begin = functools.partial(
+                astart,
+                idempotency_key=args.idempotency_key,
+                run_id=run_id,
+                sleep_limit=args.sleep_limit,
+            )
             report = asyncio.run(
                 _run(begin, c.plan, data, store, on_event, args.fail, args.simulate)
             )

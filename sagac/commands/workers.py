@@ -14,15 +14,16 @@ from typing import Any
 
 from sagac.errors import ExitCode, UsageError
 
-from ._args import duration, period, positive
+from ._args import add_sleep_limit_option, duration, period, positive
 from ._console import print_diagnostics
 from ._input import add_input_option, read_input
 from ._store import add_store_option, open_existing, using
 
 WORKER_EPILOG = """\
 A run is runnable when it was submitted and not started, its worker died (its lease expired),
-a gate of it was decided or passed its deadline (its `on_timeout` then applies), or a cancel
-was requested. Every run runs the definition it was submitted with, kept in the store.
+a gate of it was decided or passed its deadline (its `on_timeout` then applies), a sleep of it
+is due, a signal it waits for came or a wait's timeout passed, or a cancel was requested.
+Every run runs the definition it was submitted with, kept in the store.
 
 Stopping: the first SIGTERM or SIGINT claims nothing new and lets the runs in flight go on for
 up to --grace; what is still running then is stopped as `sagac run` stops on a signal (nothing
@@ -31,9 +32,9 @@ releases its leases and exits 0. A second signal stops at once.
 
 Logs: one JSON line per run transition on stderr: {"at", "worker", "event", "run_id", "saga",
 ...}; events: worker_started, claimed, started (a queued run) or resumed, parked (waits for a
-person), finished (with the run's status and duration_ms), released, error, retry, interrupted,
-lease_lost, worker_stopping, cancelling, idle, worker_stopped; library_log (a warning of
-a library, e.g. psycopg's pool losing a connection).
+person, a time or a signal), finished (with the run's status and duration_ms), released,
+error, retry, interrupted, lease_lost, worker_stopping, cancelling, idle, worker_stopped;
+library_log (a warning of a library, e.g. psycopg's pool losing a connection).
 
 Exit codes: 0 stopped by a signal (gracefully) or idle (--exit-when-idle); 64 bad arguments or
 an unknown store; 70 the store cannot be opened (a newer schema, not a journal); 130 / 143 a
@@ -106,6 +107,7 @@ def register(sub: Any) -> None:
         help="after SIGTERM or SIGINT: how long the runs in flight may go on before they are"
         " stopped, resumable (default 30s)",
     )
+    add_sleep_limit_option(p, 1.0, "until it is due (a worker wakes it on time)")
     p.add_argument(
         "--exit-when-idle",
         action="store_true",
@@ -195,6 +197,7 @@ def worker(args: argparse.Namespace) -> int:
                 sagas=args.sagas,
                 exit_when_idle=args.exit_when_idle,
                 log=log,
+                sleep_limit=args.sleep_limit,
             )
         finally:
             await aclose_clients()
