@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from sagac.runtime.store.base import Store
 
 HERE = Path(__file__).parent  # the sagas and their actions (`cb_provider.py`)
+ROOT = HERE.parent.parent
+
+
+def sagac(*args: str, stdin: str = "") -> Any:
+    """`python -m sagac ARGS` in a real process; the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", "sagac", *args],
+        cwd=ROOT,
+        env={**os.environ, "NO_COLOR": "1"},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def calls(folder: Path, action: str | None = None) -> list[dict[str, Any]]:
