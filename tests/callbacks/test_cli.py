@@ -148,7 +148,7 @@ def test_a_worker_fires_callback_timeout_on_time(cb_dir: Path) -> None:
     (cb_dir / "cb_provider.py").write_text((HERE / "cb_provider.py").read_text())
     ran = sagac("run", str(saga), "--store", store)
     assert ran.returncode == 3, ran.stderr
-    run_id, events = journal(db)
+    _, events = journal(db)
     deadline = parse_rfc3339(next(e for e in events if e["type"] == "callback_issued")["deadline"])
     worker = subprocess.Popen(
         [sys.executable, "-m", "sagac", "worker", "--store", store, "--poll", "30s"],
