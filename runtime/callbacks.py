@@ -20,6 +20,7 @@ token, and never decides a retry itself.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,7 +31,7 @@ from sagac.runtime.actions.mock import immediate
 from sagac.errors import CallbackRefused, StepError, UnknownCallbackToken, UsageError
 
 from .approvals import new_token, token_hash
-from .attempts import Attempts, TaskOutcomes, call_action, step_context
+from .attempts import Attempts, TaskOutcomes, call_action, cancelled_error, step_context
 from .clock import rfc3339
 from .journal import StepRecord
 from .redaction import Redactor
@@ -105,6 +106,10 @@ class CallbackOutcomes(TaskOutcomes):
         except (StepError, TimeoutError):
             # The action failed: nothing waits for this token any more.
             await ctx.emit("wait_ended", {**a.where, "reason": "cancelled", "attempt": attempt})
+            raise
+        except asyncio.CancelledError:
+            if ctx.cancelled_by_run():  # journaled cancelled by the loop: so is its token
+                await ctx.emit("wait_ended", {**a.where, "reason": "cancelled", "attempt": attempt})
             raise
         await ctx.emit("callback_waiting", {**a.where, "attempt": attempt})
         return await _outcome(a, w, attempt)
@@ -186,6 +191,34 @@ async def _outcome(a: Attempts, w: Waiting, attempt: int) -> Any:
         raise _timeout(w.node)
     dues = [r["due_epoch"] for r in pending if r["due_epoch"] is not None]
     raise CallbackPending(min(dues, default=None))
+
+
+async def abandon(ctx: RunContext) -> None:
+    """The run compensates while callback steps wait (parked, or left waiting by an earlier
+    process): nothing waits for their tokens any more (`wait_ended {reason: cancelled}`, so a
+    late callback is refused), and each such step ends cancelled, as a step the run cancels
+    mid-flight: `compensate.on: attempted` undoes it."""
+    if not ctx.prep.callbacks:
+        return
+    rows = [r for r in await ctx.store.parked(ctx.run_id) if r["kind"] == "callback"]
+    failed = {e.get("step") for e in ctx.errors}
+    for r in rows:
+        if r["state"] != "pending":
+            continue
+        nid = r["step"]
+        where = ctx.where(nid)
+        await ctx.emit("wait_ended", {**where, "reason": "cancelled", "attempt": r["attempt"]})
+        view = ctx.steps_view.get(nid)
+        if nid in failed or (view is not None and view["status"] == "completed"):
+            continue
+        failed.add(nid)
+        error = cancelled_error()
+        ended = await ctx.emit(
+            "step_failed",
+            {**where, "attempt": r["attempt"], "duration_ms": 0, "error": error, "final": True,
+             "cancelled": True},
+        )  # fmt: skip
+        ctx.undo_attempted(nid, None, ended["seq"], error, None)
 
 
 def _timeout(node: ir.TaskStep) -> StepError:

@@ -24,7 +24,8 @@ def _log(**fields: Any) -> None:
         f.write(json.dumps(fields) + "\n")
 
 
-async def start_payment(amount: int, context: Any) -> dict[str, Any]:
+async def start_payment(amount: int, context: Any, delay: float = 0.0) -> dict[str, Any]:
+    await asyncio.sleep(delay)
     _log(
         action="start_payment", token=context.callback_token, amount=amount, attempt=context.attempt
     )
@@ -79,3 +80,9 @@ def hold(seconds: float = 60.0) -> dict[str, Any]:
     while not gate.exists() and time.monotonic() < end:
         time.sleep(0.05)
     return {"held": True}
+
+
+def fail_after(seconds: float) -> None:
+    """Fail with UNAVAILABLE after `seconds`: a sibling that fails while a callback waits."""
+    time.sleep(seconds)
+    raise StepError("UNAVAILABLE", "gave up")

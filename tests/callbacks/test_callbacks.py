@@ -17,7 +17,13 @@ from sagac.runtime.approvals import token_hash
 from sagac.runtime.store.base import Store
 
 import sagac
-from sagac.errors import CallbackLate, CallbackTokenUsed, UnknownCallbackToken, UsageError
+from sagac.errors import (
+    CallbackLate,
+    CallbackNotPending,
+    CallbackTokenUsed,
+    UnknownCallbackToken,
+    UsageError,
+)
 
 from .support import HERE, calls, open_store, tokens
 
@@ -185,3 +191,27 @@ def test_an_outcome_needs_a_result_or_an_upper_case_code(cb_dir: Path) -> None:
                 await sagac.acallback(store, "t", **bad)
 
     run("memory", cb_dir, body)
+
+
+def test_a_step_still_waiting_when_the_run_fails_is_cancelled_and_undone(
+    kind: str, cb_dir: Path
+) -> None:
+    plan = sagac.load(HERE / "abandon.yaml")
+
+    async def body(store: Store) -> None:
+        report = await sagac.arun(plan, {}, store=store)
+        assert report.status == "compensated"
+        assert report.failure is not None and report.failure.step == "boom"
+        (token,) = tokens(cb_dir)
+        journal = await events(store, report.run_id)
+        ended = [(e["reason"], e["attempt"]) for e in journal if e["type"] == "wait_ended"]
+        assert ended == [("cancelled", 1)]
+        (cancelled,) = [e for e in journal if e["type"] == "step_failed" and e["step"] == "charge"]
+        assert cancelled["cancelled"] and cancelled["error"]["code"] == "CANCELLED"
+        # `on: attempted`: the payment the action started is undone.
+        (refund,) = calls(cb_dir, "refund")
+        assert refund["error"]["code"] == "CANCELLED"
+        with pytest.raises(CallbackNotPending):
+            await sagac.acallback(store, token, result={"payment_id": "p"}, by="psp")
+
+    run(kind, cb_dir, body)
