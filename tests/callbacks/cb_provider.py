@@ -86,3 +86,13 @@ def fail_after(seconds: float) -> None:
     """Fail with UNAVAILABLE after `seconds`: a sibling that fails while a callback waits."""
     time.sleep(seconds)
     raise StepError("UNAVAILABLE", "gave up")
+
+
+def start_and_hang(amount: int, context: Any) -> dict[str, Any]:
+    """Hands its token on, then hangs until `$CB_DIR/release` exists: a crash hits it
+    before it returned."""
+    _log(
+        action="start_payment", token=context.callback_token, amount=amount, attempt=context.attempt
+    )
+    hold(60.0)
+    return {"accepted": True}

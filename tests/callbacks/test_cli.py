@@ -174,3 +174,72 @@ def test_a_worker_fires_callback_timeout_on_time(cb_dir: Path) -> None:
     assert failed["status"] == "compensated"
     assert failed["failure"]["code"] == "CALLBACK_TIMEOUT"
     assert len(calls(cb_dir, "start_payment")) == 1
+
+
+def test_a_crash_before_the_action_returned_issues_a_new_token(cb_dir: Path) -> None:
+    db = cb_dir / "journal.db"
+    store = f"sqlite:///{db}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sagac", "run", str(HERE / "hang.yaml"), "--store", store],
+        env={**os.environ, "NO_COLOR": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        until(lambda: tokens(cb_dir))  # the action has the token and hangs
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    run_id, _ = journal(db)
+    (cb_dir / "release").touch()
+    again = sagac("resume", run_id, "--store", store)
+    assert again.returncode == 3, again.stderr  # attempt 2 ran, with a new token, and waits
+    token1, token2 = tokens(cb_dir)
+    assert token1 != token2
+    # The other system may hold either token: the first one to come completes the step.
+    first = sagac("callback", token1, "--result", '{"payment_id": "p1"}', "--store", store)
+    assert first.returncode == 0, first.stderr
+    other = sagac("callback", token2, "--result", '{"payment_id": "p2"}', "--store", store)
+    assert other.returncode == 77 and "CALLBACK_NOT_PENDING" in other.stderr
+    done = sagac("resume", run_id, "--store", store, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["output"] == {"payment": "p1"}
+    assert len(calls(cb_dir, "start_payment")) == 2
+    _, events = journal(db)
+    ended = [(e["reason"], e["attempt"]) for e in events if e["type"] == "wait_ended"]
+    assert sorted(ended) == [("callback", 1), ("cancelled", 2)]
+    completed = next(e for e in events if e["type"] == "step_completed")
+    assert completed["attempt"] == 2
+
+
+def test_a_callback_wakes_a_run_parked_on_postgresql(pg_server: Any, cb_dir: Path) -> None:
+    store = pg_server.database()
+    sent = sagac("submit", str(HERE / "pay.yaml"), "--input", '{"amount": 6}', "--store", store)
+    assert sent.returncode == 0, sent.stderr
+    log = (cb_dir / "worker.log").open("w")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "sagac", "worker", "--store", store, "--poll", "30s"],
+        env={**os.environ, "NO_COLOR": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        (token,) = until(lambda: tokens(cb_dir))
+        until(lambda: "parked" in (cb_dir / "worker.log").read_text())
+        called = sagac("callback", token, "--result", '{"payment_id": "pg"}', "--store", store)
+        assert called.returncode == 0, called.stderr
+        assert "a live worker continues the run" in called.stdout
+
+        def finished() -> Any:
+            runs = sagac("runs", "--store", store, "--json")
+            rows = json.loads(runs.stdout) if runs.returncode == 0 else []
+            return rows and rows[0]["status"] == "succeeded" and rows[0]
+
+        row = until(finished, seconds=30)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        log.close()
+    shown = sagac("show", row["run_id"], "--store", store, "--json")
+    assert json.loads(shown.stdout)["report"]["output"] == {"payment": "pg"}
+    assert len(calls(cb_dir, "start_payment")) == 1
