@@ -41,17 +41,17 @@ class Provider(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def provider(cb_dir: Path) -> Iterator[str]:
+def provider(cb_dir: Path) -> Iterator[int]:
     Provider.store, Provider.seen = f"sqlite:///{cb_dir / 'journal.db'}", []
     server = ThreadingHTTPServer(("127.0.0.1", 0), Provider)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield server.server_address[1]
     server.shutdown()
     server.server_close()
 
 
-def test_a_provider_calling_back_at_once_through_http(provider: str, cb_dir: Path) -> None:
+def test_a_provider_calling_back_at_once_through_http(provider: int, cb_dir: Path) -> None:
     compiled = compile_file(HERE / "webhook.yaml")
     if any(d.code == "E022" and "callback" in d.message for d in compiled.diagnostics):
         pytest.skip("this compiler does not know `callback.token` yet (the compiler's part)")
@@ -60,7 +60,7 @@ def test_a_provider_calling_back_at_once_through_http(provider: str, cb_dir: Pat
     async def go() -> None:
         store = open_store("sqlite", cb_dir)
         try:
-            report = await sagac.arun(compiled.plan, {"provider": provider}, store=store)
+            report = await sagac.arun(compiled.plan, {"port": provider}, store=store)
             assert report.status == "succeeded" and report.output == {"payment": "w-1"}
             (call,) = Provider.seen
             token = call["query"]
