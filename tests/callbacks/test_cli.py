@@ -52,6 +52,7 @@ def test_the_command_records_refuses_and_explains(cb_dir: Path) -> None:
     store = f"sqlite:///{db}"
     ran = sagac("run", str(HERE / "pay.yaml"), "--input", '{"amount": 4}', "--store", store)
     assert ran.returncode == 3, ran.stderr
+    assert "waits at 'charge' for its callback" in ran.stderr and "sagac callback" in ran.stderr
     (token,) = tokens(cb_dir)
     run_id, _ = journal(db)
 
