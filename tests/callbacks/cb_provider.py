@@ -57,7 +57,7 @@ async def fast_payment(amount: int, context: Any) -> dict[str, Any]:
 
 def flaky_start(amount: int, context: Any) -> dict[str, Any]:
     _log(action="flaky_start", token=context.callback_token, attempt=context.attempt)
-    raise StepError("UNAVAILABLE", "the provider is down")
+    raise StepError("UNAVAILABLE", f"the provider is down; token {context.callback_token}")
 
 
 def reserve(order: str) -> dict[str, Any]:

@@ -215,3 +215,22 @@ def test_a_step_still_waiting_when_the_run_fails_is_cancelled_and_undone(
             await sagac.acallback(store, token, result={"payment_id": "p"}, by="psp")
 
     run(kind, cb_dir, body)
+
+
+def test_an_action_that_fails_closes_its_token_and_never_shows_it(kind: str, cb_dir: Path) -> None:
+    plan = sagac.load(HERE / "flaky.yaml")
+
+    async def body(store: Store) -> None:
+        report = await sagac.arun(plan, {}, store=store)
+        assert report.status == "failed"
+        assert report.failure is not None and report.failure.code == "UNAVAILABLE"
+        (token,) = tokens(cb_dir)
+        assert report.failure.message == "the provider is down; token ***"
+        journal = await events(store, report.run_id)
+        ended = [(e["reason"], e["attempt"]) for e in journal if e["type"] == "wait_ended"]
+        assert ended == [("cancelled", 1)]
+        assert token not in json.dumps([journal, report.to_json_dict()])
+        with pytest.raises(CallbackNotPending):
+            await sagac.acallback(store, token, result={"payment_id": "p"}, by="psp")
+
+    run(kind, cb_dir, body)
