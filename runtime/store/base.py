@@ -255,27 +255,31 @@ class Store(ABC):
         claimers never get the same run (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: one
         write transaction). Runnable means: the store holds the run's definition, no
         unexpired lease covers it, and either its status is `queued`, `running` or
-        `interrupted` (never started, or its driver stopped or died), or it is
-        `waiting_approval` and its wake time has come (see `next_wake`). A claimed lease is
-        this store's as one `acquire_lease` took (`leases.held(..., claimed=True)` adopts it):
-        renewed, released, and ended by the run's final append alike."""
+        `interrupted` (never started, or its driver stopped or died), or it is parked
+        (`waiting_approval`, `waiting`) and its wake time has come (see `next_wake`). A
+        claimed lease is this store's as one `acquire_lease` took (`leases.held(...,
+        claimed=True)` adopts it): renewed, released, and ended by the run's final append
+        alike."""
 
     @abstractmethod
     async def next_wake(self) -> float | None:
         """The earliest future time (epoch seconds) at which a run that is not runnable now
-        becomes runnable by the clock alone, or None. A waiting run's wake time is the
-        earliest deadline of its pending approval gates, set when it parks (the append or
-        `update_run` that makes it `waiting_approval`); a decision (`append_decision`) and a
-        cancel request (`request_cancel`) make it now. An unexpired lease on an unfinished run
-        wakes at its expiry. A worker sleeps no longer than this."""
+        becomes runnable by the clock alone, or None. A parked run's wake time is set when it
+        parks (the append or `update_run` that makes it `waiting_approval` or `waiting`: see
+        the parked rows below), the earliest deadline of its pending gates and due time of
+        its pending parked rows; a decision (`append_decision`), a cancel request
+        (`request_cancel`), a signal or callback it waits for and a finished child run make it
+        now. An unexpired lease on an unfinished run wakes at its expiry. A worker sleeps no
+        longer than this."""
 
     @abstractmethod
     async def wait_for_work(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds; return True as soon as another process (or task)
-        made work: created a `queued` run, decided a gate, requested a cancel or released a
-        lease (PostgreSQL: LISTEN/NOTIFY; SQLite: a cheap poll of the file's commit counter;
-        memory: an in-process event). False when the time ran out. May return True without
-        work (a spurious wake is only a wasted claim)."""
+        made work: created a `queued` run, decided a gate, requested a cancel, released a
+        lease, or woke a parked run (a signal, a callback, a finished child). PostgreSQL:
+        LISTEN/NOTIFY; SQLite: a cheap poll of the file's commit counter; memory: an
+        in-process event. False when the time ran out. May return True without work (a
+        spurious wake is only a wasted claim)."""
 
     @abstractmethod
     async def heartbeat(self, worker: WorkerInfo) -> None:
@@ -333,8 +337,7 @@ class Store(ABC):
         no longer has it. Returns the event."""
 
     # -- parked nodes, signals, callbacks, child runs (issue 13) ----------------------------
-    # Not abstract yet: the stores implement them in issue 13's store lane, which makes them
-    # abstract. A parked row opens with `sleep_started` (kind sleep, due at its `until`),
+    # A parked row opens with `sleep_started` (kind sleep, due at its `until`),
     # `wait_started` (kind signal, due at its `deadline`) or `callback_issued` (kind callback,
     # keyed by its `attempt`, due at its `deadline`), and closes (state done) with `wait_ended
     # {step, attempt?, signal_id?}`, whose `signal_id` marks that signal consumed; both are
@@ -348,11 +351,12 @@ class Store(ABC):
     # As with `append_decision`, a refusal only raises: the caller audits it (it knows why);
     # what is accepted is audited by the store in the same write.
 
+    @abstractmethod
     async def parked(self, run_id: str) -> list[Parked]:
         """The run's parked rows, pending and done, in the order they were opened (none for an
         unknown run)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def send_signal(
         self, run_id: str, name: str, data: Any, audit: AuditEntry, *, limit: int
     ) -> Signal:
@@ -363,16 +367,16 @@ class Store(ABC):
         (nothing is written then: the caller audits the refusal). When the run is parked and a
         pending `signal` row of it waits for `name`, the run's wake time becomes now and
         workers are woken. Returns the signal."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def signals(self, run_id: str, name: str | None = None) -> list[Signal]:
         """The signals sent to the run (of one name), oldest first, consumed ones included."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def callback(self, token_sha256: str) -> Parked | None:
         """The callback row with that token hash, or None."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def complete_callback(
         self, token_sha256: str, outcome: dict[str, Any], audit: AuditEntry
     ) -> Parked:
@@ -384,11 +388,10 @@ class Store(ABC):
         `CallbackLate` (past its `due_epoch`), `CallbackNotPending` (the row is done, the run
         finished, or another pending row of the step has its outcome already). Wakes the run
         (wake time now) when it is parked. Returns the row as updated."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def children(self, run_id: str) -> list[RunRecord]:
         """The child runs of `run_id` (`RunRecord.parent_run_id`), oldest first."""
-        raise NotImplementedError
 
     @abstractmethod
     async def audit(self, entry: AuditEntry) -> None:

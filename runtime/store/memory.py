@@ -4,13 +4,15 @@ Used by `sagac run --store memory` (the default store is a SQLite journal) and b
 including resume tests: two executions that share one `MemoryStore` see the same journal, as
 two processes would share a database file. It implements the whole contract (leases, cancel
 requests, approvals, audit, idempotency keys, definitions, claims and wake times, the worker
-registry; `wait_for_work` waits on an `asyncio.Event`), so that the contract tests hold it to
-the same behaviour as SQLite; but it is not `shared`: no other process can see it, so the
-runtime takes no leases on it and accepts no cancel requests for it.
+registry, parked rows, signals, callbacks and child runs; `wait_for_work` waits on an
+`asyncio.Event`), so that the contract tests hold it to the same behaviour as SQLite; but it
+is not `shared`: no other process can see it, so the runtime takes no leases on it and
+accepts no cancel requests for it.
 
 Appends only extend a list (the journal's hot path): what SQLite materialises as it appends
-(approval requests, the steps view) is folded from the journal when it is read. This module
-never does I/O.
+(approval requests, parked rows, signals' consumption, the steps view) is folded from the
+journal when it is read; only what no event says (the signals, callbacks' outcomes) is kept
+beside it. This module never does I/O.
 """
 
 from __future__ import annotations

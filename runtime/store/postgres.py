@@ -1,16 +1,19 @@
 """The journal in PostgreSQL: the `Store` contract on a database server shared by machines.
 
 `PostgresStore` keeps SQLite's tables with SQLite's meaning (runs, events, approvals, audit,
-leases, cancel requests, run-level idempotency keys, approver groups, definitions, workers;
+leases, cancel requests, run-level idempotency keys, approver groups, definitions, workers,
+parked rows, signals;
 schema in `postgres_migrations.py`), through psycopg 3's async API and a `psycopg_pool` pool
 of autocommit connections opened on first use. Appends go through a group-committing writer
 (`postgres_journal.Writer`). Event bodies are stored as the codec's JSON text, so
 `load_events` gives back exactly what SQLite gives back. The steps view is folded from the
 run's events with the same code as the memory store (`memory.steps_of`). Every multi-row write
 is one transaction; an approval decision locks the run and its approval row (`FOR UPDATE`) and
-is a compare-and-set on the gate's status; `claim_runs` picks runs `FOR NO KEY UPDATE SKIP
+is a compare-and-set on the gate's status; a signal or a callback locks the run first too
+(`postgres_journal.wake_for` says why); `claim_runs` picks runs `FOR NO KEY UPDATE SKIP
 LOCKED` and writes their leases in the same transaction. Creating a queued run, a decision, a
-cancel request and a released lease `NOTIFY sagac_work` in their transaction; `wait_for_work`
+cancel request, a released lease and a parked run woken (a signal, a callback, a finished
+child) `NOTIFY sagac_work` in their transaction; `wait_for_work`
 LISTENs on a connection of its own.
 
 A lost connection (the server restarted or is down) is `StoreUnavailable`: the pool is then
@@ -41,35 +44,46 @@ from sagac.runtime.clock import parse_rfc3339, rfc3339
 from sagac.errors import (
     DecisionConflict,
     LeaseHeld,
+    RunFinished,
     RunNotFound,
     SagacError,
+    SignalAlreadySent,
     StoreError,
     StoreUnavailable,
+    UnknownCallbackToken,
 )
 
 from .base import (
+    FINISHED_STATUSES,
     Approval,
     AuditEntry,
     Definition,
     Event,
+    Parked,
     RunRecord,
+    Signal,
     Store,
     WorkerInfo,
+    callback_audit,
+    callback_refusal,
     cancel_entry,
     group_change,
     os_user,
     owner_alive,
     rebind_entry,
+    signal_audit,
     with_seq,
 )
 from .memory import steps_of
-from .postgres_journal import Append, Writer, add_audit, wake_for, write
+from .postgres_journal import CHANNEL, NOTIFY, Append, Writer, add_audit, wake_for, write
 from .postgres_migrations import SCHEMA_VERSION, current_version, migrate, too_new
 from .rows import (
     APPROVAL_COLUMNS,
     CLAIM_ORDER,
     DEFINITION_COLUMNS,
+    PARKED_SELECT,
     RUN_COLUMNS,
+    SIGNAL_SELECT,
     WORKER_COLUMNS,
     approval_row,
     definition_row,
@@ -77,12 +91,20 @@ from .rows import (
     dumps,
     insert_definition,
     insert_run,
+    insert_signal,
     loads,
     next_wake_sql,
+    outcome_values,
+    parked_from,
+    record_outcome,
     run_record,
     run_values,
     runnable,
+    signal_from,
+    signal_values,
     upsert_worker,
+    waited_for,
+    wake_parked,
     where_clause,
     worker_row,
     worker_values,
@@ -97,8 +119,6 @@ __all__ = ["CHANNEL", "PostgresStore", "redact_url"]
 PREFIXES = ("postgresql://", "postgres://")
 CONNECT_TIMEOUT = 5  # seconds to reach the server before a clear error
 POOL_TIMEOUT = 10  # seconds to wait for a free pooled connection
-CHANNEL = "sagac_work"  # NOTIFY'd when there is work for workers
-_NOTIFY = f"NOTIFY {CHANNEL}"
 # The runs a claim takes (now, now, now + CLAIM_HORIZON, limit), in order along
 # `runs_to_claim`, each row locked for the claim's transaction; a row another claim (or a
 # decision) holds is skipped. The horizon bounds the index range read, as in SQLite: a run that
@@ -396,7 +416,7 @@ class PostgresStore(Store):
                     await cur.execute(insert_definition("%s"), definition_values(definition))
                 await cur.execute(insert_run("%s"), run_values(record, wake))
                 if record.status == "queued":
-                    await cur.execute(_NOTIFY)
+                    await cur.execute(NOTIFY)
         except StoreError as e:
             if isinstance(e.__context__, psycopg.errors.UniqueViolation):
                 raise StoreError(f"run {record.run_id!r} already exists") from None
@@ -559,7 +579,7 @@ class PostgresStore(Store):
                 "DELETE FROM leases WHERE run_id = %s AND owner = %s", (run_id, owner)
             )
             if cur.rowcount:
-                await cur.execute(_NOTIFY)
+                await cur.execute(NOTIFY)
 
     async def get_lease(self, run_id: str, *, expired: bool = False) -> tuple[str, float] | None:
         rows = await self._fetch(
@@ -711,6 +731,84 @@ class PostgresStore(Store):
             return None
         return {"at": rows[0][0], "by": rows[0][1], "reason": rows[0][2]}
 
+    # -- parked nodes, signals, callbacks, child runs ---------------------------------------
+    # `send_signal` and `complete_callback` lock the run's row first (`FOR UPDATE`), as the
+    # parking append's status UPDATE does: see `postgres_journal.wake_for` for why a signal or
+    # a callback that comes while the run parks is never lost.
+
+    async def parked(self, run_id: str) -> list[Parked]:
+        sql = f"SELECT {PARKED_SELECT} FROM parked WHERE run_id = %s ORDER BY opened_seq"
+        return [parked_from(r) for r in await self._fetch(sql, (run_id,))]
+
+    async def send_signal(
+        self, run_id: str, name: str, data: Any, audit: AuditEntry, *, limit: int
+    ) -> Signal:
+        await self._writer.flushed()  # after this store's appends, as they were asked for
+        async with self._tx() as cur:
+            status = (await self._get_run(cur, run_id, lock=True)).status  # RunNotFound
+            if status in FINISHED_STATUSES:
+                raise RunFinished(f"run {run_id} has finished ({status})")
+            await cur.execute(
+                "SELECT COUNT(*) FROM signals WHERE run_id = %s AND name = %s", (run_id, name)
+            )
+            sent = (await cur.fetchone() or (0,))[0]
+            if sent >= limit:
+                raise SignalAlreadySent(f"run {run_id} was sent {sent} {name!r} signal(s) already")
+            await cur.execute(insert_signal("%s"), signal_values(run_id, name, data, audit.actor))
+            row = await cur.fetchone()
+            assert row is not None  # RETURNING the row inserted
+            signal = signal_from(row)
+            await add_audit(cur, signal_audit(audit, signal))
+            await cur.execute(waited_for("%s"), (run_id, name))
+            if await cur.fetchone():
+                await _wake_parked(cur, run_id)
+            return signal
+
+    async def signals(self, run_id: str, name: str | None = None) -> list[Signal]:
+        where, args = where_clause("%s", run_id=run_id, name=name)
+        sql = f"SELECT {SIGNAL_SELECT} FROM signals{where} ORDER BY signal_id"
+        return [signal_from(r) for r in await self._fetch(sql, args)]
+
+    async def callback(self, token_sha256: str) -> Parked | None:
+        sql = f"SELECT {PARKED_SELECT} FROM parked WHERE token_sha256 = %s"
+        rows = await self._fetch(sql, (token_sha256,))
+        return parked_from(rows[0]) if rows else None
+
+    async def complete_callback(
+        self, token_sha256: str, outcome: dict[str, Any], audit: AuditEntry
+    ) -> Parked:
+        await self._writer.flushed()  # after this store's appends, as they were asked for
+        found = await self.callback(token_sha256)
+        if found is None:
+            raise UnknownCallbackToken("no callback was issued with this token")
+        run_id = found["run_id"]
+        async with self._tx() as cur:
+            # The run's row first (a completion of another token of the step, the run's
+            # parking, wait here), then the rows of the step as they are now.
+            status = (await self._get_run(cur, run_id, lock=True)).status
+            await cur.execute(
+                f"SELECT {PARKED_SELECT} FROM parked WHERE run_id = %s AND step = %s",
+                (run_id, found["step"]),
+            )
+            rows = [parked_from(r) for r in await cur.fetchall()]
+            row = next((r for r in rows if r["token_sha256"] == token_sha256), None)
+            if row is None:  # replaced meanwhile by a new opening of its attempt
+                raise UnknownCallbackToken("no callback was issued with this token")
+            siblings = [r for r in rows if r is not row]
+            callback_refusal(row, status, siblings, time.time())
+            await cur.execute(
+                record_outcome("%s"), outcome_values(outcome, audit.actor, token_sha256)
+            )
+            done = await cur.fetchone()
+            assert done is not None  # no outcome yet: checked under the run's lock
+            await add_audit(cur, callback_audit(audit, row))
+            await _wake_parked(cur, run_id)
+            return parked_from(done)
+
+    async def children(self, run_id: str) -> list[RunRecord]:
+        sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE parent_run_id = %s ORDER BY created_at, id"
+        return [run_record(r) for r in await self._fetch(sql, (run_id,))]
+
     # -- approvals and audit ---------------------------------------------------------------
 
     async def approvals(
@@ -844,4 +942,12 @@ async def _check_lease(cur: AsyncCursor[Any], run_id: str, owner: str | None, no
 async def _wake(cur: AsyncCursor[Any], run_id: str) -> None:
     """The run is to be moved now (a decision, a cancel request): wake workers."""
     await cur.execute("UPDATE runs SET wake_at = %s WHERE run_id = %s", (time.time(), run_id))
-    await cur.execute(_NOTIFY)
+    await cur.execute(NOTIFY)
+
+
+async def _wake_parked(cur: AsyncCursor[Any], run_id: str) -> None:
+    """A signal or callback for the run came: when it is parked, it is to be moved now (wake
+    workers)."""
+    await cur.execute(wake_parked("%s"), (time.time(), run_id))
+    if await cur.fetchall():
+        await cur.execute(NOTIFY)

@@ -26,23 +26,31 @@ from typing import TYPE_CHECKING, Any
 
 from sagac.errors import RunNotFound
 
-from .base import AuditEntry, Event
+from .base import FINISHED_STATUSES, PARKED_KINDS, PARKED_STATUSES, AuditEntry, Event
 from .rows import (
     UNPARKED,
     approval_decision_values,
     approval_request_values,
     audit_values,
     dumps,
+    open_parked,
+    open_parked_values,
     park_wake,
     unpark_wake,
+    wait_ended_statements,
+    wake_parent,
 )
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection, AsyncCursor
 
 MAX_BATCH = 2_000  # appends per commit
+CHANNEL = "sagac_work"  # NOTIFY'd when there is work for workers
+NOTIFY = f"NOTIFY {CHANNEL}"
 
 _FINAL_STATUS = {"saga_completed", "saga_failed", "saga_waiting"}
+# The event types that change another table than `events` (besides a run's status).
+_MATERIALISED = frozenset(("approval_requested", "approval_decided", "wait_ended", *PARKED_KINDS))
 
 MAX_ROWS = 4_000  # events per INSERT statement (6 parameters each, of at most 65,535)
 
@@ -75,9 +83,7 @@ class Append:
         return (
             self.report is None
             and self.status is None
-            and not any(
-                e["type"] in ("approval_requested", "approval_decided") for e in self.events
-            )
+            and not any(e["type"] in _MATERIALISED for e in self.events)
         )
 
 
@@ -117,7 +123,9 @@ def _insert_events(rows: int) -> str:
 
 async def write(cur: AsyncCursor[Any], a: Append) -> None:
     """Inside a transaction: write `a` and what it implies (the run's status, report and wake
-    time, approval rows, the end of `a.release`'s lease). RunNotFound for an unknown run."""
+    time, approval and parked rows, consumed signals, the end of `a.release`'s lease).
+    RunNotFound for an unknown run. The status UPDATE comes first: it locks the run's row,
+    which `send_signal` and `complete_callback` lock first too (see `wake_for`)."""
     import psycopg
 
     status = a.status
@@ -135,14 +143,22 @@ async def write(cur: AsyncCursor[Any], a: Append) -> None:
     except psycopg.errors.ForeignKeyViolation:
         raise RunNotFound(f"no run {a.run_id!r} in this store") from None
     for e in a.events:
-        if e["type"] == "approval_requested":
+        t = e["type"]
+        if t not in _MATERIALISED:
+            continue
+        if t == "approval_requested":
             await _approval_requested(cur, a.run_id, e)
-        elif e["type"] == "approval_decided":
+        elif t == "approval_decided":
             await cur.execute(
                 "UPDATE approvals SET status = %s, decided_by = %s, decided_at = %s,"
                 " comment = %s, value = %s, decision_code = %s WHERE run_id = %s AND gate = %s",
                 approval_decision_values(a.run_id, e),
             )
+        elif t == "wait_ended":
+            for statement, params in wait_ended_statements("%s", a.run_id, e):
+                await cur.execute(statement, params)
+        else:
+            await cur.execute(open_parked("%s"), open_parked_values(a.run_id, e))
     if status is not None:
         await wake_for(cur, a.run_id, status)
     if a.release is not None:
@@ -153,12 +169,25 @@ async def write(cur: AsyncCursor[Any], a: Append) -> None:
 
 async def wake_for(cur: AsyncCursor[Any], run_id: str, status: str) -> None:
     """The wake time of a run whose status became `status`: a run that parks gets its own
-    (`rows.park_wake`), one resumed now at the latest (`rows.unpark_wake`)."""
+    (`rows.park_wake`), one resumed now at the latest (`rows.unpark_wake`); a finished child
+    run wakes its parked parent (and workers: NOTIFY).
+
+    A signal or a callback arriving while the run parks is never lost: both lock the run's
+    row (`FOR UPDATE`) before they write, and the parking transaction's status UPDATE (the
+    first statement of `write`) holds that lock until it commits. So either the signal came
+    first, and `park_wake`, a later statement of the parking transaction, reads it in its
+    snapshot (taken after the lock was granted) and makes the wake time now; or the parking
+    committed first, and the signal sees the run parked and wakes it itself. A child's wake
+    of its parent waits likewise for the parent's parking to commit, then sees it parked."""
     now = time.time()
-    if status == "waiting_approval":
+    if status in PARKED_STATUSES:
         await cur.execute(park_wake("%s"), (now, run_id))
     elif status in UNPARKED:
         await cur.execute(unpark_wake("%s"), (now, run_id, now))
+    elif status in FINISHED_STATUSES:
+        await cur.execute(wake_parent("%s"), (now, run_id))
+        if await cur.fetchall():
+            await cur.execute(NOTIFY)
 
 
 async def _approval_requested(cur: AsyncCursor[Any], run_id: str, e: Event) -> None:

@@ -167,8 +167,51 @@ _V2 = (
 # gates take it instead of a fresh token each. Runs already there have none.
 _V3 = ("ALTER TABLE runs ADD COLUMN approval_token_sha256 TEXT",)
 
+# Issue 13's parking, as SQLite's migration 10 has it: parked rows (a sleep, a wait for a
+# signal, a callback, opened and closed by the journal's events; a token kept as its sha256
+# only, unique), the signals sent to runs, each run's parent (a `call`'s child run), and the
+# `waiting` status among the runs a claim reads (`rows.WAKEABLE`).
+_V4 = (
+    """
+    CREATE TABLE parked (
+        run_id TEXT NOT NULL,
+        step TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        kind TEXT NOT NULL,
+        signal TEXT,
+        token_sha256 TEXT,
+        due_epoch DOUBLE PRECISION,
+        state TEXT NOT NULL,
+        opened_seq INTEGER NOT NULL,
+        outcome TEXT,
+        outcome_at TEXT,
+        outcome_by TEXT,
+        PRIMARY KEY (run_id, step, attempt)
+    )""",
+    "CREATE UNIQUE INDEX parked_by_token ON parked (token_sha256) WHERE token_sha256 IS NOT NULL",
+    """
+    CREATE TABLE signals (
+        signal_id BIGSERIAL PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        data TEXT,
+        sent_at TEXT NOT NULL,
+        sent_by TEXT,
+        consumed_step TEXT,
+        consumed_seq INTEGER
+    )""",
+    "CREATE INDEX signals_by_run ON signals (run_id, name)",
+    "ALTER TABLE runs ADD COLUMN parent_run_id TEXT",
+    "ALTER TABLE runs ADD COLUMN parent_step TEXT",
+    "CREATE INDEX runs_by_parent ON runs (parent_run_id, created_at)"
+    " WHERE parent_run_id IS NOT NULL",
+    "DROP INDEX runs_to_claim",
+    "CREATE INDEX runs_to_claim ON runs (wake_at, created_at, run_id) WHERE wake_at IS NOT NULL"
+    " AND status IN ('queued', 'running', 'interrupted', 'waiting_approval', 'waiting')",
+)
+
 # Each migration: its statements, run in order inside the upgrade's transaction.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,6 +1,7 @@
 """Journal rows as Python values, the same for every SQL store: JSON columns, run records,
-approval requests and decisions, audit entries, definitions and workers, WHERE clauses of
-equalities, and the SQL of claims and wake times (text with the driver's placeholder).
+approval requests and decisions, audit entries, definitions and workers, parked rows and
+signals, WHERE clauses of equalities, and the SQL of claims, wake times, parked rows and
+signals (text with the driver's placeholder).
 
 SQLite and PostgreSQL keep the same tables with the same columns; what a row means is decided
 here once, so that both stores read and write a run, an approval or an audit entry alike (only

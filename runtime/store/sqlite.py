@@ -1,9 +1,9 @@
 """The durable journal: one SQLite file (WAL, synchronous=FULL) shared by processes.
 
 `SqliteStore` is the `Store` contract (`base.py`) on such a file: runs and journals, run-level
-idempotency keys, leases, cancel requests, approvals and the audit log, and for workers the
-stored definitions, claims (one write transaction), wake times and the worker registry, as
-SQL. Its parts:
+idempotency keys, leases, cancel requests, approvals and the audit log, parked rows,
+signals, callbacks and child runs, and for workers the stored definitions, claims (one write
+transaction), wake times and the worker registry, as SQL. Its parts:
 
 * `sqlite_writer`: the connections and the writer and reader threads (group commit);
 * `sqlite_journal`: appends, and the materialised view (`steps`, `approvals`, the run's

@@ -292,6 +292,59 @@ def test_store_migrate_creates_upgrades_says_current_and_refuses_a_newer_databas
     assert "newer than this sagac knows" in refused.stderr and "Traceback" not in refused.stderr
 
 
+def test_a_database_before_parking_migrates_and_claims_waiting_runs(pg_server: PgServer) -> None:
+    """Schema 3 to 4 (issue 13): runs already there keep everything and have no parent; the
+    claim index covers `waiting` runs; a finished child wakes its parked parent by NOTIFY."""
+    url = pg_server.database()
+
+    async def at_version_three() -> None:
+        import psycopg
+        from sagac.runtime.store.postgres_migrations import migrate
+
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as c:
+            await migrate(c, url, target=3)
+            await c.execute(
+                "INSERT INTO runs (run_id, saga, version, definition_hash, input, status,"
+                " created_at, updated_at, meta, wake_at) VALUES ('gate', 's', 1, 'sha256:gate',"
+                " '{}', 'waiting_approval', '2026-01-01T00:00:00.000Z',"
+                " '2026-01-01T00:00:00.000Z', '{}', 1.0)"
+            )
+            await c.execute("INSERT INTO definitions VALUES ('sha256:gate', 's', '{}', NULL, 't')")
+
+    async def upgraded() -> None:
+        store, waiter = PostgresStore(url), PostgresStore(url)
+        try:
+            assert (await store.get_run("gate")).parent_run_id is None
+            assert store.migrated_from == 3  # opened by that first use
+            child, definition = _queued("nap")
+            child.parent_run_id, child.parent_step = "gate", "call"
+            await store.create_run(child, definition)
+            await store.append(
+                "nap",
+                [
+                    ev("nap", 1, "saga_started"),
+                    ev("nap", 2, "sleep_started", step="s", until="2000-01-01T00:00:00Z"),
+                    ev("nap", 3, "saga_waiting", status="waiting"),
+                ],
+                report={"status": "waiting"},
+            )
+            assert sorted(await store.claim_runs("w", 60, 10)) == ["gate", "nap"]
+            assert [r.run_id for r in await store.children("gate")] == ["nap"]
+            await waiter.wait_for_work(0)
+            waiting = asyncio.ensure_future(waiter.wait_for_work(30))
+            await asyncio.sleep(0.2)
+            await store.append(
+                "nap", [ev("nap", 4, "saga_completed")], report={"status": "succeeded"}
+            )
+            assert await asyncio.wait_for(waiting, 10) is True  # well before its timeout
+        finally:
+            await store.close()
+            await waiter.close()
+
+    asyncio.run(at_version_three())
+    asyncio.run(upgraded())
+
+
 def test_sagac_store_selects_postgres_for_run_and_runs_and_store_beats_it(
     pg_server: PgServer, tmp_path: Path
 ) -> None:

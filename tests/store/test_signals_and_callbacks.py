@@ -271,3 +271,39 @@ def test_refusals_keep_their_codes(stores: Stores) -> None:
         assert {int(e) for _, e in codes} == {77}
 
     stores.run(body)
+
+
+@pytest.mark.parametrize("what", ["signal", "callback"])
+def test_what_comes_while_the_run_parks_is_never_lost(stores: Stores, what: str) -> None:
+    """The parking append and the signal (or callback) at once, from two handles: whichever
+    commits first, the run ends parked and due now."""
+
+    async def body(s: Stores) -> None:
+        parker, sender = s.open(), s.open()
+        for i in range(8):
+            run_id, token = f"r{i}", f"sha256:{i}"
+            await started(parker, run_id)
+            await parker.append(
+                run_id,
+                [
+                    ev(run_id, 2, "wait_started", step="w", signal="go", deadline=rfc3339(FAR)),
+                    ev(
+                        run_id,
+                        3,
+                        "callback_issued",
+                        step="t",
+                        attempt=1,
+                        token_sha256=token,
+                        deadline=rfc3339(FAR),
+                    ),
+                ],
+            )
+            if what == "signal":
+                arrives = sender.send_signal(run_id, "go", i, signal_audit(run_id, "go"), limit=1)
+            else:
+                arrives = sender.complete_callback(token, {"result": i}, callback_entry())
+            before = time.time()
+            await asyncio.gather(park(parker, run_id, 4), arrives)
+            assert before - 1 <= (await wake_at(s.open(), run_id) or FAR) <= time.time() + 1
+
+    stores.run(body)
