@@ -130,7 +130,8 @@ async def attempts(
     for an earlier token) takes up that attempt instead of calling the action again. Raises
     AttemptsFailed as `Attempts.run` does."""
     w = loop.callback = Waiting(node, scope)
-    start, retried = 0, ()  # type: tuple[int, tuple[str, ...]]
+    start: int = 0
+    retried: tuple[str, ...] = ()
     if rec is not None:
         start, retried = rec.attempt, tuple(rec.retried)
         w.settled = rec.settled
