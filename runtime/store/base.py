@@ -8,7 +8,9 @@ order of calls (one writer per run; a store with real I/O serialises its writes 
 
 Besides the journal a store keeps what several processes must agree on: run-level idempotency
 keys, leases (one driver per run), cancel requests, approval requests and their decisions (a
-view of the journal's `approval_*` events), approver groups and the audit log. Every such
+view of the journal's `approval_*` events), parked nodes (a view of the journal's parking
+events), the signals sent to runs, callbacks' outcomes, runs' parents, approver groups and the
+audit log. Every such
 operation is an abstract method below; callers never probe a store for features. What a store
 cannot offer is a declared capability (`shared`, `group_commit`), not a missing method. A
 foreach's checkpoints are journal events (`batch_progress`), so they need no operation of their
