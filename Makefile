@@ -35,7 +35,7 @@ unit: $(STAMP) system-deps
 # Every benchmark, in quick mode (small sizes, one round: about two minutes); `bench-full` runs
 # them at the sizes the docs quote (many minutes). Neither is part of `make test`. system-deps:
 # bench/workers.py starts a throw-away PostgreSQL server.
-BENCHES := bench/compile.py bench/runtime.py bench/journal.py bench/batch.py bench/startup.py bench/workers.py
+BENCHES := bench/compile.py bench/runtime.py bench/journal.py bench/batch.py bench/startup.py bench/workers.py bench/timers.py
 
 bench: $(STAMP) system-deps
 	@set -e; for b in $(BENCHES); do echo "== $$b --quick"; $(PY) $$b --quick; done

@@ -39,16 +39,17 @@ async def stuck_runs(
     alive = {w.worker_id for w in await store.workers(lease_ttl)}
     workers = f"{len(alive)} worker{'s' if len(alive) != 1 else ''} alive"
     out: list[tuple[RunRecord, str]] = []
-    for status in (*UNFINISHED, "waiting_approval"):
+    for status in (*UNFINISHED, "waiting_approval", "waiting"):
+        parked = status in ("waiting_approval", "waiting")
         for record in await store.list_runs(status=status, limit=limit):
             wake: float | None = record.meta.get("wake_at")
-            if status == "waiting_approval" and (wake is None or now - wake <= lease_ttl):
+            if parked and (wake is None or now - wake <= lease_ttl):
                 continue  # waits for a person, or woke too recently for a worker to be late
             lease = await store.get_lease(record.run_id, expired=True)
             if lease is not None and lease[1] > now:
                 continue
             last = await _last_event(store, record)
-            if wake is not None and status == "waiting_approval":
+            if wake is not None and parked:
                 since, what = wake, _woken_by(record, last)
             elif last is None:
                 since, what = parse_rfc3339(record.created_at), status
@@ -69,11 +70,13 @@ async def stuck_runs(
 
 def _woken_by(record: RunRecord, last: dict[str, Any] | None) -> str:
     """What made a waiting run runnable: a cancel request, a decision (its last event), or
-    else the deadline of a gate passing."""
+    else the deadline of a gate passing (`waiting`: a due time, a signal or a callback)."""
     if record.meta.get("cancel_requested_at"):
-        return "waiting_approval, cancel requested"
+        return f"{record.status}, cancel requested"
     if last is not None and last["type"] == "approval_decided":
         return f"waiting_approval, gate {last.get('step')} decided"
+    if record.status == "waiting":
+        return "waiting, woken (a due time, a signal or a callback)"
     return "waiting_approval, a gate's deadline passed"
 
 

@@ -128,7 +128,7 @@ _CLAIM = (
     f"SELECT run_id FROM runs WHERE {runnable('%s')} AND wake_at <= %s"
     f" ORDER BY {CLAIM_ORDER} LIMIT %s FOR NO KEY UPDATE SKIP LOCKED"
 )
-CLAIM_HORIZON = 300.0
+CLAIM_HORIZON = 1.0
 # A connection failure reported by a server that is there but not ready (FATAL at connect).
 _NOT_READY = ("the database system is", "too many clients", "remaining connection slots")
 # SQLSTATEs of a connection that is lost or of a server that cannot serve now.
@@ -619,7 +619,8 @@ class PostgresStore(Store):
         return claimed
 
     async def next_wake(self) -> float | None:
-        rows = await self._fetch(next_wake_sql("%s"), (time.time(),))
+        now = time.time()
+        rows = await self._fetch(next_wake_sql("%s"), (now, now, now))
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def wait_for_work(self, timeout: float) -> bool:

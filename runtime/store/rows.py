@@ -253,18 +253,22 @@ def runnable(p: str) -> str:
     )
 
 
-def next_wake_sql(p: str) -> str:
-    """The earliest time after now (one parameter) at which a `WAKEABLE` run with a stored
-    definition becomes runnable: a waiting run at its wake time (or its lease's expiry, when
-    later), any other at its lease's expiry (see `Store.next_wake`)."""
-    wait = "CASE WHEN wake_at > COALESCE(l.expires_at, 0) THEN wake_at ELSE l.expires_at END"
+def next_wake_sql(p: str, index: str = "") -> str:
+    """The earliest time after now (three parameters, each now) at which a `WAKEABLE` run with
+    a stored definition becomes runnable: a parked run without a live lease at its wake time,
+    read along `runs_to_claim` in wake time order, so that the first one ends the read (`index`:
+    SQLite's `INDEXED BY` for it); a run with a live lease (the few that `leases` holds) at
+    its lease's expiry, or its wake time when parked until later (see `Store.next_wake`)."""
+    defined = "EXISTS (SELECT 1 FROM definitions d WHERE d.hash = runs.definition_hash)"
+    later = f"CASE WHEN status IN {PARKED} AND wake_at > l.expires_at THEN wake_at"
     return (
-        f"SELECT MIN(t) FROM (SELECT CASE WHEN status IN {PARKED} THEN {wait}"
-        " ELSE l.expires_at END AS t"
-        " FROM runs LEFT JOIN leases l ON l.run_id = runs.run_id"
-        f" WHERE {WAKEABLE}"
-        " AND EXISTS (SELECT 1 FROM definitions d WHERE d.hash = runs.definition_hash)"
-        f") AS w WHERE t > {p}"
+        f"SELECT MIN(t) FROM (SELECT (SELECT wake_at FROM runs {index} WHERE {WAKEABLE}"
+        f" AND status IN {PARKED} AND wake_at > {p} AND NOT EXISTS (SELECT 1 FROM leases l"
+        f" WHERE l.run_id = runs.run_id AND l.expires_at > {p}) AND {defined}"
+        " ORDER BY wake_at LIMIT 1) AS t"
+        f" UNION ALL SELECT (SELECT MIN({later} ELSE l.expires_at END) FROM leases l"
+        f" CROSS JOIN runs WHERE runs.run_id = l.run_id AND l.expires_at > {p} AND {WAKEABLE}"
+        f" AND {defined}) AS t) AS w"
     )
 
 

@@ -20,8 +20,8 @@ def register(sub: Any) -> None:
         "--status",
         metavar="S",
         help="only runs with this status: queued, running, interrupted, waiting_approval,"
-        " succeeded, compensated, compensation_failed or failed; or `stuck`: unfinished runs"
-        " that no lease covers and that have not moved for longer than --lease-ttl (a waiting"
+        " waiting, succeeded, compensated, compensation_failed or failed; or `stuck`: unfinished"
+        " runs that no lease covers and that have not moved for longer than --lease-ttl (a waiting"
         " run: since a decision, a cancel or a passed deadline made it runnable), each with why",
     )
     p.add_argument(
