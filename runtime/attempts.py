@@ -110,7 +110,15 @@ class Outcomes:
     START: ClassVar[str | None] = None  # the event journaled before each attempt, if any
     WHAT: ClassVar[str] = "the attempt"  # who took too long, in a TIMEOUT message
     COMPENSATING: ClassVar[bool] = False  # the action undoes the step (`StepContext`)
+    # The attempts call `call` instead of the action (a callback step's: its token, the action,
+    # then its outcome from the store).
+    CALLS: ClassVar[bool] = False
     __slots__ = ()
+
+    async def call(self, a: Attempts, attempt: int, limit: float | None) -> Any:
+        """One attempt, in place of the action call (when CALLS): its result, or raises as the
+        action would."""
+        raise NotImplementedError
 
     def completion(self, a: Attempts, attempt: int, started: float, result: Any) -> Journaled:
         """The event that records a result (raise StepError to fail the attempt instead)."""
@@ -159,6 +167,7 @@ class Attempts:
         "args",
         "attempt",
         "batch",
+        "callback",
         "ctx",
         "cursor",
         "deadline",
@@ -180,13 +189,15 @@ class Attempts:
     # The callers' own state, set by them when they use it (the Outcomes objects are shared
     # and hold none): the attempt and result `completion` recorded; `subject` (a task step's
     # foreach item or None, a compensation's Undo, a foreach item); `owner` (a task step's
-    # "compensable" flag, a foreach item's Items); a foreach item's `batch` and `cursor`.
+    # "compensable" flag, a foreach item's Items); a foreach item's `batch` and `cursor`; a
+    # callback step's `callback` (`callbacks.Waiting`).
     attempt: int
     result: Any
     subject: Any
     owner: Any
     batch: int
     cursor: str | None
+    callback: Any
 
     def __init__(
         self,
@@ -220,15 +231,19 @@ class Attempts:
         self.keep = keep
         self.saga_bound = saga_bound
 
-    async def run(self, start_attempt: int = 0) -> Any:
+    async def run(self, start_attempt: int = 0, retried: tuple[str, ...] = ()) -> Any:
         """Attempt until `completion` accepts a result; returns what `recorded` makes of it.
-        Raises AttemptsFailed, or CancelledError once what the run's own cancel left is
-        journaled."""
+        `retried`: the codes of the retries journaled before a resume, which count. Raises
+        AttemptsFailed, or CancelledError once what the run's own cancel left is journaled."""
         ctx = self.ctx
         out = self.outcomes
         clock = ctx.clock
         emit = ctx.emit
         retry: RetryState | None = None
+        if retried:
+            retry = RetryState(self.policies)
+            for code in retried:
+                retry.count(code)
         attempt = start_attempt
         deadline = self.deadline
         deadline_at = None if deadline is None else clock.monotonic() + deadline
@@ -236,6 +251,7 @@ class Attempts:
         # A mock without delay: no coroutine, no context.
         instant = immediate(spec) if type(spec) is ir.MockAction else None
         start = out.START
+        calls = out.CALLS
         while True:
             attempt += 1
             if start is not None:
@@ -247,7 +263,9 @@ class Attempts:
             else:
                 limit, binding = attempt_limit(started, self.timeout, deadline_at, saga_at)
             try:
-                if instant is not None:
+                if calls:
+                    result = await out.call(self, attempt, limit)
+                elif instant is not None:
                     if limit is not None and limit <= 0:
                         raise TimeoutError
                     result = instant(attempt)
@@ -334,7 +352,7 @@ class TaskOutcomes(Outcomes):
     (an Undo entry when the step is compensable: `owner` True), `step_retrying` between
     attempts; its final failure goes to the node (AttemptsFailed)."""
 
-    START = "step_started"
+    START: ClassVar[str | None] = "step_started"
     __slots__ = ()
 
     def completion(self, a: Attempts, attempt: int, started: float, result: Any) -> Journaled:
@@ -407,6 +425,7 @@ def step_context(
     limit: float | None,
     loop: Attempts,
     spec: Any = None,
+    callback_token: str | None = None,
 ) -> StepContext:
     """What an action sees of its attempt; `limit` seconds from now is its deadline. A command
     action (`spec`) also gets the hook that journals its process group."""
@@ -426,6 +445,7 @@ def step_context(
         compensating,
         ctx.prep.base_dir,
         hook,
+        callback_token,
     )
 
 

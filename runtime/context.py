@@ -141,6 +141,11 @@ class RunContext:
     def redact(self, value: Any) -> Any:
         return self.engine.redact(value) if self.redacting else value
 
+    def keep_secret(self, text: str) -> None:
+        """Mask `text` (a callback token) like a secret in everything the run journals."""
+        self.engine.redactor.add([text])
+        self.redacting = True
+
     def ms(self, since: float) -> int:
         return int((self.clock.monotonic() - since) * 1000)
 

@@ -44,6 +44,8 @@ EVENT_FIELDS: dict[str, str] = {
     "sleep_started": "step, until, [branch]",
     "wait_started": "step, signal, deadline, [branch]",
     "callback_issued": "step, attempt, token_sha256, deadline, [branch]",
+    # a callback step's action returned: the attempt waits for its callback (never called again)
+    "callback_waiting": "step, attempt, [branch]",
     # reason: due, signal, callback, timeout or cancelled
     "wait_ended": "step, reason, [attempt], [signal_id], [branch]",
     "case_chosen": "step, case, [branch]",

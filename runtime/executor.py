@@ -24,6 +24,7 @@ from sagac.compiler.plan import Plan
 
 from sagac.errors import StepError
 
+from .callbacks import abandon
 from .clock import Clock, parse_rfc3339
 from .compensation import compensate
 from .context import DEFAULT_SLEEP_LIMIT, RunContext
@@ -170,6 +171,7 @@ class Executor:
             return await finish(ctx, ctx.parked_status(), None)
         if state is None or state.failure is None:
             await ctx.emit("saga_compensating", {"failure": ctx.failure})
+        await abandon(ctx)  # callback steps left waiting: cancelled, as in-flight steps are
         await compensate(ctx, ctx.undo)
         await run_on_failure(ctx)
         return await finish(ctx, ctx.failed_status(), None)

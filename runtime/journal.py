@@ -35,6 +35,12 @@ class StepRecord:
     error: dict[str, Any] | None = None
     seq: int = 0  # seq of the event that ended it (its place in completion order)
     branch: str | None = None
+    # A step with `callback:` (`callbacks.py`): the codes its retries were for (a resume goes
+    # on counting them), whether this attempt's action returned (`callback_waiting`), and the
+    # `wait_ended` (reason, attempt) journaled since this attempt started.
+    retried: list[str] = field(default_factory=list)
+    returned: bool = False
+    settled: tuple[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -122,6 +128,8 @@ def replay(events: Iterable[Event]) -> RunState:
         s.last_seq = e["seq"]
         if s.processes and t in _ATTEMPT_ENDS:
             _attempt_ended(s.processes, e, t)
+        if t in _CALLBACK_EVENTS:
+            _callback_event(s, e, t)
         s.run_id = e["run_id"]
         if t != "approval_decided":  # written by whoever decided, not by a run's process
             s.active_until = e["at"]
@@ -144,6 +152,7 @@ def replay(events: Iterable[Event]) -> RunState:
                 e.get("attempt", 0),
                 e.get("idempotency_key", prev.idempotency_key if prev else None),
                 branch=e.get("branch"),
+                retried=prev.retried if prev else [],
             )
         elif t == "step_completed":
             rec = s.steps.setdefault(_key(e), StepRecord("started"))
@@ -248,6 +257,24 @@ _ATTEMPT_ENDS = frozenset(
         "batch_progress",
     }
 )
+
+
+_CALLBACK_EVENTS = frozenset({"step_retrying", "callback_waiting", "wait_ended"})
+
+
+def _callback_event(s: RunState, e: Event, t: str) -> None:
+    """What a callback step's resume needs (`StepRecord.retried`, `returned`, `settled`)."""
+    rec = s.steps.get(_key(e))
+    if rec is None or "attempt" not in e:
+        return
+    if t == "step_retrying":
+        rec.retried.append((e.get("error") or {}).get("code", "UNEXPECTED"))
+    elif t == "callback_waiting":
+        rec.returned = rec.returned or e["attempt"] == rec.attempt
+    elif e.get("reason") == "callback" or (
+        e.get("reason") == "timeout" and e["attempt"] == rec.attempt
+    ):
+        rec.settled = (e["reason"], e["attempt"])
 
 
 def _attempt(e: Event, compensation: bool) -> tuple[str, int | None, int, bool]:

@@ -59,6 +59,10 @@ class Prepared:
         self.sync_python: dict[int, bool] = {}
         self._undo_graph: tuple[dict[str, int], dict[str, list[str]]] | None = None
         self.base_dir = Path(plan.file).resolve().parent if plan.file else None
+        # Whether a task step waits for a callback (`callbacks.abandon` has work to do).
+        self.callbacks = any(
+            isinstance(n, ir.TaskStep) and n.callback is not None for n in self.nodes.values()
+        )
 
     def constant(self, value: Any) -> tuple[bool, Any]:
         """(True, value) when `value` holds no template: it is rendered once, ever."""

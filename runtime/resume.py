@@ -23,7 +23,7 @@ from sagac.compiler.plan import Plan
 
 from sagac.errors import DefinitionChanged, DefinitionUnavailable, IdempotencyConflict, UsageError
 
-from . import approvals
+from . import approvals, callbacks
 from .api import aresume, arun, as_plan, drive, synchronous  # noqa: F401  (re-exported)
 from .clock import new_run_id
 from .context import DEFAULT_SLEEP_LIMIT
@@ -31,7 +31,7 @@ from .inputs import input_hash, validate_input
 from .journal import RunState, replay
 from .leases import held
 from .report import CompensationInfo, ErrorInfo, Failure, RunReport
-from .store.base import Definition, RunRecord, Store
+from .store.base import Definition, Parked, RunRecord, Store
 
 FINAL = frozenset({"succeeded", "compensated", "compensation_failed", "failed"})
 
@@ -374,6 +374,24 @@ async def decide_sync(
         if not then_resume:
             return None
         return await resume(run_id, store=s, **resume_kwargs)
+
+
+@synchronous
+async def callback_sync(
+    token: str,
+    *,
+    store: Store | str,
+    result: Any = callbacks.NO_RESULT,
+    error: str | None = None,
+    message: str | None = None,
+    by: str | None = None,
+) -> Parked:
+    """Report the outcome of a callback step (sagac.callback): its `result`, or an `error` code
+    and `message`; see `callbacks.complete`. `store` is a Store or a URL."""
+    async with opened(store) as s:
+        return await callbacks.complete(
+            s, token, result=result, error=error, message=message, by=by
+        )
 
 
 def approve(

@@ -62,3 +62,9 @@ class RetryState:
             return None
         self.retries[i] += 1
         return backoff_delay(policy, self.retries[i], random), policy.max_attempts
+
+    def count(self, code: str) -> None:
+        """A retry of `code` made before a resume: it counts toward its policy's attempts."""
+        i = match_policy(self.policies, code)
+        if i is not None:
+            self.retries[i] += 1

@@ -2,7 +2,8 @@
 
 `run_task` renders a step's arguments and idempotency key (a resumed step keeps the key the
 journal recorded), picks the action (`fail=` override, simulated stand-in, or its own) and hands
-the attempts to the one attempt loop (`attempts.Attempts` with `TASK`); a step that fails for
+the attempts to the one attempt loop (`attempts.Attempts` with `TASK`, or through
+`callbacks.attempts` with `CALLBACK` for a step with `callback:`); a step that fails for
 good is journaled once, through `RunContext.fail_node`. `run_fail` fails the run with the
 node's code and rendered message. This module must never schedule other nodes nor journal an
 attempt's events (`attempts` does).
@@ -17,7 +18,9 @@ from sagac.compiler import ir
 
 from sagac.errors import StepError
 
+from . import callbacks
 from .attempts import TASK, Attempts, AttemptsFailed
+from .callbacks import CALLBACK
 from .context import RunContext
 
 
@@ -27,8 +30,11 @@ async def run_task(
     nid = node.id
     t0 = ctx.clock.monotonic()
     rec = ctx.state.steps.get((nid, None)) if ctx.state is not None else None
+    # A simulated run calls no action, so nothing would call back: the step runs as any other.
+    callback = node.callback is not None and not ctx.simulate
     try:
-        args = ctx.render_args(node.with_, scope)
+        # A callback step's `with` reads its token: rendered per attempt (`callbacks`).
+        args = None if callback else ctx.render_args(node.with_, scope)
         key: str | None
         if rec is not None and rec.idempotency_key is not None:
             key = rec.idempotency_key
@@ -50,12 +56,14 @@ async def run_task(
     # `where` uncopied: the loop only spreads it into its events.
     where = ctx.prep.where.get(nid) or ctx.where(nid)
     loop = Attempts(
-        TASK, ctx, nid, None, where, spec, args, scope, key, node.retry, node.timeout,
-        node.deadline, node.keep, True,
+        CALLBACK if callback else TASK, ctx, nid, None, where, spec, args, scope, key,
+        node.retry, node.timeout, node.deadline, node.keep, True,
     )  # fmt: skip
     loop.owner = node.compensate is not None and ctx.prep.phase[nid] == "steps"
     loop.subject = None
     try:
+        if callback:
+            return await callbacks.attempts(ctx, loop, node, scope, rec)
         result, _, _ = await loop.run(rec.attempt if rec is not None else 0)
     except AttemptsFailed as f:
         await ctx.fail_node(nid, f.exc, f.attempt, t0, attempted=True)

@@ -66,6 +66,8 @@ _EXPORTS = {
     "reject": "sagac.runtime.resume:reject",
     "adecide": "sagac.runtime.approvals:decide",
     "apending_approvals": "sagac.runtime.approvals:pending",
+    "callback": "sagac.runtime.resume:callback_sync",
+    "acallback": "sagac.runtime.callbacks:complete",
     "check_group_name": "sagac.runtime.approvals",
     "check_user_names": "sagac.runtime.approvals",
     "signal": "sagac.runtime.signals:send_sync",
@@ -92,6 +94,7 @@ _EXPORTS = {
     "StoreUnavailable": _ERRORS,
     "LeaseHeld": _ERRORS,
     "ApprovalRefused": _ERRORS,
+    "CallbackRefused": _ERRORS,
     "SignalRefused": _ERRORS,
 }
 
@@ -104,6 +107,7 @@ __all__ = [
     "SQLITE_PREFIX",
     "ApprovalRefused",
     "BatchProgress",
+    "CallbackRefused",
     "Compilation",
     "DefinitionChanged",
     "DefinitionError",
@@ -128,6 +132,7 @@ __all__ = [
     "UsageError",
     "WorkerInfo",
     "__version__",
+    "acallback",
     "acancel",
     "aclose_clients",
     "adecide",
@@ -141,6 +146,7 @@ __all__ = [
     "astart",
     "astuck_runs",
     "asubmit",
+    "callback",
     "cancel",
     "check_group_name",
     "check_user_names",
@@ -209,6 +215,7 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
     )
     from sagac.errors import (
         ApprovalRefused,
+        CallbackRefused,
         DefinitionChanged,
         DefinitionError,
         ExitCode,
@@ -240,6 +247,9 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
     from sagac.runtime.approvals import (
         pending as apending_approvals,
     )
+    from sagac.runtime.callbacks import (
+        complete as acallback,
+    )
     from sagac.runtime.clock import (
         new_run_id,
     )
@@ -263,6 +273,9 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
         approve,
         plan_of,
         reject,
+    )
+    from sagac.runtime.resume import (
+        callback_sync as callback,
     )
     from sagac.runtime.resume import (
         cancel as acancel,

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "compile",
     "run",
     "durable",
+    "callback",
     "signal",
     "workers",
     "groups",

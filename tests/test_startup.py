@@ -44,6 +44,7 @@ def heavy(modules: set[str]) -> list[str]:
         ["diagram", "--help"],
         ["resume", "--help"],
         ["signal", "--help"],
+        ["callback", "--help"],
         ["submit", "--help"],
         ["worker", "--help"],
         ["workers", "--help"],

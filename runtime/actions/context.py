@@ -23,3 +23,6 @@ class StepContext:
     # Called by a command action with its process group's id once it started, before its
     # output is read: the executor journals the group, so a resume after a crash can end it.
     on_process: Callable[[int], Awaitable[None]] | None = None
+    # A step with `callback:`: this attempt's single-use token, to hand to whoever will call
+    # `sagac callback TOKEN` (never journaled: only its sha256 is).
+    callback_token: str | None = None

@@ -115,6 +115,8 @@ def describe(e: dict[str, Any]) -> str | None:
     if t == "wait_started":
         until = f" (until {e['deadline']})" if e.get("deadline") else ""
         return f"  ⏸ {step} waits for signal {e['signal']}{until}"
+    if t == "callback_waiting":
+        return f"  ⏸ {step} waits for its callback (attempt {e['attempt']})"
     if t == "wait_ended":
         return f"  ▸ {step} {e['reason']}"
     if t == "call_started":
@@ -196,7 +198,7 @@ def print_report(report: Any, as_json: bool) -> None:
 
 
 def print_parked(report: Any, stream: Any) -> None:
-    """What a parked run waits for (its sleeps and waits) and how it goes on."""
+    """What a parked run waits for (its sleeps, waits and callbacks) and how it goes on."""
     run = report.run_id
     for node in report.parked:
         if node.kind == "sleep":
@@ -210,6 +212,14 @@ def print_parked(report: Any, stream: Any) -> None:
             print(
                 f"\nrun {run} waits at {node.id!r} for signal {node.signal!r}{until}. Send it"
                 f" with:\n  sagac signal {run} {node.signal} --data JSON",
+                file=stream,
+            )
+        elif node.kind == "callback":
+            until = f" until {node.due}" if node.due else ""
+            print(
+                f"\nrun {run} waits at {node.id!r} for its callback{until}: the token went to"
+                " its action only. Report the outcome with:\n  sagac callback TOKEN --result"
+                " JSON  (or --error CODE [--message M])",
                 file=stream,
             )
 
