@@ -46,6 +46,12 @@ def mermaid_text(text: str) -> str:
     return "".join(out)
 
 
+def mermaid_edge_text(text: str) -> str:
+    """Text for inside a quoted Mermaid edge label (`-->|"..."|`), where a `|` (a Jinja filter
+    in a `when`) would end the label: as `mermaid_text`, and `|` as its entity code."""
+    return Verbatim(mermaid_text(text).replace("|", "#124;"))
+
+
 def dot_html(text: str) -> str:
     """Text for inside a DOT HTML-like label (XML escaping; a line break becomes <BR/>)."""
     text = _CONTROL.sub("", text).replace("\r", "")
@@ -97,6 +103,7 @@ def environment(language: str) -> ImmutableSandboxedEnvironment:
         env = ImmutableSandboxedEnvironment(
             autoescape=False, finalize=_finalizer(mermaid_text), **common
         )
+        env.filters["edge_text"] = mermaid_edge_text
     elif language == "dot":
         env = ImmutableSandboxedEnvironment(
             autoescape=False, finalize=_finalizer(dot_html), **common

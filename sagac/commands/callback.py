@@ -3,7 +3,7 @@
 A thin driver over `sagac.acallback`: `--result JSON|@FILE|-` completes the step with that
 result, `--error CODE [--message M]` fails its attempt with that code (its retry and compensate
 apply). Exit 0 when the outcome was recorded, 64 usage (no outcome, both, a code that is not
-UPPER_SNAKE_CASE, a result that is not JSON), 77 refused (unknown token, used, late, or the step
+UPPER_SNAKE_CASE), 4 a result that is not JSON (as `--input` and `signal --data`), 77 refused (unknown token, used, late, or the step
 no longer waits: audited). It then says whether a live worker continues the run or
 `sagac resume RUN_ID` must. With --json, stdout is the JSON alone.
 """
@@ -15,7 +15,7 @@ import json
 import sys
 from typing import Any
 
-from sagac.errors import ExitCode, InputError, UsageError
+from sagac.errors import ExitCode, UsageError
 
 from ._store import add_store_option, current_user, open_existing
 
@@ -59,10 +59,7 @@ def callback(args: argparse.Namespace) -> int:
     if args.result is not None:
         if args.token == "-" and args.result in ("-", "@-"):
             raise UsageError("the token and the result cannot both come from stdin")
-        try:
-            kwargs["result"] = read_input(args.result)
-        except InputError as e:
-            raise UsageError(f"--result: {e.message.replace('the input', 'the result')}") from None
+        kwargs["result"] = read_input(args.result, "result")
     by = args.user or current_user()
     store = open_existing(args.store)
 

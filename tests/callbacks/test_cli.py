@@ -59,13 +59,15 @@ def test_the_command_records_refuses_and_explains(cb_dir: Path) -> None:
     for bad in (
         ["--error", "declined"],
         ["--error", "DECLINED", "--result", "1"],
-        ["--result", "not json"],
         ["--message", "why"],
         [],
     ):
         out = sagac("callback", token, *bad, "--store", store)
         assert out.returncode == 64, (bad, out.stderr)
         assert "Traceback" not in out.stderr
+    not_json = sagac("callback", token, "--result", "not json", "--store", store)
+    assert not_json.returncode == 4, not_json.stderr  # as `run --input` and `signal --data`
+    assert "the result is not JSON" in not_json.stderr and "Traceback" not in not_json.stderr
     unknown = sagac("callback", "no-such-token", "--result", "1", "--store", store)
     assert unknown.returncode == 77 and "UNKNOWN_CALLBACK_TOKEN" in unknown.stderr
 
