@@ -55,6 +55,10 @@ def callback(args: argparse.Namespace) -> int:
     if args.message is not None and args.error is None:
         raise UsageError("--message goes with --error", hint="sagac callback TOKEN --error CODE")
     token = sys.stdin.readline(MAX_TOKEN_CHARS).strip() if args.token == "-" else args.token
+    if not token:
+        raise UsageError(
+            "no token given", hint="sagac callback TOKEN --result JSON (or - to read it)"
+        )
     kwargs: dict[str, Any] = {"error": args.error, "message": args.message}
     if args.result is not None:
         if args.token == "-" and args.result in ("-", "@-"):

@@ -68,6 +68,8 @@ def test_the_command_records_refuses_and_explains(cb_dir: Path) -> None:
     not_json = sagac("callback", token, "--result", "not json", "--store", store)
     assert not_json.returncode == 4, not_json.stderr  # as `run --input` and `signal --data`
     assert "the result is not JSON" in not_json.stderr and "Traceback" not in not_json.stderr
+    empty = sagac("callback", "-", "--result", "1", "--store", store, stdin="")
+    assert empty.returncode == 64 and "no token given" in empty.stderr, empty.stderr
     unknown = sagac("callback", "no-such-token", "--result", "1", "--store", store)
     assert unknown.returncode == 77 and "UNKNOWN_CALLBACK_TOKEN" in unknown.stderr
 
