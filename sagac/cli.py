@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "inspect",
     "diagram",
     "store",
+    "serve",
 )
 
 

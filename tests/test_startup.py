@@ -13,7 +13,17 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("networkx", "jinja2", "jsonschema", "pydantic", "rich", "httpx", "yaml")
+HEAVY = (
+    "networkx",
+    "jinja2",
+    "jsonschema",
+    "pydantic",
+    "rich",
+    "httpx",
+    "yaml",
+    "starlette",
+    "uvicorn",
+)
 
 
 def imported(args: list[str], cwd: Path) -> set[str]:
@@ -49,6 +59,7 @@ def heavy(modules: set[str]) -> list[str]:
         ["worker", "--help"],
         ["workers", "--help"],
         ["store", "migrate", "--help"],
+        ["serve", "--help"],
     ],
 )
 def test_help_imports_no_heavy_library(args: list[str], tmp_path: Path) -> None:

@@ -174,9 +174,19 @@ class Store(ABC):
 
     @abstractmethod
     async def list_runs(
-        self, *, saga: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        saga: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        since: str | None = None,
+        until: str | None = None,
+        before: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first, optionally filtered by saga and status."""
+        """Runs, newest first, optionally filtered by saga and status, created at `since` or
+        later and before `until` (RFC 3339 times as the store writes them), and, with
+        `before` (a run id: a page's last run), only the runs listed after that run: keyset
+        pagination, stable while runs are added. An unknown `before` run lists nothing."""
 
     @abstractmethod
     async def definition(self, definition_hash: str) -> Definition | None:

@@ -176,12 +176,26 @@ class MemoryStore(Store):
             self._work.set()
 
     async def list_runs(
-        self, *, saga: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        saga: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        since: str | None = None,
+        until: str | None = None,
+        before: str | None = None,
     ) -> list[RunRecord]:
+        ordered = list(reversed(self._runs.values()))
+        if before is not None:
+            at = next((i for i, r in enumerate(ordered) if r.run_id == before), len(ordered))
+            ordered = ordered[at + 1 :]
         runs = [
             self._shown(r)
-            for r in reversed(self._runs.values())
-            if (saga is None or r.saga == saga) and (status is None or r.status == status)
+            for r in ordered
+            if (saga is None or r.saga == saga)
+            and (status is None or r.status == status)
+            and (since is None or r.created_at >= since)
+            and (until is None or r.created_at < until)
         ]
         return runs[:limit]
 

@@ -92,6 +92,7 @@ from .rows import (
     insert_definition,
     insert_run,
     insert_signal,
+    list_clause,
     loads,
     next_wake_sql,
     outcome_values,
@@ -458,9 +459,16 @@ class PostgresStore(Store):
             await wake_for(cur, run_id, status)
 
     async def list_runs(
-        self, *, saga: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        saga: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        since: str | None = None,
+        until: str | None = None,
+        before: str | None = None,
     ) -> list[RunRecord]:
-        where, args = where_clause("%s", saga=saga, status=status)
+        where, args = list_clause("%s", "id", saga, status, since, until, before)
         sql = f"SELECT {RUN_COLUMNS} FROM runs{where} ORDER BY created_at DESC, id DESC LIMIT %s"
         return [run_record(r) for r in await self._fetch(sql, [*args, limit])]
 

@@ -176,6 +176,34 @@ def where_clause(placeholder: str, **filters: Any) -> tuple[str, list[Any]]:
     return " WHERE " + clause, [v for _, v in given]
 
 
+def list_clause(
+    p: str,
+    seq: str,
+    saga: str | None,
+    status: str | None,
+    since: str | None,
+    until: str | None,
+    before: str | None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause of `Store.list_runs` (ordered by `created_at DESC, SEQ DESC`, `seq`
+    being the table's insertion order column): equality filters, a time range, and the keyset
+    condition of a page after run `before`."""
+    where, args = where_clause(p, saga=saga, status=status)
+    parts = [where.removeprefix(" WHERE ")] if where else []
+    if since is not None:
+        parts.append(f"created_at >= {p}")
+        args.append(since)
+    if until is not None:
+        parts.append(f"created_at < {p}")
+        args.append(until)
+    if before is not None:
+        parts.append(
+            f"(created_at, {seq}) < (SELECT created_at, {seq} FROM runs WHERE run_id = {p})"
+        )
+        args.append(before)
+    return (" WHERE " + " AND ".join(parts) if parts else ""), args
+
+
 # -- what workers need: stored definitions, claims, wake times and the worker registry ------
 
 # The runs `claim_runs` and `next_wake` look at: not finished, and with a wake time (a run parked

@@ -86,6 +86,7 @@ from .rows import (
     insert_definition,
     insert_run,
     insert_signal,
+    list_clause,
     loads,
     next_wake_sql,
     outcome_values,
@@ -344,10 +345,17 @@ class SqliteStore(Store):
         return await self.read(fn)
 
     async def list_runs(
-        self, *, saga: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        saga: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        since: str | None = None,
+        until: str | None = None,
+        before: str | None = None,
     ) -> list[RunRecord]:
         def fn(c: sqlite3.Connection) -> list[RunRecord]:
-            where, args = where_clause("?", saga=saga, status=status)
+            where, args = list_clause("?", "rowid", saga, status, since, until, before)
             sql = f"SELECT {self._run_columns} FROM runs{where}"
             sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
             return [run_record(r) for r in c.execute(sql, [*args, limit])]
