@@ -86,7 +86,7 @@ def check_user_names(users: Sequence[str]) -> list[str]:
     return list(users)
 
 
-async def _members(store: Store, approvers: list[str]) -> dict[str, list[str]]:
+async def approver_members(store: Store, approvers: list[str]) -> dict[str, list[str]]:
     """The members of the groups among `approvers`, as the store has them now."""
     out: dict[str, list[str]] = {}
     for a in approvers:
@@ -95,10 +95,18 @@ async def _members(store: Store, approvers: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def may_decide(user: str, approvers: list[str], members: Mapping[str, list[str]]) -> bool:
+def may_decide(
+    user: str,
+    approvers: list[str],
+    members: Mapping[str, list[str]],
+    groups: Sequence[str] = (),
+) -> bool:
+    """Whether `user` is among `approvers`: by name, or by `group:NAME` when `members` (the
+    store's groups) lists the user in NAME or NAME is among `groups` (an API token's own)."""
     for a in approvers:
         if a.startswith("group:"):
-            if user in members.get(a[len("group:") :], ()):
+            name = a[len("group:") :]
+            if name in groups or user in members.get(name, ()):
                 return True
         elif a == user:
             return True
@@ -248,7 +256,7 @@ async def _verify(
         )
     if not matches:
         raise BadToken(f"the token is not the one issued for gate {gate!r} of run {run_id}")
-    if not may_decide(by, row["approvers"], await _members(store, row["approvers"])):
+    if not may_decide(by, row["approvers"], await approver_members(store, row["approvers"])):
         groups = [a for a in row["approvers"] if a.startswith("group:")]
         hint = None
         if groups:
