@@ -90,7 +90,7 @@ def check_user_names(users: Sequence[str]) -> list[str]:
     return list(users)
 
 
-async def _members(store: Store, approvers: list[str]) -> dict[str, list[str]]:
+async def approver_members(store: Store, approvers: list[str]) -> dict[str, list[str]]:
     """The members of the groups among `approvers`, as the store has them now."""
     out: dict[str, list[str]] = {}
     for a in approvers:
@@ -99,10 +99,18 @@ async def _members(store: Store, approvers: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def may_decide(user: str, approvers: list[str], members: Mapping[str, list[str]]) -> bool:
+def may_decide(
+    user: str,
+    approvers: list[str],
+    members: Mapping[str, list[str]],
+    groups: Sequence[str] = (),
+) -> bool:
+    """Whether `user` is among `approvers`: by name, or by `group:NAME` when `members` (the
+    store's groups) lists the user in NAME or NAME is among `groups` (an API token's own)."""
     for a in approvers:
         if a.startswith("group:"):
-            if user in members.get(a[len("group:") :], ()):
+            name = a[len("group:") :]
+            if name in groups or user in members.get(name, ()):
                 return True
         elif a == user:
             return True
@@ -272,12 +280,12 @@ async def _verify(
         )
     if not matches:
         raise BadToken(f"the token is not the one issued for gate {gate!r} of run {run_id}")
-    members = await _members(store, row["approvers"])
-    if not may_decide(by, row["approvers"], _with_groups(members, by, groups)):
-        groups = [a for a in row["approvers"] if a.startswith("group:")]
+    members = await approver_members(store, row["approvers"])
+    if not may_decide(by, row["approvers"], members, groups):
+        named = [a for a in row["approvers"] if a.startswith("group:")]
         hint = None
-        if groups:
-            group = groups[0].removeprefix("group:")
+        if named:
+            group = named[0].removeprefix("group:")
             hint = f"group members are kept in the journal: sagac groups add {group} USER"
             if os.environ.get(GROUPS_ENV):
                 hint = f"{GROUPS_ENV} is no longer read; {hint}"
@@ -362,18 +370,8 @@ async def pending_for(store: Store, user: str, groups: Sequence[str] = ()) -> li
     rows = await store.approvals(None, status="pending")
     if not rows:
         return []
-    members = _with_groups(await store.group_members(), user, groups)
-    return [row for row in rows if may_decide(user, row["approvers"], members)]
-
-
-def _with_groups(
-    members: Mapping[str, list[str]], user: str, groups: Sequence[str]
-) -> dict[str, list[str]]:
-    """`members` with `user` added to each of `groups`."""
-    out = {name: list(users) for name, users in members.items()}
-    for group in groups:
-        out.setdefault(group.removeprefix("group:"), []).append(user)
-    return out
+    members = await store.group_members()
+    return [row for row in rows if may_decide(user, row["approvers"], members, groups)]
 
 
 def message_context(template: str | None, scope: Mapping[str, Any]) -> dict[str, Any]:
