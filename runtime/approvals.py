@@ -264,7 +264,7 @@ async def _verify(
         and hmac.compare_digest(token_hash(token), row["token_sha256"])
     )
     if row["status"] != "pending":
-        if matches:
+        if matches and token is not None:
             raise TokenUsed(
                 f"this token was already used: gate {gate!r} of run {run_id} is "
                 f"{row['status']} (by {row['decided_by']} at {row['decided_at']})"

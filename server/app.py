@@ -57,8 +57,6 @@ def create_app(
 
 async def _sagac_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SagacError)
-    service: Service = request.app.state.service
-    await service.audit_refusal(request, exc)
     return problems.from_error(exc)
 
 

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from sagac.errors import (
     ApprovalRefused,
     CallbackRefused,
+    Forbidden,
     IdempotencyConflict,
     InputError,
     InvalidSignalData,
@@ -24,6 +25,7 @@ from sagac.errors import (
     SignalRefused,
     StoreError,
     StoreUnavailable,
+    Unauthenticated,
     UnknownCallbackToken,
     UnknownSignal,
 )
@@ -47,18 +49,10 @@ class HttpProblem(SagacError):
         self.code = code
 
 
-def _status_by_name(error: SagacError) -> int | None:
-    """401 and 403 for the tokens' errors (`sagac.errors.Unauthenticated`, `Forbidden`)."""
-    names = {c.__name__ for c in type(error).__mro__}
-    if "Unauthenticated" in names:
-        return 401
-    if "Forbidden" in names:
-        return 403
-    return None
-
-
 # The first class an error is an instance of gives its status (subclasses first).
 _STATUSES: tuple[tuple[type[SagacError], int], ...] = (
+    (Unauthenticated, 401),
+    (Forbidden, 403),
     (RunNotFound, 404),
     (UnknownCallbackToken, 404),
     (NotAnApprover, 403),
@@ -78,9 +72,6 @@ _STATUSES: tuple[tuple[type[SagacError], int], ...] = (
 def status_of(error: SagacError) -> int:
     if isinstance(error, HttpProblem):
         return error.status
-    by_name = _status_by_name(error)
-    if by_name is not None:
-        return by_name
     for cls, status in _STATUSES:
         if isinstance(error, cls):
             return status

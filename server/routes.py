@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sagac.runtime.store.base import FINISHED_STATUSES, RUN_STATUSES, AuditEntry
+from sagac.runtime.store.base import FINISHED_STATUSES, RUN_STATUSES
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-
-from sagac.errors import SagacError
 
 from . import problems
 from .problems import HttpProblem
@@ -50,45 +48,27 @@ class Service:
     store: Store
     plans: dict[str, Plan]
     max_body: int
+    # Set when the server begins to stop: followed event streams end (clients reconnect with
+    # Last-Event-ID) instead of holding the shutdown up.
+    stopping: bool = False
 
-    async def caller(self, request: Request, scope: str) -> Identity:
+    async def caller(self, request: Request, scope: str, action: str) -> Identity:
         """The authenticated caller, allowed `scope`; raises Unauthenticated (401) or
-        Forbidden (403)."""
-        from sagac.runtime.auth import authenticate, require
+        Forbidden (403), each audited as a refused `action` (with the run the path names)."""
+        from sagac.runtime.auth import audit_refusal, authenticate, require
 
-        header = request.headers.get("authorization", "")
-        kind, _, bearer = header.partition(" ")
-        identity = await authenticate(
-            self.store, bearer.strip() if kind.lower() == "bearer" else None
-        )
-        request.state.identity = identity
-        require(identity, scope)
-        return identity
+        from sagac.errors import Forbidden
 
-    async def audit_refusal(self, request: Request, error: SagacError) -> None:
-        """Audit a refusal to authenticate or authorise (the operations audit their own)."""
-        if problems.status_of(error) not in (401, 403) or error.code == "NOT_AN_APPROVER":
-            return
-        identity = getattr(request.state, "identity", None)
-        route = request.scope.get("route")
-        detail = {
-            "via": "api",
-            "method": request.method,
-            "route": getattr(route, "path", None),
-        }
         run_id = request.path_params.get("run_id")
-        if run_id is not None:
-            detail["run_id"] = run_id
-        await self.store.audit(
-            AuditEntry(
-                action="api",
-                outcome="refused",
-                actor=identity.user if identity is not None else None,
-                code=error.code,
-                message=error.message,
-                detail=detail,
-            )
-        )
+        header = request.headers.get("authorization")
+        identity = await authenticate(self.store, header, action=action, run_id=run_id)
+        try:
+            require(identity, scope)
+        except Forbidden as refusal:
+            gate = request.path_params.get("gate")
+            await audit_refusal(self.store, refusal, identity, action, run_id=run_id, gate=gate)
+            raise
+        return identity
 
 
 def _service(request: Request) -> Service:
@@ -138,7 +118,7 @@ def _text(body: dict[str, Any], name: str) -> str | None:
 
 async def list_sagas(request: Request) -> Response:
     service = _service(request)
-    await service.caller(request, "read")
+    await service.caller(request, "read", "sagas")
     return _json(
         {
             "sagas": [
@@ -159,7 +139,7 @@ async def submit_run(request: Request) -> Response:
     from sagac import asubmit
 
     service = _service(request)
-    await service.caller(request, "submit")
+    await service.caller(request, "submit", "submit")
     name = request.path_params["name"]
     plan = service.plans.get(name)
     if plan is None:
@@ -211,7 +191,7 @@ def _time(request: Request, name: str) -> str | None:
 
 async def list_runs(request: Request) -> Response:
     service = _service(request)
-    await service.caller(request, "read")
+    await service.caller(request, "read", "runs")
     q = request.query_params
     status = q.get("status")
     if status is not None and status not in RUN_STATUSES:
@@ -242,7 +222,7 @@ async def get_run(request: Request) -> Response:
     from sagac import apending_approvals
 
     service = _service(request)
-    await service.caller(request, "read")
+    await service.caller(request, "read", "show")
     store = service.store
     record = await store.get_run(request.path_params["run_id"])  # RunNotFound: 404
     pending = await apending_approvals(store, record.run_id)
@@ -300,7 +280,7 @@ def _approval(row: dict[str, Any]) -> dict[str, Any]:
 
 async def run_events(request: Request) -> Response:
     service = _service(request)
-    await service.caller(request, "read")
+    await service.caller(request, "read", "events")
     run_id = request.path_params["run_id"]
     record = await service.store.get_run(run_id)  # RunNotFound: 404 before any stream
     after_text = request.query_params.get("after") or request.headers.get("last-event-id") or "0"
@@ -309,7 +289,7 @@ async def run_events(request: Request) -> Response:
     after = int(after_text)
     if EVENT_STREAM in request.headers.get("accept", ""):
         return StreamingResponse(
-            _follow(service.store, record.run_id, after),
+            _follow(service, record.run_id, after),
             media_type=EVENT_STREAM,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -317,11 +297,12 @@ async def run_events(request: Request) -> Response:
     return _json({"run_id": run_id, "status": record.status, "events": events})
 
 
-async def _follow(store: Store, run_id: str, after: int) -> AsyncIterator[str]:
+async def _follow(service: Service, run_id: str, after: int) -> AsyncIterator[str]:
     """Server-sent events: every event after `after`, then the new ones as they are journaled,
-    until the run has finished (a last `end` event gives its status)."""
+    until the run has finished (a last `end` event gives its status) or the server stops."""
+    store = service.store
     quiet = 0
-    while True:
+    while not service.stopping:
         record = await store.get_run(run_id)  # read first: a final status has all its events
         events = await store.load_events(run_id, after_seq=after)
         for event in events:
@@ -344,7 +325,7 @@ async def cancel_run(request: Request) -> Response:
     from sagac import acancel
 
     service = _service(request)
-    who = await service.caller(request, "cancel")
+    who = await service.caller(request, "cancel", "cancel")
     body = await _body(request, service)
     run_id = request.path_params["run_id"]
     first = await acancel(service.store, run_id, by=who.user, reason=_text(body, "reason"))
@@ -355,7 +336,7 @@ async def send_signal(request: Request) -> Response:
     from sagac import asignal
 
     service = _service(request)
-    who = await service.caller(request, "signal")
+    who = await service.caller(request, "signal", "signal")
     body = await _body(request, service)
     run_id, name = request.path_params["run_id"], request.path_params["name"]
     signal = await asignal(service.store, run_id, name, body.get("data"), by=who.user)
@@ -369,7 +350,7 @@ async def complete_callback(request: Request) -> Response:
     from sagac import acallback
 
     service = _service(request)
-    who = await service.caller(request, "callback")
+    who = await service.caller(request, "callback", "callback")
     body = await _body(request, service)
     token = request.path_params["token"]
     error = _text(body, "error")
@@ -390,7 +371,7 @@ async def list_approvals(request: Request) -> Response:
     from sagac.runtime.approvals import pending_for
 
     service = _service(request)
-    who = await service.caller(request, "approve")
+    who = await service.caller(request, "approve", "approvals")
     status = request.query_params.get("status", "pending")
     if status != "pending":
         raise HttpProblem(400, problems.INVALID_REQUEST, "only `status=pending` is listed")
@@ -402,7 +383,7 @@ async def decide(request: Request) -> Response:
     from sagac import adecide
 
     service = _service(request)
-    who = await service.caller(request, "approve")
+    who = await service.caller(request, "approve", "decide")
     body = await _body(request, service)
     decision = body.get("decision")
     if decision not in ("approve", "reject"):

@@ -2,8 +2,9 @@
 
 It compiles the sagas of `--sagas` (a broken one stops it, exit 65), brings the store to this
 sagac's schema, binds the socket itself (a port in use is exit 69, never a traceback), prints
-one line saying where it listens, and serves until SIGINT or SIGTERM (then exit 0). It runs no
-saga: workers do. The access log is off: a callback's URL holds a token.
+one line saying where it listens, and serves until SIGINT or SIGTERM: it then ends the event
+streams it follows, lets the requests in flight finish (5 s at most) and exits by that signal
+(130, 143), as uvicorn does. It runs no saga: workers do. The access log is off: a callback's URL holds a token.
 """
 
 from __future__ import annotations
@@ -110,5 +111,12 @@ def serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    service = app.state.service
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            service.stopping = True  # end followed event streams: nothing holds the stop up
+            super().handle_exit(sig, frame)
+
+    Server(config).run(sockets=[sock])  # a stop by a signal ends the process by that signal
     return ExitCode.OK
