@@ -4,7 +4,8 @@ It compiles the sagas of `--sagas` (a broken one stops it, exit 65), brings the 
 sagac's schema, binds the socket itself (a port in use is exit 69, never a traceback), prints
 one line saying where it listens, and serves until SIGINT or SIGTERM: it then ends the event
 streams it follows, lets the requests in flight finish (5 s at most) and exits by that signal
-(130, 143), as uvicorn does. It runs no saga: workers do. The access log is off: a callback's URL holds a token.
+(130, 143), as uvicorn does. It runs no saga: workers do. The access log is off: a callback's
+URL holds a token.
 """
 
 from __future__ import annotations

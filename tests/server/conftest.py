@@ -87,8 +87,10 @@ class Server:
     def work(self, timeout: float = 120) -> None:
         """Run `sagac worker --exit-when-idle` on the store until nothing is left to do."""
         done = subprocess.run(
-            [sys.executable, "-m", "sagac", "worker", "--store", self.store, "--exit-when-idle"]
-            + ["--lease-ttl", "1s", "--poll", "100ms"],
+            [
+                *(sys.executable, "-m", "sagac", "worker", "--store", self.store),
+                *("--exit-when-idle", "--lease-ttl", "1s", "--poll", "100ms"),
+            ],
             cwd=self.folder,
             env=env(self.folder),
             capture_output=True,
@@ -129,8 +131,10 @@ def start(store: str, folder: Path, sagas: Path = SAGAS) -> Server:
     log = folder / f"serve-{time.monotonic_ns()}.log"
     with log.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sagac", "serve", "--store", store, "--sagas", str(sagas)]
-            + ["--port", "0"],
+            [
+                *(sys.executable, "-m", "sagac", "serve", "--store", store),
+                *("--sagas", str(sagas), "--port", "0"),
+            ],
             cwd=folder,
             env=env(folder),
             stdout=subprocess.DEVNULL,
