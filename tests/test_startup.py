@@ -48,6 +48,7 @@ def heavy(modules: set[str]) -> list[str]:
         ["submit", "--help"],
         ["worker", "--help"],
         ["workers", "--help"],
+        ["tokens", "create", "--help"],
         ["store", "migrate", "--help"],
     ],
 )
