@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "signal",
     "workers",
     "groups",
+    "tokens",
     "inspect",
     "diagram",
     "store",

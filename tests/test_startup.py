@@ -58,6 +58,7 @@ def heavy(modules: set[str]) -> list[str]:
         ["submit", "--help"],
         ["worker", "--help"],
         ["workers", "--help"],
+        ["tokens", "create", "--help"],
         ["store", "migrate", "--help"],
         ["serve", "--help"],
     ],
