@@ -1,5 +1,6 @@
 """Rules of the layout that no type checker sees: the compiler never imports the runtime, only
-`sagac serve` imports the HTTP server, and the event table in docs/runtime.md lists exactly the types `runtime/events.py` declares."""
+`sagac serve` imports the HTTP server, and the event table in docs/runtime.md lists exactly the
+types `runtime/events.py` declares."""
 
 from __future__ import annotations
 
