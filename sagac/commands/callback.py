@@ -4,8 +4,8 @@ A thin driver over `sagac.acallback`: `--result JSON|@FILE|-` completes the step
 result, `--error CODE [--message M]` fails its attempt with that code (its retry and compensate
 apply). Exit 0 when the outcome was recorded, 64 usage (no outcome, both, a code that is not
 UPPER_SNAKE_CASE), 4 a result that is not JSON (as `--input` and `signal --data`), 77 refused
-(unknown token, used, late, or the step no longer waits: audited). It then says whether a live worker continues the run or
-`sagac resume RUN_ID` must. With --json, stdout is the JSON alone.
+(unknown token, used, late, or the step no longer waits: audited). It then says whether a live
+worker continues the run or `sagac resume RUN_ID` must. With --json, stdout is the JSON alone.
 """
 
 from __future__ import annotations
