@@ -26,7 +26,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	@rm -rf .typecheck && mkdir -p .typecheck/sagac
 	@for f in sagac/*; do ln -s ../../$$f .typecheck/sagac/; done
-	@for d in compiler runtime schemas; do ln -s ../../$$d .typecheck/sagac/$$d; done
+	@for d in compiler runtime schemas server; do ln -s ../../$$d .typecheck/sagac/$$d; done
 	$(VENV)/bin/mypy
 
 unit: $(STAMP) system-deps

@@ -15,9 +15,13 @@ deserves. A refusal writes only its audit entry and raises `ApprovalRefused` (ex
 audit entry records the operating-system user of the process next to the claimed `--as USER`.
 
 `--as USER` is a claim, for local administration, not authentication: the token is the
-credential. Group membership never comes from the deciding process's environment (the old
-`SAGAC_GROUPS` variable is ignored, and a refusal says so). This module never stores or logs a
-clear token, and never touches a store's tables: it only calls the `Store` contract.
+credential. The HTTP API (`sagac serve`) decides in its authenticated mode instead: the caller
+was authenticated by its bearer token (`runtime/auth.py`), so `by` is that token's user, no
+gate token is asked for (`token=None`), the token's `groups` count as well as the store's, and
+every audit entry says `via: api`. Group membership never comes from the deciding process's
+environment (the old `SAGAC_GROUPS` variable is ignored, and a refusal says so). This module
+never stores or logs a clear token, and never touches a store's tables: it only calls the
+`Store` contract.
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ def check_user_names(users: Sequence[str]) -> list[str]:
     return list(users)
 
 
-async def _members(store: Store, approvers: list[str]) -> dict[str, list[str]]:
+async def approver_members(store: Store, approvers: list[str]) -> dict[str, list[str]]:
     """The members of the groups among `approvers`, as the store has them now."""
     out: dict[str, list[str]] = {}
     for a in approvers:
@@ -95,10 +99,18 @@ async def _members(store: Store, approvers: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def may_decide(user: str, approvers: list[str], members: Mapping[str, list[str]]) -> bool:
+def may_decide(
+    user: str,
+    approvers: list[str],
+    members: Mapping[str, list[str]],
+    groups: Sequence[str] = (),
+) -> bool:
+    """Whether `user` is among `approvers`: by name, or by `group:NAME` when `members` (the
+    store's groups) lists the user in NAME or NAME is among `groups` (an API token's own)."""
     for a in approvers:
         if a.startswith("group:"):
-            if user in members.get(a[len("group:") :], ()):
+            name = a[len("group:") :]
+            if name in groups or user in members.get(name, ()):
                 return True
         elif a == user:
             return True
@@ -117,18 +129,23 @@ async def decide(
     *,
     approved: bool,
     by: str,
-    token: str,
+    token: str | None,
     comment: str | None = None,
     value: Any = None,
     definition_hash: str | None = None,
     owner: str | None = None,
+    groups: Sequence[str] = (),
+    via: str | None = None,
 ) -> Event:
     """Record an approval (or rejection) of `gate`; returns its `approval_decided` event.
     Raises ApprovalRefused (audited) when the decision is not permitted, RunBusy (exit 75) when
     a live process holds the run, RunNotFound for an unknown run. `definition_hash`: the hash of
     the definition the decider is looking at (refused when it is not the one the request was
     made under). `gate` may be `CALL/GATE`: a gate of the child run of call CALL
-    (`child_gate`)."""
+    (`child_gate`). `via="api"`: the authenticated mode (`by` is the bearer token's user, who
+    is also in `groups`); `token` is then None, and only then."""
+    if (token is None) != (via == "api"):
+        raise UsageError("a decision needs the gate's token, unless it comes authenticated")
     action = "approve" if approved else "reject"
     target, gate = await child_gate(store, run_id, gate)
     if target != run_id:  # a child's gate: the parent's definition, unchanged, binds the child's
@@ -140,9 +157,9 @@ async def decide(
         row = await store.approval(run_id, gate)
         try:
             current = record.definition_hash
-            await _verify(store, row, run_id, gate, by, token, definition_hash, current)
+            await _verify(store, row, run_id, gate, by, token, definition_hash, current, groups)
         except ApprovalRefused as refusal:
-            await _refused(store, refusal, run_id, gate, by, action)
+            await _refused(store, refusal, run_id, gate, by, action, via)
             raise
         assert row is not None
         audit = AuditEntry(
@@ -152,7 +169,7 @@ async def decide(
             action=action,
             outcome="accepted",
             message=comment,
-            detail={"definition_hash": row["definition_hash"]},
+            detail={"definition_hash": row["definition_hash"], **_via(via)},
         )
         fields = _decision(gate, approved, by, comment, value, key=row["key"])
         try:
@@ -162,8 +179,13 @@ async def decide(
         except DecisionConflict:
             continue  # decided or rebound meanwhile: check again, and refuse as it now is
     changing = GateNotPending(f"gate {gate!r} of run {run_id} kept changing while it was decided")
-    await _refused(store, changing, run_id, gate, by, action)
+    await _refused(store, changing, run_id, gate, by, action, via)
     raise changing
+
+
+def _via(via: str | None) -> dict[str, str]:
+    """An audit entry's `via` (`api`), when the decision did not come from the CLI."""
+    return {} if via is None else {"via": via}
 
 
 async def child_gate(store: Store, run_id: str, gate: str) -> tuple[str, str]:
@@ -180,7 +202,13 @@ async def child_gate(store: Store, run_id: str, gate: str) -> tuple[str, str]:
 
 
 async def _refused(
-    store: Store, refusal: ApprovalRefused, run_id: str, gate: str, by: str, action: str
+    store: Store,
+    refusal: ApprovalRefused,
+    run_id: str,
+    gate: str,
+    by: str,
+    action: str,
+    via: str | None = None,
 ) -> None:
     """Audit a refused decision."""
     await store.audit(
@@ -192,6 +220,7 @@ async def _refused(
             outcome="refused",
             code=refusal.code,
             message=refusal.message,
+            detail=_via(via) or None,
         )
     )
 
@@ -220,19 +249,22 @@ async def _verify(
     run_id: str,
     gate: str,
     by: str,
-    token: str,
+    token: str | None,
     definition_hash: str | None,
     current: str,
+    groups: Sequence[str] = (),
 ) -> None:
-    """Raise the refusal a decision by `by` with `token` deserves, if any. `current`: the
-    run's definition hash now."""
+    """Raise the refusal a decision by `by` with `token` deserves, if any (None: the caller
+    was authenticated, no gate token is checked). `current`: the run's definition hash now;
+    `groups`: groups `by` belongs to besides the store's (an API token's)."""
     if row is None:
         raise GateNotPending(f"run {run_id} has no approval request for gate {gate!r}")
-    matches = row["token_sha256"] is not None and hmac.compare_digest(
-        token_hash(token), row["token_sha256"]
+    matches = token is None or (
+        row["token_sha256"] is not None
+        and hmac.compare_digest(token_hash(token), row["token_sha256"])
     )
     if row["status"] != "pending":
-        if matches:
+        if matches and token is not None:
             raise TokenUsed(
                 f"this token was already used: gate {gate!r} of run {run_id} is "
                 f"{row['status']} (by {row['decided_by']} at {row['decided_at']})"
@@ -248,11 +280,12 @@ async def _verify(
         )
     if not matches:
         raise BadToken(f"the token is not the one issued for gate {gate!r} of run {run_id}")
-    if not may_decide(by, row["approvers"], await _members(store, row["approvers"])):
-        groups = [a for a in row["approvers"] if a.startswith("group:")]
+    members = await approver_members(store, row["approvers"])
+    if not may_decide(by, row["approvers"], members, groups):
+        named = [a for a in row["approvers"] if a.startswith("group:")]
         hint = None
-        if groups:
-            group = groups[0].removeprefix("group:")
+        if named:
+            group = named[0].removeprefix("group:")
             hint = f"group members are kept in the journal: sagac groups add {group} USER"
             if os.environ.get(GROUPS_ENV):
                 hint = f"{GROUPS_ENV} is no longer read; {hint}"
@@ -329,6 +362,16 @@ async def inject_decision(
 async def pending(store: Store, run_id: str | None = None) -> list[Approval]:
     """Pending approval requests (never with a token: the store has only its hash)."""
     return await store.approvals(run_id, status="pending")
+
+
+async def pending_for(store: Store, user: str, groups: Sequence[str] = ()) -> list[Approval]:
+    """The pending approval requests that `user` (also in `groups`, an API token's) may
+    decide: those listing the user, or a group the store or `groups` puts the user in."""
+    rows = await store.approvals(None, status="pending")
+    if not rows:
+        return []
+    members = await store.group_members()
+    return [row for row in rows if may_decide(user, row["approvers"], members, groups)]
 
 
 def message_context(template: str | None, scope: Mapping[str, Any]) -> dict[str, Any]:

@@ -71,6 +71,13 @@ _EXPORTS = {
     "check_group_name": "sagac.runtime.approvals",
     "check_user_names": "sagac.runtime.approvals",
     "signal": "sagac.runtime.signals:send_sync",
+    # API tokens (the HTTP API's bearer tokens)
+    "API_SCOPES": "sagac.runtime.auth:SCOPES",
+    "ApiToken": "sagac.runtime.store.base",
+    "Identity": "sagac.runtime.auth",
+    "acreate_api_token": "sagac.runtime.auth:create_token",
+    "aauthenticate": "sagac.runtime.auth:authenticate",
+    "require_scope": "sagac.runtime.auth:require",
     "asignal": "sagac.runtime.signals:send",
     # workers
     "submit": "sagac.runtime.submit:submit_sync",
@@ -96,15 +103,20 @@ _EXPORTS = {
     "ApprovalRefused": _ERRORS,
     "CallbackRefused": _ERRORS,
     "SignalRefused": _ERRORS,
+    "Unauthenticated": _ERRORS,
+    "Forbidden": _ERRORS,
+    "UnknownApiToken": _ERRORS,
 }
 
 # The same names as _EXPORTS, spelled out for type checkers and linters (a test checks).
 __all__ = [
+    "API_SCOPES",
     "DEFAULT_STORE",
     "FINAL_STATUSES",
     "FORMATS",
     "RUN_STATUSES",
     "SQLITE_PREFIX",
+    "ApiToken",
     "ApprovalRefused",
     "BatchProgress",
     "CallbackRefused",
@@ -113,6 +125,8 @@ __all__ = [
     "DefinitionError",
     "Diagnostic",
     "ExitCode",
+    "Forbidden",
+    "Identity",
     "InputError",
     "Interrupt",
     "LeaseHeld",
@@ -129,12 +143,16 @@ __all__ = [
     "StoreUnavailable",
     "Submitted",
     "TooLarge",
+    "Unauthenticated",
+    "UnknownApiToken",
     "UsageError",
     "WorkerInfo",
     "__version__",
+    "aauthenticate",
     "acallback",
     "acancel",
     "aclose_clients",
+    "acreate_api_token",
     "adecide",
     "apending_approvals",
     "approve",
@@ -167,6 +185,7 @@ __all__ = [
     "reject",
     "render",
     "render_report_html",
+    "require_scope",
     "resume",
     "run",
     "saga_schema",
@@ -219,6 +238,7 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
         DefinitionChanged,
         DefinitionError,
         ExitCode,
+        Forbidden,
         InputError,
         LeaseHeld,
         RunNotFound,
@@ -228,6 +248,8 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
         StepError,
         StoreError,
         StoreUnavailable,
+        Unauthenticated,
+        UnknownApiToken,
         UsageError,
     )
     from sagac.runtime.actions import (
@@ -246,6 +268,21 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
     )
     from sagac.runtime.approvals import (
         pending as apending_approvals,
+    )
+    from sagac.runtime.auth import (
+        SCOPES as API_SCOPES,
+    )
+    from sagac.runtime.auth import (
+        Identity,
+    )
+    from sagac.runtime.auth import (
+        authenticate as aauthenticate,
+    )
+    from sagac.runtime.auth import (
+        create_token as acreate_api_token,
+    )
+    from sagac.runtime.auth import (
+        require as require_scope,
     )
     from sagac.runtime.callbacks import (
         complete as acallback,
@@ -308,6 +345,7 @@ if TYPE_CHECKING:  # what mypy sees; at run time `__getattr__` loads each name o
     )
     from sagac.runtime.store.base import (
         RUN_STATUSES,
+        ApiToken,
         Store,
         WorkerInfo,
     )

@@ -24,9 +24,11 @@ COMMAND_MODULES = (
     "signal",
     "workers",
     "groups",
+    "tokens",
     "inspect",
     "diagram",
     "store",
+    "serve",
 )
 
 

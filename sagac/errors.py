@@ -6,7 +6,7 @@ CLI returns for it, a member of `ExitCode`:
 
     SagacError (SAGAC_ERROR, 1)
     ├── UsageError (USAGE, 64)
-    │   ├── IdempotencyConflict, DefinitionUnavailable
+    │   ├── IdempotencyConflict, DefinitionUnavailable, UnknownApiToken
     ├── RunNotFound (64), SecretMissing (64)
     ├── DefinitionError (INVALID_DEFINITION, 65), DefinitionChanged (65)
     ├── InputError (INVALID_INPUT, 4)
@@ -16,6 +16,8 @@ CLI returns for it, a member of `ExitCode`:
     ├── ApprovalRefused (APPROVAL_REFUSED, 77)
     │   └── NotAnApprover, BadToken, TokenUsed, GateNotPending, ApprovalExpired,
     │       DefinitionMismatch
+    ├── SignalRefused, CallbackRefused (77)
+    ├── Unauthenticated (UNAUTHENTICATED), Forbidden (FORBIDDEN): HTTP 401 and 403
     ├── GraphvizMissing (69), GraphvizFailed (70)
     └── OutputError (CANNOT_WRITE, 73)
 
@@ -280,6 +282,12 @@ class IdempotencyConflict(UsageError):
     code = "IDEMPOTENCY_CONFLICT"
 
 
+class UnknownApiToken(UsageError):
+    """No API token has that id (or a prefix names several): `sagac tokens revoke`."""
+
+    code = "UNKNOWN_API_TOKEN"
+
+
 class DefinitionUnavailable(UsageError):
     """A run's definition file cannot be found or read to resume it."""
 
@@ -439,6 +447,22 @@ class CallbackNotPending(CallbackRefused):
     step completed it)."""
 
     code = "CALLBACK_NOT_PENDING"
+
+
+class Unauthenticated(SagacError):
+    """A request to the HTTP API without a bearer token, or with one the store does not know
+    or has revoked (HTTP 401; audited). No command exits with it."""
+
+    code = "UNAUTHENTICATED"
+    exit_code = ExitCode.NOT_PERMITTED
+
+
+class Forbidden(SagacError):
+    """An authenticated caller's token lacks the scope the request needs (HTTP 403;
+    audited)."""
+
+    code = "FORBIDDEN"
+    exit_code = ExitCode.NOT_PERMITTED
 
 
 # -- the CLI's errors ---------------------------------------------------------------------------

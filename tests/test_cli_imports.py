@@ -39,8 +39,9 @@ def test_no_command_module_imports_another() -> None:
     assert offenders == []
 
 
-# Modules of the CLI itself, which it may import freely: the light error tree and its helpers.
-CLI_MODULES = {"sagac.errors", "sagac._streams", "sagac.commands"}
+# Modules of the CLI itself, which it may import freely: the light error tree and its helpers;
+# and the HTTP server, which only `sagac serve` imports (`tests/test_layers.py`).
+CLI_MODULES = {"sagac.errors", "sagac._streams", "sagac.commands", "sagac.server"}
 
 
 def test_the_cli_uses_only_what_sagac_exports() -> None:

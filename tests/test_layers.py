@@ -1,5 +1,6 @@
-"""Rules of the layout that no type checker sees: the compiler never imports the runtime, and
-the event table in docs/runtime.md lists exactly the types `runtime/events.py` declares."""
+"""Rules of the layout that no type checker sees: the compiler never imports the runtime, only
+`sagac serve` imports the HTTP server, and the event table in docs/runtime.md lists exactly the
+types `runtime/events.py` declares."""
 
 from __future__ import annotations
 
@@ -51,6 +52,25 @@ def test_the_compiler_never_imports_the_runtime() -> None:
         for f in files
     }
     assert {f: m for f, m in offenders.items() if m} == {}
+
+
+def test_only_sagac_serve_imports_the_server() -> None:
+    """The HTTP server (`server/`, `sagac.server`) sits on top: it may import the runtime and
+    the compiler, and nothing imports it but the `serve` command."""
+    files = [
+        f
+        for folder in ("compiler", "runtime", "sagac", "schemas")
+        for f in sorted((ROOT / folder).rglob("*.py"))
+        if f != ROOT / "sagac" / "commands" / "serve.py"
+    ]
+    offenders = {
+        str(f.relative_to(ROOT)): sorted(
+            m for m in _imports(f) if m == "sagac.server" or m.startswith("sagac.server.")
+        )
+        for f in files
+    }
+    assert {f: m for f, m in offenders.items() if m} == {}
+    assert "sagac.server" in _imports(ROOT / "sagac" / "commands" / "serve.py")
 
 
 def test_the_runtime_has_no_import_cycles() -> None:

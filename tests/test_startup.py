@@ -13,7 +13,17 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("networkx", "jinja2", "jsonschema", "pydantic", "rich", "httpx", "yaml")
+HEAVY = (
+    "networkx",
+    "jinja2",
+    "jsonschema",
+    "pydantic",
+    "rich",
+    "httpx",
+    "yaml",
+    "starlette",
+    "uvicorn",
+)
 
 
 def imported(args: list[str], cwd: Path) -> set[str]:
@@ -48,7 +58,9 @@ def heavy(modules: set[str]) -> list[str]:
         ["submit", "--help"],
         ["worker", "--help"],
         ["workers", "--help"],
+        ["tokens", "create", "--help"],
         ["store", "migrate", "--help"],
+        ["serve", "--help"],
     ],
 )
 def test_help_imports_no_heavy_library(args: list[str], tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ order of calls (one writer per run; a store with real I/O serialises its writes 
 Besides the journal a store keeps what several processes must agree on: run-level idempotency
 keys, leases (one driver per run), cancel requests, approval requests and their decisions (a
 view of the journal's `approval_*` events), parked nodes (a view of the journal's parking
-events), the signals sent to runs, callbacks' outcomes, runs' parents, approver groups and the
-audit log. Every such
+events), the signals sent to runs, callbacks' outcomes, runs' parents, approver groups, the
+HTTP API's bearer tokens (as hashes) and the audit log. Every such
 operation is an abstract method below; callers never probe a store for features. What a store
 cannot offer is a declared capability (`shared`, `group_commit`), not a missing method. A
 foreach's checkpoints are journal events (`batch_progress`), so they need no operation of their
@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 
 from sagac.runtime.clock import parse_rfc3339
 
-from sagac.errors import CallbackLate, CallbackNotPending, CallbackTokenUsed
+from sagac.errors import CallbackLate, CallbackNotPending, CallbackTokenUsed, UnknownApiToken
 
 Event = dict[str, Any]
 # An approval request and its decision, as `Store.approvals` returns it: run_id, gate, key,
@@ -128,6 +128,25 @@ class WorkerInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A bearer token of the HTTP API (`sagac tokens`), as a store keeps it: never the token
+    itself, only its sha256 (`approvals.token_hash` form). `token_id` is public (it is also
+    part of the token, `auth.new_api_token`): listings and revocations name it, or a prefix of
+    it. A token's `groups` count as approver groups of its `user` (`group:NAME` in a gate's
+    approvers matches them, as well as the store's groups)."""
+
+    token_id: str
+    sha256: str
+    user: str
+    groups: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ("read",)
+    created_at: str = ""  # RFC 3339, set by the store
+    created_by: str = ""  # who created it (the OS user of `sagac tokens create`)
+    revoked_at: str | None = None  # RFC 3339, set by `Store.revoke_api_token`
+    revoked_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One line of the audit log. The store stamps it with the time and `os_user()`."""
 
@@ -174,9 +193,19 @@ class Store(ABC):
 
     @abstractmethod
     async def list_runs(
-        self, *, saga: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        saga: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        since: str | None = None,
+        until: str | None = None,
+        before: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first, optionally filtered by saga and status."""
+        """Runs, newest first, optionally filtered by saga and status, created at `since` or
+        later and before `until` (RFC 3339 times as the store writes them), and, with
+        `before` (a run id: a page's last run), only the runs listed after that run: keyset
+        pagination, stable while runs are added. An unknown `before` run lists nothing."""
 
     @abstractmethod
     async def definition(self, definition_hash: str) -> Definition | None:
@@ -420,6 +449,30 @@ class Store(ABC):
     async def group_members(self, group: str | None = None) -> dict[str, list[str]]:
         """Approver groups (or the one named) and their members, sorted by name."""
 
+    # -- API tokens (issue 14) ------------------------------------------------------------
+
+    @abstractmethod
+    async def create_api_token(self, token: ApiToken) -> ApiToken:
+        """Keep `token` (its `created_at` stamped by the store; `revoked_at` ignored) and write
+        its audit entry (`token_create`, `token_entry`) in one write; returns it as kept.
+        Raises StoreError when its `token_id` or `sha256` is there already."""
+
+    @abstractmethod
+    async def api_token(self, sha256: str) -> ApiToken | None:
+        """The token whose hash is `sha256` (revoked or not), or None."""
+
+    @abstractmethod
+    async def api_tokens(self) -> list[ApiToken]:
+        """Every token, revoked ones included, in the order they were created."""
+
+    @abstractmethod
+    async def revoke_api_token(self, id_or_prefix: str, by: str) -> ApiToken:
+        """Revoke the token whose `token_id` is `id_or_prefix` or, failing that, the one token
+        whose id begins with it (`pick_token`): its `revoked_at` and `revoked_by` are set,
+        with the audit entry (`token_revoke`), in one write. Revoking a revoked token changes
+        nothing and is audited as `unchanged`. Raises UnknownApiToken (no such token, or a
+        prefix of several). Returns the token as it is now."""
+
     async def migrate(self) -> tuple[int, int]:
         """Bring the store to this sagac's schema now (`sagac store migrate`); returns (the
         schema version it was at, the version it is at). Raises StoreError when the store's
@@ -443,6 +496,43 @@ def group_change(action: str, group: str, asked: Sequence[str], changed: list[st
         outcome="accepted" if changed else "unchanged",
         message=f"group:{group} {'+' if action == 'group_add' else '-'} {', '.join(asked)}",
         detail={"group": group, "users": list(asked), "changed": changed},
+    )
+
+
+def token_entry(action: str, token: ApiToken, actor: str, changed: bool = True) -> AuditEntry:
+    """The audit entry of a token's creation (`token_create`) or revocation (`token_revoke`):
+    its id, user, groups and scopes; never the token, nor its hash."""
+    return AuditEntry(
+        actor=actor,
+        action=action,
+        outcome="accepted" if changed else "unchanged",
+        message=f"token {token.token_id} of {token.user}",
+        detail={
+            "token_id": token.token_id,
+            "user": token.user,
+            "groups": list(token.groups),
+            "scopes": list(token.scopes),
+        },
+    )
+
+
+def pick_token(tokens: Sequence[ApiToken], id_or_prefix: str) -> ApiToken:
+    """The token `Store.revoke_api_token` means among `tokens`: the one with that id, else the
+    one whose id begins with it; UnknownApiToken for none, or several."""
+    exact = [t for t in tokens if t.token_id == id_or_prefix]
+    if exact:
+        return exact[0]
+    found = [t for t in tokens if id_or_prefix and t.token_id.startswith(id_or_prefix)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UnknownApiToken(
+            f"no API token {id_or_prefix!r} in this store", hint="sagac tokens list"
+        )
+    raise UnknownApiToken(
+        f"{id_or_prefix!r} begins the ids of {len(found)} tokens: "
+        + ", ".join(t.token_id for t in found),
+        hint="give more of the id",
     )
 
 

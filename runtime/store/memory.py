@@ -40,6 +40,7 @@ from .base import (
     FINISHED_STATUSES,
     PARKED_KINDS,
     PARKED_STATUSES,
+    ApiToken,
     Approval,
     AuditEntry,
     Definition,
@@ -56,8 +57,10 @@ from .base import (
     os_user,
     owner_alive,
     parked_row,
+    pick_token,
     rebind_entry,
     signal_audit,
+    token_entry,
     with_seq,
 )
 
@@ -88,6 +91,7 @@ class MemoryStore(Store):
         # token_sha256 -> a callback's outcome, outcome_at, outcome_by (the rest of its row is
         # folded from the journal)
         self._outcomes: dict[str, dict[str, Any]] = {}
+        self._tokens: dict[str, ApiToken] = {}  # token id -> token, in creation order
         self._work = asyncio.Event()  # set by whatever makes work (`wait_for_work`)
         self._work_loop: asyncio.AbstractEventLoop | None = None
 
@@ -176,12 +180,26 @@ class MemoryStore(Store):
             self._work.set()
 
     async def list_runs(
-        self, *, saga: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        saga: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        since: str | None = None,
+        until: str | None = None,
+        before: str | None = None,
     ) -> list[RunRecord]:
+        ordered = list(reversed(self._runs.values()))
+        if before is not None:
+            at = next((i for i, r in enumerate(ordered) if r.run_id == before), len(ordered))
+            ordered = ordered[at + 1 :]
         runs = [
             self._shown(r)
-            for r in reversed(self._runs.values())
-            if (saga is None or r.saga == saga) and (status is None or r.status == status)
+            for r in ordered
+            if (saga is None or r.saga == saga)
+            and (status is None or r.status == status)
+            and (since is None or r.created_at >= since)
+            and (until is None or r.created_at < until)
         ]
         return runs[:limit]
 
@@ -598,6 +616,40 @@ class MemoryStore(Store):
             for name, members in sorted(self._groups.items())
             if group is None or name == group
         }
+
+    # -- API tokens ------------------------------------------------------------------------
+
+    async def create_api_token(self, token: ApiToken) -> ApiToken:
+        if token.token_id in self._tokens or any(
+            t.sha256 == token.sha256 for t in self._tokens.values()
+        ):
+            raise StoreError(f"API token {token.token_id!r} already exists")
+        kept = replace(
+            token,
+            groups=tuple(token.groups),
+            scopes=tuple(token.scopes),
+            created_at=rfc3339(time.time()),
+            revoked_at=None,
+            revoked_by=None,
+        )
+        self._tokens[kept.token_id] = kept
+        self._write_audit(token_entry("token_create", kept, kept.created_by))
+        return kept
+
+    async def api_token(self, sha256: str) -> ApiToken | None:
+        return next((t for t in self._tokens.values() if t.sha256 == sha256), None)
+
+    async def api_tokens(self) -> list[ApiToken]:
+        return list(self._tokens.values())
+
+    async def revoke_api_token(self, id_or_prefix: str, by: str) -> ApiToken:
+        token = pick_token(list(self._tokens.values()), id_or_prefix)
+        first = token.revoked_at is None
+        if first:
+            token = replace(token, revoked_at=rfc3339(time.time()), revoked_by=by)
+            self._tokens[token.token_id] = token
+        self._write_audit(token_entry("token_revoke", token, by, first))
+        return token
 
 
 def _requested(run_id: str, e: Event, fallback_hash: str) -> Approval:

@@ -409,6 +409,28 @@ def _v10_parked_signals_children(c: sqlite3.Connection) -> None:
     )
 
 
+def _v11_api_tokens(c: sqlite3.Connection) -> None:
+    """Issue 14's bearer tokens of the HTTP API (`sagac tokens`): each kept as its sha256
+    only (unique), with its public id, user, groups and scopes (JSON lists), who created it
+    and when, and when and by whom it was revoked."""
+    _script(
+        c,
+        """
+        CREATE TABLE api_tokens (
+            token_id TEXT PRIMARY KEY,
+            sha256 TEXT NOT NULL UNIQUE,
+            username TEXT NOT NULL,
+            token_groups TEXT NOT NULL,
+            token_scopes TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            created_by TEXT,
+            revoked_at TEXT,
+            revoked_by TEXT
+        )
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_journal,
     _v2_approvals_and_audit,
@@ -420,6 +442,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v8_workers,
     _v9_approval_tokens,
     _v10_parked_signals_children,
+    _v11_api_tokens,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # The oldest schema this sagac's read queries work on as it is: a read-only store (the
@@ -434,6 +457,8 @@ TOKENS_FROM = 9
 # The first schema with parked rows, signals and runs' parents: a read-only store on an older
 # file answers that it has none of them.
 PARKED_FROM = 10
+# The first schema with API tokens: a read-only store on an older file lists none.
+API_TOKENS_FROM = 11
 
 
 def current_version(c: sqlite3.Connection) -> int:

@@ -55,6 +55,7 @@ from sagac.errors import (
 
 from .base import (
     FINISHED_STATUSES,
+    ApiToken,
     Approval,
     AuditEntry,
     Definition,
@@ -70,14 +71,17 @@ from .base import (
     group_change,
     os_user,
     owner_alive,
+    pick_token,
     rebind_entry,
     signal_audit,
+    token_entry,
     with_seq,
 )
 from .memory import steps_of
 from .postgres_journal import CHANNEL, NOTIFY, Append, Writer, add_audit, wake_for, write
 from .postgres_migrations import SCHEMA_VERSION, current_version, migrate, too_new
 from .rows import (
+    API_TOKEN_COLUMNS,
     APPROVAL_COLUMNS,
     CLAIM_ORDER,
     DEFINITION_COLUMNS,
@@ -85,18 +89,23 @@ from .rows import (
     RUN_COLUMNS,
     SIGNAL_SELECT,
     WORKER_COLUMNS,
+    api_token_row,
+    api_token_values,
     approval_row,
     definition_row,
     definition_values,
     dumps,
+    insert_api_token,
     insert_definition,
     insert_run,
     insert_signal,
+    list_clause,
     loads,
     next_wake_sql,
     outcome_values,
     parked_from,
     record_outcome,
+    revoke_api_token_sql,
     run_record,
     run_values,
     runnable,
@@ -458,9 +467,16 @@ class PostgresStore(Store):
             await wake_for(cur, run_id, status)
 
     async def list_runs(
-        self, *, saga: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        saga: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        since: str | None = None,
+        until: str | None = None,
+        before: str | None = None,
     ) -> list[RunRecord]:
-        where, args = where_clause("%s", saga=saga, status=status)
+        where, args = list_clause("%s", "id", saga, status, since, until, before)
         sql = f"SELECT {RUN_COLUMNS} FROM runs{where} ORDER BY created_at DESC, id DESC LIMIT %s"
         return [run_record(r) for r in await self._fetch(sql, [*args, limit])]
 
@@ -924,6 +940,43 @@ class PostgresStore(Store):
         for name, member in rows:
             out.setdefault(name, []).append(member)
         return out
+
+    # -- API tokens ------------------------------------------------------------------------
+
+    async def create_api_token(self, token: ApiToken) -> ApiToken:
+        import psycopg
+
+        kept = replace(token, created_at=rfc3339(time.time()), revoked_at=None, revoked_by=None)
+        try:
+            async with self._tx() as cur:
+                await cur.execute(insert_api_token("%s"), api_token_values(kept))
+                await add_audit(cur, token_entry("token_create", kept, kept.created_by))
+        except StoreError as e:
+            if isinstance(e.__context__, psycopg.errors.UniqueViolation):
+                raise StoreError(f"API token {kept.token_id!r} already exists") from None
+            raise
+        return kept
+
+    async def api_token(self, sha256: str) -> ApiToken | None:
+        sql = f"SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE sha256 = %s"
+        rows = await self._fetch(sql, (sha256,))
+        return api_token_row(rows[0]) if rows else None
+
+    async def api_tokens(self) -> list[ApiToken]:
+        sql = f"SELECT {API_TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, token_id"
+        return [api_token_row(r) for r in await self._fetch(sql)]
+
+    async def revoke_api_token(self, id_or_prefix: str, by: str) -> ApiToken:
+        async with self._tx() as cur:
+            await cur.execute(f"SELECT {API_TOKEN_COLUMNS} FROM api_tokens FOR UPDATE")
+            token = pick_token([api_token_row(r) for r in await cur.fetchall()], id_or_prefix)
+            now = rfc3339(time.time())
+            await cur.execute(revoke_api_token_sql("%s"), (now, by, token.token_id))
+            first = cur.rowcount > 0
+            if first:
+                token = replace(token, revoked_at=now, revoked_by=by)
+            await add_audit(cur, token_entry("token_revoke", token, by, first))
+            return token
 
 
 # -- inside a transaction -----------------------------------------------------------------

@@ -210,8 +210,23 @@ _V4 = (
     " AND status IN ('queued', 'running', 'interrupted', 'waiting_approval', 'waiting')",
 )
 
+_V5 = (
+    """
+    CREATE TABLE api_tokens (
+        token_id TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL UNIQUE,
+        username TEXT NOT NULL,
+        token_groups TEXT NOT NULL,
+        token_scopes TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT,
+        revoked_at TEXT,
+        revoked_by TEXT
+    )""",
+)
+
 # Each migration: its statements, run in order inside the upgrade's transaction.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

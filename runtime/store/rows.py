@@ -1,6 +1,6 @@
 """Journal rows as Python values, the same for every SQL store: JSON columns, run records,
 approval requests and decisions, audit entries, definitions and workers, parked rows and
-signals, WHERE clauses of equalities, and the SQL of claims, wake times, parked rows and
+signals, API tokens, WHERE clauses of equalities, and the SQL of claims, wake times, parked rows and
 signals (text with the driver's placeholder).
 
 SQLite and PostgreSQL keep the same tables with the same columns; what a row means is decided
@@ -21,6 +21,7 @@ from sagac.runtime.clock import parse_rfc3339, rfc3339
 
 from .base import (
     PARKED_COLUMNS,
+    ApiToken,
     Approval,
     AuditEntry,
     Definition,
@@ -174,6 +175,34 @@ def where_clause(placeholder: str, **filters: Any) -> tuple[str, list[Any]]:
         return "", []
     clause = " AND ".join(f"{column} = {placeholder}" for column, _ in given)
     return " WHERE " + clause, [v for _, v in given]
+
+
+def list_clause(
+    p: str,
+    seq: str,
+    saga: str | None,
+    status: str | None,
+    since: str | None,
+    until: str | None,
+    before: str | None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause of `Store.list_runs` (ordered by `created_at DESC, SEQ DESC`, `seq`
+    being the table's insertion order column): equality filters, a time range, and the keyset
+    condition of a page after run `before`."""
+    where, args = where_clause(p, saga=saga, status=status)
+    parts = [where.removeprefix(" WHERE ")] if where else []
+    if since is not None:
+        parts.append(f"created_at >= {p}")
+        args.append(since)
+    if until is not None:
+        parts.append(f"created_at < {p}")
+        args.append(until)
+    if before is not None:
+        parts.append(
+            f"(created_at, {seq}) < (SELECT created_at, {seq} FROM runs WHERE run_id = {p})"
+        )
+        args.append(before)
+    return (" WHERE " + " AND ".join(parts) if parts else ""), args
 
 
 # -- what workers need: stored definitions, claims, wake times and the worker registry ------
@@ -465,4 +494,45 @@ def worker_row(r: Sequence[Any], held: Sequence[str]) -> WorkerInfo:
         heartbeat_at=r[5],
         state=r[6],
         held=tuple(sorted(held)),
+    )
+
+
+# An API token's row (`api_tokens`): never the token, only its sha256.
+API_TOKEN_COLUMNS = (
+    "token_id, sha256, username, token_groups, token_scopes, created_at, created_by,"
+    " revoked_at, revoked_by"
+)
+
+
+def insert_api_token(p: str) -> str:
+    """The INSERT of a new token's row, with `api_token_values`'s parameters."""
+    return f"INSERT INTO api_tokens ({API_TOKEN_COLUMNS}) VALUES ({', '.join([p] * 9)})"
+
+
+def api_token_values(t: ApiToken) -> tuple[Any, ...]:
+    """`insert_api_token`'s parameters (not revoked)."""
+    groups, scopes = dumps(list(t.groups)), dumps(list(t.scopes))
+    return (t.token_id, t.sha256, t.user, groups, scopes, t.created_at, t.created_by, None, None)
+
+
+def api_token_row(r: Sequence[Any]) -> ApiToken:
+    """An `ApiToken` from a row of `API_TOKEN_COLUMNS`."""
+    return ApiToken(
+        token_id=r[0],
+        sha256=r[1],
+        user=r[2],
+        groups=tuple(loads(r[3]) or ()),
+        scopes=tuple(loads(r[4]) or ()),
+        created_at=r[5],
+        created_by=r[6],
+        revoked_at=r[7],
+        revoked_by=r[8],
+    )
+
+
+def revoke_api_token_sql(p: str) -> str:
+    """The UPDATE revoking a token (revoked_at, revoked_by, token_id); no row when it was."""
+    return (
+        f"UPDATE api_tokens SET revoked_at = {p}, revoked_by = {p}"
+        f" WHERE token_id = {p} AND revoked_at IS NULL"
     )

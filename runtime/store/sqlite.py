@@ -45,6 +45,7 @@ from sagac.errors import (
 
 from .base import (
     FINISHED_STATUSES,
+    ApiToken,
     Approval,
     AuditEntry,
     Definition,
@@ -59,11 +60,14 @@ from .base import (
     cancel_entry,
     group_change,
     os_user,
+    pick_token,
     rebind_entry,
     signal_audit,
+    token_entry,
     with_seq,
 )
 from .migrations import (
+    API_TOKENS_FROM,
     PARKED_FROM,
     READS_FROM,
     SCHEMA_VERSION,
@@ -73,24 +77,30 @@ from .migrations import (
     migrate,
 )
 from .rows import (
+    API_TOKEN_COLUMNS,
     APPROVAL_COLUMNS,
     CLAIM_ORDER,
     DEFINITION_COLUMNS,
     PARKED_SELECT,
     SIGNAL_SELECT,
     WORKER_COLUMNS,
+    api_token_row,
+    api_token_values,
     approval_row,
     definition_row,
     definition_values,
     dumps,
+    insert_api_token,
     insert_definition,
     insert_run,
     insert_signal,
+    list_clause,
     loads,
     next_wake_sql,
     outcome_values,
     parked_from,
     record_outcome,
+    revoke_api_token_sql,
     run_columns,
     run_record,
     run_values,
@@ -344,10 +354,17 @@ class SqliteStore(Store):
         return await self.read(fn)
 
     async def list_runs(
-        self, *, saga: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        saga: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        since: str | None = None,
+        until: str | None = None,
+        before: str | None = None,
     ) -> list[RunRecord]:
         def fn(c: sqlite3.Connection) -> list[RunRecord]:
-            where, args = where_clause("?", saga=saga, status=status)
+            where, args = list_clause("?", "rowid", saga, status, since, until, before)
             sql = f"SELECT {self._run_columns} FROM runs{where}"
             sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
             return [run_record(r) for r in c.execute(sql, [*args, limit])]
@@ -822,6 +839,54 @@ class SqliteStore(Store):
             return out
 
         return await self.read(fn)
+
+    # API tokens
+
+    async def create_api_token(self, token: ApiToken) -> ApiToken:
+        kept = replace(token, created_at=rfc3339(time.time()), revoked_at=None, revoked_by=None)
+
+        def fn(c: sqlite3.Connection) -> ApiToken:
+            try:
+                c.execute(insert_api_token("?"), api_token_values(kept))
+            except sqlite3.IntegrityError:
+                raise StoreError(f"API token {kept.token_id!r} already exists") from None
+            add_audit(c, token_entry("token_create", kept, kept.created_by))
+            return kept
+
+        return await self.write(fn)
+
+    async def api_token(self, sha256: str) -> ApiToken | None:
+        if self._schema < API_TOKENS_FROM:  # a read-only look at a file older than tokens
+            return None
+
+        def fn(c: sqlite3.Connection) -> ApiToken | None:
+            sql = f"SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE sha256 = ?"
+            row = c.execute(sql, (sha256,)).fetchone()
+            return api_token_row(row) if row else None
+
+        return await self.read(fn)
+
+    async def api_tokens(self) -> list[ApiToken]:
+        if self._schema < API_TOKENS_FROM:
+            return []
+        return await self.read(_api_tokens)
+
+    async def revoke_api_token(self, id_or_prefix: str, by: str) -> ApiToken:
+        def fn(c: sqlite3.Connection) -> ApiToken:
+            token = pick_token(_api_tokens(c), id_or_prefix)
+            now = rfc3339(time.time())
+            first = c.execute(revoke_api_token_sql("?"), (now, by, token.token_id)).rowcount > 0
+            if first:
+                token = replace(token, revoked_at=now, revoked_by=by)
+            add_audit(c, token_entry("token_revoke", token, by, first))
+            return token
+
+        return await self.write(fn)
+
+
+def _api_tokens(c: sqlite3.Connection) -> list[ApiToken]:
+    sql = f"SELECT {API_TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, rowid"
+    return [api_token_row(r) for r in c.execute(sql)]
 
 
 def _callback_row(c: sqlite3.Connection, token: str) -> Parked | None:

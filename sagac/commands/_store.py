@@ -61,6 +61,22 @@ def open_existing(url: str, *, readonly: bool = False) -> Store:
     return open_store(url, readonly=readonly)
 
 
+def open_durable(url: str, *, create: bool, readonly: bool = False, what: str) -> Store:
+    """The durable store at `url` for a command that keeps `what` (groups, tokens) in it:
+    `create` may create a SQLite journal (they are often set up before any run); `--store
+    memory` is a usage error (it forgets them when the process ends)."""
+    from sagac import SQLITE_PREFIX, open_store
+
+    if url == "memory":
+        raise UsageError(
+            f"{what} need a durable store: --store memory forgets them when the process ends",
+            hint="pass --store sqlite:///PATH (the default is sqlite:///.sagac/sagac.db)",
+        )
+    if create and url.startswith(SQLITE_PREFIX):
+        return open_store(url)
+    return open_existing(url, readonly=readonly)
+
+
 def explain_interruption(error: Any, run_id: str, url: str, started: bool = True) -> Any:
     """`error` (a StoreError that stopped a run) with a hint naming the run and how to go on:
     the journal keeps everything up to the failed write. `started`: whether the run is known

@@ -14,7 +14,7 @@ from typing import Any
 
 from sagac.errors import ExitCode, UsageError
 
-from ._store import add_store_option, open_existing, using
+from ._store import add_store_option, open_durable, using
 
 
 def register(sub: Any) -> None:
@@ -39,16 +39,7 @@ def register(sub: Any) -> None:
 def _open(url: str, create: bool, readonly: bool = False) -> Any:
     """The durable store at `url`. `add` may create the journal (groups are often set up before
     any run); `remove` and `list` never do."""
-    from sagac import SQLITE_PREFIX, open_store
-
-    if url == "memory":
-        raise UsageError(
-            "groups need a durable store: --store memory forgets them when the process ends",
-            hint="pass --store sqlite:///PATH (the default is sqlite:///.sagac/sagac.db)",
-        )
-    if create and url.startswith(SQLITE_PREFIX):
-        return open_store(url)
-    return open_existing(url, readonly=readonly)
+    return open_durable(url, create=create, readonly=readonly, what="groups")
 
 
 def change(args: argparse.Namespace) -> int:

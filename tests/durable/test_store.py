@@ -491,3 +491,33 @@ def test_parked_rows_signals_outcomes_and_parents_outlive_the_store(db: Path) ->
         ["c"],
         ["signal", "callback"],
     ]
+
+
+def test_a_journal_before_api_tokens_migrates_and_a_read_only_look_lists_none(db: Path) -> None:
+    from sagac.runtime.store.base import ApiToken
+    from sagac.runtime.store.migrations import API_TOKENS_FROM
+
+    c = sqlite3.connect(db, isolation_level=None)
+    migrate(c, str(db), target=API_TOKENS_FROM - 1)
+    c.close()
+
+    async def look() -> None:
+        store = SqliteStore(db, readonly=True)
+        try:
+            assert store.migrated_from == API_TOKENS_FROM - 1
+            assert await store.api_tokens() == [] and await store.api_token("sha256:x") is None
+        finally:
+            await store.close()
+
+    async def upgrade() -> None:
+        store = SqliteStore(db)
+        try:
+            assert store.migrated_from == API_TOKENS_FROM - 1
+            await store.create_api_token(ApiToken("0123456789ab", "sha256:x", "alice"))
+            assert (await store.api_token("sha256:x")) is not None
+        finally:
+            await store.close()
+
+    run(look())
+    run(upgrade())
+    assert SqliteStore(db).migrated_from == SCHEMA_VERSION == API_TOKENS_FROM

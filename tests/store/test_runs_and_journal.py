@@ -52,6 +52,33 @@ def test_run_rows_are_created_updated_listed_and_filtered(stores: Stores) -> Non
     stores.run(body)
 
 
+def test_runs_are_listed_in_pages_and_time_ranges(stores: Stores) -> None:
+    """`before` (a run id) lists the runs after that run in the newest-first order, whatever
+    runs were created since; `since` and `until` bound `created_at`; an unknown `before` lists
+    nothing."""
+
+    async def body(s: Stores) -> None:
+        store = s.open()
+        for i in range(7):
+            await store.create_run(RunRecord(f"p{i}", "paged", 1, "sha256:p", None))
+        order = [r.run_id for r in await store.list_runs(saga="paged")]
+        assert order == [f"p{i}" for i in reversed(range(7))]
+        first = await store.list_runs(saga="paged", limit=3)
+        await store.create_run(RunRecord("p7", "paged", 1, "sha256:p", None))
+        rest = await store.list_runs(saga="paged", before=first[-1].run_id)
+        assert [r.run_id for r in first + rest] == order
+        assert await store.list_runs(before="nope") == []
+        oldest = (await store.get_run("p0")).created_at
+        newest = (await store.get_run("p7")).created_at
+        since = await store.list_runs(saga="paged", since=newest)
+        assert "p7" in [r.run_id for r in since] and all(r.created_at >= newest for r in since)
+        until = await store.list_runs(saga="paged", until=oldest)
+        assert until == []
+        assert len(await store.list_runs(since=oldest, until="9999-12-31T00:00:00.000Z")) == 8
+
+    stores.run(body)
+
+
 def test_appends_are_read_back_in_order_with_their_payloads(stores: Stores) -> None:
     """Events come back as written (nested JSON, text, a foreach's checkpoint block), in seq
     order, from any seq on; the final append stores the report and the status with it."""
