@@ -159,21 +159,6 @@ async def submit_run(request: Request) -> Response:
 # -- runs --------------------------------------------------------------------------------------
 
 
-def _run_row(r: Any) -> dict[str, Any]:
-    return {
-        "run_id": r.run_id,
-        "saga": r.saga,
-        "version": r.version,
-        "status": r.status,
-        "created_at": r.created_at,
-        "updated_at": r.updated_at,
-        "definition_hash": r.definition_hash,
-        "idempotency_key": r.meta.get("idempotency_key"),
-        "cancel_requested": bool(r.meta.get("cancel_requested_at")),
-        "parent_run_id": r.parent_run_id,
-    }
-
-
 def _time(request: Request, name: str) -> str | None:
     """A time filter as the store compares it (RFC 3339, UTC, milliseconds)."""
     text = request.query_params.get(name)
@@ -214,7 +199,7 @@ async def list_runs(request: Request) -> Response:
     page = records[:limit]
     more = len(records) > limit
     return _json(
-        {"runs": [_run_row(r) for r in page], "next_cursor": page[-1].run_id if more else None}
+        {"runs": [r.summary() for r in page], "next_cursor": page[-1].run_id if more else None}
     )
 
 
@@ -229,7 +214,7 @@ async def get_run(request: Request) -> Response:
     children = await store.children(record.run_id)
     return _json(
         {
-            **_run_row(record),
+            **record.summary(),
             "input": record.input,
             "report": record.report,
             "steps": await store.steps(record.run_id),

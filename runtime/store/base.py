@@ -101,6 +101,21 @@ class RunRecord:
     parent_run_id: str | None = None
     parent_step: str | None = None
 
+    def summary(self) -> dict[str, Any]:
+        """The run as one JSON row of a list (`sagac runs --json`, the HTTP API's run pages)."""
+        return {
+            "run_id": self.run_id,
+            "saga": self.saga,
+            "version": self.version,
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "definition_hash": self.definition_hash,
+            "idempotency_key": self.meta.get("idempotency_key"),
+            "cancel_requested": bool(self.meta.get("cancel_requested_at")),
+            "parent_run_id": self.parent_run_id,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Definition:

@@ -79,21 +79,7 @@ def runs(args: argparse.Namespace) -> int:
         args, lambda s: s.list_runs(saga=args.saga, status=args.status, limit=args.limit)
     )
     if args.json:
-        rows = [
-            {
-                "run_id": r.run_id,
-                "saga": r.saga,
-                "version": r.version,
-                "status": r.status,
-                "created_at": r.created_at,
-                "updated_at": r.updated_at,
-                "definition_hash": r.definition_hash,
-                "file": r.file,
-                "idempotency_key": r.meta.get("idempotency_key"),
-                "cancel_requested": bool(r.meta.get("cancel_requested_at")),
-            }
-            for r in records
-        ]
+        rows = [{**r.summary(), "file": r.file} for r in records]
         print(json.dumps(rows, indent=2))
         return ExitCode.OK
     if not records:
